@@ -1,0 +1,123 @@
+"""The etcd key layout of desired, documented in ``docs/etcd.md``.
+
+Owns: every etcd key string. Other modules build keys only through these
+functions, so the layout that integrations watch is spelled out once.
+
+Must never: talk to etcd or know what values look like.
+
+Layout (``ROOT`` is ``/desired/v1``)::
+
+    ROOT/spec/<kind>/<project|_>/<name>     desired object (envelope without status)
+    ROOT/status/<kind>/<project|_>/<name>   observed status, written only by reconcilers
+    ROOT/events/<project|_>/<time>-<id>     events about objects, on a one-hour lease
+    ROOT/hosts/<host>                       host record: capacity, traits, zone
+    ROOT/alive/<host>                       bound to the host's lease: liveness
+    ROOT/assign/<host>/<uid>                what that host must run: the rendered spec
+    ROOT/alloc/<host>                       resources claimed on the host
+    ROOT/usage/<project>                    quota usage
+    ROOT/leader/<reconciler>                leader election
+
+``<kind>`` is the kind in lower case (``instance``); ``_`` stands for "no
+project" (cluster-scoped objects such as flavors and hosts).
+"""
+
+from __future__ import annotations
+
+ROOT = "/desired/v1"
+CLUSTER = "_"
+
+
+def _seg(project: str | None) -> str:
+    return project or CLUSTER
+
+
+def _kind(kind: str) -> str:
+    return kind.lower()
+
+
+def spec(kind: str, project: str | None, name: str) -> bytes:
+    return f"{ROOT}/spec/{_kind(kind)}/{_seg(project)}/{name}".encode()
+
+
+def status(kind: str, project: str | None, name: str) -> bytes:
+    return f"{ROOT}/status/{_kind(kind)}/{_seg(project)}/{name}".encode()
+
+
+def spec_prefix(kind: str | None = None, project: str | None = None) -> bytes:
+    """Prefix of every spec of ``kind`` (all kinds if None), in ``project`` if given."""
+    if kind is None:
+        return f"{ROOT}/spec/".encode()
+    if project is None:
+        return f"{ROOT}/spec/{_kind(kind)}/".encode()
+    return f"{ROOT}/spec/{_kind(kind)}/{_seg(project)}/".encode()
+
+
+def status_prefix(kind: str | None = None, project: str | None = None) -> bytes:
+    if kind is None:
+        return f"{ROOT}/status/".encode()
+    if project is None:
+        return f"{ROOT}/status/{_kind(kind)}/".encode()
+    return f"{ROOT}/status/{_kind(kind)}/{_seg(project)}/".encode()
+
+
+def status_for_spec(spec_key: bytes) -> bytes:
+    """The status key that belongs to a spec key."""
+    head = f"{ROOT}/spec/".encode()
+    if not spec_key.startswith(head):
+        raise ValueError(f"not a spec key: {spec_key!r}")
+    return f"{ROOT}/status/".encode() + spec_key[len(head) :]
+
+
+def spec_for_status(status_key: bytes) -> bytes:
+    head = f"{ROOT}/status/".encode()
+    if not status_key.startswith(head):
+        raise ValueError(f"not a status key: {status_key!r}")
+    return f"{ROOT}/spec/".encode() + status_key[len(head) :]
+
+
+def parse_object_key(key: bytes) -> tuple[str, str, str | None, str]:
+    """Splits a spec or status key into (``spec``|``status``, kind, project, name)."""
+    parts = key.decode().split("/")
+    # ['', 'desired', 'v1', 'spec', kind, project, name]
+    if len(parts) != 7 or parts[3] not in ("spec", "status") or "/".join(parts[:3]) != ROOT:
+        raise ValueError(f"not an object key: {key!r}")
+    project = None if parts[5] == CLUSTER else parts[5]
+    return parts[3], parts[4], project, parts[6]
+
+
+def events_prefix(project: str | None = None) -> bytes:
+    if project is None:
+        return f"{ROOT}/events/".encode()
+    return f"{ROOT}/events/{_seg(project)}/".encode()
+
+
+def event(project: str | None, stamp: str, ident: str) -> bytes:
+    return f"{ROOT}/events/{_seg(project)}/{stamp}-{ident}".encode()
+
+
+def host(name: str) -> bytes:
+    return f"{ROOT}/hosts/{name}".encode()
+
+
+def alive(name: str) -> bytes:
+    return f"{ROOT}/alive/{name}".encode()
+
+
+def assign(host_name: str, uid: str) -> bytes:
+    return f"{ROOT}/assign/{host_name}/{uid}".encode()
+
+
+def assign_prefix(host_name: str) -> bytes:
+    return f"{ROOT}/assign/{host_name}/".encode()
+
+
+def alloc(host_name: str) -> bytes:
+    return f"{ROOT}/alloc/{host_name}".encode()
+
+
+def usage(project: str) -> bytes:
+    return f"{ROOT}/usage/{project}".encode()
+
+
+def leader(reconciler: str) -> bytes:
+    return f"{ROOT}/leader/{reconciler}".encode()

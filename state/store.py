@@ -1,0 +1,395 @@
+"""The object store: desired's resources kept in etcd.
+
+Owns: reading and writing whole objects (spec key + status key) with the
+envelope's rules: uid and generation assigned here, optimistic concurrency on
+``resourceVersion`` (the spec key's mod revision), deletion through
+finalizers and ``deletionTimestamp``, status written through its own door,
+consistent paged lists, and events.
+
+Must never: validate specs against schemas (callers do), hide a conflict, or
+write a spec and a status in separate transactions when both change.
+
+A spec key holds the envelope without ``status``. A status key holds
+``{"uid": ..., "status": {...}}``; a status whose uid differs from the
+spec's (left by an older object of the same name) is ignored on read.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from state import keys
+from state.envelope import (
+    API_VERSION,
+    Obj,
+    Ref,
+    finalizers,
+    is_deleting,
+    now,
+    ref,
+    resource_version,
+)
+from state.errors import AlreadyExists, BadRequest, Conflict, NotFound
+from state.etcd import (
+    Compare,
+    Delete,
+    EtcdClient,
+    Get,
+    KeyValue,
+    Op,
+    Put,
+    TxnResult,
+    absent,
+    mod_revision_is,
+    prefix_end,
+)
+from state.selectors import Selector
+
+#: how often a status read-modify-write is retried when another writer wins
+_STATUS_RETRIES = 16
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+
+
+def decode_spec(kv: KeyValue) -> Obj:
+    obj: Obj = json.loads(kv.value)
+    obj["metadata"]["resourceVersion"] = str(kv.mod_revision)
+    return obj
+
+
+def attach_status(obj: Obj, status_kv: KeyValue | None) -> Obj:
+    """Puts the status stored in ``status_kv`` onto ``obj`` if it is this object's."""
+    if status_kv is not None and status_kv.value:
+        doc = json.loads(status_kv.value)
+        if doc.get("uid") == obj["metadata"].get("uid"):
+            obj["status"] = doc.get("status", {})
+            return obj
+    obj.setdefault("status", {})
+    return obj
+
+
+@dataclass(frozen=True)
+class ObjectList:
+    items: list[Obj]
+    #: the etcd revision the whole list was read at
+    revision: int
+    #: opaque token for the next page, or None on the last page
+    continue_token: str | None = None
+
+
+@dataclass
+class _Page:
+    start: bytes
+    revision: int
+
+
+def _encode_continue(page: _Page) -> str:
+    raw = json.dumps({"k": base64.b64encode(page.start).decode(), "r": page.revision})
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _decode_continue(token: str) -> _Page:
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(token.encode()))
+        return _Page(start=base64.b64decode(raw["k"]), revision=int(raw["r"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BadRequest(f"invalid continue token: {exc}") from None
+
+
+@dataclass
+class Store:
+    """Objects over one etcd client. Cheap to create; holds no cache."""
+
+    etcd: EtcdClient
+    #: returns new uids; replaceable so tests can make them predictable
+    new_uid: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))
+
+    # --- reads -------------------------------------------------------------
+
+    async def get(self, r: Ref) -> Obj:
+        obj = await self.get_or_none(r)
+        if obj is None:
+            raise NotFound(f"{r} not found")
+        return obj
+
+    async def get_or_none(self, r: Ref) -> Obj | None:
+        spec_key = keys.spec(r.kind, r.project, r.name)
+        res = await self.etcd.txn([], [Get(spec_key), Get(keys.status_for_spec(spec_key))])
+        spec_kvs, status_kvs = res.responses
+        if not spec_kvs:
+            return None
+        return attach_status(decode_spec(spec_kvs[0]), status_kvs[0] if status_kvs else None)
+
+    async def list(
+        self,
+        kind: str,
+        project: str | None = None,
+        *,
+        limit: int = 0,
+        continue_token: str | None = None,
+        selector: Selector | None = None,
+    ) -> ObjectList:
+        """Objects of one kind, in name order, all read at one revision.
+
+        ``project=None`` lists every project. With ``limit``, pages are read at
+        the revision of the first page, so paging never skips or repeats an
+        object; a page whose revision was compacted raises ``Gone``.
+        """
+        prefix = keys.spec_prefix(kind, project)
+        end = prefix_end(prefix)
+        page = _decode_continue(continue_token) if continue_token else _Page(prefix, 0)
+        if not page.start.startswith(prefix):
+            raise BadRequest("continue token does not belong to this list")
+        items: list[Obj] = []
+        revision = page.revision
+        start = page.start
+        more = False
+        batch = max(limit, 0) or 0
+        while True:
+            res = await self.etcd.range(start, end, limit=batch, revision=revision)
+            revision = res.revision if not revision else revision
+            if res.kvs:
+                statuses = await self._statuses(res.kvs, revision)
+                for kv in res.kvs:
+                    obj = attach_status(decode_spec(kv), statuses.get(kv.key))
+                    if selector is None or selector.matches(obj):
+                        items.append(obj)
+                        if limit and len(items) == limit:
+                            start = kv.key + b"\0"
+                            more = kv is not res.kvs[-1] or res.more
+                            break
+                else:
+                    start = res.kvs[-1].key + b"\0"
+                    more = res.more
+            if (limit and len(items) == limit) or not res.more:
+                break
+        token = _encode_continue(_Page(start, revision)) if limit and more else None
+        return ObjectList(items=items, revision=revision, continue_token=token)
+
+    async def _statuses(self, spec_kvs: Sequence[KeyValue], revision: int) -> dict[bytes, KeyValue]:
+        first = keys.status_for_spec(spec_kvs[0].key)
+        last = keys.status_for_spec(spec_kvs[-1].key)
+        res = await self.etcd.range(first, last + b"\0", revision=revision)
+        return {keys.spec_for_status(kv.key): kv for kv in res.kvs}
+
+    # --- spec writes ---------------------------------------------------------
+
+    async def create(self, obj: Obj) -> Obj:
+        """Stores a new object; raises AlreadyExists if the name is taken."""
+        r = ref(obj)
+        stored = self.prepare_new(obj)
+        spec_key = keys.spec(r.kind, r.project, r.name)
+        res = await self.etcd.txn([absent(spec_key)], [Put(spec_key, dumps(stored))])
+        if not res.succeeded:
+            raise AlreadyExists(f"{r} already exists")
+        stored["metadata"]["resourceVersion"] = str(res.revision)
+        stored["status"] = {}
+        return stored
+
+    def prepare_new(self, obj: Obj) -> Obj:
+        """The spec-key document of a new object: server fields set, status dropped."""
+        r = ref(obj)
+        stored = {k: v for k, v in obj.items() if k != "status"}
+        stored["apiVersion"] = obj.get("apiVersion") or API_VERSION
+        m = dict(obj["metadata"])
+        for k in ("resourceVersion", "deletionTimestamp"):
+            m.pop(k, None)
+        m["uid"] = self.new_uid()
+        m["generation"] = 1
+        m["creationTimestamp"] = now()
+        if r.project is None:
+            m.pop("project", None)
+        stored["metadata"] = m
+        stored.setdefault("spec", {})
+        return stored
+
+    async def update(self, obj: Obj, *, extra: Sequence[tuple[Compare, Op]] = ()) -> Obj | None:
+        """Replaces an object's spec and metadata if its resourceVersion still matches.
+
+        Server fields (uid, creationTimestamp) are kept from the stored copy;
+        generation is bumped when the spec changed. An update that leaves a
+        deleting object with no finalizers removes it (and returns None).
+        ``extra`` adds compares and puts to the same transaction (quota usage).
+        """
+        r = ref(obj)
+        rv = resource_version(obj)
+        if not rv:
+            raise Conflict(f"{r}: metadata.resourceVersion is required for an update")
+        current = await self.get(r)
+        if resource_version(current) != rv:
+            raise Conflict(
+                f"{r} was modified (resourceVersion {resource_version(current)}, not {rv}); "
+                "read it again and retry"
+            )
+        stored = self.prepare_update(current, obj)
+        return await self._write(r, rv, stored, extra)
+
+    @staticmethod
+    def prepare_update(current: Obj, obj: Obj) -> Obj:
+        """The spec-key document replacing ``current`` with ``obj``'s spec and metadata."""
+        old_meta = current["metadata"]
+        stored = {k: v for k, v in obj.items() if k != "status"}
+        stored["apiVersion"] = current.get("apiVersion", API_VERSION)
+        m = dict(obj.get("metadata", {}))
+        for k in ("uid", "creationTimestamp", "generation", "project"):
+            if k in old_meta:
+                m[k] = old_meta[k]
+            else:
+                m.pop(k, None)
+        # deletionTimestamp can be set by delete() only, and never cleared
+        if old_meta.get("deletionTimestamp"):
+            m["deletionTimestamp"] = old_meta["deletionTimestamp"]
+        elif "deletionTimestamp" in m and not m["deletionTimestamp"]:
+            m.pop("deletionTimestamp")
+        if stored.get("spec", {}) != current.get("spec", {}):
+            if old_meta.get("deletionTimestamp"):
+                raise Conflict(f"{ref(current)} is being deleted; its spec can no longer change")
+            m["generation"] = int(old_meta.get("generation", 1)) + 1
+        m.pop("resourceVersion", None)
+        stored["metadata"] = m
+        stored.setdefault("spec", {})
+        return stored
+
+    async def _write(
+        self, r: Ref, rv: int, stored: Obj, extra: Sequence[tuple[Compare, Op]] = ()
+    ) -> Obj | None:
+        spec_key = keys.spec(r.kind, r.project, r.name)
+        compares = [mod_revision_is(spec_key, rv), *(c for c, _ in extra)]
+        extra_ops = [op for _, op in extra]
+        gone = is_deleting(stored) and not finalizers(stored)
+        ops: list[Op]
+        if gone:
+            ops = [Delete(spec_key), Delete(keys.status_for_spec(spec_key)), *extra_ops]
+        else:
+            ops = [Put(spec_key, dumps(stored)), *extra_ops, Get(keys.status_for_spec(spec_key))]
+        res = await self.etcd.txn(compares, ops)
+        if not res.succeeded:
+            raise Conflict(f"{r} was modified concurrently; read it again and retry")
+        if gone:
+            return None
+        stored["metadata"]["resourceVersion"] = str(res.revision)
+        status_kvs = res.responses[-1]
+        return attach_status(stored, status_kvs[0] if status_kvs else None)
+
+    async def delete(self, r: Ref, *, resource_version_: int = 0) -> Obj | None:
+        """Deletes an object, or marks it deleting while finalizers remain.
+
+        Returns the object marked with ``deletionTimestamp``, or None once it
+        is gone. Deleting an object that is already deleting changes nothing.
+        """
+        current = await self.get(r)
+        rv = resource_version(current)
+        if resource_version_ and resource_version_ != rv:
+            raise Conflict(f"{r} was modified (resourceVersion {rv}, not {resource_version_})")
+        if is_deleting(current):
+            return current
+        stored = {k: v for k, v in current.items() if k != "status"}
+        stored["metadata"] = dict(current["metadata"], deletionTimestamp=now())
+        stored["metadata"].pop("resourceVersion", None)
+        return await self._write(r, rv, stored)
+
+    async def remove_finalizer(self, r: Ref, name: str) -> Obj | None:
+        """Drops one finalizer, re-reading on conflict.
+
+        Removing the last finalizer of a deleting object deletes it.
+        """
+        for _ in range(_STATUS_RETRIES):
+            current = await self.get_or_none(r)
+            if current is None or name not in finalizers(current):
+                return current
+            current["metadata"]["finalizers"] = [f for f in finalizers(current) if f != name]
+            try:
+                return await self.update(current)
+            except Conflict:
+                continue
+        raise Conflict(f"{r}: could not remove finalizer {name} (too much contention)")
+
+    # --- status --------------------------------------------------------------
+
+    async def patch_status(
+        self, r: Ref, mutate: Callable[[dict[str, Any]], bool], *, uid: str | None = None
+    ) -> Obj | None:
+        """Read-modify-write of an object's status through its own door.
+
+        ``mutate`` edits the status dict in place and returns whether it changed
+        anything; nothing is written when it did not. Another writer winning
+        the race makes this re-read and re-apply at once. Returns the object,
+        or None if it no longer exists (or, with ``uid``, is another object).
+        """
+        spec_key = keys.spec(r.kind, r.project, r.name)
+        status_key = keys.status_for_spec(spec_key)
+        for _ in range(_STATUS_RETRIES):
+            res = await self.etcd.txn([], [Get(spec_key), Get(status_key)])
+            spec_kvs, status_kvs = res.responses
+            if not spec_kvs:
+                return None
+            obj = decode_spec(spec_kvs[0])
+            if uid is not None and obj["metadata"].get("uid") != uid:
+                return None
+            status_kv = status_kvs[0] if status_kvs else None
+            attach_status(obj, status_kv)
+            if not mutate(obj["status"]):
+                return obj
+            body = dumps({"uid": obj["metadata"]["uid"], "status": obj["status"]})
+            guard = (
+                mod_revision_is(status_key, status_kv.mod_revision)
+                if status_kv is not None
+                else absent(status_key)
+            )
+            w = await self.etcd.txn(
+                [guard, mod_revision_is(spec_key, spec_kvs[0].mod_revision)],
+                [Put(status_key, body)],
+            )
+            if w.succeeded:
+                return obj
+        raise Conflict(f"{r}: status kept changing under {_STATUS_RETRIES} attempts")
+
+    # --- events ----------------------------------------------------------------
+
+    async def record_event(
+        self, obj: Obj, type_: str, reason: str, message: str, *, lease: int = 0
+    ) -> None:
+        """Records an event about ``obj`` that users read with ``desiredctl describe``."""
+        r = ref(obj)
+        stamp = now()
+        ident = uuid.uuid4().hex[:8]
+        event = {
+            "involvedObject": {
+                "kind": r.kind,
+                "project": r.project,
+                "name": r.name,
+                "uid": obj["metadata"].get("uid"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message,
+            "timestamp": stamp,
+        }
+        await self.etcd.put(keys.event(r.project, stamp, ident), dumps(event), lease=lease)
+
+    async def events_for(self, r: Ref, uid: str | None = None) -> list[dict[str, Any]]:
+        prefix = keys.events_prefix(r.project)
+        res = await self.etcd.range(prefix, prefix_end(prefix))
+        out = []
+        for kv in res.kvs:
+            ev = json.loads(kv.value)
+            inv = ev.get("involvedObject", {})
+            if (inv.get("kind"), inv.get("name")) == (r.kind, r.name) and (
+                uid is None or inv.get("uid") == uid
+            ):
+                out.append(ev)
+        return out
+
+    # --- raw access for reconcilers ----------------------------------------------
+
+    async def txn(
+        self, compare: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op] = ()
+    ) -> TxnResult:
+        return await self.etcd.txn(compare, success, failure)

@@ -1,0 +1,65 @@
+"""Fixtures every test layer shares: a real etcd, clients on it, ``eventually``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import TypeVar
+
+import pytest
+
+from fixtures.etcd import EtcdServer
+from state.etcd import EtcdClient
+from state.store import Store
+
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="session")
+def etcd_server() -> Iterator[EtcdServer]:
+    """One etcd for the session; tests isolate themselves by clearing keys."""
+    with EtcdServer() as server:
+        yield server
+
+
+@pytest.fixture
+def fresh_etcd() -> Iterator[EtcdServer]:
+    """An etcd of this test's own, for tests that kill, restart or compact it."""
+    with EtcdServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def etcd(etcd_server: EtcdServer) -> AsyncIterator[EtcdClient]:
+    client = EtcdClient(etcd_server.url)
+    await client.delete(b"\0", b"\0")  # every key: each test starts empty
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def store(etcd: EtcdClient) -> Store:
+    return Store(etcd)
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], *, timeout: float = 10.0, interval: float = 0.02
+) -> T:
+    """Awaits ``probe`` until it returns a truthy value or stops raising AssertionError.
+
+    Raises the last AssertionError (or a new one) at the deadline.
+    """
+    deadline = time.monotonic() + timeout
+    last: AssertionError | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = await probe()
+            if result:
+                return result
+        except AssertionError as exc:
+            last = exc
+        await asyncio.sleep(interval)
+    if last is not None:
+        raise last
+    raise AssertionError(f"condition not met within {timeout}s")
