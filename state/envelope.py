@@ -25,7 +25,7 @@ SERVER_FIELDS = ("uid", "generation", "resourceVersion", "creationTimestamp", "d
 Obj = dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@dataclass(frozen=True, slots=True)
 class Ref:
     """Names one object: kind, project (None for cluster-scoped) and name."""
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,8 @@ from state.etcd import (
 )
 from state.selectors import Selector
 
+#: seconds an event is kept
+_EVENT_TTL = 3600
 #: how often a status read-modify-write is retried when another writer wins
 _STATUS_RETRIES = 16
 
@@ -105,11 +108,12 @@ def _decode_continue(token: str) -> _Page:
 
 @dataclass
 class Store:
-    """Objects over one etcd client. Cheap to create; holds no cache."""
+    """Objects over one etcd client. Cheap to create; caches nothing but its event lease."""
 
     etcd: EtcdClient
     #: returns new uids; replaceable so tests can make them predictable
     new_uid: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))
+    _events_lease: tuple[int, float] = field(default=(0, 0.0), init=False, repr=False)
 
     # --- reads -------------------------------------------------------------
 
@@ -353,9 +357,15 @@ class Store:
 
     # --- events ----------------------------------------------------------------
 
-    async def record_event(
-        self, obj: Obj, type_: str, reason: str, message: str, *, lease: int = 0
-    ) -> None:
+    async def _event_lease(self) -> int:
+        """A lease for events, shared by this store; events live 50 to 60 minutes."""
+        lease, expires = self._events_lease
+        if not lease or expires - time.monotonic() < _EVENT_TTL / 6:
+            lease = await self.etcd.lease_grant(_EVENT_TTL)
+            self._events_lease = (lease, time.monotonic() + _EVENT_TTL)
+        return lease
+
+    async def record_event(self, obj: Obj, type_: str, reason: str, message: str) -> None:
         """Records an event about ``obj`` that users read with ``desiredctl describe``."""
         r = ref(obj)
         stamp = now()
@@ -372,6 +382,7 @@ class Store:
             "message": message,
             "timestamp": stamp,
         }
+        lease = await self._event_lease()
         await self.etcd.put(keys.event(r.project, stamp, ident), dumps(event), lease=lease)
 
     async def events_for(self, r: Ref, uid: str | None = None) -> list[dict[str, Any]]:

@@ -8,12 +8,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TypeVar
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from fixtures.etcd import EtcdServer
 from state.etcd import EtcdClient
 from state.store import Store
 
 T = TypeVar("T")
+
+# 2 cores shared with etcd and PostgreSQL: time limits would make failures random.
+settings.register_profile("desired", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("desired")
 
 
 @pytest.fixture(scope="session")

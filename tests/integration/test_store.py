@@ -230,3 +230,16 @@ async def test_unreachable_etcd_is_unavailable_and_writes_nothing() -> None:
     with pytest.raises(Unavailable, match="retry later"):
         await Store(client).create(flavor("x"))
     await client.close()
+
+
+async def test_events_are_recorded_per_object_on_a_lease(store: Store) -> None:
+    vm = await store.create(instance("vm"))
+    other = await store.create(instance("other"))
+    await store.record_event(vm, "Normal", "Scheduled", "placed on host1")
+    await store.record_event(other, "Warning", "Failed", "no valid host")
+    events = await store.events_for(Ref("Instance", "demo", "vm"), vm["metadata"]["uid"])
+    assert [(e["type"], e["reason"], e["message"]) for e in events] == [
+        ("Normal", "Scheduled", "placed on host1")
+    ]
+    raw = await store.etcd.range(keys.events_prefix("demo"), keys.events_prefix("demo") + b"\xff")
+    assert raw.kvs and all(kv.lease for kv in raw.kvs)

@@ -1,0 +1,39 @@
+"""The API server process: one root application with one sub-app per API.
+
+Owns: mounting the sub-apps (declarative ``/apis/v1`` now; Compute, EC2,
+identity, image and metadata as they land), the health and metrics
+endpoints, and the lifecycle of what they share (the etcd client).
+
+Must never: hold handlers of its own beyond health and metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from apiserver import declarative
+from state.etcd import EtcdClient
+from state.store import Store
+
+ETCD = web.AppKey("etcd", EtcdClient)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    await request.app[ETCD].revision()
+    return web.Response(text="ok\n")
+
+
+def make_app(etcd: EtcdClient, admin_token: str) -> web.Application:
+    root = web.Application()
+    root[ETCD] = etcd
+    root.router.add_get("/healthz", healthz)
+    root.add_subapp("/apis/v1", declarative.make_app(Store(etcd), admin_token))
+
+    async def close_etcd(app: web.Application) -> AsyncIterator[None]:
+        yield
+        await app[ETCD].close()
+
+    root.cleanup_ctx.append(close_etcd)
+    return root

@@ -1,0 +1,260 @@
+"""The declarative API under ``/apis/v1``: apply, get, list, watch, delete.
+
+Owns: the HTTP face of the object store for ``desiredctl``, GitOps and
+integrations. Paths::
+
+    GET    /apis/v1/                                      kinds served
+    POST   /apis/v1/apply[?dryRun=true]                   server-side apply of one object
+    GET    /apis/v1/<plural>                              list (cluster kinds; all projects)
+    GET    /apis/v1/projects/<project>/<plural>           list in one project
+           ?labelSelector=&limit=&continue=               ... filtered and paged
+           ?watch=true&resourceVersion=N                  ... or streamed events (NDJSON)
+    POST   <collection>                                   create (409 if it exists)
+    GET    <collection>/<name>                            one object
+    PUT    <collection>/<name>                            replace; needs resourceVersion (409 if stale)
+    DELETE <collection>/<name>                            delete (or mark deleting while finalizers remain)
+    GET    <collection>/<name>/events                     events about the object
+
+Must never: write an object that failed validation, or answer with
+anything but an object, a list, an event stream or a Status.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from apiserver.auth import token_auth
+from apiserver.errors import status_errors
+from apiserver.kinds import KINDS, KindInfo, by_kind, by_plural, check_scope
+from state import selectors
+from state.apply import apply
+from state.envelope import API_VERSION, Obj, Ref, ref
+from state.errors import BadRequest, FieldError, Invalid
+from state.store import Store
+from state.validation import validate
+from state.watch import ObjectWatch, dumps_event
+
+STORE = web.AppKey("store", Store)
+
+_MAX_BODY = 4 * 1024 * 1024
+
+
+async def _body(request: web.Request) -> Obj:
+    raw = await request.read()
+    if not raw:
+        raise BadRequest("the request has no body")
+    try:
+        if "yaml" in request.content_type:
+            data = yaml.safe_load(raw)
+        else:
+            data = json.loads(raw)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise BadRequest(
+            f"the body is not valid {'YAML' if 'yaml' in request.content_type else 'JSON'}: {exc}"
+        ) from None
+    if not isinstance(data, dict):
+        raise BadRequest("the body must be one object (a mapping)")
+    return data
+
+
+def _bool(request: web.Request, name: str) -> bool:
+    return request.query.get(name, "").lower() in ("1", "true", "yes", "all")
+
+
+def _target(request: web.Request) -> tuple[KindInfo, str | None]:
+    info = by_plural(request.match_info["plural"])
+    project = request.match_info.get("project")
+    if project and info.scope == "cluster":
+        raise BadRequest(f"{info.kind} is cluster-scoped: use /apis/v1/{info.plural}")
+    return info, project
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=json.dumps(data, separators=(",", ":")).encode(),
+        status=status,
+        content_type="application/json",
+    )
+
+
+async def discovery(request: web.Request) -> web.Response:
+    return _json(
+        {
+            "apiVersion": API_VERSION,
+            "kind": "APIResourceList",
+            "resources": [i.to_json() for i in KINDS.values()],
+        }
+    )
+
+
+async def apply_handler(request: web.Request) -> web.Response:
+    obj = await _body(request)
+    info = by_kind(str(obj.get("kind", "")))
+    r = ref(obj)
+    check_scope(info, r.project)
+    result = await apply(
+        request.app[STORE], obj, validate=validate, dry_run=_bool(request, "dryRun")
+    )
+    return _json(
+        {"outcome": result.outcome, "object": result.object},
+        status=201 if result.outcome == "created" and not _bool(request, "dryRun") else 200,
+    )
+
+
+async def list_handler(request: web.Request) -> web.StreamResponse:
+    info, project = _target(request)
+    selector = selectors.parse(request.query.get("labelSelector"))
+    if _bool(request, "watch"):
+        return await _watch(request, info, project, selector)
+    try:
+        limit = int(request.query.get("limit", "0"))
+    except ValueError:
+        raise BadRequest("limit must be an integer") from None
+    if limit < 0:
+        raise BadRequest("limit must not be negative")
+    result = await request.app[STORE].list(
+        info.kind,
+        project,
+        limit=limit,
+        continue_token=request.query.get("continue") or None,
+        selector=selector,
+    )
+    meta: dict[str, Any] = {"resourceVersion": str(result.revision)}
+    if result.continue_token:
+        meta["continue"] = result.continue_token
+    return _json(
+        {
+            "apiVersion": API_VERSION,
+            "kind": f"{info.kind}List",
+            "metadata": meta,
+            "items": result.items,
+        }
+    )
+
+
+async def _watch(
+    request: web.Request, info: KindInfo, project: str | None, selector: selectors.Selector | None
+) -> web.StreamResponse:
+    try:
+        revision = int(request.query.get("resourceVersion") or 0)
+    except ValueError:
+        raise BadRequest("resourceVersion must be an integer") from None
+    watch = ObjectWatch(request.app[STORE].etcd, info.kind, project, revision=revision)
+    stream = watch.__aiter__()
+    first = await anext(stream)  # raises Gone (410) before any byte is sent
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+    try:
+        event = first
+        while True:
+            if event.object is None or selector is None or selector.matches(event.object):
+                await response.write(dumps_event(event))
+            event = await anext(stream)
+    except (ConnectionResetError, StopAsyncIteration):
+        pass
+    finally:
+        await stream.aclose()
+    return response
+
+
+def _ref(request: web.Request) -> tuple[KindInfo, Ref]:
+    info, project = _target(request)
+    if info.scope == "project" and not project:
+        raise BadRequest(
+            f"{info.kind} is project-scoped: use /apis/v1/projects/<project>/{info.plural}"
+        )
+    return info, Ref(info.kind, project, request.match_info["name"])
+
+
+async def get_handler(request: web.Request) -> web.Response:
+    _, r = _ref(request)
+    return _json(await request.app[STORE].get(r))
+
+
+def _body_for(request: web.Request, info: KindInfo, project: str | None, obj: Obj) -> Obj:
+    obj.setdefault("apiVersion", API_VERSION)
+    if obj.get("kind", info.kind) != info.kind:
+        raise BadRequest(f"the body is a {obj.get('kind')}, but the URL names {info.plural}")
+    obj["kind"] = info.kind
+    meta = obj.setdefault("metadata", {})
+    if not isinstance(meta, dict):
+        raise Invalid("the object is invalid", [FieldError("metadata", "expected object")])
+    if project:
+        if meta.get("project", project) != project:
+            raise BadRequest(
+                f"metadata.project {meta['project']!r} differs from the URL's {project!r}"
+            )
+        meta["project"] = project
+    check_scope(info, meta.get("project"))
+    name = request.match_info.get("name")
+    if name is not None and meta.setdefault("name", name) != name:
+        raise BadRequest(f"metadata.name {meta['name']!r} differs from the URL's {name!r}")
+    return obj
+
+
+async def create_handler(request: web.Request) -> web.Response:
+    info, project = _target(request)
+    obj = validate(_body_for(request, info, project, await _body(request)))
+    return _json(await request.app[STORE].create(obj), status=201)
+
+
+async def replace_handler(request: web.Request) -> web.Response:
+    info, r = _ref(request)
+    obj = validate(_body_for(request, info, r.project, await _body(request)))
+    updated = await request.app[STORE].update(obj)
+    if updated is None:
+        return _json(_success(f"{r} deleted"))
+    return _json(updated)
+
+
+def _success(message: str) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Status",
+        "status": "Success",
+        "code": 200,
+        "message": message,
+    }
+
+
+async def delete_handler(request: web.Request) -> web.Response:
+    _, r = _ref(request)
+    try:
+        rv = int(request.query.get("resourceVersion") or 0)
+    except ValueError:
+        raise BadRequest("resourceVersion must be an integer") from None
+    result = await request.app[STORE].delete(r, resource_version_=rv)
+    if result is None:
+        return _json(_success(f"{r} deleted"))
+    return _json(result)
+
+
+async def events_handler(request: web.Request) -> web.Response:
+    _, r = _ref(request)
+    store = request.app[STORE]
+    obj = await store.get_or_none(r)
+    uid = obj["metadata"]["uid"] if obj else None
+    events = await store.events_for(r, uid)
+    return _json({"apiVersion": API_VERSION, "kind": "EventList", "items": events})
+
+
+def make_app(store: Store, admin_token: str) -> web.Application:
+    """The ``/apis/v1`` sub-application."""
+    app = web.Application(
+        middlewares=[status_errors, token_auth(admin_token)], client_max_size=_MAX_BODY
+    )
+    app[STORE] = store
+    app.router.add_get("/", discovery)
+    app.router.add_post("/apply", apply_handler)
+    for base in ("/{plural}", "/projects/{project}/{plural}"):
+        app.router.add_get(base, list_handler)
+        app.router.add_post(base, create_handler)
+        app.router.add_get(base + "/{name}", get_handler)
+        app.router.add_put(base + "/{name}", replace_handler)
+        app.router.add_delete(base + "/{name}", delete_handler)
+        app.router.add_get(base + "/{name}/events", events_handler)
+    return app

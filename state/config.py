@@ -1,0 +1,125 @@
+"""desired's configuration: one frozen dataclass tree, loaded once.
+
+Owns: every setting, its default and its documentation; loading them from a
+YAML file and from ``DESIRED_*`` environment variables (environment wins).
+
+Must never: be read from a global; it is loaded in the CLI and passed in.
+
+Environment variables name a field by its path in upper case:
+``DESIRED_ETCD_URL`` sets ``etcd.url``, ``DESIRED_API_PORT`` sets ``api.port``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from state.errors import BadRequest
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/desired``, else ``~/.local/share/desired``."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local/share")
+    return Path(base) / "desired"
+
+
+@dataclass(frozen=True)
+class EtcdConfig:
+    #: client URL of etcd's JSON gateway; empty: ``desired up`` starts its own etcd
+    url: str = ""
+    #: seconds before an etcd request is given up as unavailable
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    #: address the API server listens on (loopback by default)
+    host: str = "127.0.0.1"
+    #: port of the API server; 0 picks a free one
+    port: int = 8775
+    #: the bootstrap admin token; empty: generated at first start and kept in the data dir
+    admin_token: str = ""
+
+
+@dataclass(frozen=True)
+class SqlConfig:
+    #: SQLAlchemy URL; empty: SQLite in the data dir
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class ReconcilerConfig:
+    #: seconds between full re-reconciles of every object
+    resync: float = 300.0
+    #: TTL of the leader lease in seconds; a new leader takes over within it
+    leader_ttl: int = 10
+    #: worker tasks per controller
+    workers: int = 4
+
+
+@dataclass(frozen=True)
+class Config:
+    #: where ``desired up`` keeps etcd's data, SQLite, images and credentials
+    data_dir: Path = field(default_factory=default_data_dir)
+    etcd: EtcdConfig = field(default_factory=EtcdConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
+    sql: SqlConfig = field(default_factory=SqlConfig)
+    reconcilers: ReconcilerConfig = field(default_factory=ReconcilerConfig)
+
+    def sql_url(self) -> str:
+        return self.sql.url or f"sqlite:///{self.data_dir / 'desired.sqlite'}"
+
+
+def _coerce(tp: Any, value: Any, path: str) -> Any:
+    try:
+        if tp is Path:
+            return Path(os.path.expanduser(str(value)))
+        if tp is bool:
+            if isinstance(value, str):
+                return value.lower() in ("1", "true", "yes", "on")
+            return bool(value)
+        if tp in (int, float, str):
+            return tp(value)
+    except (TypeError, ValueError):
+        raise BadRequest(f"config {path}: expected {tp.__name__}, got {value!r}") from None
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], env: dict[str, str], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        known = ", ".join(f.name for f in dataclasses.fields(cls))
+        where = prefix.lower().replace("_", ".").strip(".") or "top level"
+        raise BadRequest(f"config {where}: unknown setting(s) {sorted(unknown)}; known: {known}")
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        env_name = f"{prefix}{f.name.upper()}"
+        if dataclasses.is_dataclass(tp):
+            kwargs[f.name] = _build(tp, data.get(f.name) or {}, env, env_name + "_")  # type: ignore[arg-type]
+        elif env_name in env:
+            kwargs[f.name] = _coerce(tp, env[env_name], env_name)
+        elif f.name in data:
+            kwargs[f.name] = _coerce(tp, data[f.name], f.name)
+    return cls(**kwargs)
+
+
+def load(
+    path: str | Path | None = None, env: dict[str, str] | None = None, **overrides: Any
+) -> Config:
+    """Loads the config from ``path`` (YAML, optional) and the environment."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise BadRequest(f"cannot read config file {path}: {exc}") from None
+    cfg: Config = _build(Config, data, dict(os.environ if env is None else env), "DESIRED_")
+    return dataclasses.replace(cfg, **overrides) if overrides else cfg
