@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from state.envelope import SERVER_FIELDS, Obj, Ref, ref
-from state.errors import AlreadyExists, Conflict
+from state.errors import Conflict, NotFound
 from state.store import Store
 
 LAST_APPLIED = "desired/last-applied"
@@ -142,16 +142,18 @@ async def apply(
     """
     config = applied_config(obj)
     r = ref(obj)
+    live: Obj | None = None
     for _ in range(_APPLY_RETRIES):
-        live = await store.get_or_none(r)
         if live is None:
-            candidate = validate(new_object(config))
+            fresh = validate(new_object(config))
             if dry_run:
-                return ApplyResult(store.prepare_new(candidate), CREATED)
-            try:
-                return ApplyResult(await store.create(candidate), CREATED)
-            except AlreadyExists:
-                continue
+                live = await store.get_or_none(r)
+                if live is None:
+                    return ApplyResult(store.prepare_new(fresh), CREATED)
+            else:
+                live, created = await store.create_or_get(fresh)
+                if created:
+                    return ApplyResult(live, CREATED)
         candidate = validate(merged(live, config))
         if _same(candidate, live):
             return ApplyResult(live, UNCHANGED)
@@ -161,8 +163,9 @@ async def apply(
             return ApplyResult(preview, CONFIGURED)
         candidate["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
         try:
-            updated = await store.update(candidate)
-        except Conflict:
+            updated = await store.update(candidate, current=live)
+        except (Conflict, NotFound):
+            live = None
             continue
         return ApplyResult(updated or candidate, CONFIGURED)
     raise Conflict(f"{r}: kept changing during apply; try again")

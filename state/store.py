@@ -197,6 +197,29 @@ class Store:
         stored["status"] = {}
         return stored
 
+    async def create_or_get(self, obj: Obj) -> tuple[Obj, bool]:
+        """Creates ``obj``, or returns the live object of that name: (object, created).
+
+        One etcd transaction either way, so that applying new objects costs a
+        single round trip.
+        """
+        r = ref(obj)
+        stored = self.prepare_new(obj)
+        spec_key = keys.spec(r.kind, r.project, r.name)
+        res = await self.etcd.txn(
+            [absent(spec_key)],
+            [Put(spec_key, dumps(stored))],
+            [Get(spec_key), Get(keys.status_for_spec(spec_key))],
+        )
+        if res.succeeded:
+            stored["metadata"]["resourceVersion"] = str(res.revision)
+            stored["status"] = {}
+            return stored, True
+        spec_kvs, status_kvs = res.responses
+        if not spec_kvs:  # deleted between the compare and the read: cannot happen in one txn
+            raise Conflict(f"{r} changed during create; retry")
+        return attach_status(decode_spec(spec_kvs[0]), status_kvs[0] if status_kvs else None), False
+
     def prepare_new(self, obj: Obj) -> Obj:
         """The spec-key document of a new object: server fields set, status dropped."""
         r = ref(obj)
@@ -214,19 +237,23 @@ class Store:
         stored.setdefault("spec", {})
         return stored
 
-    async def update(self, obj: Obj, *, extra: Sequence[tuple[Compare, Op]] = ()) -> Obj | None:
+    async def update(
+        self, obj: Obj, *, current: Obj | None = None, extra: Sequence[tuple[Compare, Op]] = ()
+    ) -> Obj | None:
         """Replaces an object's spec and metadata if its resourceVersion still matches.
 
         Server fields (uid, creationTimestamp) are kept from the stored copy;
         generation is bumped when the spec changed. An update that leaves a
         deleting object with no finalizers removes it (and returns None).
         ``extra`` adds compares and puts to the same transaction (quota usage).
+        ``current``, the live object the caller just read, saves a read.
         """
         r = ref(obj)
         rv = resource_version(obj)
         if not rv:
             raise Conflict(f"{r}: metadata.resourceVersion is required for an update")
-        current = await self.get(r)
+        if current is None or resource_version(current) != rv:
+            current = await self.get(r)
         if resource_version(current) != rv:
             raise Conflict(
                 f"{r} was modified (resourceVersion {resource_version(current)}, not {rv}); "

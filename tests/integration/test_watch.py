@@ -79,7 +79,7 @@ async def test_initial_state_then_changes(store: Store, etcd: EtcdClient) -> Non
             ]
 
         await eventually(done)
-        modified = [e for e in c.events if e.type == MODIFIED][0]
+        modified = next(e for e in c.events if e.type == MODIFIED)
         assert modified.object is not None and modified.object["status"] == {"x": 1}
 
 
