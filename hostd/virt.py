@@ -1,0 +1,83 @@
+"""The virt driver interface of hostd, in desired-state words.
+
+Owns: the ``VirtDriver`` protocol, its records (``Observed``,
+``HostCapacity``, ``Capabilities``) and the power-state vocabulary hostd
+converges. Implementations live in their own modules (``libvirt_driver``).
+
+Must never: import libvirt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from hostd.render import DomainSpec
+
+RUNNING = "running"
+STOPPED = "stopped"
+PAUSED = "paused"
+SUSPENDED = "suspended"
+#: states a spec may ask for
+POWER_STATES = (RUNNING, STOPPED, PAUSED, SUSPENDED)
+#: observed only
+CRASHED = "crashed"
+MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    #: "qemu", "kvm" or "test"
+    virt_type: str
+    managed_save: bool
+    live_events: bool
+
+
+@dataclass(frozen=True)
+class HostCapacity:
+    vcpus: int
+    ram_mib: int
+    disk_gib: int
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What a domain of ours is, as the hypervisor reports it."""
+
+    uid: str
+    state: str
+    #: the generation recorded in the domain's metadata when it was defined
+    generation: int
+
+
+@dataclass(frozen=True)
+class DomainEvent:
+    uid: str
+    state: str
+
+
+class VirtDriver(Protocol):
+    capabilities: Capabilities
+
+    async def capacity(self) -> HostCapacity: ...
+
+    async def ensure(self, spec: DomainSpec, power: str) -> Observed:
+        """Defines the domain as ``spec`` says (redefining if it differs) and brings it to ``power``."""
+        ...
+
+    async def reboot(self, uid: str, hard: bool) -> None: ...
+
+    async def remove(self, uid: str) -> None:
+        """Destroys and undefines the domain (and its managed save); absent is fine."""
+        ...
+
+    async def list(self) -> list[Observed]:
+        """Every domain carrying desired's metadata."""
+        ...
+
+    def events(self) -> AsyncIterator[DomainEvent]:
+        """Lifecycle changes of our domains as they happen."""
+        ...
+
+    async def close(self) -> None: ...
