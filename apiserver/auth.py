@@ -32,7 +32,7 @@ class Principal:
         return "admin" in self.roles
 
 
-PRINCIPAL = "desired.principal"
+PRINCIPAL = web.RequestKey("principal", Principal)
 
 
 def bootstrap_token(configured: str, data_dir: Path) -> str:

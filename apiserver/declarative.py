@@ -21,7 +21,9 @@ anything but an object, a list, an event stream or a Status.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import weakref
 from typing import Any
 
 import yaml
@@ -36,9 +38,14 @@ from state.envelope import API_VERSION, Obj, Ref, ref
 from state.errors import BadRequest, FieldError, Invalid
 from state.store import Store
 from state.validation import validate
-from state.watch import ObjectWatch, dumps_event
+from state.watch import BOOKMARK, ObjectEvent, ObjectWatch, dumps_event
 
 STORE = web.AppKey("store", Store)
+#: streaming watch handlers, cancelled when the server shuts down
+WATCHES = web.AppKey("watches", weakref.WeakSet[asyncio.Task[Any]])
+
+#: seconds between bookmarks on a quiet watch stream
+_HEARTBEAT = 10.0
 
 _MAX_BODY = 4 * 1024 * 1024
 
@@ -145,18 +152,36 @@ async def _watch(
         raise BadRequest("resourceVersion must be an integer") from None
     watch = ObjectWatch(request.app[STORE].etcd, info.kind, project, revision=revision)
     stream = watch.__aiter__()
-    first = await anext(stream)  # raises Gone (410) before any byte is sent
+    try:
+        event = await anext(stream)  # raises Gone (410) before any byte is sent
+    except BaseException:
+        await stream.aclose()
+        raise
+    queue: asyncio.Queue[ObjectEvent] = asyncio.Queue(maxsize=1024)
+    queue.put_nowait(event)
+
+    async def pump() -> None:
+        async for ev in stream:
+            await queue.put(ev)
+
+    pumping = asyncio.create_task(pump())
+    request.app[WATCHES].add(asyncio.current_task())  # type: ignore[arg-type]
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
     try:
-        event = first
-        while True:
+        while not pumping.done():
+            try:
+                event = await asyncio.wait_for(queue.get(), _HEARTBEAT)
+            except TimeoutError:  # a bookmark now and then: proves the stream is alive
+                event = ObjectEvent(BOOKMARK, None, watch.revision)
             if event.object is None or selector is None or selector.matches(event.object):
                 await response.write(dumps_event(event))
-            event = await anext(stream)
-    except (ConnectionResetError, StopAsyncIteration):
+        pumping.result()  # the watch ended: raise its error
+    except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
+        pumping.cancel()
+        await asyncio.gather(pumping, return_exceptions=True)
         await stream.aclose()
     return response
 
@@ -248,6 +273,13 @@ def make_app(store: Store, admin_token: str) -> web.Application:
         middlewares=[status_errors, token_auth(admin_token)], client_max_size=_MAX_BODY
     )
     app[STORE] = store
+    app[WATCHES] = weakref.WeakSet()
+
+    async def stop_watches(app: web.Application) -> None:
+        for task in list(app[WATCHES]):
+            task.cancel()
+
+    app.on_shutdown.append(stop_watches)
     app.router.add_get("/", discovery)
     app.router.add_post("/apply", apply_handler)
     for base in ("/{plural}", "/projects/{project}/{plural}"):

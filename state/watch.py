@@ -67,7 +67,8 @@ class ObjectWatch:
     ``revision=0`` starts with an ADDED event for every existing object and a
     BOOKMARK once they are all out (the informer's "synced"). ``revision=N``
     delivers every change after revision N: the state at N is read (which
-    raises ``Gone`` if N is compacted) and not re-sent.
+    raises ``Gone`` if N is compacted) and not re-sent; a BOOKMARK at N says
+    the watch has started.
     """
 
     def __init__(
@@ -142,6 +143,7 @@ class ObjectWatch:
         else:
             await self._snapshot(self.start_revision)
             self.revision = self.start_revision
+            yield ObjectEvent(BOOKMARK, None, self.revision)
         delay = self._retry_delay
         while True:
             try:

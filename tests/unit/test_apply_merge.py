@@ -56,7 +56,9 @@ def test_apply_is_idempotent(first: dict, second: dict) -> None:
 
 
 @given(specs, specs, st.sampled_from("uvwxyz"), scalars)
-def test_fields_of_other_writers_survive(first: dict, second: dict, key: str, value: object) -> None:
+def test_fields_of_other_writers_survive(
+    first: dict, second: dict, key: str, value: object
+) -> None:
     live = new_object(applied_config(obj(first)))
     live["spec"][key] = value  # written by another API, not by apply
     after = merged(live, applied_config(obj(second)))
@@ -128,7 +130,7 @@ def test_config_file_then_environment(tmp_path: Path) -> None:
 def test_config_rejects_unknown_settings_and_bad_types(tmp_path: Path) -> None:
     f = tmp_path / "c.yaml"
     f.write_text("etcd:\n  uri: x\n")
-    with pytest.raises(BadRequest, match="unknown setting.*uri.*known: url"):
+    with pytest.raises(BadRequest, match=r"unknown setting.*uri.*known: url"):
         config.load(f, env={})
     with pytest.raises(BadRequest, match="DESIRED_API_PORT: expected int"):
         config.load(None, env={"DESIRED_API_PORT": "eighty"})
