@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from fixtures.etcd import EtcdServer
+from fixtures.postgres import PostgresServer
 from state.etcd import EtcdClient
 from state.store import Store
 
@@ -68,3 +71,21 @@ async def eventually(
     if last is not None:
         raise last
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database on each backend: SQLite in a temp dir, a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'desired.sqlite'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    name = f"t{uuid.uuid4().hex[:12]}"
+    server.create_database(name)
+    yield server.url.rsplit("/", 1)[0] + "/" + name

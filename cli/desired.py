@@ -1,0 +1,188 @@
+"""The ``desired`` command: run the cloud's processes.
+
+Owns: ``desired up`` (everything on this machine with embedded defaults:
+etcd as a child process, SQLite, the API server, the reconcilers) and the
+separate production processes ``desired apiserver`` and ``desired
+reconcilers``; signal handling and orderly shutdown; the files ``up`` writes
+for clients (``env``, ``clouds.yaml``, ``desiredctl.yaml``).
+
+Must never: keep running half-started: if a part fails to start, everything
+started so far is stopped and the command exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from apiserver.app import make_app
+from apiserver.auth import bootstrap_token
+from cli.up_files import write_client_files
+from fixtures.etcd import EtcdServer
+from reconcilers.wiring import run_reconcilers
+from state import config as config_mod
+from state.config import Config
+from state.errors import DesiredError
+from state.etcd import EtcdClient
+from state.sql.migrate import upgrade
+
+log = logging.getLogger("desired")
+
+
+async def _serve_api(cfg: Config, etcd_url: str, token: str) -> web.AppRunner:
+    app = make_app(EtcdClient(etcd_url, timeout=cfg.etcd.timeout), token)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, cfg.api.host, cfg.api.port)
+    await site.start()
+    return runner
+
+
+def _bound_port(runner: web.AppRunner) -> int:
+    for site in runner.sites:
+        server = site._server  # aiohttp keeps the listening sockets here
+        if server is not None and getattr(server, "sockets", None):
+            return int(server.sockets[0].getsockname()[1])
+    raise RuntimeError("the API server is not listening")
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def up(cfg: Config) -> int:
+    data_dir = cfg.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    etcd_server: EtcdServer | None = None
+    runner: web.AppRunner | None = None
+    reconcilers: asyncio.Task[None] | None = None
+    try:
+        if cfg.etcd.url:
+            etcd_url = cfg.etcd.url
+        else:
+            etcd_server = EtcdServer(data_dir / "etcd").start()
+            etcd_url = etcd_server.url
+        upgrade(cfg.sql_url())
+        token = bootstrap_token(cfg.api.admin_token, data_dir)
+        runner = await _serve_api(cfg, etcd_url, token)
+        api_url = f"http://{cfg.api.host}:{_bound_port(runner)}"
+        reconcilers = asyncio.create_task(
+            run_reconcilers(cfg, EtcdClient(etcd_url, timeout=cfg.etcd.timeout), identity="up")
+        )
+        files = write_client_files(data_dir, api_url, token)
+        print(f"desired is up (data in {data_dir})", flush=True)
+        print(f"  declarative API  {api_url}/apis/v1/", flush=True)
+        print(f"  etcd             {etcd_url}", flush=True)
+        print(f"  SQL              {cfg.sql_url()}", flush=True)
+        for f in files:
+            print(f"  wrote            {f}", flush=True)
+        print(f"  use it:          . {data_dir / 'env'} && desiredctl get flavors", flush=True)
+        waiter = asyncio.create_task(_until_signalled())
+        done, _ = await asyncio.wait({waiter, reconcilers}, return_when=asyncio.FIRST_COMPLETED)
+        if reconcilers in done:
+            reconcilers.result()  # a crash of the reconcilers ends ``up`` with its error
+        print("desired: stopping", flush=True)
+        return 0
+    finally:
+        if reconcilers is not None:
+            reconcilers.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reconcilers
+        if runner is not None:
+            await runner.cleanup()
+        if etcd_server is not None:
+            etcd_server.stop()
+
+
+async def apiserver(cfg: Config) -> int:
+    if not cfg.etcd.url:
+        raise DesiredError("desired apiserver needs etcd.url (DESIRED_ETCD_URL)")
+    token = bootstrap_token(cfg.api.admin_token, cfg.data_dir)
+    runner = await _serve_api(cfg, cfg.etcd.url, token)
+    print(f"desired apiserver listening on http://{cfg.api.host}:{_bound_port(runner)}", flush=True)
+    try:
+        await _until_signalled()
+    finally:
+        await runner.cleanup()
+    return 0
+
+
+async def reconcilers_cmd(cfg: Config, identity: str) -> int:
+    if not cfg.etcd.url:
+        raise DesiredError("desired reconcilers needs etcd.url (DESIRED_ETCD_URL)")
+    task = asyncio.create_task(
+        run_reconcilers(cfg, EtcdClient(cfg.etcd.url, timeout=cfg.etcd.timeout), identity)
+    )
+    waiter = asyncio.create_task(_until_signalled())
+    done, _ = await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    if task in done and not task.cancelled() and task.exception():
+        raise task.exception()  # type: ignore[misc]
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="desired", description="desired: a declarative compute cloud")
+    p.add_argument("--config", help="YAML config file (settings: see docs/config.md)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = p.add_subparsers(dest="command", required=True)
+    up_p = sub.add_parser("up", help="run everything on this machine with embedded defaults")
+    up_p.add_argument(
+        "--data-dir", type=Path, help="where state is kept (default: ~/.local/share/desired)"
+    )
+    up_p.add_argument("--port", type=int, help="API port (default 8775; 0 picks a free port)")
+    api_p = sub.add_parser("apiserver", help="run an API server against an existing etcd")
+    api_p.add_argument("--port", type=int, help="API port")
+    rec_p = sub.add_parser("reconcilers", help="run the central reconcilers (leader-elected)")
+    rec_p.add_argument("--identity", default="", help="this replica's name in leader election")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    try:
+        cfg = config_mod.load(args.config)
+        overrides: dict[str, object] = {}
+        if getattr(args, "data_dir", None):
+            overrides["data_dir"] = args.data_dir
+        if getattr(args, "port", None) is not None:
+            overrides["api"] = config_mod.ApiConfig(
+                host=cfg.api.host, port=args.port, admin_token=cfg.api.admin_token
+            )
+        if overrides:
+            cfg = dataclasses.replace(cfg, **overrides)  # type: ignore[arg-type]
+        if args.command == "up":
+            return asyncio.run(up(cfg))
+        if args.command == "apiserver":
+            return asyncio.run(apiserver(cfg))
+        identity = args.identity or f"{socket.gethostname()}-{os.getpid()}"
+        return asyncio.run(reconcilers_cmd(cfg, identity))
+    except DesiredError as exc:
+        print(f"desired: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""The manager: informers and controllers of one process, optionally leader-elected.
+
+Owns: starting every informer (always: a standby keeps its cache warm) and
+every controller (only while this replica leads, when an elector is given),
+and stopping them in order: controllers drain, then informers stop.
+
+Must never: run a controller while another replica leads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from reconcilers.runtime.controller import Controller
+from reconcilers.runtime.informer import Informer
+from reconcilers.runtime.leader import LeaderElector
+
+
+class Manager:
+    def __init__(
+        self,
+        informers: list[Informer],
+        controllers: list[Controller],
+        *,
+        elector: LeaderElector | None = None,
+        drain_timeout: float = 10.0,
+    ) -> None:
+        self.informers = informers
+        self.controllers = controllers
+        self.elector = elector
+        self.drain_timeout = drain_timeout
+
+    async def _run_controllers(self) -> None:
+        tasks = [asyncio.create_task(c.run()) for c in self.controllers]
+        try:
+            # wait, unlike gather, leaves the controllers running when this is cancelled,
+            # so that they can drain below
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for t in done:
+                t.result()
+        finally:
+            for c in self.controllers:
+                c.stop()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.shield(asyncio.gather(*tasks, return_exceptions=True)),
+                    self.drain_timeout,
+                )
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def run(self) -> None:
+        """Runs until cancelled; on cancellation drains controllers, then stops informers."""
+        informers = [asyncio.create_task(i.run()) for i in self.informers]
+        try:
+            if self.elector is None:
+                await self._run_controllers()
+            else:
+                await self.elector.run(self._run_controllers)
+        finally:
+            for t in informers:
+                t.cancel()
+            await asyncio.gather(*informers, return_exceptions=True)

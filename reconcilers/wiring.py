@@ -1,0 +1,48 @@
+"""Which reconcilers the central ``desired reconcilers`` process runs, wired explicitly.
+
+Owns: building informers and controllers from the config and running them
+under one leader election (``/desired/v1/leader/reconcilers``).
+
+Must never: hold reconcile logic; each reconciler is its own module.
+"""
+
+from __future__ import annotations
+
+from reconcilers.gitsync import GitSync
+from reconcilers.runtime.controller import Controller
+from reconcilers.runtime.informer import Informer
+from reconcilers.runtime.leader import LeaderElector
+from reconcilers.runtime.manager import Manager
+from reconcilers.runtime.metrics import Metrics
+from state.config import Config
+from state.etcd import EtcdClient
+from state.store import Store
+
+
+def build(cfg: Config, etcd: EtcdClient, identity: str, metrics: Metrics) -> Manager:
+    store = Store(etcd)
+    rc = cfg.reconcilers
+    gitsources = Informer(etcd, "GitSource")
+    gitsync = Controller(
+        GitSync(store, cfg.data_dir / "gitsync"),
+        [gitsources],
+        workers=rc.workers,
+        resync=rc.resync,
+        metrics=metrics,
+    )
+    elector = LeaderElector(
+        etcd,
+        "reconcilers",
+        identity,
+        ttl=rc.leader_ttl,
+        on_change=lambda leading: metrics.leader.labels("reconcilers").set(int(leading)),
+    )
+    return Manager([gitsources], [gitsync], elector=elector)
+
+
+async def run_reconcilers(cfg: Config, etcd: EtcdClient, identity: str) -> None:
+    """Runs the central reconcilers until cancelled."""
+    try:
+        await build(cfg, etcd, identity, Metrics()).run()
+    finally:
+        await etcd.close()

@@ -1,0 +1,182 @@
+"""End to end: ``desired up`` as a user runs it, driven with ``desiredctl``.
+
+Starts the real ``desired up`` (its own etcd child, SQLite, API server,
+reconcilers) in a temporary data dir, applies a multi-document spec file,
+reads it back, sees a watch event, prunes, stops it with SIGTERM, starts it
+again and finds the state intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+class Up:
+    """One ``desired up`` process; stopped by its PID."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.proc = subprocess.Popen(
+            [str(BIN / "desired"), "up", "--data-dir", str(data_dir), "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            cwd=ROOT,
+        )
+        self.output: list[str] = []
+        self.url = self._wait_for_url()
+
+    def _wait_for_url(self) -> str:
+        deadline = time.monotonic() + 60
+        assert self.proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise AssertionError("desired up exited:\n" + "".join(self.output))
+            self.output.append(line)
+            m = re.search(r"declarative API\s+(http://\S+)/apis/v1/", line)
+            if m:
+                return m.group(1)
+        raise AssertionError("desired up printed no API URL:\n" + "".join(self.output))
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+
+
+def ctl(
+    up: Up, *args: str, stdin: str | None = None, env_file: bool = True
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DESIRED_")}
+    env["XDG_DATA_HOME"] = str(up.data_dir.parent)  # desiredctl finds <data>/desiredctl.yaml
+    env["HOME"] = str(up.data_dir.parent)
+    if env_file:
+        for line in (up.data_dir / "env").read_text().splitlines():
+            m = re.match(r"export (\w+)=(.*)", line)
+            if m:
+                env[m.group(1)] = m.group(2).strip("'")
+    return subprocess.run(
+        [str(BIN / "desiredctl"), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "desired"
+
+
+@pytest.fixture
+def up(data_dir: Path) -> Iterator[Up]:
+    u = Up(data_dir)
+    try:
+        yield u
+    finally:
+        if u.proc.poll() is None:
+            u.stop()
+
+
+SPEC = """
+apiVersion: desired/v1
+kind: Flavor
+metadata: {name: m1.tiny, labels: {stack: demo}}
+spec: {vcpus: 1, ramMiB: 512, diskGiB: 1}
+---
+apiVersion: desired/v1
+kind: Flavor
+metadata: {name: m1.small, labels: {stack: demo}}
+spec: {vcpus: 2, ramMiB: 2048, diskGiB: 20}
+---
+apiVersion: desired/v1
+kind: KeyPair
+metadata: {name: mykey, project: demo, labels: {stack: demo}}
+spec: {publicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHh5 demo@desired"}
+"""
+
+
+def test_up_apply_watch_prune_restart(up: Up, data_dir: Path, tmp_path: Path) -> None:
+    assert (data_dir / "env").stat().st_mode & 0o077 == 0
+    spec = tmp_path / "stack.yaml"
+    spec.write_text(SPEC)
+    res = ctl(up, "apply", "-f", str(spec))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [
+        "flavor/m1.tiny created",
+        "flavor/m1.small created",
+        "keypair/mykey created",
+    ]
+    res = ctl(up, "get", "flavors", "-o", "json")
+    assert res.returncode == 0, res.stderr
+    listed = json.loads(res.stdout)
+    items = listed["items"] if isinstance(listed, dict) else listed
+    assert sorted(o["metadata"]["name"] for o in items) == ["m1.small", "m1.tiny"]
+
+    watcher = subprocess.Popen(
+        [str(BIN / "desiredctl"), "watch", "flavors"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(ctl_env(up)),
+    )
+    try:
+        assert watcher.stdout is not None
+        seen = [watcher.stdout.readline().strip() for _ in range(2)]
+        assert sorted(seen) == ["ADDED flavor/m1.small", "ADDED flavor/m1.tiny"]
+        # drop m1.small from the file and prune what the label selects
+        spec.write_text(SPEC.replace("m1.small", "m1.medium"))
+        res = ctl(up, "apply", "-f", str(spec), "--prune", "-l", "stack=demo")
+        assert res.returncode == 0, res.stderr
+        assert "flavor/m1.medium created" in res.stdout
+        assert "flavor/m1.small pruned" in res.stdout
+        events = {watcher.stdout.readline().strip() for _ in range(2)}
+        assert events == {"ADDED flavor/m1.medium", "DELETED flavor/m1.small"}
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        watcher.wait(10)
+
+    assert up.stop() == 0
+    again = Up(data_dir)
+    try:
+        res = ctl(again, "get", "flavors", "-o", "name")
+        assert res.returncode == 0, res.stderr
+        assert sorted(res.stdout.split()) == ["flavor/m1.medium", "flavor/m1.tiny"]
+        res = ctl(again, "apply", "-f", str(spec))
+        assert all(line.endswith("unchanged") for line in res.stdout.splitlines()), res.stdout
+    finally:
+        assert again.stop() == 0
+
+
+def ctl_env(up: Up) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DESIRED_")}
+    for line in (up.data_dir / "env").read_text().splitlines():
+        m = re.match(r"export (\w+)=(.*)", line)
+        if m:
+            env[m.group(1)] = m.group(2).strip("'")
+    return env
+
+
+def test_desiredctl_finds_up_without_environment(up: Up, data_dir: Path) -> None:
+    res = ctl(up, "get", "flavors", env_file=False)
+    assert res.returncode == 0, res.stderr
