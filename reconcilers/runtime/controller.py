@@ -108,6 +108,9 @@ class Controller:
             self.metrics.depth.labels(self.name).set(len(self.queue))
             try:
                 await self._handle(key)
+            except Exception:  # a bug in the runtime itself: keep the worker, retry the key
+                log.exception("worker error", extra={"controller": self.name, "object": str(key)})
+                self.queue.add_rate_limited(key)
             finally:
                 self.queue.done(key)
 
