@@ -68,14 +68,30 @@ def decode_spec(kv: KeyValue) -> Obj:
 
 
 def attach_status(obj: Obj, status_kv: KeyValue | None) -> Obj:
-    """Puts the status stored in ``status_kv`` onto ``obj`` if it is this object's."""
+    """Puts the status stored in ``status_kv`` onto ``obj`` if it is this object's.
+
+    The object's resourceVersion becomes the later of its spec's and its
+    status's revisions: it moves with every change a watcher can see.
+    """
     if status_kv is not None and status_kv.value:
         doc = json.loads(status_kv.value)
         if doc.get("uid") == obj["metadata"].get("uid"):
             obj["status"] = doc.get("status", {})
+            rv = int(obj["metadata"]["resourceVersion"])
+            obj["metadata"]["resourceVersion"] = str(max(rv, status_kv.mod_revision))
             return obj
     obj.setdefault("status", {})
     return obj
+
+
+def spec_unchanged_since(spec_key: bytes, rv: int) -> Compare:
+    """True while the spec was last written at or before revision ``rv``.
+
+    A client that read an object at resourceVersion ``rv`` may replace its
+    spec exactly when this holds: any later spec write has a higher revision,
+    while status writes (another key) do not get in its way.
+    """
+    return Compare(spec_key, "MOD", "LESS", rv + 1)
 
 
 @dataclass(frozen=True)
@@ -252,13 +268,8 @@ class Store:
         rv = resource_version(obj)
         if not rv:
             raise Conflict(f"{r}: metadata.resourceVersion is required for an update")
-        if current is None or resource_version(current) != rv:
+        if current is None or resource_version(current) < rv:
             current = await self.get(r)
-        if resource_version(current) != rv:
-            raise Conflict(
-                f"{r} was modified (resourceVersion {resource_version(current)}, not {rv}); "
-                "read it again and retry"
-            )
         stored = self.prepare_update(current, obj)
         return await self._write(r, rv, stored, extra)
 
@@ -292,7 +303,7 @@ class Store:
         self, r: Ref, rv: int, stored: Obj, extra: Sequence[tuple[Compare, Op]] = ()
     ) -> Obj | None:
         spec_key = keys.spec(r.kind, r.project, r.name)
-        compares = [mod_revision_is(spec_key, rv), *(c for c, _ in extra)]
+        compares = [spec_unchanged_since(spec_key, rv), *(c for c, _ in extra)]
         extra_ops = [op for _, op in extra]
         gone = is_deleting(stored) and not finalizers(stored)
         ops: list[Op]
@@ -302,7 +313,9 @@ class Store:
             ops = [Put(spec_key, dumps(stored)), *extra_ops, Get(keys.status_for_spec(spec_key))]
         res = await self.etcd.txn(compares, ops)
         if not res.succeeded:
-            raise Conflict(f"{r} was modified concurrently; read it again and retry")
+            raise Conflict(
+                f"{r} was modified since resourceVersion {rv}; read it again and retry"
+            )
         if gone:
             return None
         stored["metadata"]["resourceVersion"] = str(res.revision)
@@ -316,9 +329,7 @@ class Store:
         is gone. Deleting an object that is already deleting changes nothing.
         """
         current = await self.get(r)
-        rv = resource_version(current)
-        if resource_version_ and resource_version_ != rv:
-            raise Conflict(f"{r} was modified (resourceVersion {rv}, not {resource_version_})")
+        rv = resource_version_ or resource_version(current)
         if is_deleting(current):
             return current
         stored = {k: v for k, v in current.items() if k != "status"}

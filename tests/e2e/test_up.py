@@ -62,23 +62,24 @@ class Up:
                 self.proc.kill()
 
 
-def ctl(
-    up: Up, *args: str, stdin: str | None = None, env_file: bool = True
-) -> subprocess.CompletedProcess[str]:
+def ctl_env(up: Up, env_file: bool = True) -> dict[str, str]:
+    """A user's shell: `desired up`'s env file sourced, or nothing but the data dir's parent."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DESIRED_")}
     env["XDG_DATA_HOME"] = str(up.data_dir.parent)  # desiredctl finds <data>/desiredctl.yaml
-    env["HOME"] = str(up.data_dir.parent)
     if env_file:
         for line in (up.data_dir / "env").read_text().splitlines():
             m = re.match(r"export (\w+)=(.*)", line)
             if m:
                 env[m.group(1)] = m.group(2).strip("'")
+    return env
+
+
+def ctl(up: Up, *args: str, env_file: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(BIN / "desiredctl"), *args],
-        input=stdin,
         capture_output=True,
         text=True,
-        env=env,
+        env=ctl_env(up, env_file),
         timeout=60,
     )
 
@@ -166,15 +167,6 @@ def test_up_apply_watch_prune_restart(up: Up, data_dir: Path, tmp_path: Path) ->
         assert all(line.endswith("unchanged") for line in res.stdout.splitlines()), res.stdout
     finally:
         assert again.stop() == 0
-
-
-def ctl_env(up: Up) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DESIRED_")}
-    for line in (up.data_dir / "env").read_text().splitlines():
-        m = re.match(r"export (\w+)=(.*)", line)
-        if m:
-            env[m.group(1)] = m.group(2).strip("'")
-    return env
 
 
 def test_desiredctl_finds_up_without_environment(up: Up, data_dir: Path) -> None:

@@ -243,3 +243,21 @@ async def test_events_are_recorded_per_object_on_a_lease(store: Store) -> None:
     ]
     raw = await store.etcd.range(keys.events_prefix("demo"), keys.events_prefix("demo") + b"\xff")
     assert raw.kvs and all(kv.lease for kv in raw.kvs)
+
+
+async def test_resource_version_moves_with_status_but_status_never_blocks_an_update(
+    store: Store,
+) -> None:
+    created = await store.create(instance("vm"))
+    r = Ref("Instance", "demo", "vm")
+    after_status = await store.patch_status(r, lambda s: s.update(vmState="active") or True)
+    assert after_status is not None
+    read = await store.get(r)
+    assert int(read["metadata"]["resourceVersion"]) > int(created["metadata"]["resourceVersion"])
+    # a client holding the object from before the status write can still update the spec
+    stale_for_status = dict(created, spec=dict(created["spec"], flavor="m1.small"))
+    updated = await store.update(stale_for_status)
+    assert updated is not None and updated["status"] == {"vmState": "active"}
+    # but not after a spec write it has not seen
+    with pytest.raises(Conflict):
+        await store.update(dict(created, spec=dict(created["spec"], flavor="m1.large")))
