@@ -313,9 +313,7 @@ class Store:
             ops = [Put(spec_key, dumps(stored)), *extra_ops, Get(keys.status_for_spec(spec_key))]
         res = await self.etcd.txn(compares, ops)
         if not res.succeeded:
-            raise Conflict(
-                f"{r} was modified since resourceVersion {rv}; read it again and retry"
-            )
+            raise Conflict(f"{r} was modified since resourceVersion {rv}; read it again and retry")
         if gone:
             return None
         stored["metadata"]["resourceVersion"] = str(res.revision)
