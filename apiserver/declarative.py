@@ -273,10 +273,11 @@ def make_app(store: Store, admin_token: str) -> web.Application:
         middlewares=[status_errors, token_auth(admin_token)], client_max_size=_MAX_BODY
     )
     app[STORE] = store
-    app[WATCHES] = weakref.WeakSet()
+    app[WATCHES] = weakref.WeakSet[asyncio.Task[Any]]()
 
     async def stop_watches(app: web.Application) -> None:
-        for task in list(app[WATCHES]):
+        watches: weakref.WeakSet[asyncio.Task[Any]] = app[WATCHES]
+        for task in list(watches):
             task.cancel()
 
     app.on_shutdown.append(stop_watches)

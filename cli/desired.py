@@ -51,8 +51,9 @@ async def _serve_api(cfg: Config, etcd_url: str, token: str) -> web.AppRunner:
 def _bound_port(runner: web.AppRunner) -> int:
     for site in runner.sites:
         server = site._server  # aiohttp keeps the listening sockets here
-        if server is not None and getattr(server, "sockets", None):
-            return int(server.sockets[0].getsockname()[1])
+        sockets = getattr(server, "sockets", None)
+        if sockets:
+            return int(sockets[0].getsockname()[1])
     raise RuntimeError("the API server is not listening")
 
 

@@ -59,7 +59,9 @@ def _render(r: Requirement) -> str:
 
 def _split(text: str) -> list[str]:
     """Splits on commas that are not inside parentheses."""
-    parts, depth, cur = [], 0, []
+    parts: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in text:
         if ch == "(":
             depth += 1

@@ -16,6 +16,8 @@ spec's (left by an older object of the same name) is ignored on read.
 
 from __future__ import annotations
 
+import builtins
+
 import base64
 import json
 import time
@@ -421,7 +423,7 @@ class Store:
         lease = await self._event_lease()
         await self.etcd.put(keys.event(r.project, stamp, ident), dumps(event), lease=lease)
 
-    async def events_for(self, r: Ref, uid: str | None = None) -> list[dict[str, Any]]:
+    async def events_for(self, r: Ref, uid: str | None = None) -> builtins.list[dict[str, Any]]:
         prefix = keys.events_prefix(r.project)
         res = await self.etcd.range(prefix, prefix_end(prefix))
         out = []

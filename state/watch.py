@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,7 +134,7 @@ class ObjectWatch:
         """Every object as this watch last saw it."""
         return [e.object() for e in self._entries.values()]
 
-    async def __aiter__(self) -> AsyncIterator[ObjectEvent]:
+    async def __aiter__(self) -> AsyncGenerator[ObjectEvent, None]:
         if self.start_revision == 0:
             self.revision = await self._snapshot(0)
             for e in list(self._entries.values()):

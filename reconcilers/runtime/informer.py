@@ -11,6 +11,8 @@ block the loop in a handler.
 
 from __future__ import annotations
 
+import builtins
+
 import asyncio
 import logging
 from collections.abc import Callable
@@ -43,7 +45,7 @@ class Informer:
     def list(self) -> list[Obj]:
         return list(self._cache.values())
 
-    def keys(self) -> list[Ref]:
+    def keys(self) -> builtins.list[Ref]:
         return list(self._cache)
 
     async def run(self) -> None:

@@ -16,7 +16,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from state import keys
 from state.errors import DesiredError, NotFound
@@ -83,7 +84,7 @@ class LeaderElector:
         self.leading = leading
         self.on_change(leading)
 
-    async def run(self, lead: Callable[[], Awaitable[None]]) -> None:
+    async def run(self, lead: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Runs ``lead`` while leader, cancels it on loss, campaigns again; until cancelled."""
         try:
             while True:
