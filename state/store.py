@@ -16,9 +16,8 @@ spec's (left by an older object of the same name) is ignored on read.
 
 from __future__ import annotations
 
-import builtins
-
 import base64
+import builtins
 import json
 import time
 import uuid

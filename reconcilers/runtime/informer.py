@@ -11,9 +11,8 @@ block the loop in a handler.
 
 from __future__ import annotations
 
-import builtins
-
 import asyncio
+import builtins
 import logging
 from collections.abc import Callable
 
