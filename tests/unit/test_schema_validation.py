@@ -131,3 +131,32 @@ def test_a_wrong_typed_field_is_named(spec: dict, field: str, junk: str) -> None
     spec = dict(spec, **{field: junk})
     obj = {"apiVersion": "desired/v1", "kind": "Flavor", "metadata": {"name": "f"}, "spec": spec}
     assert f"spec.{field}" in [p for p, _ in errors_of(obj)]
+
+
+junk = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-70000, 70000),
+    st.floats(allow_nan=False),
+    st.text(max_size=6),
+    st.sampled_from(["10.0.0.1", "10.0.0.0/24", "tcp", "ingress", "running"]),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=2),
+)
+
+
+@given(st.sampled_from(EXAMPLES), st.data())
+def test_fast_path_and_full_validator_agree(doc: dict, data: st.DataObject) -> None:
+    """The compiled fast check accepts exactly what jsonschema accepts."""
+    obj = copy.deepcopy(doc)
+    spec = obj["spec"]
+    field = data.draw(st.sampled_from(sorted(spec) + ["unknownField"]))
+    spec[field] = data.draw(junk)
+    kind = obj["kind"]
+    fast_ok = True
+    try:
+        schemas._fast(kind)(obj)
+    except schemas.fastjsonschema.JsonSchemaException:
+        fast_ok = False
+    full_ok = not list(schemas._validator(kind).iter_errors(obj))
+    assert fast_ok == full_ok, (field, spec[field])
