@@ -114,7 +114,7 @@ def _fast(kind: str) -> Any:
     """
     schema = {k: v for k, v in _ENVELOPE.items() if k != "$schema"}
     schema["properties"] = dict(_ENVELOPE["properties"], spec=_DOCS[kind]["spec"])
-    return fastjsonschema.compile(schema, formats=_FAST_FORMATS)
+    return fastjsonschema.compile(schema, formats=_FAST_FORMATS, use_default=False)
 
 
 @cache

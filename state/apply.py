@@ -114,10 +114,11 @@ def merged(live: Obj, config: Obj) -> Obj:
 
 
 def new_object(config: Obj) -> Obj:
-    obj = copy.deepcopy(config)
-    annotations = obj["metadata"].setdefault("annotations", {})
-    annotations[LAST_APPLIED] = json.dumps(config, sort_keys=True, separators=(",", ":"))
-    return obj
+    """The object to create from ``config``; shares ``config``'s spec, which no step mutates."""
+    meta = dict(config["metadata"])
+    meta["annotations"] = dict(meta.get("annotations") or {})
+    meta["annotations"][LAST_APPLIED] = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return {**config, "metadata": meta}
 
 
 def _same(a: Obj, b: Obj) -> bool:
