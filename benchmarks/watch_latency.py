@@ -26,6 +26,7 @@ WRITER = """
 import asyncio, sys, time
 from state.etcd import EtcdClient
 from state.envelope import Ref
+from state.store import Store
 
 async def main(url, rate, seconds):
     etcd = EtcdClient(url)
