@@ -9,11 +9,12 @@ Must never: hold handlers of its own beyond health and metrics.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
 from apiserver import declarative
+from state.errors import DesiredError
 from state.etcd import EtcdClient
 from state.store import Store
 
@@ -21,14 +22,27 @@ ETCD = web.AppKey("etcd", EtcdClient)
 
 
 async def healthz(request: web.Request) -> web.Response:
-    await request.app[ETCD].revision()
+    try:
+        await request.app[ETCD].revision()
+    except DesiredError as exc:
+        return web.Response(status=503, text=f"etcd: {exc.message}\n")
     return web.Response(text="ok\n")
 
 
-def make_app(etcd: EtcdClient, admin_token: str) -> web.Application:
+def make_app(
+    etcd: EtcdClient, admin_token: str, metrics_text: Callable[[], bytes] | None = None
+) -> web.Application:
+    """The root app; ``metrics_text`` (Prometheus text) is served at ``/metrics`` when given."""
     root = web.Application()
     root[ETCD] = etcd
     root.router.add_get("/healthz", healthz)
+    if metrics_text is not None:
+        render = metrics_text
+
+        async def metrics(request: web.Request) -> web.Response:
+            return web.Response(body=render(), content_type="text/plain", charset="utf-8")
+
+        root.router.add_get("/metrics", metrics)
     root.add_subapp("/apis/v1", declarative.make_app(Store(etcd), admin_token))
 
     async def close_etcd(app: web.Application) -> AsyncIterator[None]:

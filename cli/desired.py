@@ -29,6 +29,7 @@ from apiserver.app import make_app
 from apiserver.auth import bootstrap_token
 from cli.up_files import write_client_files
 from fixtures.etcd import EtcdServer
+from reconcilers.runtime.metrics import Metrics
 from reconcilers.wiring import run_reconcilers
 from state import config as config_mod
 from state.config import Config
@@ -39,8 +40,14 @@ from state.sql.migrate import upgrade
 log = logging.getLogger("desired")
 
 
-async def _serve_api(cfg: Config, etcd_url: str, token: str) -> web.AppRunner:
-    app = make_app(EtcdClient(etcd_url, timeout=cfg.etcd.timeout), token)
+async def _serve_api(
+    cfg: Config, etcd_url: str, token: str, metrics: Metrics | None = None
+) -> web.AppRunner:
+    app = make_app(
+        EtcdClient(etcd_url, timeout=cfg.etcd.timeout),
+        token,
+        metrics.text if metrics is not None else None,
+    )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, cfg.api.host, cfg.api.port)
@@ -79,14 +86,18 @@ async def up(cfg: Config) -> int:
             etcd_url = etcd_server.url
         upgrade(cfg.sql_url())
         token = bootstrap_token(cfg.api.admin_token, data_dir)
-        runner = await _serve_api(cfg, etcd_url, token)
+        metrics = Metrics()
+        runner = await _serve_api(cfg, etcd_url, token, metrics)
         api_url = f"http://{cfg.api.host}:{_bound_port(runner)}"
         reconcilers = asyncio.create_task(
-            run_reconcilers(cfg, EtcdClient(etcd_url, timeout=cfg.etcd.timeout), identity="up")
+            run_reconcilers(
+                cfg, EtcdClient(etcd_url, timeout=cfg.etcd.timeout), identity="up", metrics=metrics
+            )
         )
         files = write_client_files(data_dir, api_url, token)
         print(f"desired is up (data in {data_dir})", flush=True)
         print(f"  declarative API  {api_url}/apis/v1/", flush=True)
+        print(f"  metrics          {api_url}/metrics", flush=True)
         print(f"  etcd             {etcd_url}", flush=True)
         print(f"  SQL              {cfg.sql_url()}", flush=True)
         for f in files:
@@ -122,14 +133,34 @@ async def apiserver(cfg: Config) -> int:
     return 0
 
 
+async def _serve_metrics(metrics: Metrics, port: int) -> web.AppRunner | None:
+    """Serves Prometheus' /metrics on loopback when a port is configured."""
+    if not port:
+        return None
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=metrics.text(), content_type="text/plain", charset="utf-8")
+
+    app = web.Application()
+    app.router.add_get("/metrics", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
+
+
 async def reconcilers_cmd(cfg: Config, identity: str) -> int:
     if not cfg.etcd.url:
         raise DesiredError("desired reconcilers needs etcd.url (DESIRED_ETCD_URL)")
+    metrics = Metrics()
     task = asyncio.create_task(
-        run_reconcilers(cfg, EtcdClient(cfg.etcd.url, timeout=cfg.etcd.timeout), identity)
+        run_reconcilers(cfg, EtcdClient(cfg.etcd.url, timeout=cfg.etcd.timeout), identity, metrics)
     )
+    metrics_runner = await _serve_metrics(metrics, cfg.reconcilers.metrics_port)
     waiter = asyncio.create_task(_until_signalled())
     done, _ = await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
+    if metrics_runner is not None:
+        await metrics_runner.cleanup()
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task

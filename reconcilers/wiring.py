@@ -40,9 +40,9 @@ def build(cfg: Config, etcd: EtcdClient, identity: str, metrics: Metrics) -> Man
     return Manager([gitsources], [gitsync], elector=elector)
 
 
-async def run_reconcilers(cfg: Config, etcd: EtcdClient, identity: str) -> None:
+async def run_reconcilers(cfg: Config, etcd: EtcdClient, identity: str, metrics: Metrics) -> None:
     """Runs the central reconcilers until cancelled."""
     try:
-        await build(cfg, etcd, identity, Metrics()).run()
+        await build(cfg, etcd, identity, metrics).run()
     finally:
         await etcd.close()

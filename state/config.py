@@ -61,6 +61,9 @@ class ReconcilerConfig:
     leader_ttl: int = 10
     #: worker tasks per controller
     workers: int = 4
+    #: port of ``desired reconcilers``' /metrics on loopback; 0: not served
+    #: (``desired up`` serves them on the API server's /metrics)
+    metrics_port: int = 0
 
 
 @dataclass(frozen=True)

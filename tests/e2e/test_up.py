@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -172,3 +173,14 @@ def test_up_apply_watch_prune_restart(up: Up, data_dir: Path, tmp_path: Path) ->
 def test_desiredctl_finds_up_without_environment(up: Up, data_dir: Path) -> None:
     res = ctl(up, "get", "flavors", env_file=False)
     assert res.returncode == 0, res.stderr
+
+
+def test_up_elects_its_reconcilers_and_serves_their_metrics(up: Up) -> None:
+    deadline = time.monotonic() + 20
+    while True:
+        text = urllib.request.urlopen(up.url + "/metrics", timeout=5).read().decode()
+        if 'desired_leader{election="reconcilers"} 1.0' in text:
+            break
+        assert time.monotonic() < deadline, text
+        time.sleep(0.2)
+    assert "desired_reconcile_seconds" in text
