@@ -40,6 +40,7 @@ class UnknownKindError(Exception):
     def __init__(self, kind: str, known: tuple[str, ...], what: str = "kind") -> None:
         self.kind = kind
         self.known = known
+        self.what = what
         super().__init__(f"unknown {what} {kind!r}; known: {', '.join(known)}")
 
 

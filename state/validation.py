@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import schemas
 from state.envelope import Obj
-from state.errors import FieldError, Invalid, UnknownKind
+from state.errors import BadRequest, FieldError, Invalid, UnknownKind
 
 
 def validate(obj: Obj) -> Obj:
@@ -19,6 +19,8 @@ def validate(obj: Obj) -> Obj:
     try:
         schemas.validate(obj)
     except schemas.UnknownKindError as exc:
+        if exc.what != "kind":
+            raise BadRequest(str(exc)) from None
         raise UnknownKind(exc.kind, list(exc.known)) from None
     except schemas.SchemaError as exc:
         name = (obj.get("metadata") or {}).get("name")

@@ -130,6 +130,12 @@ async def test_unknown_kind_lists_known_ones(api: aiohttp.ClientSession) -> None
         assert "flavors" in (await resp.json())["message"]
 
 
+async def test_unknown_api_version_names_the_known_one(api: aiohttp.ClientSession) -> None:
+    status, body = await _apply(api, dict(FLAVOR, apiVersion="desired/v2"))
+    assert status == 400
+    assert body["message"] == "unknown apiVersion 'desired/v2'; known: desired/v1"
+
+
 async def test_scope_rules(api: aiohttp.ClientSession) -> None:
     no_project = json.loads(json.dumps(KEYPAIR))
     del no_project["metadata"]["project"]
