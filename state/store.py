@@ -326,15 +326,24 @@ class Store:
 
         Returns the object marked with ``deletionTimestamp``, or None once it
         is gone. Deleting an object that is already deleting changes nothing.
+        With ``resource_version_`` the delete is refused (Conflict) if the spec
+        changed since; without it, a concurrent change (a reconciler adding a
+        finalizer) makes it re-read and try again.
         """
-        current = await self.get(r)
-        rv = resource_version_ or resource_version(current)
-        if is_deleting(current):
-            return current
-        stored = {k: v for k, v in current.items() if k != "status"}
-        stored["metadata"] = dict(current["metadata"], deletionTimestamp=now())
-        stored["metadata"].pop("resourceVersion", None)
-        return await self._write(r, rv, stored)
+        for _ in range(_STATUS_RETRIES):
+            current = await self.get(r)
+            if is_deleting(current):
+                return current
+            rv = resource_version_ or resource_version(current)
+            stored = {k: v for k, v in current.items() if k != "status"}
+            stored["metadata"] = dict(current["metadata"], deletionTimestamp=now())
+            stored["metadata"].pop("resourceVersion", None)
+            try:
+                return await self._write(r, rv, stored)
+            except Conflict:
+                if resource_version_:
+                    raise
+        raise Conflict(f"{r}: kept changing while being deleted; try again")
 
     async def remove_finalizer(self, r: Ref, name: str) -> Obj | None:
         """Drops one finalizer, re-reading on conflict.

@@ -155,5 +155,5 @@ class Convergence(RuleBasedStateMachine):
 def test_random_histories_converge_like_the_model(etcd_server: EtcdServer) -> None:
     Convergence.etcd_url = etcd_server.url
     run_state_machine_as_test(
-        Convergence, settings=settings(max_examples=12, stateful_step_count=12, deadline=None)
+        Convergence, settings=settings(max_examples=20, stateful_step_count=15, deadline=None)
     )
