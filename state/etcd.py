@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 
 from state.errors import Conflict, DesiredError, Gone, NotFound, Unavailable
+from state.http1 import Http1Pool, HttpError
 
 # gRPC status codes the gateway reports in {"code": N}.
 _GRPC_OUT_OF_RANGE = 11
@@ -189,6 +190,9 @@ class EtcdClient:
         self.url = url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 3.0))
         self._pool = pool
+        #: unary calls (kv, txn, lease) go through a lean keep-alive pool
+        self._unary: Http1Pool | None = None
+        #: watch streams through aiohttp
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> EtcdClient:
@@ -207,18 +211,21 @@ class EtcdClient:
         return self._session
 
     async def close(self) -> None:
+        if self._unary is not None:
+            await self._unary.close()
+            self._unary = None
         if self._session is not None:
             await self._session.close()
             self._session = None
 
     async def _call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        if self._unary is None:
+            self._unary = Http1Pool(self.url, size=self._pool, timeout=self._timeout.total or 10.0)
         try:
-            async with self._http().post(self.url + path, json=body) as resp:
-                data = await resp.json(content_type=None)
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise Unavailable(
-                f"etcd at {self.url} is unreachable ({type(exc).__name__}: {exc}); retry later"
-            ) from exc
+            _, raw = await self._unary.post(path, json.dumps(body, separators=(",", ":")).encode())
+            data = json.loads(raw)
+        except (HttpError, ValueError) as exc:
+            raise Unavailable(f"etcd at {self.url} is unreachable ({exc}); retry later") from exc
         if not isinstance(data, dict):
             raise Unavailable(f"etcd at {self.url} answered {path} with non-JSON; retry later")
         if "error" in data or ("code" in data and "header" not in data):
