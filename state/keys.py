@@ -99,6 +99,23 @@ def host(name: str) -> bytes:
     return f"{ROOT}/hosts/{name}".encode()
 
 
+def hosts_prefix() -> bytes:
+    return f"{ROOT}/hosts/".encode()
+
+
+def alive_prefix() -> bytes:
+    return f"{ROOT}/alive/".encode()
+
+
+def alloc_prefix() -> bytes:
+    return f"{ROOT}/alloc/".encode()
+
+
+def last_segment(key: bytes) -> str:
+    """The last path segment of a key: the host of a hosts/alive/alloc key, the uid of an assignment."""
+    return key.decode().rsplit("/", 1)[1]
+
+
 def alive(name: str) -> bytes:
     return f"{ROOT}/alive/{name}".encode()
 

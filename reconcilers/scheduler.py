@@ -1,0 +1,259 @@
+"""The scheduler reconciler: places instances on hosts.
+
+Inputs: Instance objects; Flavor and Image objects (to size and render
+them); host records (``/hosts/<host>``), liveness (``/alive/<host>``),
+allocations (``/alloc/<host>``) and Host objects (admins' placement
+settings), read together in one etcd transaction per reconcile.
+
+Outputs: for a new instance, in one transaction that compares the chosen
+host's allocation revision, the allocation with the instance added and the
+assignment ``/assign/<host>/<uid>`` (the rendered spec hostd converges);
+then the instance's status (``host``, ``Scheduled`` condition). For a
+placed instance, the assignment re-rendered when the spec changes. For a
+deleting instance, the assignment removed, and once hostd reports the domain
+removed (or the host is dead), the allocation released and the finalizer
+dropped.
+
+Invariants: no host is ever over-committed (the allocation compare makes a
+racing placement fail and retry); an instance is allocated on at most one
+host (placement first looks for the uid in every allocation); every step is
+safe to repeat after a crash.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from reconcilers.placement import WEIGHERS, HostState, Request, Resources, choose
+from reconcilers.runtime.controller import Requeue
+from state import keys
+from state.envelope import Obj, Ref, set_condition
+from state.errors import Conflict
+from state.etcd import Delete, Get, Put, absent, mod_revision_is, prefix_end
+from state.store import Store, dumps
+
+FINALIZER = "desired/scheduler"
+#: how often an instance that fits nowhere is looked at again
+RETRY_UNSCHEDULABLE = 2.0
+
+
+@dataclass
+class Cluster:
+    """Every host's record, liveness, allocation and settings, read at one revision."""
+
+    hosts: dict[str, HostState]
+    allocs: dict[str, tuple[dict[str, Any], int]]  # host -> (allocation, mod revision; 0 if none)
+
+    def host_of(self, uid: str) -> str | None:
+        for name, (alloc, _) in self.allocs.items():
+            if uid in alloc.get("instances", {}):
+                return name
+        return None
+
+
+def _res(d: dict[str, Any]) -> Resources:
+    return Resources(int(d.get("vcpus", 0)), int(d.get("ramMiB", 0)), int(d.get("diskGiB", 0)))
+
+
+def _res_json(r: Resources) -> dict[str, int]:
+    return {"vcpus": r.vcpus, "ramMiB": r.ram_mib, "diskGiB": r.disk_gib}
+
+
+@dataclass
+class Scheduler:
+    store: Store
+    weigher: str = "spread"
+    name: str = "scheduler"
+
+    async def read_cluster(self) -> Cluster:
+        ranges = [
+            keys.hosts_prefix(),
+            keys.alive_prefix(),
+            keys.alloc_prefix(),
+            keys.spec_prefix("Host"),
+        ]
+        res = await self.store.txn([], [Get(p, prefix_end(p)) for p in ranges])
+        records, alive, allocs, host_specs = (r or [] for r in res.responses)
+        live = {keys.last_segment(kv.key) for kv in alive}
+        specs: dict[str, dict[str, Any]] = {}
+        for kv in host_specs:
+            obj = json.loads(kv.value)
+            specs[obj["metadata"]["name"]] = obj.get("spec", {})
+        alloc_by_host: dict[str, tuple[dict[str, Any], int]] = {
+            keys.last_segment(kv.key): (json.loads(kv.value), kv.mod_revision) for kv in allocs
+        }
+        hosts: dict[str, HostState] = {}
+        for kv in records:
+            rec = json.loads(kv.value)
+            name = rec["name"]
+            spec = specs.get(name, {})
+            alloc = alloc_by_host.get(name, ({}, 0))[0]
+            ratios = spec.get("allocationRatios", {})
+            hosts[name] = HostState(
+                name=name,
+                capacity=_res(rec.get("capacity", {})),
+                used=_res(alloc.get("used", {})),
+                zone=spec.get("zone") or rec.get("zone", "nova"),
+                alive=name in live,
+                enabled=spec.get("enabled", True),
+                forced_down=spec.get("forcedDown", False),
+                cpu_ratio=float(ratios.get("cpu", 16.0)),
+                ram_ratio=float(ratios.get("ram", 1.5)),
+                disk_ratio=float(ratios.get("disk", 1.0)),
+                reserved=_res(spec.get("reserved", {})),
+                traits=frozenset(rec.get("traits", [])) | frozenset(spec.get("traits", [])),
+                instances=frozenset(alloc.get("instances", {})),
+            )
+        return Cluster(hosts, alloc_by_host)
+
+    async def reconcile(self, key: Ref) -> Requeue | None:
+        inst = await self.store.get_or_none(key)
+        if inst is None:
+            return None
+        meta = inst["metadata"]
+        if meta.get("deletionTimestamp"):
+            return await self._release(inst)
+        if FINALIZER not in (meta.get("finalizers") or []):
+            meta["finalizers"] = [*(meta.get("finalizers") or []), FINALIZER]
+            await self.store.update(inst, current=inst)
+            return None  # the update's own event brings the key back
+        rendered = await self._render(inst)
+        if isinstance(rendered, str):
+            await self._condition(inst, False, "InvalidSpec", rendered)
+            return None  # a change of the spec (or the flavor/image) brings it back
+        cluster = await self.read_cluster()
+        host = cluster.host_of(meta["uid"])
+        if host is None:
+            return await self._place(inst, rendered, cluster)
+        await self._ensure_assignment(host, rendered)
+        if inst.get("status", {}).get("host") != host:
+            await self._condition(inst, True, "Scheduled", f"placed on {host}", host=host)
+        return None
+
+    async def _render(self, inst: Obj) -> dict[str, Any] | str:
+        """The assignment hostd converges, or why it cannot be made."""
+        spec, meta = inst["spec"], inst["metadata"]
+        flavor = await self.store.get_or_none(Ref("Flavor", None, spec["flavor"]))
+        if flavor is None:
+            return f"flavor {spec['flavor']!r} not found"
+        image = await self.store.get_or_none(Ref("Image", meta["project"], spec["image"]))
+        if image is None:
+            image = await self.store.get_or_none(Ref("Image", None, spec["image"]))
+        if image is None:
+            return f"image {spec['image']!r} not found"
+        fs, im = flavor["spec"], image["spec"]
+        if fs["diskGiB"] and im.get("minDiskGiB", 0) > fs["diskGiB"]:
+            return f"flavor {spec['flavor']!r} is too small for image {spec['image']!r} (needs {im['minDiskGiB']} GiB disk)"
+        if im.get("minRamMiB", 0) > fs["ramMiB"]:
+            return f"flavor {spec['flavor']!r} is too small for image {spec['image']!r} (needs {im['minRamMiB']} MiB RAM)"
+        return {
+            "uid": meta["uid"],
+            "project": meta["project"],
+            "name": meta["name"],
+            "generation": meta["generation"],
+            "flavor": {
+                "name": spec["flavor"],
+                **{k: fs[k] for k in ("vcpus", "ramMiB", "diskGiB")},
+            },
+            "image": {"name": spec["image"], "uid": image["metadata"]["uid"], **im},
+            "powerState": spec.get("powerState", "running"),
+            "reboot": spec.get("reboot", {"generation": 0}),
+            "rebuild": spec.get("rebuild", {"generation": 0}),
+        }
+
+    async def _place(self, inst: Obj, rendered: dict[str, Any], cluster: Cluster) -> Requeue | None:
+        spec = inst["spec"]
+        need = Resources(
+            rendered["flavor"]["vcpus"], rendered["flavor"]["ramMiB"], rendered["flavor"]["diskGiB"]
+        )
+        req = Request(
+            uid=inst["metadata"]["uid"], resources=need, zone=spec.get("availabilityZone")
+        )
+        choice = choose(list(cluster.hosts.values()), req, WEIGHERS[self.weigher])
+        if choice.host is None:
+            await self._condition(
+                inst, False, "NoValidHost", f"No valid host was found. {choice.reason()}"
+            )
+            return Requeue(after=RETRY_UNSCHEDULABLE)
+        host = choice.host.name
+        alloc, rev = cluster.allocs.get(host, ({}, 0))
+        instances = dict(alloc.get("instances", {}))
+        instances[req.uid] = _res_json(need)
+        new_alloc = {"instances": instances, "used": _res_json(choice.host.used + need)}
+        alloc_key = keys.alloc(host)
+        guard = mod_revision_is(alloc_key, rev) if rev else absent(alloc_key)
+        res = await self.store.txn(
+            [guard],
+            [Put(alloc_key, dumps(new_alloc)), Put(keys.assign(host, req.uid), dumps(rendered))],
+        )
+        if not res.succeeded:
+            raise Conflict(f"allocation of {host} changed while placing {inst['metadata']['name']}")
+        await self._condition(inst, True, "Scheduled", f"placed on {host}", host=host)
+        await self.store.record_event(inst, "Normal", "Scheduled", f"placed on {host}")
+        return None
+
+    async def _ensure_assignment(self, host: str, rendered: dict[str, Any]) -> None:
+        key = keys.assign(host, rendered["uid"])
+        current = await self.store.etcd.get(key)
+        body = dumps(rendered)
+        if current is not None and current.value == body:
+            return
+        guard = mod_revision_is(key, current.mod_revision) if current else absent(key)
+        res = await self.store.txn([guard], [Put(key, body)])
+        if not res.succeeded:
+            raise Conflict(f"assignment {rendered['uid']} changed while rendering it")
+
+    async def _release(self, inst: Obj) -> Requeue | None:
+        meta = inst["metadata"]
+        uid = meta["uid"]
+        r = Ref("Instance", meta["project"], meta["name"])
+        cluster = await self.read_cluster()
+        host = cluster.host_of(uid)
+        if host is not None:
+            assignment = await self.store.etcd.get(keys.assign(host, uid))
+            if assignment is not None:
+                await self.store.txn([], [Delete(keys.assign(host, uid))])
+            removed = inst.get("status", {}).get("domainState") == "removed"
+            state = cluster.hosts.get(host)
+            if not removed and state is not None and state.alive:
+                return None  # hostd's status report brings the key back
+            alloc, rev = cluster.allocs[host]
+            instances = dict(alloc.get("instances", {}))
+            freed = _res(instances.pop(uid, {}))
+            used = _res(alloc.get("used", {}))
+            new_used = Resources(
+                used.vcpus - freed.vcpus,
+                used.ram_mib - freed.ram_mib,
+                used.disk_gib - freed.disk_gib,
+            )
+            res = await self.store.txn(
+                [mod_revision_is(keys.alloc(host), rev)],
+                [
+                    Put(
+                        keys.alloc(host),
+                        dumps({"instances": instances, "used": _res_json(new_used)}),
+                    )
+                ],
+            )
+            if not res.succeeded:
+                raise Conflict(f"allocation of {host} changed while releasing {meta['name']}")
+        await self.store.remove_finalizer(r, FINALIZER)
+        return None
+
+    async def _condition(
+        self, inst: Obj, ok: bool, reason: str, message: str, host: str | None = None
+    ) -> None:
+        meta = inst["metadata"]
+
+        def mutate(status: dict[str, Any]) -> bool:
+            changed = set_condition(status, "Scheduled", ok, reason, message)
+            if host is not None and status.get("host") != host:
+                status["host"] = host
+                changed = True
+            return changed
+
+        await self.store.patch_status(
+            Ref("Instance", meta["project"], meta["name"]), mutate, uid=meta["uid"]
+        )
