@@ -15,14 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
-from reconcilers.runtime.informer import Informer
 from reconcilers.runtime.metrics import Metrics
 from reconcilers.runtime.queue import ShutDown, WorkQueue
-from state.envelope import Obj, Ref, ref
+from state.envelope import ref
 from state.errors import Conflict
 
 log = logging.getLogger(__name__)
@@ -38,23 +37,37 @@ class Requeue:
     after: float = 0.0
 
 
-class Reconciler(Protocol):
+K = TypeVar("K", bound=Hashable)
+K_contra = TypeVar("K_contra", bound=Hashable, contravariant=True)
+
+
+class Reconciler(Protocol[K_contra]):
     name: str
 
-    async def reconcile(self, key: Ref) -> Requeue | None: ...
+    async def reconcile(self, key: K_contra) -> Requeue | None: ...
 
 
-class Controller:
+class Source(Protocol):
+    """What a controller watches: an informer, or hostd's assignments."""
+
+    synced: asyncio.Event
+
+    def add_handler(self, handler: Callable[[str, Any], None]) -> None: ...
+
+    def list(self) -> list[Any]: ...
+
+
+class Controller(Generic[K]):
     def __init__(
         self,
-        reconciler: Reconciler,
-        informers: list[Informer],
+        reconciler: Reconciler[K],
+        informers: list[Source],
         *,
         workers: int = 4,
         resync: float = 300.0,
-        key_of: Callable[[Obj], Ref | None] = ref,
+        key_of: Callable[[Any], K | None] = ref,  # type: ignore[assignment]
         metrics: Metrics | None = None,
-        queue: WorkQueue[Ref] | None = None,
+        queue: WorkQueue[K] | None = None,
     ) -> None:
         self.reconciler = reconciler
         self.name = reconciler.name
@@ -63,12 +76,12 @@ class Controller:
         self.resync = resync
         self.key_of = key_of
         self.metrics = metrics or Metrics()
-        self.queue: WorkQueue[Ref] = queue or WorkQueue()
-        self._conflicts: dict[Ref, int] = {}
+        self.queue: WorkQueue[K] = queue or WorkQueue()
+        self._conflicts: dict[K, int] = {}
         for inf in informers:
             inf.add_handler(self._on_change)
 
-    def _on_change(self, event_type: str, obj: Obj) -> None:
+    def _on_change(self, event_type: str, obj: Any) -> None:
         key = self.key_of(obj)
         if key is not None:
             self.queue.add(key)
@@ -114,7 +127,7 @@ class Controller:
             finally:
                 self.queue.done(key)
 
-    async def _handle(self, key: Ref) -> None:
+    async def _handle(self, key: K) -> None:
         start = time.perf_counter()
         try:
             result = await self.reconciler.reconcile(key)
@@ -134,12 +147,7 @@ class Controller:
                 "reconcile failed, retrying in %.3fs: %s",
                 delay,
                 exc,
-                extra={
-                    "controller": self.name,
-                    "kind": key.kind,
-                    "project": key.project,
-                    "name": key.name,
-                },
+                extra={"controller": self.name, "object": str(key)},
                 exc_info=log.isEnabledFor(logging.DEBUG),
             )
             return

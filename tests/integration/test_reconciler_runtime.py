@@ -117,7 +117,9 @@ async def test_converges_objects_before_and_after_start(store: Store) -> None:
         await eventually(lambda: converged(store, 10))
 
 
-async def test_transient_errors_back_off_then_succeed(store: Store) -> None:
+async def test_transient_errors_back_off_then_succeed(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
     mirror = Mirror(store)
     mirror.fail_times["flaky"] = 4
     mirror.conflict_times["racy"] = 2
@@ -129,6 +131,8 @@ async def test_transient_errors_back_off_then_succeed(store: Store) -> None:
         assert errors.labels("mirror", "Unavailable")._value.get() == 4
         assert errors.labels("mirror", "conflict")._value.get() == 2
         assert mirror.calls["flaky"] >= 5 and mirror.calls["racy"] >= 3
+    assert not [r for r in caplog.records if r.getMessage() == "worker error"]
+    assert any("reconcile failed" in r.getMessage() for r in caplog.records)
         assert controller.queue.failures(Ref("Flavor", None, "flaky")) == 0  # forgotten on success
 
 
