@@ -33,7 +33,12 @@ class KeyEvent:
 
 class KeyWatch:
     def __init__(
-        self, etcd: EtcdClient, prefix: bytes, *, retry_delay: float = 0.2, max_retry_delay: float = 5.0
+        self,
+        etcd: EtcdClient,
+        prefix: bytes,
+        *,
+        retry_delay: float = 0.2,
+        max_retry_delay: float = 5.0,
     ) -> None:
         self.etcd = etcd
         self.prefix = prefix
@@ -55,7 +60,9 @@ class KeyWatch:
         delay = self._retry_delay
         while True:
             try:
-                async for batch in self.etcd.watch(self.prefix, prefix_end(self.prefix), self.revision + 1):
+                async for batch in self.etcd.watch(
+                    self.prefix, prefix_end(self.prefix), self.revision + 1
+                ):
                     delay = self._retry_delay
                     for ev in batch.events:
                         kv = ev.kv

@@ -131,9 +131,9 @@ async def test_transient_errors_back_off_then_succeed(
         assert errors.labels("mirror", "Unavailable")._value.get() == 4
         assert errors.labels("mirror", "conflict")._value.get() == 2
         assert mirror.calls["flaky"] >= 5 and mirror.calls["racy"] >= 3
+        assert controller.queue.failures(Ref("Flavor", None, "flaky")) == 0  # forgotten on success
     assert not [r for r in caplog.records if r.getMessage() == "worker error"]
     assert any("reconcile failed" in r.getMessage() for r in caplog.records)
-        assert controller.queue.failures(Ref("Flavor", None, "flaky")) == 0  # forgotten on success
 
 
 async def test_resync_reconciles_unchanged_keys(store: Store) -> None:
