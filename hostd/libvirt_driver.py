@@ -83,9 +83,13 @@ def _state_of(dom: Any) -> str:
 class LibvirtDriver:
     """One libvirt connection; see the module docstring."""
 
-    def __init__(self, uri: str, virt_type: str, *, pool: ThreadPoolExecutor | None = None) -> None:
+    def __init__(
+        self, uri: str, virt_type: str, *, disk_gib: int = 0, pool: ThreadPoolExecutor | None = None
+    ) -> None:
+        """``disk_gib``: the instance disk this host offers (libvirt does not say)."""
         _start_libvirt_event_loop()
         self.uri = uri
+        self.disk_gib = disk_gib
         self._pool = pool or _SHARED_POOL
         try:
             self._conn = libvirt.open(uri)
@@ -138,7 +142,7 @@ class LibvirtDriver:
             info = (
                 self._conn.getInfo()
             )  # [model, memory MiB, cpus, mhz, nodes, sockets, cores, threads]
-            return HostCapacity(vcpus=int(info[2]), ram_mib=int(info[1]), disk_gib=0)
+            return HostCapacity(vcpus=int(info[2]), ram_mib=int(info[1]), disk_gib=self.disk_gib)
 
         return await self._run(read)
 
@@ -154,7 +158,13 @@ class LibvirtDriver:
         meta = read_metadata(dom.XMLDesc(0))
         if meta is None:
             return None
-        return Observed(meta["uid"], _state_of(dom), int(meta.get("generation") or 0))
+        return Observed(
+            meta["uid"],
+            _state_of(dom),
+            int(meta.get("generation") or 0),
+            project=meta.get("project", ""),
+            name=meta.get("name", ""),
+        )
 
     async def observe(self, uid: str) -> Observed:
         def read() -> Observed:

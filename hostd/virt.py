@@ -49,6 +49,9 @@ class Observed:
     state: str
     #: the generation recorded in the domain's metadata when it was defined
     generation: int
+    #: the instance's project and name, from the domain's metadata
+    project: str = ""
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,10 @@ class VirtDriver(Protocol):
         ...
 
     async def reboot(self, uid: str, hard: bool) -> None: ...
+
+    async def observe(self, uid: str) -> Observed:
+        """The domain of ``uid``, or an Observed with state MISSING."""
+        ...
 
     async def remove(self, uid: str) -> None:
         """Destroys and undefines the domain (and its managed save); absent is fine."""

@@ -1,0 +1,230 @@
+"""hostd's agent: one host's registration, heartbeat and the convergence of its assignments.
+
+Inputs: ``/desired/v1/assign/<host>/`` (the only keys it reads), the virt
+driver's domains and lifecycle events.
+
+Outputs: the host record ``/hosts/<host>`` and ``/alive/<host>`` (bound to a
+lease kept alive every TTL/3), a Host object if none exists, and each
+assigned instance's status: ``host``, ``domainState``, ``powerState``,
+``rebootGeneration``, ``observedGeneration`` and the ``Ready`` condition;
+``domainState: removed`` once an unassigned domain is gone; events for
+drift repaired.
+
+Invariants: a domain exists only while its assignment does (domains of ours
+without one are reaped); every reconcile is level-based (it reads the
+assignment and the domain, whatever event woke it); a domain is redefined
+only when its definition changes, never for a power change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from typing import Any
+
+from hostd.assignments import Assignments
+from hostd.render import DomainSpec
+from hostd.virt import MISSING, VirtDriver
+from reconcilers.runtime.controller import Controller, Requeue
+from state import keys
+from state.envelope import Ref, set_condition
+from state.errors import AlreadyExists, DesiredError, NotFound
+from state.etcd import EtcdClient
+from state.store import Store, dumps
+
+log = logging.getLogger(__name__)
+
+
+def definition_digest(a: dict[str, Any]) -> int:
+    """Changes exactly when the domain must be redefined: size, image or a rebuild."""
+    relevant = {
+        "flavor": a["flavor"],
+        "image": a["image"].get("uid"),
+        "rebuild": a.get("rebuild", {}).get("generation", 0),
+    }
+    raw = json.dumps(relevant, sort_keys=True).encode()
+    return int(hashlib.sha256(raw).hexdigest()[:12], 16)
+
+
+class HostAgent:
+    name = "hostd"
+
+    def __init__(
+        self,
+        etcd: EtcdClient,
+        host: str,
+        driver: VirtDriver,
+        *,
+        zone: str = "nova",
+        lease_ttl: int = 10,
+        resync: float = 30.0,
+        workers: int = 4,
+    ) -> None:
+        self.etcd = etcd
+        self.host = host
+        self.driver = driver
+        self.zone = zone
+        self.lease_ttl = lease_ttl
+        self.resync = resync
+        self.store = Store(etcd)
+        self.assignments = Assignments(etcd, host)
+        self.controller: Controller[str] = Controller(
+            self, [self.assignments], key_of=lambda a: a["uid"], workers=workers, resync=resync
+        )
+        self._lease = 0
+        #: uid -> (project, name) of instances seen here, to report their removal
+        self._known: dict[str, tuple[str, str]] = {}
+
+    # --- registration and heartbeat ---------------------------------------------------
+
+    async def register(self) -> None:
+        cap = await self.driver.capacity()
+        record = {
+            "name": self.host,
+            "zone": self.zone,
+            "virtType": self.driver.capabilities.virt_type,
+            "capacity": {"vcpus": cap.vcpus, "ramMiB": cap.ram_mib, "diskGiB": cap.disk_gib},
+        }
+        await self.etcd.put(keys.host(self.host), dumps(record))
+        await self._beat()
+        try:
+            await self.store.create(
+                {"kind": "Host", "metadata": {"name": self.host}, "spec": {"zone": self.zone}}
+            )
+        except AlreadyExists:
+            pass
+
+    async def _beat(self) -> None:
+        self._lease = await self.etcd.lease_grant(self.lease_ttl)
+        await self.etcd.put(keys.alive(self.host), b"1", lease=self._lease)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_ttl / 3)
+            try:
+                await self.etcd.lease_keepalive(self._lease)
+            except NotFound:
+                log.warning("lease lost, registering again", extra={"host": self.host})
+                await self._beat()
+            except DesiredError as exc:
+                log.warning("heartbeat failed: %s", exc, extra={"host": self.host})
+
+    async def _domain_events(self) -> None:
+        async for ev in self.driver.events():
+            self.controller.queue.add(ev.uid)
+
+    async def _reap(self) -> None:
+        await self.assignments.synced.wait()
+        while True:
+            for observed in await self.driver.list():
+                if self.assignments.get(observed.uid) is None:
+                    self.controller.queue.add(observed.uid)
+            await asyncio.sleep(self.resync)
+
+    async def run(self) -> None:
+        """Registers, then converges until cancelled; revokes the lease on the way out."""
+        await self.register()
+        tasks = [
+            asyncio.create_task(self.assignments.run()),
+            asyncio.create_task(self.controller.run()),
+            asyncio.create_task(self._heartbeat()),
+            asyncio.create_task(self._domain_events()),
+            asyncio.create_task(self._reap()),
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            self.controller.stop()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self._lease:
+                await asyncio.shield(self.etcd.lease_revoke(self._lease))
+
+    # --- convergence ------------------------------------------------------------------
+
+    def domain_spec(self, a: dict[str, Any]) -> DomainSpec:
+        virt = self.driver.capabilities.virt_type
+        return DomainSpec(
+            uid=a["uid"],
+            name=a["name"],
+            project=a["project"],
+            generation=definition_digest(a),
+            vcpus=a["flavor"]["vcpus"],
+            ram_mib=a["flavor"]["ramMiB"],
+            virt_type=virt,
+            vnc=virt != "test",
+        )
+
+    async def reconcile(self, uid: str) -> Requeue | None:
+        a = self.assignments.get(uid)
+        if a is None:
+            return await self._remove(uid)
+        self._known[uid] = (a["project"], a["name"])
+        ref = Ref("Instance", a["project"], a["name"])
+        want = a["powerState"]
+        before = await self.driver.observe(uid)
+        observed = await self.driver.ensure(self.domain_spec(a), want)
+        status = (await self.store.get_or_none(ref) or {}).get("status", {})
+        if before.state not in (want, MISSING) and status.get("domainState") == want:
+            await self.store.record_event(
+                {
+                    "kind": "Instance",
+                    "metadata": {"name": a["name"], "project": a["project"], "uid": uid},
+                },
+                "Warning",
+                "DriftRepaired",
+                f"domain was {before.state} behind hostd's back; brought back to {want}",
+            )
+        reboot = a.get("reboot", {})
+        rebooted = status.get("rebootGeneration", 0)
+        if reboot.get("generation", 0) > rebooted:
+            await self.driver.reboot(uid, hard=reboot.get("type") == "HARD")
+            rebooted = reboot["generation"]
+
+        def mutate(st: dict[str, Any]) -> bool:
+            new = dict(
+                st,
+                host=self.host,
+                domainState=observed.state,
+                rebootGeneration=rebooted,
+                observedGeneration=a["generation"],
+            )
+            set_condition(
+                new,
+                "Ready",
+                observed.state == want,
+                "Converged" if observed.state == want else "Converging",
+                f"domain is {observed.state} on {self.host}",
+            )
+            if new == st:
+                return False
+            st.clear()
+            st.update(new)
+            return True
+
+        await self.store.patch_status(ref, mutate, uid=uid)
+        return None
+
+    async def _remove(self, uid: str) -> Requeue | None:
+        observed = await self.driver.observe(uid)
+        if observed.state != MISSING:
+            await self.driver.remove(uid)
+        where = self._known.pop(uid, None) or (
+            (observed.project, observed.name) if observed.name else None
+        )
+        if where is None:
+            return None  # never ours to report: no domain, and not seen since start
+        ref = Ref("Instance", where[0], where[1])
+
+        def mutate(st: dict[str, Any]) -> bool:
+            if st.get("domainState") == "removed":
+                return False
+            st["domainState"] = "removed"
+            set_condition(st, "Ready", False, "Removed", f"domain removed from {self.host}")
+            return True
+
+        await self.store.patch_status(ref, mutate, uid=uid)
+        return None

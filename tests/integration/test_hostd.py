@@ -1,0 +1,160 @@
+"""hostd on a simulated host (libvirt's test driver) with the scheduler and a real etcd."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from hostd.agent import HostAgent
+from hostd.libvirt_driver import LibvirtDriver
+from hostd.render import DomainSpec, render
+from hostd.simulated import simulated_uri
+from reconcilers.runtime.controller import Controller
+from reconcilers.runtime.informer import Informer
+from reconcilers.runtime.manager import Manager
+from reconcilers.scheduler import Scheduler
+from state import keys
+from state.envelope import Ref, condition
+from state.errors import NotFound
+from state.etcd import EtcdClient
+from state.store import Store
+from tests.conftest import eventually
+
+VM = Ref("Instance", "demo", "vm")
+
+
+@contextlib.asynccontextmanager
+async def cloud(store: Store, tmp_path: Path) -> AsyncIterator[HostAgent]:
+    await store.create(
+        {
+            "kind": "Flavor",
+            "metadata": {"name": "small"},
+            "spec": {"vcpus": 1, "ramMiB": 256, "diskGiB": 1},
+        }
+    )
+    await store.create(
+        {"kind": "Image", "metadata": {"name": "tiny"}, "spec": {"visibility": "public"}}
+    )
+    driver = LibvirtDriver(
+        simulated_uri(tmp_path, "sim-1", vcpus=8, ram_mib=8192), "test", disk_gib=100
+    )
+    agent = HostAgent(store.etcd, "sim-1", driver, lease_ttl=5, resync=0.5)
+    informer = Informer(store.etcd, "Instance")
+    scheduler = Controller(Scheduler(store), [informer])
+    tasks = [
+        asyncio.create_task(agent.run()),
+        asyncio.create_task(Manager([informer], [scheduler]).run()),
+    ]
+    try:
+        yield agent
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await driver.close()
+
+
+async def state_is(store: Store, domain_state: str) -> bool:
+    obj = await store.get(VM)
+    ready = condition(obj, "Ready")
+    assert obj["status"].get("domainState") == domain_state, obj["status"]
+    assert ready is not None and ready["status"] == "True"
+    return True
+
+
+async def set_spec(store: Store, **changes: object) -> None:
+    obj = await store.get(VM)
+    obj["spec"].update(changes)
+    await store.update(obj)
+
+
+async def test_instance_lifecycle_on_a_simulated_host(
+    store: Store, etcd: EtcdClient, tmp_path: Path
+) -> None:
+    async with cloud(store, tmp_path) as agent:
+
+        async def registered() -> bool:
+            record = await etcd.get(keys.host("sim-1"))
+            assert record is not None and b'"vcpus":8' in record.value
+            return await etcd.get(keys.alive("sim-1")) is not None
+
+        await eventually(registered)
+        await store.create(
+            {
+                "kind": "Instance",
+                "metadata": {"name": "vm", "project": "demo"},
+                "spec": {"flavor": "small", "image": "tiny"},
+            }
+        )
+        await eventually(lambda: state_is(store, "running"))
+        uid = (await store.get(VM))["metadata"]["uid"]
+        assert (await agent.driver.observe(uid)).state == "running"
+        for power in ("stopped", "running", "paused", "running", "suspended", "running"):
+            await set_spec(store, powerState=power)
+            await eventually(lambda p=power: state_is(store, p))  # type: ignore[misc]
+        await set_spec(store, reboot={"generation": 1, "type": "HARD"})
+
+        async def rebooted() -> bool:
+            return (await store.get(VM))["status"].get("rebootGeneration") == 1
+
+        await eventually(rebooted)
+        await store.delete(VM)
+
+        async def gone() -> bool:
+            try:
+                await store.get(VM)
+            except NotFound:
+                return True
+            return False
+
+        await eventually(gone)
+        assert (await agent.driver.observe(uid)).state == "missing"
+
+
+async def test_drift_is_repaired_and_strays_are_reaped(
+    store: Store, etcd: EtcdClient, tmp_path: Path
+) -> None:
+    async with cloud(store, tmp_path) as agent:
+        await store.create(
+            {
+                "kind": "Instance",
+                "metadata": {"name": "vm", "project": "demo"},
+                "spec": {"flavor": "small", "image": "tiny"},
+            }
+        )
+        await eventually(lambda: state_is(store, "running"))
+        uid = (await store.get(VM))["metadata"]["uid"]
+        # behind hostd's back, through libvirt itself
+        conn = agent.driver._conn  # type: ignore[attr-defined]
+        conn.lookupByUUIDString(uid).destroy()
+
+        async def repaired() -> bool:
+            events = await store.events_for(VM, uid)
+            assert any(e["reason"] == "DriftRepaired" for e in events)
+            return (await agent.driver.observe(uid)).state == "running"
+
+        await eventually(repaired)
+        # a domain of ours that nobody assigned is removed
+        stray = str(uuid.uuid4())
+        conn.defineXML(
+            render(
+                DomainSpec(
+                    uid=stray,
+                    name="stray",
+                    project="demo",
+                    generation=1,
+                    vcpus=1,
+                    ram_mib=64,
+                    virt_type="test",
+                    vnc=False,
+                )
+            )
+        )
+
+        async def reaped() -> bool:
+            return (await agent.driver.observe(stray)).state == "missing"
+
+        await eventually(reaped)
