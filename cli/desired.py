@@ -29,6 +29,7 @@ from apiserver.app import make_app
 from apiserver.auth import bootstrap_token
 from cli.up_files import write_client_files
 from fixtures.etcd import EtcdServer
+from hostd.run import run_agents, simulated_agents
 from reconcilers.runtime.metrics import Metrics
 from reconcilers.wiring import run_reconcilers
 from state import config as config_mod
@@ -78,6 +79,7 @@ async def up(cfg: Config) -> int:
     etcd_server: EtcdServer | None = None
     runner: web.AppRunner | None = None
     reconcilers: asyncio.Task[None] | None = None
+    hostd: asyncio.Task[None] | None = None
     try:
         if cfg.etcd.url:
             etcd_url = cfg.etcd.url
@@ -94,26 +96,37 @@ async def up(cfg: Config) -> int:
                 cfg, EtcdClient(etcd_url, timeout=cfg.etcd.timeout), identity="up", metrics=metrics
             )
         )
+        hostd_etcd = EtcdClient(etcd_url, timeout=cfg.etcd.timeout)
+        agents = simulated_agents(cfg, hostd_etcd, 1)
+        hostd = asyncio.create_task(run_agents(agents, hostd_etcd))
         files = write_client_files(data_dir, api_url, token)
         print(f"desired is up (data in {data_dir})", flush=True)
         print(f"  declarative API  {api_url}/apis/v1/", flush=True)
         print(f"  metrics          {api_url}/metrics", flush=True)
         print(f"  etcd             {etcd_url}", flush=True)
         print(f"  SQL              {cfg.sql_url()}", flush=True)
+        print(
+            f"  hostd            simulated host {agents[0].host} (libvirt's test driver; "
+            "real guests through libvirtd are not implemented yet)",
+            flush=True,
+        )
         for f in files:
             print(f"  wrote            {f}", flush=True)
         print(f"  use it:          . {data_dir / 'env'} && desiredctl get flavors", flush=True)
         waiter = asyncio.create_task(_until_signalled())
-        done, _ = await asyncio.wait({waiter, reconcilers}, return_when=asyncio.FIRST_COMPLETED)
-        if reconcilers in done:
-            reconcilers.result()  # a crash of the reconcilers ends ``up`` with its error
+        done, _ = await asyncio.wait(
+            {waiter, reconcilers, hostd}, return_when=asyncio.FIRST_COMPLETED
+        )
+        for finished in done - {waiter}:
+            finished.result()  # a crash of the reconcilers or hostd ends ``up`` with its error
         print("desired: stopping", flush=True)
         return 0
     finally:
-        if reconcilers is not None:
-            reconcilers.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reconcilers
+        for running in (hostd, reconcilers):
+            if running is not None:
+                running.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
         if runner is not None:
             await runner.cleanup()
         if etcd_server is not None:
@@ -169,6 +182,25 @@ async def reconcilers_cmd(cfg: Config, identity: str) -> int:
     return 0
 
 
+async def hostd_cmd(cfg: Config, simulate: int) -> int:
+    if not cfg.etcd.url:
+        raise DesiredError("desired hostd needs etcd.url (DESIRED_ETCD_URL)")
+    if simulate <= 0:
+        raise DesiredError(
+            "real guests are not implemented yet: run `desired hostd --simulate N` for simulated hosts"
+        )
+    etcd = EtcdClient(cfg.etcd.url, timeout=cfg.etcd.timeout)
+    agents = simulated_agents(cfg, etcd, simulate)
+    print(f"desired hostd: {simulate} simulated host(s): {agents[0].host} ...", flush=True)
+    task = asyncio.create_task(run_agents(agents, etcd))
+    waiter = asyncio.create_task(_until_signalled())
+    await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="desired", description="desired: a declarative compute cloud")
     p.add_argument("--config", help="YAML config file (settings: see docs/config.md)")
@@ -181,6 +213,14 @@ def parser() -> argparse.ArgumentParser:
     up_p.add_argument("--port", type=int, help="API port (default 8775; 0 picks a free port)")
     api_p = sub.add_parser("apiserver", help="run an API server against an existing etcd")
     api_p.add_argument("--port", type=int, help="API port")
+    host_p = sub.add_parser("hostd", help="run the host daemon against an existing etcd")
+    host_p.add_argument(
+        "--simulate",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run N simulated hosts (libvirt's test driver)",
+    )
     rec_p = sub.add_parser("reconcilers", help="run the central reconcilers (leader-elected)")
     rec_p.add_argument("--identity", default="", help="this replica's name in leader election")
     return p
@@ -207,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(up(cfg))
         if args.command == "apiserver":
             return asyncio.run(apiserver(cfg))
+        if args.command == "hostd":
+            return asyncio.run(hostd_cmd(cfg, args.simulate))
         identity = args.identity or f"{socket.gethostname()}-{os.getpid()}"
         return asyncio.run(reconcilers_cmd(cfg, identity))
     except DesiredError as exc:

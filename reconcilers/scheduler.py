@@ -30,7 +30,7 @@ from reconcilers.placement import WEIGHERS, HostState, Request, Resources, choos
 from reconcilers.runtime.controller import Requeue
 from state import keys
 from state.envelope import Obj, Ref, set_condition
-from state.errors import Conflict
+from state.errors import BadRequest, Conflict
 from state.etcd import Delete, Get, Put, absent, mod_revision_is, prefix_end
 from state.store import Store, dumps
 
@@ -66,6 +66,10 @@ class Scheduler:
     store: Store
     weigher: str = "spread"
     name: str = "scheduler"
+
+    def __post_init__(self) -> None:
+        if self.weigher not in WEIGHERS:
+            raise BadRequest(f"unknown weigher {self.weigher!r}; known: {', '.join(WEIGHERS)}")
 
     async def read_cluster(self) -> Cluster:
         ranges = [

@@ -14,6 +14,7 @@ from reconcilers.runtime.informer import Informer
 from reconcilers.runtime.leader import LeaderElector
 from reconcilers.runtime.manager import Manager
 from reconcilers.runtime.metrics import Metrics
+from reconcilers.scheduler import Scheduler
 from state.config import Config
 from state.etcd import EtcdClient
 from state.store import Store
@@ -22,6 +23,14 @@ from state.store import Store
 def build(cfg: Config, etcd: EtcdClient, identity: str, metrics: Metrics) -> Manager:
     store = Store(etcd)
     rc = cfg.reconcilers
+    instances = Informer(etcd, "Instance")
+    scheduler = Controller(
+        Scheduler(store, weigher=rc.weigher),
+        [instances],
+        workers=rc.workers,
+        resync=rc.resync,
+        metrics=metrics,
+    )
     gitsources = Informer(etcd, "GitSource")
     gitsync = Controller(
         GitSync(store, cfg.data_dir / "gitsync"),
@@ -37,7 +46,7 @@ def build(cfg: Config, etcd: EtcdClient, identity: str, metrics: Metrics) -> Man
         ttl=rc.leader_ttl,
         on_change=lambda leading: metrics.leader.labels("reconcilers").set(int(leading)),
     )
-    return Manager([gitsources], [gitsync], elector=elector)
+    return Manager([instances, gitsources], [scheduler, gitsync], elector=elector)
 
 
 async def run_reconcilers(cfg: Config, etcd: EtcdClient, identity: str, metrics: Metrics) -> None:

@@ -61,9 +61,29 @@ class ReconcilerConfig:
     leader_ttl: int = 10
     #: worker tasks per controller
     workers: int = 4
+    #: how the scheduler picks among fitting hosts: "spread" (most free RAM) or "pack"
+    weigher: str = "spread"
     #: port of ``desired reconcilers``' /metrics on loopback; 0: not served
     #: (``desired up`` serves them on the API server's /metrics)
     metrics_port: int = 0
+
+
+@dataclass(frozen=True)
+class HostdConfig:
+    #: this host's name; empty: the machine's hostname
+    name: str = ""
+    #: availability zone of this host
+    zone: str = "nova"
+    #: libvirt URI for real guests
+    libvirt_uri: str = "qemu:///system"
+    #: seconds of the host's liveness lease
+    lease_ttl: int = 10
+    #: seconds between full re-reconciles of every assignment and stray domain
+    resync: float = 30.0
+    #: vCPUs, RAM (MiB) and disk (GiB) of each simulated host
+    simulated_vcpus: int = 16
+    simulated_ram_mib: int = 65536
+    simulated_disk_gib: int = 1000
 
 
 @dataclass(frozen=True)
@@ -74,6 +94,7 @@ class Config:
     api: ApiConfig = field(default_factory=ApiConfig)
     sql: SqlConfig = field(default_factory=SqlConfig)
     reconcilers: ReconcilerConfig = field(default_factory=ReconcilerConfig)
+    hostd: HostdConfig = field(default_factory=HostdConfig)
 
     def sql_url(self) -> str:
         return self.sql.url or f"sqlite:///{self.data_dir / 'desired.sqlite'}"

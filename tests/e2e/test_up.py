@@ -184,3 +184,33 @@ def test_up_elects_its_reconcilers_and_serves_their_metrics(up: Up) -> None:
         assert time.monotonic() < deadline, text
         time.sleep(0.2)
     assert "desired_reconcile_seconds" in text
+
+
+def test_up_runs_an_instance_on_its_simulated_host(up: Up, tmp_path: Path) -> None:
+    spec = tmp_path / "vm.yaml"
+    spec.write_text(
+        """
+kind: Flavor
+metadata: {name: m1.tiny}
+spec: {vcpus: 1, ramMiB: 128, diskGiB: 1}
+---
+kind: Image
+metadata: {name: tiny}
+spec: {visibility: public}
+---
+kind: Instance
+metadata: {name: vm1, project: demo}
+spec: {flavor: m1.tiny, image: tiny}
+"""
+    )
+    res = ctl(up, "apply", "-f", str(spec))
+    assert res.returncode == 0, res.stderr
+    res = ctl(
+        up, "wait", "instance", "vm1", "-p", "demo", "--for=condition=Ready", "--timeout", "30s"
+    )
+    assert res.returncode == 0, res.stderr
+    vm = json.loads(ctl(up, "get", "instance", "vm1", "-p", "demo", "-o", "json").stdout)
+    assert vm["status"]["domainState"] == "running"
+    assert vm["status"]["host"].endswith("-sim-0")
+    res = ctl(up, "delete", "instance", "vm1", "-p", "demo", "--wait", "--timeout", "30s")
+    assert (res.returncode, res.stdout) == (0, "instance/vm1 deleted\n"), res.stderr
