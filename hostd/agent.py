@@ -32,6 +32,7 @@ from state import keys
 from state.envelope import Ref, set_condition
 from state.errors import AlreadyExists, DesiredError, NotFound
 from state.etcd import EtcdClient
+from state.instance_states import nova_state
 from state.store import Store, dumps
 
 log = logging.getLogger(__name__)
@@ -199,6 +200,11 @@ class HostAgent:
                 "Converged" if observed.state == want else "Converging",
                 f"domain is {observed.state} on {self.host}",
             )
+            asked = {
+                "powerState": want,
+                "reboot": {**reboot, "generation": reboot.get("generation", 0)},
+            }
+            new.update(nova_state({"spec": asked, "status": new, "metadata": {}}))
             if new == st:
                 return False
             st.clear()
@@ -224,6 +230,7 @@ class HostAgent:
                 return False
             st["domainState"] = "removed"
             set_condition(st, "Ready", False, "Removed", f"domain removed from {self.host}")
+            st.update(nova_state({"status": st, "metadata": {"deletionTimestamp": "set"}}))
             return True
 
         await self.store.patch_status(ref, mutate, uid=uid)

@@ -32,6 +32,7 @@ from state import keys
 from state.envelope import Obj, Ref, set_condition
 from state.errors import BadRequest, Conflict
 from state.etcd import Delete, Get, Put, absent, mod_revision_is, prefix_end
+from state.instance_states import nova_state
 from state.store import Store, dumps
 
 FINALIZER = "desired/scheduler"
@@ -252,11 +253,16 @@ class Scheduler:
         meta = inst["metadata"]
 
         def mutate(status: dict[str, Any]) -> bool:
-            changed = set_condition(status, "Scheduled", ok, reason, message)
-            if host is not None and status.get("host") != host:
+            before = dict(status)
+            set_condition(status, "Scheduled", ok, reason, message)
+            if host is not None:
                 status["host"] = host
-                changed = True
-            return changed
+            status.update(nova_state({"spec": inst["spec"], "status": status, "metadata": meta}))
+            if not ok:
+                status["fault"] = {"code": 500, "message": message}
+            else:
+                status.pop("fault", None)
+            return status != before
 
         await self.store.patch_status(
             Ref("Instance", meta["project"], meta["name"]), mutate, uid=meta["uid"]

@@ -90,8 +90,16 @@ async def test_instance_lifecycle_on_a_simulated_host(
             }
         )
         await eventually(lambda: state_is(store, "running"))
-        uid = (await store.get(VM))["metadata"]["uid"]
+        vm = await store.get(VM)
+        uid = vm["metadata"]["uid"]
         assert (await agent.driver.observe(uid)).state == "running"
+        nova = {k: vm["status"][k] for k in ("vmState", "taskState", "powerState", "novaStatus")}
+        assert nova == {
+            "vmState": "active",
+            "taskState": None,
+            "powerState": 1,
+            "novaStatus": "ACTIVE",
+        }
         for power in ("stopped", "running", "paused", "running", "suspended", "running"):
             await set_spec(store, powerState=power)
             await eventually(lambda p=power: state_is(store, p))  # type: ignore[misc]
