@@ -165,6 +165,7 @@ async def _serve_metrics(metrics: Metrics, port: int) -> web.AppRunner | None:
 async def reconcilers_cmd(cfg: Config, identity: str) -> int:
     if not cfg.etcd.url:
         raise DesiredError("desired reconcilers needs etcd.url (DESIRED_ETCD_URL)")
+    upgrade(cfg.sql_url())
     metrics = Metrics()
     task = asyncio.create_task(
         run_reconcilers(cfg, EtcdClient(cfg.etcd.url, timeout=cfg.etcd.timeout), identity, metrics)

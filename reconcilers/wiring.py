@@ -8,6 +8,7 @@ Must never: hold reconcile logic; each reconciler is its own module.
 
 from __future__ import annotations
 
+from reconcilers.conductor import Conductor
 from reconcilers.gitsync import GitSync
 from reconcilers.runtime.controller import Controller
 from reconcilers.runtime.informer import Informer
@@ -46,7 +47,10 @@ def build(cfg: Config, etcd: EtcdClient, identity: str, metrics: Metrics) -> Man
         ttl=rc.leader_ttl,
         on_change=lambda leading: metrics.leader.labels("reconcilers").set(int(leading)),
     )
-    return Manager([instances, gitsources], [scheduler, gitsync], elector=elector)
+    conductor = Conductor(etcd, cfg.sql_url())
+    return Manager(
+        [instances, gitsources], [scheduler, gitsync], elector=elector, streams=[conductor.run]
+    )
 
 
 async def run_reconcilers(cfg: Config, etcd: EtcdClient, identity: str, metrics: Metrics) -> None:

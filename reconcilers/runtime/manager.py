@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from reconcilers.runtime.controller import Controller
 from reconcilers.runtime.informer import Informer
@@ -25,21 +27,28 @@ class Manager:
         *,
         elector: LeaderElector | None = None,
         drain_timeout: float = 10.0,
+        streams: list[Callable[[], Coroutine[Any, Any, None]]] | None = None,
     ) -> None:
+        """``streams``: coroutines (stream projectors) that run, like controllers, only while leading."""
         self.informers = informers
         self.controllers = controllers
+        self.streams = streams or []
         self.elector = elector
         self.drain_timeout = drain_timeout
 
     async def _run_controllers(self) -> None:
         tasks = [asyncio.create_task(c.run()) for c in self.controllers]
+        streams = [asyncio.create_task(s()) for s in self.streams]
         try:
             # wait, unlike gather, leaves the controllers running when this is cancelled,
             # so that they can drain below
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            done, _ = await asyncio.wait(tasks + streams, return_when=asyncio.FIRST_EXCEPTION)
             for t in done:
                 t.result()
         finally:
+            for t in streams:
+                t.cancel()
+            await asyncio.gather(*streams, return_exceptions=True)
             for c in self.controllers:
                 c.stop()
             with contextlib.suppress(TimeoutError):

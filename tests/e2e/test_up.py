@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from state.sql.projection import Projection
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
@@ -212,5 +214,16 @@ spec: {flavor: m1.tiny, image: tiny}
     vm = json.loads(ctl(up, "get", "instance", "vm1", "-p", "demo", "-o", "json").stdout)
     assert vm["status"]["domainState"] == "running"
     assert vm["status"]["host"].endswith("-sim-0")
+    # the conductor projected it into the SQLite database of the data dir
+    view = Projection(f"sqlite:///{up.data_dir / 'desired.sqlite'}")
+    deadline = time.monotonic() + 10
+    while True:
+        rows = {r.uid: r for r in view.rows("Instance", "demo")}
+        row = rows.get(vm["metadata"]["uid"])
+        if row is not None and row.status.get("domainState") == "running":
+            break
+        assert time.monotonic() < deadline, rows
+        time.sleep(0.1)
+    view.close()
     res = ctl(up, "delete", "instance", "vm1", "-p", "demo", "--wait", "--timeout", "30s")
     assert (res.returncode, res.stdout) == (0, "instance/vm1 deleted\n"), res.stderr
