@@ -22,8 +22,9 @@ safe to repeat after a crash.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from reconcilers.placement import WEIGHERS, HostState, Request, Resources, choose
@@ -67,6 +68,7 @@ class Scheduler:
     store: Store
     weigher: str = "spread"
     name: str = "scheduler"
+    _placing: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.weigher not in WEIGHERS:
@@ -128,10 +130,28 @@ class Scheduler:
         if isinstance(rendered, str):
             await self._condition(inst, False, "InvalidSpec", rendered)
             return None  # a change of the spec (or the flavor/image) brings it back
-        cluster = await self.read_cluster()
-        host = cluster.host_of(meta["uid"])
+        known = inst.get("status", {}).get("host")
+        if (
+            known
+        ):  # placed (the status is written after the allocation): keep its assignment current
+            await self._ensure_assignment(known, rendered)
+            return None
+        async with self._placing:  # this process's placements never race each other
+            cluster = await self.read_cluster()
+            host = cluster.host_of(meta["uid"])
+            if host is None:
+                claim = await self._claim(inst, rendered, cluster)
         if host is None:
-            return await self._place(inst, rendered, cluster)
+            if isinstance(claim, str):
+                await self._condition(
+                    inst, False, "NoValidHost", f"No valid host was found. {claim}"
+                )
+                return Requeue(after=RETRY_UNSCHEDULABLE)
+            await self._condition(
+                inst, True, "Scheduled", f"placed on {claim.name}", host=claim.name
+            )
+            await self.store.record_event(inst, "Normal", "Scheduled", f"placed on {claim.name}")
+            return None
         await self._ensure_assignment(host, rendered)
         if inst.get("status", {}).get("host") != host:
             await self._condition(inst, True, "Scheduled", f"placed on {host}", host=host)
@@ -168,7 +188,10 @@ class Scheduler:
             "rebuild": spec.get("rebuild", {"generation": 0}),
         }
 
-    async def _place(self, inst: Obj, rendered: dict[str, Any], cluster: Cluster) -> Requeue | None:
+    async def _claim(
+        self, inst: Obj, rendered: dict[str, Any], cluster: Cluster
+    ) -> HostState | str:
+        """Allocates the instance on the best host: the host, or why none fits."""
         spec = inst["spec"]
         need = Resources(
             rendered["flavor"]["vcpus"], rendered["flavor"]["ramMiB"], rendered["flavor"]["diskGiB"]
@@ -178,10 +201,7 @@ class Scheduler:
         )
         choice = choose(list(cluster.hosts.values()), req, WEIGHERS[self.weigher])
         if choice.host is None:
-            await self._condition(
-                inst, False, "NoValidHost", f"No valid host was found. {choice.reason()}"
-            )
-            return Requeue(after=RETRY_UNSCHEDULABLE)
+            return choice.reason()
         host = choice.host.name
         alloc, rev = cluster.allocs.get(host, ({}, 0))
         instances = dict(alloc.get("instances", {}))
@@ -195,9 +215,7 @@ class Scheduler:
         )
         if not res.succeeded:
             raise Conflict(f"allocation of {host} changed while placing {inst['metadata']['name']}")
-        await self._condition(inst, True, "Scheduled", f"placed on {host}", host=host)
-        await self.store.record_event(inst, "Normal", "Scheduled", f"placed on {host}")
-        return None
+        return choice.host
 
     async def _ensure_assignment(self, host: str, rendered: dict[str, Any]) -> None:
         key = keys.assign(host, rendered["uid"])

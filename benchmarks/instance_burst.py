@@ -1,0 +1,175 @@
+"""Instances on simulated hosts: apply -> Ready latency, burst throughput, hostd RSS, etcd writes.
+
+Starts its own etcd, ``desired reconcilers`` (scheduler, conductor into
+SQLite) and ``desired hostd --simulate H`` as separate processes, as in
+production, then:
+
+1. creates ``--single`` instances one at a time and times each from the
+   create to its Ready condition (p50/p99);
+2. creates ``--burst`` instances at once and times until all are Ready;
+3. prints hostd's RSS, etcd revisions (writes) per instance, and the
+   conductor's projection lag at the end of the burst.
+
+    .venv/bin/python -m benchmarks.instance_burst --hosts 100 --burst 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from fixtures.etcd import EtcdServer
+from state.envelope import condition
+from state.etcd import EtcdClient
+from state.sql.projection import Projection
+from state.store import Store
+from state.watch import BOOKMARK, ObjectWatch
+
+BIN = Path(sys.executable).parent
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def instance(name: str) -> dict:
+    return {
+        "kind": "Instance",
+        "metadata": {"name": name, "project": "bench"},
+        "spec": {"flavor": "m1.tiny", "image": "tiny"},
+    }
+
+
+async def run(url: str, hosts: int, single: int, burst: int, sql_url: str, hostd_pid: int) -> None:
+    etcd = EtcdClient(url)
+    store = Store(etcd)
+    await store.create(
+        {
+            "kind": "Flavor",
+            "metadata": {"name": "m1.tiny"},
+            "spec": {"vcpus": 1, "ramMiB": 128, "diskGiB": 1},
+        }
+    )
+    await store.create(
+        {"kind": "Image", "metadata": {"name": "tiny"}, "spec": {"visibility": "public"}}
+    )
+    ready_at: dict[str, float] = {}
+    synced = asyncio.Event()
+
+    async def watch() -> None:
+        async for ev in ObjectWatch(etcd, "Instance", "bench"):
+            if ev.type == BOOKMARK:
+                synced.set()
+                continue
+            obj = ev.object
+            if obj is not None and (c := condition(obj, "Ready")) and c["status"] == "True":
+                ready_at.setdefault(obj["metadata"]["name"], time.perf_counter())
+
+    watcher = asyncio.create_task(watch())
+    await synced.wait()
+    # wait until every simulated host is registered and alive
+    while len((await etcd.range(b"/desired/v1/alive/", b"/desired/v1/alive0")).kvs) < hosts:
+        await asyncio.sleep(0.2)
+
+    latencies = []
+    for i in range(single):
+        name = f"one-{i:04d}"
+        t0 = time.perf_counter()
+        await store.create(instance(name))
+        while name not in ready_at:
+            await asyncio.sleep(0.001)
+        latencies.append((ready_at[name] - t0) * 1000)
+    q = statistics.quantiles(latencies, n=100)
+    print(f"apply -> Ready, one at a time ({single}): p50 {q[49]:.1f} ms  p99 {q[98]:.1f} ms")
+
+    rev0 = await etcd.revision()
+    names = [f"burst-{i:05d}" for i in range(burst)]
+    t0 = time.perf_counter()
+    sem = asyncio.Semaphore(64)
+
+    async def create(name: str) -> None:
+        async with sem:
+            await store.create(instance(name))
+
+    await asyncio.gather(*(create(n) for n in names))
+    created = time.perf_counter() - t0
+    while not all(n in ready_at for n in names):
+        await asyncio.sleep(0.01)
+        if time.perf_counter() - t0 > 600:
+            missing = [n for n in names if n not in ready_at]
+            raise SystemExit(f"{len(missing)} instances not Ready after 600 s")
+    elapsed = max(ready_at[n] for n in names) - t0
+    rev1 = await etcd.revision()
+    view = Projection(sql_url)
+    lag_start = time.perf_counter()
+    while await asyncio.to_thread(view.progress) < rev1:
+        await asyncio.sleep(0.005)
+    lag = (time.perf_counter() - lag_start) * 1000
+    view.close()
+    print(
+        f"burst of {burst} over {hosts} hosts: created in {created:.2f} s, all Ready after {elapsed:.2f} s "
+        f"= {burst / elapsed:.0f} instances/s"
+    )
+    print(f"etcd writes (revisions) per instance in the burst: {(rev1 - rev0) / burst:.1f}")
+    print(f"conductor: SQL caught up with the last write {lag:.0f} ms after the burst was Ready")
+    print(
+        f"hostd RSS with {hosts} simulated hosts and {burst + single} domains: {rss_mib(hostd_pid):.0f} MiB"
+    )
+    watcher.cancel()
+    await etcd.close()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--hosts", type=int, default=100)
+    p.add_argument("--single", type=int, default=50)
+    p.add_argument("--burst", type=int, default=1000)
+    args = p.parse_args()
+    with EtcdServer() as etcd, tempfile.TemporaryDirectory() as data:
+        env = dict(
+            os.environ, DESIRED_ETCD_URL=etcd.url, DESIRED_DATA_DIR=data, DESIRED_HOSTD_NAME="bench"
+        )
+        procs = [
+            subprocess.Popen(
+                [str(BIN / "desired"), "reconcilers"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            ),
+            subprocess.Popen(
+                [str(BIN / "desired"), "hostd", "--simulate", str(args.hosts)],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            ),
+        ]
+        try:
+            asyncio.run(
+                run(
+                    etcd.url,
+                    args.hosts,
+                    args.single,
+                    args.burst,
+                    f"sqlite:///{data}/desired.sqlite",
+                    procs[1].pid,
+                )
+            )
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.wait(30)
+
+
+if __name__ == "__main__":
+    main()
