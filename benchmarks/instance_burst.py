@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from fixtures.etcd import EtcdServer
-from state.envelope import condition
+from state.envelope import Ref, condition
 from state.etcd import EtcdClient
 from state.sql.projection import Projection
 from state.store import Store
@@ -88,6 +88,9 @@ async def run(url: str, hosts: int, single: int, burst: int, sql_url: str, hostd
         await store.create(instance(name))
         while name not in ready_at:
             await asyncio.sleep(0.001)
+            if time.perf_counter() - t0 > 60:
+                stuck = await store.get(Ref("Instance", "bench", name))
+                raise SystemExit(f"{name} not Ready after 60 s: {stuck['status']}")
         latencies.append((ready_at[name] - t0) * 1000)
     q = statistics.quantiles(latencies, n=100)
     print(f"apply -> Ready, one at a time ({single}): p50 {q[49]:.1f} ms  p99 {q[98]:.1f} ms")

@@ -23,40 +23,22 @@ safe to repeat after a crash.
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconcilers.cluster_view import Cluster, ClusterView, resources
 from reconcilers.placement import WEIGHERS, HostState, Request, Resources, choose
 from reconcilers.runtime.controller import Requeue
 from state import keys
 from state.envelope import Obj, Ref, set_condition
 from state.errors import BadRequest, Conflict
-from state.etcd import Delete, Get, Put, absent, mod_revision_is, prefix_end
+from state.etcd import Delete, Put, absent, mod_revision_is
 from state.instance_states import nova_state
 from state.store import Store, dumps
 
 FINALIZER = "desired/scheduler"
 #: how often an instance that fits nowhere is looked at again
 RETRY_UNSCHEDULABLE = 2.0
-
-
-@dataclass
-class Cluster:
-    """Every host's record, liveness, allocation and settings, read at one revision."""
-
-    hosts: dict[str, HostState]
-    allocs: dict[str, tuple[dict[str, Any], int]]  # host -> (allocation, mod revision; 0 if none)
-
-    def host_of(self, uid: str) -> str | None:
-        for name, (alloc, _) in self.allocs.items():
-            if uid in alloc.get("instances", {}):
-                return name
-        return None
-
-
-def _res(d: dict[str, Any]) -> Resources:
-    return Resources(int(d.get("vcpus", 0)), int(d.get("ramMiB", 0)), int(d.get("diskGiB", 0)))
 
 
 def _res_json(r: Resources) -> dict[str, int]:
@@ -66,6 +48,7 @@ def _res_json(r: Resources) -> dict[str, int]:
 @dataclass
 class Scheduler:
     store: Store
+    view: ClusterView
     weigher: str = "spread"
     name: str = "scheduler"
     _placing: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
@@ -75,45 +58,8 @@ class Scheduler:
             raise BadRequest(f"unknown weigher {self.weigher!r}; known: {', '.join(WEIGHERS)}")
 
     async def read_cluster(self) -> Cluster:
-        ranges = [
-            keys.hosts_prefix(),
-            keys.alive_prefix(),
-            keys.alloc_prefix(),
-            keys.spec_prefix("Host"),
-        ]
-        res = await self.store.txn([], [Get(p, prefix_end(p)) for p in ranges])
-        records, alive, allocs, host_specs = (r or [] for r in res.responses)
-        live = {keys.last_segment(kv.key) for kv in alive}
-        specs: dict[str, dict[str, Any]] = {}
-        for kv in host_specs:
-            obj = json.loads(kv.value)
-            specs[obj["metadata"]["name"]] = obj.get("spec", {})
-        alloc_by_host: dict[str, tuple[dict[str, Any], int]] = {
-            keys.last_segment(kv.key): (json.loads(kv.value), kv.mod_revision) for kv in allocs
-        }
-        hosts: dict[str, HostState] = {}
-        for kv in records:
-            rec = json.loads(kv.value)
-            name = rec["name"]
-            spec = specs.get(name, {})
-            alloc = alloc_by_host.get(name, ({}, 0))[0]
-            ratios = spec.get("allocationRatios", {})
-            hosts[name] = HostState(
-                name=name,
-                capacity=_res(rec.get("capacity", {})),
-                used=_res(alloc.get("used", {})),
-                zone=spec.get("zone") or rec.get("zone", "nova"),
-                alive=name in live,
-                enabled=spec.get("enabled", True),
-                forced_down=spec.get("forcedDown", False),
-                cpu_ratio=float(ratios.get("cpu", 16.0)),
-                ram_ratio=float(ratios.get("ram", 1.5)),
-                disk_ratio=float(ratios.get("disk", 1.0)),
-                reserved=_res(spec.get("reserved", {})),
-                traits=frozenset(rec.get("traits", [])) | frozenset(spec.get("traits", [])),
-                instances=frozenset(alloc.get("instances", {})),
-            )
-        return Cluster(hosts, alloc_by_host)
+        await self.view.synced.wait()
+        return self.view.snapshot()
 
     async def reconcile(self, key: Ref) -> Requeue | None:
         inst = await self.store.get_or_none(key)
@@ -215,6 +161,7 @@ class Scheduler:
         )
         if not res.succeeded:
             raise Conflict(f"allocation of {host} changed while placing {inst['metadata']['name']}")
+        self.view.claimed(host, new_alloc, res.revision)
         return choice.host
 
     async def _ensure_assignment(self, host: str, rendered: dict[str, Any]) -> None:
@@ -244,24 +191,20 @@ class Scheduler:
                 return None  # hostd's status report brings the key back
             alloc, rev = cluster.allocs[host]
             instances = dict(alloc.get("instances", {}))
-            freed = _res(instances.pop(uid, {}))
-            used = _res(alloc.get("used", {}))
+            freed = resources(instances.pop(uid, {}))
+            used = resources(alloc.get("used", {}))
             new_used = Resources(
                 used.vcpus - freed.vcpus,
                 used.ram_mib - freed.ram_mib,
                 used.disk_gib - freed.disk_gib,
             )
+            released = {"instances": instances, "used": _res_json(new_used)}
             res = await self.store.txn(
-                [mod_revision_is(keys.alloc(host), rev)],
-                [
-                    Put(
-                        keys.alloc(host),
-                        dumps({"instances": instances, "used": _res_json(new_used)}),
-                    )
-                ],
+                [mod_revision_is(keys.alloc(host), rev)], [Put(keys.alloc(host), dumps(released))]
             )
             if not res.succeeded:
                 raise Conflict(f"allocation of {host} changed while releasing {meta['name']}")
+            self.view.claimed(host, released, res.revision)
         await self.store.remove_finalizer(r, FINALIZER)
         return None
 

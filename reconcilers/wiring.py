@@ -8,6 +8,7 @@ Must never: hold reconcile logic; each reconciler is its own module.
 
 from __future__ import annotations
 
+from reconcilers.cluster_view import ClusterView
 from reconcilers.conductor import Conductor
 from reconcilers.gitsync import GitSync
 from reconcilers.runtime.controller import Controller
@@ -25,8 +26,9 @@ def build(cfg: Config, etcd: EtcdClient, identity: str, metrics: Metrics) -> Man
     store = Store(etcd)
     rc = cfg.reconcilers
     instances = Informer(etcd, "Instance")
+    cluster = ClusterView(etcd)
     scheduler = Controller(
-        Scheduler(store, weigher=rc.weigher),
+        Scheduler(store, cluster, weigher=rc.weigher),
         [instances],
         workers=rc.workers,
         resync=rc.resync,
@@ -49,7 +51,10 @@ def build(cfg: Config, etcd: EtcdClient, identity: str, metrics: Metrics) -> Man
     )
     conductor = Conductor(etcd, cfg.sql_url())
     return Manager(
-        [instances, gitsources], [scheduler, gitsync], elector=elector, streams=[conductor.run]
+        [instances, cluster, gitsources],
+        [scheduler, gitsync],
+        elector=elector,
+        streams=[conductor.run],
     )
 
 

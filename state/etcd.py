@@ -355,9 +355,7 @@ class EtcdClient:
             async with self._http().post(
                 self.url + "/v3/watch", json={"create_request": create}, timeout=timeout
             ) as resp:
-                async for line in resp.content:
-                    if not line.strip():
-                        continue
+                async for line in _lines(resp.content):
                     msg = json.loads(line)
                     if "error" in msg:
                         err = msg["error"]
@@ -386,6 +384,24 @@ class EtcdClient:
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
             raise Unavailable(f"watch on etcd at {self.url} broke: {exc}") from exc
         raise Unavailable(f"etcd at {self.url} closed the watch stream")
+
+
+async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """Newline-delimited messages of any length.
+
+    etcd folds many events into one watch response; a line can be megabytes,
+    far beyond the limit of aiohttp's own line reader.
+    """
+    buf = bytearray()
+    async for chunk in stream.iter_any():
+        buf += chunk
+        while (end := buf.find(b"\n")) >= 0:
+            line = bytes(buf[:end]).strip()
+            del buf[: end + 1]
+            if line:
+                yield line
+    if buf.strip():
+        yield bytes(buf).strip()
 
 
 def _gateway_error(data: dict[str, Any]) -> DesiredError:

@@ -12,17 +12,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 from reconcilers.runtime.controller import Controller
-from reconcilers.runtime.informer import Informer
 from reconcilers.runtime.leader import LeaderElector
+
+
+class Runnable(Protocol):
+    """An informer or any other cache that runs until cancelled."""
+
+    async def run(self) -> None: ...
 
 
 class Manager:
     def __init__(
         self,
-        informers: list[Informer],
+        informers: list[Runnable],
         controllers: list[Controller],
         *,
         elector: LeaderElector | None = None,

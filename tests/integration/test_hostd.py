@@ -12,6 +12,7 @@ from hostd.agent import HostAgent
 from hostd.libvirt_driver import LibvirtDriver
 from hostd.render import DomainSpec, render
 from hostd.simulated import simulated_uri
+from reconcilers.cluster_view import ClusterView
 from reconcilers.runtime.controller import Controller
 from reconcilers.runtime.informer import Informer
 from reconcilers.runtime.manager import Manager
@@ -43,10 +44,11 @@ async def cloud(store: Store, tmp_path: Path) -> AsyncIterator[HostAgent]:
     )
     agent = HostAgent(store.etcd, "sim-1", driver, lease_ttl=5, resync=0.5)
     informer = Informer(store.etcd, "Instance")
-    scheduler = Controller(Scheduler(store), [informer])
+    view = ClusterView(store.etcd)
+    scheduler = Controller(Scheduler(store, view), [informer])
     tasks = [
         asyncio.create_task(agent.run()),
-        asyncio.create_task(Manager([informer], [scheduler]).run()),
+        asyncio.create_task(Manager([informer, view], [scheduler]).run()),
     ]
     try:
         yield agent

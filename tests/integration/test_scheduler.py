@@ -7,6 +7,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 
+from reconcilers.cluster_view import ClusterView
 from reconcilers.runtime.controller import Controller
 from reconcilers.runtime.informer import Informer
 from reconcilers.runtime.manager import Manager
@@ -82,8 +83,9 @@ async def schedulers(store: Store, replicas: int = 1) -> AsyncIterator[None]:
     tasks = []
     for _ in range(replicas):
         informer = Informer(store.etcd, "Instance")
-        controller = Controller(Scheduler(store), [informer], workers=4)
-        tasks.append(asyncio.create_task(Manager([informer], [controller]).run()))
+        view = ClusterView(store.etcd)
+        controller = Controller(Scheduler(store, view), [informer], workers=4)
+        tasks.append(asyncio.create_task(Manager([informer, view], [controller]).run()))
     try:
         yield
     finally:

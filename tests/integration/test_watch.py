@@ -184,3 +184,25 @@ async def test_relist_after_compaction_emits_exact_differences(
     nxt = await asyncio.wait_for(anext(stream), 5)
     assert (nxt.type, nxt.object["metadata"]["name"]) == (ADDED, "later")
     await stream.aclose()
+
+
+async def test_a_watch_response_longer_than_a_line_limit_is_delivered(
+    store: Store, etcd: EtcdClient
+) -> None:
+    """etcd folds all events of one transaction into one line of the watch stream."""
+    from state.etcd import Put
+
+    async with collecting(ObjectWatch(etcd, "Instance")) as c:
+        await eventually(lambda: _has(c, BOOKMARK))
+        objs = [
+            store.prepare_new(dict(inst(f"big{i:03d}"), spec={"flavor": "x" * 4000, "image": "i"}))
+            for i in range(100)
+        ]
+        from state import keys
+        from state.store import dumps
+
+        ops = [Put(keys.spec("Instance", "demo", o["metadata"]["name"]), dumps(o)) for o in objs]
+        res = await etcd.txn([], ops)
+        assert res.succeeded
+        await eventually(lambda: _count(c, 100))
+        assert len(c.seen(ADDED)) == 100
