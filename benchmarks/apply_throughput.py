@@ -13,19 +13,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
-from pathlib import Path
 
 import aiohttp
 
+from fixtures.apiserver import ApiServerProcess
 from fixtures.etcd import EtcdServer
-from fixtures.ports import free_port
 
 TOKEN = "bench-token"
 
@@ -80,51 +75,20 @@ def report(label: str, objects: int, elapsed: float, lat: list[float], outcomes:
     )
 
 
-def wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("apiserver exited")
-        try:
-            urllib.request.urlopen(url + "/healthz", timeout=1).read()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("apiserver did not start")
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--objects", type=int, default=5000)
     p.add_argument("--clients", type=int, default=32)
     args = p.parse_args()
-    with EtcdServer() as etcd, tempfile.TemporaryDirectory() as data:
-        port = free_port()
-        env = dict(
-            os.environ,
-            DESIRED_ETCD_URL=etcd.url,
-            DESIRED_API_PORT=str(port),
-            DESIRED_API_ADMIN_TOKEN=TOKEN,
-            DESIRED_DATA_DIR=data,
-        )
-        server = subprocess.Popen(
-            [sys.executable, "-m", "cli.desired", "apiserver"],
-            env=env,
-            cwd=Path(__file__).resolve().parent.parent,
-            stdout=subprocess.DEVNULL,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_healthy(url, server)
-            print(
-                f"apply: {args.objects} Flavors, {args.clients} concurrent clients, 2-core machine"
-            )
-            for label in ("create", "unchanged"):
-                elapsed, lat, outcomes = asyncio.run(run_pass(url, args.objects, args.clients))
-                report(label, args.objects, elapsed, lat, outcomes)
-        finally:
-            server.terminate()
-            server.wait(10)
+    with (
+        EtcdServer() as etcd,
+        tempfile.TemporaryDirectory() as data,
+        ApiServerProcess(etcd.url, data, TOKEN) as api,
+    ):
+        print(f"apply: {args.objects} Flavors, {args.clients} concurrent clients, 2-core machine")
+        for label in ("create", "unchanged"):
+            elapsed, lat, outcomes = asyncio.run(run_pass(api.url, args.objects, args.clients))
+            report(label, args.objects, elapsed, lat, outcomes)
 
 
 if __name__ == "__main__":

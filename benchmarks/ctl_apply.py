@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.apply_throughput import TOKEN, wait_healthy
+from benchmarks.apply_throughput import TOKEN
+from fixtures.apiserver import ApiServerProcess
 from fixtures.etcd import EtcdServer
-from fixtures.ports import free_port
 
 BIN = Path(sys.executable).parent
 
@@ -58,35 +58,20 @@ def main() -> None:
     p.add_argument("--objects", type=int, default=1000)
     p.add_argument("--files", type=int, default=20)
     args = p.parse_args()
-    with EtcdServer() as etcd, tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
-        env = dict(
-            os.environ,
-            DESIRED_ETCD_URL=etcd.url,
-            DESIRED_API_PORT=str(port),
-            DESIRED_API_ADMIN_TOKEN=TOKEN,
-            DESIRED_DATA_DIR=tmp,
-        )
-        server = subprocess.Popen(
-            [str(BIN / "desired"), "apiserver"], env=env, stdout=subprocess.DEVNULL
-        )
-        url = f"http://127.0.0.1:{port}"
+    with (
+        EtcdServer() as etcd,
+        tempfile.TemporaryDirectory() as tmp,
+        ApiServerProcess(etcd.url, tmp, TOKEN) as api,
+    ):
         specs = Path(tmp) / "specs"
         specs.mkdir()
         write_specs(specs, args.objects, args.files)
-        ctl_env = dict(os.environ, DESIRED_URL=url, DESIRED_TOKEN=TOKEN)
-        try:
-            wait_healthy(url, server)
-            print(f"desiredctl apply -f DIR: {args.objects} objects in {args.files} files")
-            for label, extra in (("create", []), ("unchanged", []), ("dry run", ["--dry-run"])):
-                elapsed, out = timed(["apply", "-f", str(specs), *extra], ctl_env)
-                outcomes = sorted({line.split(" ", 1)[1] for line in out.splitlines()})
-                print(
-                    f"  {label:10s} {elapsed:6.2f} s   {len(out.splitlines())} objects {outcomes}"
-                )
-        finally:
-            server.terminate()
-            server.wait(10)
+        ctl_env = dict(os.environ, DESIRED_URL=api.url, DESIRED_TOKEN=TOKEN)
+        print(f"desiredctl apply -f DIR: {args.objects} objects in {args.files} files")
+        for label, extra in (("create", []), ("unchanged", []), ("dry run", ["--dry-run"])):
+            elapsed, out = timed(["apply", "-f", str(specs), *extra], ctl_env)
+            outcomes = sorted({line.split(" ", 1)[1] for line in out.splitlines()})
+            print(f"  {label:10s} {elapsed:6.2f} s   {len(out.splitlines())} objects {outcomes}")
 
 
 if __name__ == "__main__":

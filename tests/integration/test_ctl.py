@@ -8,16 +8,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from fixtures.apiserver import ApiServerProcess
 from fixtures.etcd import EtcdServer
-from fixtures.ports import free_port
 from state.envelope import Ref, set_condition
 from state.store import Store
 
@@ -27,29 +25,8 @@ TOKEN = "ctl-test-token"
 
 @pytest.fixture(scope="module")
 def api_url(etcd_server: EtcdServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    env = dict(
-        os.environ,
-        DESIRED_ETCD_URL=etcd_server.url,
-        DESIRED_API_PORT=str(port),
-        DESIRED_API_ADMIN_TOKEN=TOKEN,
-        DESIRED_DATA_DIR=str(tmp_path_factory.mktemp("api")),
-    )
-    proc = subprocess.Popen([str(BIN / "desired"), "apiserver"], env=env, stdout=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            urllib.request.urlopen(url + "/healthz", timeout=1).read()
-            break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise
-            time.sleep(0.1)
-    yield url
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(10)
+    with ApiServerProcess(etcd_server.url, tmp_path_factory.mktemp("api"), TOKEN) as api:
+        yield api.url
 
 
 @dataclass
