@@ -204,7 +204,9 @@ class EtcdClient:
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._pool, force_close=False),
+                # watch streams hold a connection each for as long as they live: no cap, or
+                # the watches beyond it would wait forever (hostd runs one per simulated host)
+                connector=aiohttp.TCPConnector(limit=0),
                 timeout=self._timeout,
                 json_serialize=json.dumps,
             )

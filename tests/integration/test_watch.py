@@ -206,3 +206,21 @@ async def test_a_watch_response_longer_than_a_line_limit_is_delivered(
         assert res.succeeded
         await eventually(lambda: _count(c, 100))
         assert len(c.seen(ADDED)) == 100
+
+
+async def test_more_watches_than_the_connection_pool_all_deliver(
+    store: Store, etcd: EtcdClient
+) -> None:
+    """hostd runs one watch per simulated host on one client: none may starve."""
+    client = EtcdClient(etcd.url, pool=8)
+    collectors = [Collector(ObjectWatch(client, "Instance")) for _ in range(20)]
+    try:
+        for c in collectors:
+            await eventually(lambda c=c: _has(c, BOOKMARK))  # type: ignore[misc]
+        await store.create(inst("seen-by-all"))
+        for c in collectors:
+            await eventually(lambda c=c: _named(c, "seen-by-all"))  # type: ignore[misc]
+    finally:
+        for c in collectors:
+            await c.stop()
+        await client.close()
