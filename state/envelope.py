@@ -10,7 +10,6 @@ Must never: do I/O or validate specs (that is ``schemas``).
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any
@@ -78,12 +77,6 @@ def finalizers(obj: Obj) -> list[str]:
 
 def is_deleting(obj: Obj) -> bool:
     return bool(obj.get("metadata", {}).get("deletionTimestamp"))
-
-
-def without_status(obj: Obj) -> Obj:
-    """A deep copy with the status removed: what the spec key stores."""
-    out = {k: copy.deepcopy(v) for k, v in obj.items() if k != "status"}
-    return out
 
 
 def condition(obj: Obj, type_: str) -> dict[str, Any] | None:

@@ -131,10 +131,6 @@ def absent(key: bytes) -> Compare:
     return Compare(key, "CREATE", "EQUAL", 0)
 
 
-def present(key: bytes) -> Compare:
-    return Compare(key, "CREATE", "GREATER", 0)
-
-
 @dataclass(frozen=True, slots=True)
 class Put:
     key: bytes
