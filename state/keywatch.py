@@ -28,6 +28,7 @@ class KeyEvent:
     key: bytes
     #: the value after a PUT, the last value seen before a DELETE; empty for BOOKMARK
     value: bytes
+    #: a PUT's: the key's mod revision (what a compare needs); otherwise the watch's revision
     revision: int
 
 
@@ -55,7 +56,7 @@ class KeyWatch:
     async def __aiter__(self) -> AsyncGenerator[KeyEvent, None]:
         self._kvs = await self._snapshot()
         for kv in self._kvs.values():
-            yield KeyEvent(PUT, kv.key, kv.value, self.revision)
+            yield KeyEvent(PUT, kv.key, kv.value, kv.mod_revision)
         yield KeyEvent(BOOKMARK, b"", b"", self.revision)
         delay = self._retry_delay
         while True:
@@ -82,7 +83,7 @@ class KeyWatch:
                         yield KeyEvent(DELETE, key, old.value, self.revision)
                 for key, kv in self._kvs.items():
                     if key not in before or before[key].mod_revision != kv.mod_revision:
-                        yield KeyEvent(PUT, key, kv.value, self.revision)
+                        yield KeyEvent(PUT, key, kv.value, kv.mod_revision)
             except Transient:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._max_retry_delay)

@@ -18,8 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from fixtures.etcd import EtcdServer
 from state import keys
 from state.envelope import condition
@@ -142,11 +140,6 @@ async def burst_with_faults(etcd_url: str, data: Path, reconcilers: Proc, hostd:
     await etcd.close()
 
 
-@pytest.mark.skip(
-    reason="known bug, under investigation: after kill -9 of `desired reconcilers` the restarted "
-    "process becomes leader but most unplaced instances stay unplaced (finalizer added, empty "
-    "status) for 90 s; see the closing note of session 1"
-)
 def test_kill9_mid_burst_converges(tmp_path: Path) -> None:
     with EtcdServer() as etcd:
         env = dict(

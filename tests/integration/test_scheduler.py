@@ -261,3 +261,26 @@ async def test_instances_of_a_dead_host_are_released_at_once_on_delete(
 
         await eventually(gone)
         assert (await allocations(etcd))["h1"]["instances"] == {}
+
+
+async def test_a_restarted_scheduler_places_on_hosts_with_allocations(
+    store: Store, etcd: EtcdClient
+) -> None:
+    """The view must carry each allocation's own revision, or every placement conflicts."""
+    await base_objects(store)
+    await add_host(etcd, "h1")
+    async with schedulers(store):
+        await store.create(instance("first"))
+
+        async def first_placed() -> bool:
+            return bool((await store.get(Ref("Instance", "demo", "first")))["status"].get("host"))
+
+        await eventually(first_placed)
+    async with schedulers(store):
+        await store.create(instance("second"))
+
+        async def second_placed() -> bool:
+            return bool((await store.get(Ref("Instance", "demo", "second")))["status"].get("host"))
+
+        await eventually(second_placed)
+    assert len((await allocations(etcd))["h1"]["instances"]) == 2
