@@ -138,7 +138,14 @@ class Controller(Generic[K]):
             if count <= _CONFLICTS_AT_ONCE:
                 self.queue.add(key)
             else:
-                self.queue.add_rate_limited(key)
+                # a conflict that keeps coming back is a bug or a hot spot: say so
+                delay = self.queue.add_rate_limited(key)
+                log.warning(
+                    "reconcile conflicted %d times in a row, retrying in %.3fs",
+                    count,
+                    delay,
+                    extra={"controller": self.name, "object": str(key)},
+                )
             return
         except Exception as exc:
             self.metrics.errors.labels(self.name, type(exc).__name__).inc()
