@@ -1,42 +1,43 @@
-"""Human messages for jsonschema's errors: the field path and what was expected.
+"""Human messages for jsonschema's errors: the field at fault and what was expected.
 
-Owns: turning one ``ValidationError`` into ``(path, message)`` where the path
-is dotted with ``[i]`` for list items and points at the field at fault (the
-missing one for ``required``, the unknown one for ``additionalProperties``).
+Owns: turning one ``ValidationError`` into ``(path, message)`` pairs, where
+the path is dotted with ``[i]`` for list items and points at the field at
+fault (each missing one for ``required``, each unknown one for
+``additionalProperties``), and the message says what a valid value is
+(a schema's ``title`` says it for patterns and alternatives), then what was
+given.
 
-Must never: import anything else from the project.
+Must never: import anything else from the project, or show a whole value
+(long values are cut short).
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Iterable
 from typing import Any
 
 from jsonschema.exceptions import ValidationError
 
-_TYPES = {
-    "object": "object",
-    "array": "list",
-    "string": "string",
-    "integer": "integer",
-    "number": "number",
-    "boolean": "boolean",
-    "null": "null",
-}
+from schemas.formats import FORMATS
+
+_TYPES = {"array": "list", "object": "object"}
 
 
-def _path(parts: Iterable[Any], base: str = "") -> str:
+def path_of(parts: Iterable[str | int], base: str = "") -> str:
+    """``spec``, ``["rules", 0, "protocol"]`` -> ``spec.rules[0].protocol``."""
     out = base
     for p in parts:
         if isinstance(p, int):
             out += f"[{p}]"
         else:
-            out = f"{out}.{p}" if out else str(p)
+            out = f"{out}.{p}" if out else p
     return out
 
 
-def _type_name(value: Any) -> str:
+def type_name(value: Any) -> str:
+    """The JSON type of a Python value, as messages name it."""
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, int):
@@ -52,58 +53,123 @@ def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _show(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, (dict, list)) else _type_name(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+def show(value: Any) -> str:
+    """A short rendering of a value: JSON for scalars, the type for lists and objects."""
+    if isinstance(value, (dict, list)) or not isinstance(value, (str, int, float, bool)):
+        return type_name(value)
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:36] + '..."'
 
 
-def humanise(err: ValidationError, base: str = "") -> tuple[str, str]:
-    path = _path(err.absolute_path, base)
-    v = err.validator
-    value = err.validator_value
-    inst = err.instance
-    if v == "required":
-        missing = [name for name in value if isinstance(inst, dict) and name not in inst]
-        return _path([*err.absolute_path, missing[0] if missing else "?"], base), "is required"
-    if v == "additionalProperties":
-        allowed = sorted((err.schema.get("properties") or {}).keys())
-        extra = sorted(k for k in inst if k not in allowed) if isinstance(inst, dict) else []
-        where = _path([*err.absolute_path, extra[0]], base) if extra else path
-        hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
-        return where, f"unknown field{hint}"
-    if v == "type":
-        want = value if isinstance(value, str) else " or ".join(value)
-        want = " or ".join(_TYPES.get(t, t) for t in want.split(" or "))
-        return path, f"expected {want}, got {_type_name(inst)} {_show(inst)}"
-    if v == "enum":
-        return path, f"must be one of: {', '.join(str(x) for x in value)} (got {_show(inst)})"
-    if v == "const":
-        return path, f"must be {_show(value)} (got {_show(inst)})"
-    if v == "minimum":
-        return path, f"must be at least {value} (got {inst})"
-    if v == "maximum":
-        return path, f"must be at most {value} (got {inst})"
-    if v == "exclusiveMinimum":
-        return path, f"must be greater than {value} (got {inst})"
-    if v == "minLength":
-        return (
-            path,
-            "must not be empty" if value == 1 else f"must be at least {value} characters long",
-        )
-    if v == "maxLength":
-        return path, f"must be at most {value} characters long"
-    if v == "maxItems":
-        return path, f"must have at most {value} items"
-    if v == "pattern":
-        return path, f"must match {value} (got {_show(inst)})"
-    if v == "format":
-        return path, f"must be a valid {value} (got {_show(inst)})"
-    if v == "propertyNames":
-        return path, f"has an invalid key: {err.message}"
-    if v == "not" and isinstance(value, dict) and "required" in value:
-        return path, f"must not set both {' and '.join(value['required'])}"
-    if v == "anyOf":
-        described = err.schema.get("description", "").rstrip(".")
-        want = f"must be {described}" if described else "matches none of the allowed forms"
-        return path, f"{want} (got {_show(inst)})"
-    return path, err.message
+def _got_type(value: Any) -> str:
+    name = type_name(value)
+    shown = show(value)
+    return name if shown == name or value is None else f"{name} {shown}"
+
+
+def _duplicate(items: list[Any]) -> str:
+    seen: set[str] = set()
+    for item in items:
+        key = json.dumps(item, sort_keys=True)
+        if key in seen:
+            return show(item)
+        seen.add(key)
+    return "an item"
+
+
+def _unknown(err: ValidationError, base: str) -> list[tuple[str, str]]:
+    allowed = sorted(err.schema.get("properties") or {})
+    listed = f" (allowed: {', '.join(allowed)})" if allowed else ""
+    out = []
+    for name in err.instance:
+        if name in allowed:
+            continue
+        close = difflib.get_close_matches(str(name), allowed, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        out.append((path_of([*err.absolute_path, str(name)], base), f"unknown field{listed}{hint}"))
+    return out
+
+
+def _expected(err: ValidationError) -> str:
+    """What a valid value is, without what was given."""
+    value, title = err.validator_value, err.schema.get("title")
+    match err.validator:
+        case "type":
+            names = [value] if isinstance(value, str) else value
+            return "expected " + " or ".join(_TYPES.get(t, t) for t in names)
+        case "pattern" | "anyOf" if isinstance(title, str):
+            return f"must be {title}"
+        case "pattern":
+            return f"must match {value}"
+        case "anyOf":
+            return "must match one of the allowed forms"
+        case "format":
+            return (
+                f"must be {FORMATS[value][1]}" if value in FORMATS else f"must be a valid {value}"
+            )
+        case "enum":
+            return "must be one of: " + ", ".join(str(x) for x in value)
+        case "const":
+            return f"must be {show(value)}"
+        case "minimum":
+            return f"must be at least {value}"
+        case "maximum":
+            return f"must be at most {value}"
+        case "exclusiveMinimum":
+            return f"must be greater than {value}"
+        case "minLength":
+            return (
+                "must not be empty" if value == 1 else f"must be at least {value} characters long"
+            )
+        case "maxLength":
+            return f"must be at most {value} characters long"
+        case "maxItems":
+            return f"must have at most {value} items"
+        case "uniqueItems":
+            return f"must not repeat an item ({_duplicate(err.instance)} is repeated)"
+        case "not" if isinstance(value, dict) and "required" in value:
+            return f"must not set both {' and '.join(value['required'])}"
+    return err.message
+
+
+#: keywords whose message ends with the value given
+_SHOW_VALUE = {
+    "enum",
+    "const",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "pattern",
+    "format",
+    "anyOf",
+}
+#: keywords whose message ends with the length given
+_SHOW_LENGTH = {"maxLength", "maxItems"}
+
+
+def humanise(err: ValidationError, base: str = "") -> list[tuple[str, str]]:
+    """``(path, message)`` for each field ``err`` is about; ``base`` prefixes paths."""
+    if err.validator == "required":
+        missing = [
+            n
+            for n in err.validator_value
+            if isinstance(err.instance, dict) and n not in err.instance
+        ]
+        return [(path_of([*err.absolute_path, n], base), "is required") for n in missing]
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        return _unknown(err, base)
+    path = path_of(err.absolute_path, base)
+    message = _expected(err)
+    if (
+        err.relative_schema_path
+        and len(err.relative_schema_path) >= 2
+        and (err.relative_schema_path[-2] == "propertyNames")
+    ):
+        return [(path, f"invalid key {show(err.instance)}: {message}")]
+    if err.validator == "type":
+        message += f", got {_got_type(err.instance)}"
+    elif err.validator in _SHOW_VALUE:
+        message += f" (got {show(err.instance)})"
+    elif err.validator in _SHOW_LENGTH:
+        message += f" (got {len(err.instance)})"
+    return [(path, message)]
