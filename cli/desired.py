@@ -1,9 +1,11 @@
 """The ``desired`` command: run the cloud's processes.
 
 Owns: ``desired up`` (everything on this machine with embedded defaults:
-etcd as a child process, SQLite, the API server, the reconcilers) and the
-separate production processes ``desired apiserver`` and ``desired
-reconcilers``; signal handling and orderly shutdown; the files ``up`` writes
+etcd as a child process, SQLite, the API server, the reconcilers, and a
+hostd: real guests through libvirtd when it answers, else simulated hosts,
+said at start; on the first start, a demo guest) and the separate
+production processes ``desired apiserver``, ``desired reconcilers`` and
+``desired hostd``; signal handling and orderly shutdown; the files ``up`` writes
 for clients (``env``, ``clouds.yaml``, ``desiredctl.yaml``).
 
 Must never: keep running half-started: if a part fails to start, everything
@@ -27,9 +29,10 @@ from aiohttp import web
 
 from apiserver.app import make_app
 from apiserver.auth import bootstrap_token
+from cli.up_demo import create_demo
 from cli.up_files import write_client_files
 from fixtures.etcd import EtcdServer
-from hostd.run import run_agents, simulated_agents
+from hostd.run import real_agent, run_agents, simulated_agents, try_real_agent
 from reconcilers.runtime.metrics import Metrics
 from reconcilers.wiring import run_reconcilers
 from state import config as config_mod
@@ -37,6 +40,7 @@ from state.config import Config
 from state.errors import DesiredError
 from state.etcd import EtcdClient
 from state.sql.migrate import upgrade
+from state.store import Store
 
 log = logging.getLogger("desired")
 
@@ -73,7 +77,7 @@ async def _until_signalled() -> None:
     await stop.wait()
 
 
-async def up(cfg: Config) -> int:
+async def up(cfg: Config, simulate: int = 0, demo: bool = True) -> int:
     data_dir = cfg.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     etcd_server: EtcdServer | None = None
@@ -97,19 +101,34 @@ async def up(cfg: Config) -> int:
             )
         )
         hostd_etcd = EtcdClient(etcd_url, timeout=cfg.etcd.timeout)
-        agents = simulated_agents(cfg, hostd_etcd, 1)
+        real, why_not = (None, "asked for") if simulate else try_real_agent(cfg, hostd_etcd)
+        agents = [real] if real is not None else simulated_agents(cfg, hostd_etcd, simulate or 1)
         hostd = asyncio.create_task(run_agents(agents, hostd_etcd))
         files = write_client_files(data_dir, api_url, token)
+        demo_store = Store(EtcdClient(etcd_url, timeout=cfg.etcd.timeout))
+        try:
+            demo_said = await create_demo(demo_store, data_dir) if demo else "not asked for"
+        finally:
+            await demo_store.etcd.close()
         print(f"desired is up (data in {data_dir})", flush=True)
         print(f"  declarative API  {api_url}/apis/v1/", flush=True)
         print(f"  metrics          {api_url}/metrics", flush=True)
         print(f"  etcd             {etcd_url}", flush=True)
         print(f"  SQL              {cfg.sql_url()}", flush=True)
-        print(
-            f"  hostd            simulated host {agents[0].host} (libvirt's test driver; "
-            "real guests through libvirtd are not implemented yet)",
-            flush=True,
-        )
+        if real is not None:
+            print(
+                f"  hostd            host {real.host}: REAL guests through libvirtd "
+                f"({cfg.hostd.libvirt_uri}, virt type {real.driver.capabilities.virt_type}; "
+                f"disks in {cfg.hostd_storage_dir()})",
+                flush=True,
+            )
+        else:
+            print(
+                f"  hostd            SIMULATED host(s) {', '.join(a.host for a in agents)} "
+                f"(libvirt's test driver; real guests: {why_not})",
+                flush=True,
+            )
+        print(f"  demo             {demo_said}", flush=True)
         for f in files:
             print(f"  wrote            {f}", flush=True)
         print(f"  use it:          . {data_dir / 'env'} && desiredctl get flavors", flush=True)
@@ -186,13 +205,17 @@ async def reconcilers_cmd(cfg: Config, identity: str) -> int:
 async def hostd_cmd(cfg: Config, simulate: int) -> int:
     if not cfg.etcd.url:
         raise DesiredError("desired hostd needs etcd.url (DESIRED_ETCD_URL)")
-    if simulate <= 0:
-        raise DesiredError(
-            "real guests are not implemented yet: run `desired hostd --simulate N` for simulated hosts"
-        )
     etcd = EtcdClient(cfg.etcd.url, timeout=cfg.etcd.timeout)
-    agents = simulated_agents(cfg, etcd, simulate)
-    print(f"desired hostd: {simulate} simulated host(s): {agents[0].host} ...", flush=True)
+    if simulate > 0:
+        agents = simulated_agents(cfg, etcd, simulate)
+        print(f"desired hostd: {simulate} simulated host(s): {agents[0].host} ...", flush=True)
+    else:
+        agents = [real_agent(cfg, etcd)]
+        print(
+            f"desired hostd: host {agents[0].host}, real guests through {cfg.hostd.libvirt_uri} "
+            f"(virt type {agents[0].driver.capabilities.virt_type})",
+            flush=True,
+        )
     task = asyncio.create_task(run_agents(agents, etcd))
     waiter = asyncio.create_task(_until_signalled())
     await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
@@ -212,6 +235,18 @@ def parser() -> argparse.ArgumentParser:
         "--data-dir", type=Path, help="where state is kept (default: ~/.local/share/desired)"
     )
     up_p.add_argument("--port", type=int, help="API port (default 8775; 0 picks a free port)")
+    up_p.add_argument(
+        "--simulate",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run N simulated hosts instead of real guests through libvirtd",
+    )
+    up_p.add_argument(
+        "--no-demo",
+        action="store_true",
+        help="do not create the demo flavors, tiny images and instance on the first start",
+    )
     api_p = sub.add_parser("apiserver", help="run an API server against an existing etcd")
     api_p.add_argument("--port", type=int, help="API port")
     host_p = sub.add_parser("hostd", help="run the host daemon against an existing etcd")
@@ -245,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         if overrides:
             cfg = dataclasses.replace(cfg, **overrides)  # type: ignore[arg-type]
         if args.command == "up":
-            return asyncio.run(up(cfg))
+            return asyncio.run(up(cfg, args.simulate, not args.no_demo))
         if args.command == "apiserver":
             return asyncio.run(apiserver(cfg))
         if args.command == "hostd":

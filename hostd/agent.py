@@ -19,13 +19,16 @@ only when its definition changes, never for a power change.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
 from typing import Any
 
 from hostd.assignments import Assignments
+from hostd.images import ImageError
 from hostd.render import DomainSpec
+from hostd.storage import Storage
 from hostd.virt import MISSING, VirtDriver
 from reconcilers.runtime.controller import Controller, Requeue
 from state import keys
@@ -62,8 +65,11 @@ class HostAgent:
         lease_ttl: int = 10,
         resync: float = 30.0,
         workers: int = 4,
+        storage: Storage | None = None,
     ) -> None:
+        """``storage``: where real guests' images and disks live; None for simulated hosts."""
         self.etcd = etcd
+        self.storage = storage
         self.host = host
         self.driver = driver
         self.zone = zone
@@ -119,9 +125,15 @@ class HostAgent:
     async def _reap(self) -> None:
         await self.assignments.synced.wait()
         while True:
-            for observed in await self.driver.list():
-                if self.assignments.get(observed.uid) is None:
-                    self.controller.queue.add(observed.uid)
+            try:
+                for observed in await self.driver.list():
+                    if observed.host == self.host and self.assignments.get(observed.uid) is None:
+                        self.controller.queue.add(observed.uid)
+            except DesiredError as exc:
+                log.warning("listing domains failed: %s", exc, extra={"host": self.host})
+            for uid in self.storage.files.known() if self.storage else []:
+                if self.assignments.get(uid) is None:
+                    self.controller.queue.add(uid)
             await asyncio.sleep(self.resync)
 
     async def run(self) -> None:
@@ -148,7 +160,7 @@ class HostAgent:
 
     def domain_spec(self, a: dict[str, Any]) -> DomainSpec:
         virt = self.driver.capabilities.virt_type
-        return DomainSpec(
+        spec = DomainSpec(
             uid=a["uid"],
             name=a["name"],
             project=a["project"],
@@ -157,7 +169,49 @@ class HostAgent:
             ram_mib=a["flavor"]["ramMiB"],
             virt_type=virt,
             vnc=virt != "test",
+            host=self.host,
         )
+        if self.storage is None:
+            return spec
+        files = self.storage.boot_files(a)
+        return dataclasses.replace(
+            spec,
+            disk_path=files.disk,
+            kernel=files.kernel,
+            initrd=files.initrd,
+            cmdline=files.cmdline,
+            console_log=files.console_log,
+        )
+
+    def _settle_resize(self, a: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+        """The resize fields of the status after acting on a resize, confirm or revert.
+
+        A change of flavor keeps the disk as it was (for a revert) and waits for
+        confirmation; ``spec.resize`` with a higher generation confirms (the kept
+        disk is dropped) or reverts (the kept disk is put back; the flavor is
+        already the old one again).
+        """
+        uid, flavor = a["uid"], a["flavor"]["name"]
+        files = self.storage.files if self.storage else None
+        pending = status.get("resize")
+        settled = status.get("resizeGeneration", 0)
+        ask = a.get("resize") or {}
+        if ask.get("generation", 0) > settled:
+            if files is not None:
+                if ask.get("action") == "revert" and pending:
+                    files.revert_resize(uid)
+                else:
+                    files.confirm_resize(uid)
+            return {"resize": None, "resizeGeneration": ask["generation"]}
+        built = status.get("flavor")
+        if built and built != flavor:
+            if pending is None:
+                if files is not None:
+                    files.backup_for_resize(uid)
+                pending = {"from": built, "to": flavor}
+            else:
+                pending = {**pending, "to": flavor}
+        return {"resize": pending, "resizeGeneration": settled}
 
     async def reconcile(self, uid: str) -> Requeue | None:
         a = self.assignments.get(uid)
@@ -166,9 +220,20 @@ class HostAgent:
         self._known[uid] = (a["project"], a["name"])
         ref = Ref("Instance", a["project"], a["name"])
         want = a["powerState"]
-        before = await self.driver.observe(uid)
-        observed = await self.driver.ensure(self.domain_spec(a), want)
         status = (await self.store.get_or_none(ref) or {}).get("status", {})
+        spec = self.domain_spec(a)
+        before = await self.driver.observe(uid)
+        redefine = before.state != MISSING and before.generation != spec.generation
+        if self.storage is not None and redefine:
+            await self.driver.remove(uid)  # its disk may change: only while it is down
+        resize = self._settle_resize(a, status)
+        if self.storage is not None:
+            try:
+                await self.storage.prepare(a)
+            except ImageError as exc:
+                await self._failed(ref, uid, str(exc))
+                return None  # a change of the spec or the image brings it back
+        observed = await self.driver.ensure(spec, want)
         if before.state not in (want, MISSING) and status.get("domainState") == want:
             await self.store.record_event(
                 {
@@ -191,8 +256,17 @@ class HostAgent:
                 host=self.host,
                 domainState=observed.state,
                 rebootGeneration=rebooted,
+                rebuildGeneration=a.get("rebuild", {}).get("generation", 0),
+                flavor=a["flavor"]["name"],
+                image=a["image"]["name"],
                 observedGeneration=a["generation"],
+                **resize,
             )
+            if new["resize"] is None:
+                del new["resize"]
+            new.pop("fault", None)
+            if self.storage is not None:
+                new["consoleLog"] = spec.console_log
             set_condition(
                 new,
                 "Ready",
@@ -203,6 +277,9 @@ class HostAgent:
             asked = {
                 "powerState": want,
                 "reboot": {**reboot, "generation": reboot.get("generation", 0)},
+                "flavor": a["flavor"]["name"],
+                "rebuild": a.get("rebuild", {}),
+                "resize": a.get("resize", {}),
             }
             new.update(nova_state({"spec": asked, "status": new, "metadata": {}}))
             if new == st:
@@ -214,10 +291,24 @@ class HostAgent:
         await self.store.patch_status(ref, mutate, uid=uid)
         return None
 
+    async def _failed(self, ref: Ref, uid: str, message: str) -> None:
+        def mutate(st: dict[str, Any]) -> bool:
+            before = json.dumps(st, sort_keys=True)
+            set_condition(st, "Ready", False, "Failed", message)
+            st["fault"] = {"code": 500, "message": message}
+            st.update(nova_state({"status": st, "metadata": {}}))
+            return json.dumps(st, sort_keys=True) != before
+
+        await self.store.patch_status(ref, mutate, uid=uid)
+
     async def _remove(self, uid: str) -> Requeue | None:
         observed = await self.driver.observe(uid)
+        if observed.state != MISSING and observed.host not in ("", self.host):
+            return None  # another hostd's domain on a shared libvirt
         if observed.state != MISSING:
             await self.driver.remove(uid)
+        if self.storage is not None:
+            self.storage.files.remove(uid)
         where = self._known.pop(uid, None) or (
             (observed.project, observed.name) if observed.name else None
         )

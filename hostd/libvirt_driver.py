@@ -164,6 +164,7 @@ class LibvirtDriver:
             int(meta.get("generation") or 0),
             project=meta.get("project", ""),
             name=meta.get("name", ""),
+            host=meta.get("host", ""),
         )
 
     async def observe(self, uid: str) -> Observed:
@@ -180,7 +181,12 @@ class LibvirtDriver:
             for dom in self._conn.listAllDomains(0):
                 if not dom.name().startswith("desired-"):
                     continue
-                seen = self._observe(dom)
+                try:
+                    seen = self._observe(dom)
+                except libvirt.libvirtError as exc:
+                    if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                        continue  # undefined while we listed
+                    raise
                 if seen is not None:
                     out.append(seen)
             return out

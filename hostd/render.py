@@ -50,6 +50,8 @@ class DomainSpec:
     vnc: bool = True
     #: the emulator binary; empty for libvirt's test driver, which needs none
     emulator: str = ""
+    #: the hostd host that owns the domain (several may share one libvirt)
+    host: str = ""
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
@@ -72,6 +74,7 @@ def render(spec: DomainSpec) -> str:
         ("project", spec.project),
         ("name", spec.name),
         ("generation", str(spec.generation)),
+        ("host", spec.host),
     ):
         _sub(inst, f"{{{NAMESPACE}}}{tag}", value)
     _sub(dom, "memory", str(spec.ram_mib * 1024), unit="KiB")
@@ -110,10 +113,10 @@ def render(spec: DomainSpec) -> str:
         _sub(iface, "model", type="virtio")
     if spec.console_log:
         serial = _sub(devices, "serial", type="file")
-        _sub(serial, "source", path=spec.console_log)
+        _sub(serial, "source", path=spec.console_log, append="on")
         _sub(serial, "target", port="0")
         console = _sub(devices, "console", type="file")
-        _sub(console, "source", path=spec.console_log)
+        _sub(console, "source", path=spec.console_log, append="on")
         _sub(console, "target", type="serial", port="0")
     if spec.vnc:
         gfx = _sub(devices, "graphics", type="vnc", port="-1", autoport="yes", listen="127.0.0.1")

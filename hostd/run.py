@@ -1,7 +1,8 @@
 """Running hostd: one agent for this machine, or N simulated hosts in one process.
 
 Owns: building agents from the config (name, zone, lease) with their
-drivers, and running them until cancelled.
+drivers (and, for real guests, their storage under ``<data-dir>/hostd``),
+telling whether libvirtd is usable here, and running agents until cancelled.
 
 Must never: start real guests on a simulated host or the reverse.
 """
@@ -9,11 +10,14 @@ Must never: start real guests on a simulated host or the reverse.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 
 from hostd.agent import HostAgent
-from hostd.libvirt_driver import LibvirtDriver
+from hostd.libvirt_driver import LibvirtDriver, VirtError
 from hostd.simulated import simulated_uri
+from hostd.storage import Storage
+from hostd.virt_type import resolve
 from state.config import Config
 from state.etcd import EtcdClient
 
@@ -35,6 +39,33 @@ def simulated_agents(cfg: Config, etcd: EtcdClient, count: int) -> list[HostAgen
             HostAgent(etcd, name, driver, zone=h.zone, lease_ttl=h.lease_ttl, resync=h.resync)
         )
     return agents
+
+
+def real_agent(cfg: Config, etcd: EtcdClient) -> HostAgent:
+    """The agent of this machine's real guests; raises VirtError when libvirtd is not usable."""
+    h = cfg.hostd
+    root = cfg.hostd_storage_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o755)  # QEMU, as its own user, reads images and writes disks below
+    disk_gib = shutil.disk_usage(root).total >> 30
+    driver = LibvirtDriver(h.libvirt_uri, resolve(h.virt_type), disk_gib=disk_gib)
+    return HostAgent(
+        etcd,
+        host_name(cfg),
+        driver,
+        zone=h.zone,
+        lease_ttl=h.lease_ttl,
+        resync=h.resync,
+        storage=Storage.under(root),
+    )
+
+
+def try_real_agent(cfg: Config, etcd: EtcdClient) -> tuple[HostAgent | None, str]:
+    """This machine's agent, or None and why libvirtd cannot be used."""
+    try:
+        return real_agent(cfg, etcd), ""
+    except VirtError as exc:
+        return None, exc.message
 
 
 async def run_agents(agents: list[HostAgent], etcd: EtcdClient) -> None:

@@ -52,6 +52,8 @@ class Observed:
     #: the instance's project and name, from the domain's metadata
     project: str = ""
     name: str = ""
+    #: the hostd host that defined it
+    host: str = ""
 
 
 @dataclass(frozen=True)

@@ -77,9 +77,13 @@ class Scheduler:
             await self._condition(inst, False, "InvalidSpec", rendered)
             return None  # a change of the spec (or the flavor/image) brings it back
         known = inst.get("status", {}).get("host")
-        if (
-            known
-        ):  # placed (the status is written after the allocation): keep its assignment current
+        if known:  # placed (the status is written after the allocation): keep it current
+            why = await self._resize_claim(inst, known, rendered)
+            if why is not None:
+                await self._condition(
+                    inst, False, "ResizeFailed", f"No valid host was found. {why}"
+                )
+                return Requeue(after=RETRY_UNSCHEDULABLE)
             await self._ensure_assignment(known, rendered)
             return None
         async with self._placing:  # this process's placements never race each other
@@ -109,12 +113,23 @@ class Scheduler:
         flavor = await self.store.get_or_none(Ref("Flavor", None, spec["flavor"]))
         if flavor is None:
             return f"flavor {spec['flavor']!r} not found"
-        image = await self.store.get_or_none(Ref("Image", meta["project"], spec["image"]))
-        if image is None:
-            image = await self.store.get_or_none(Ref("Image", None, spec["image"]))
+        image = await self._image(meta["project"], spec["image"])
         if image is None:
             return f"image {spec['image']!r} not found"
         fs, im = flavor["spec"], image["spec"]
+        if im.get("diskFormat") in ("aki", "ari"):
+            return f"image {spec['image']!r} is a {im['diskFormat']} (a kernel or ramdisk), not bootable"
+        boot: dict[str, Any] = {}
+        for ref_field, part in (("kernelImage", "kernel"), ("ramdiskImage", "ramdisk")):
+            if im.get(ref_field):
+                found = await self._image(meta["project"], im[ref_field])
+                if found is None:
+                    return f"{part} image {im[ref_field]!r} of image {spec['image']!r} not found"
+                boot[part] = {
+                    "name": im[ref_field],
+                    "uid": found["metadata"]["uid"],
+                    **found["spec"],
+                }
         if fs["diskGiB"] and im.get("minDiskGiB", 0) > fs["diskGiB"]:
             return f"flavor {spec['flavor']!r} is too small for image {spec['image']!r} (needs {im['minDiskGiB']} GiB disk)"
         if im.get("minRamMiB", 0) > fs["ramMiB"]:
@@ -128,11 +143,17 @@ class Scheduler:
                 "name": spec["flavor"],
                 **{k: fs[k] for k in ("vcpus", "ramMiB", "diskGiB")},
             },
-            "image": {"name": spec["image"], "uid": image["metadata"]["uid"], **im},
+            "image": {"name": spec["image"], "uid": image["metadata"]["uid"], **im, **boot},
             "powerState": spec.get("powerState", "running"),
             "reboot": spec.get("reboot", {"generation": 0}),
             "rebuild": spec.get("rebuild", {"generation": 0}),
+            "resize": spec.get("resize", {"generation": 0}),
         }
+
+    async def _image(self, project: str, name: str) -> Obj | None:
+        """The project's image of that name, else the public one."""
+        found = await self.store.get_or_none(Ref("Image", project, name))
+        return found or await self.store.get_or_none(Ref("Image", None, name))
 
     async def _claim(
         self, inst: Obj, rendered: dict[str, Any], cluster: Cluster
@@ -163,6 +184,51 @@ class Scheduler:
             raise Conflict(f"allocation of {host} changed while placing {inst['metadata']['name']}")
         self.view.claimed(host, new_alloc, res.revision)
         return choice.host
+
+    async def _resize_claim(self, inst: Obj, host: str, rendered: dict[str, Any]) -> str | None:
+        """Brings the host's allocation for a placed instance to its flavor (a resize or its
+        revert, on the same host): None when done, else why it does not fit."""
+        uid = inst["metadata"]["uid"]
+        need = resources(rendered["flavor"])
+        async with self._placing:
+            cluster = await self.read_cluster()
+            alloc, rev = cluster.allocs.get(host, ({}, 0))
+            had = alloc.get("instances", {}).get(uid)
+            if had is None or resources(had) == need:
+                return None
+            state = cluster.hosts.get(host)
+            if state is None:
+                return f"host {host} is gone"
+            old = resources(had)
+            used = resources(alloc.get("used", {}))
+            new_used = Resources(
+                used.vcpus - old.vcpus + need.vcpus,
+                used.ram_mib - old.ram_mib + need.ram_mib,
+                used.disk_gib - old.disk_gib + need.disk_gib,
+            )
+            limit = state.limit()
+            grows = (
+                need.vcpus > old.vcpus,
+                need.ram_mib > old.ram_mib,
+                need.disk_gib > old.disk_gib,
+            )
+            over = (
+                new_used.vcpus > limit.vcpus,
+                new_used.ram_mib > limit.ram_mib,
+                new_used.disk_gib > limit.disk_gib,
+            )
+            if any(g and o for g, o in zip(grows, over, strict=True)):
+                return f"flavor {rendered['flavor']['name']!r} does not fit on {host}"
+            instances = {**alloc.get("instances", {}), uid: _res_json(need)}
+            new_alloc = {"instances": instances, "used": _res_json(new_used)}
+            res = await self.store.txn(
+                [mod_revision_is(keys.alloc(host), rev)],
+                [Put(keys.alloc(host), dumps(new_alloc))],
+            )
+            if not res.succeeded:
+                raise Conflict(f"allocation of {host} changed while resizing {uid}")
+            self.view.claimed(host, new_alloc, res.revision)
+        return None
 
     async def _ensure_assignment(self, host: str, rendered: dict[str, Any]) -> None:
         key = keys.assign(host, rendered["uid"])

@@ -76,6 +76,12 @@ class HostdConfig:
     zone: str = "nova"
     #: libvirt URI for real guests
     libvirt_uri: str = "qemu:///system"
+    #: where real guests' image cache and disks live; empty: ``<data-dir>/hostd`` when QEMU
+    #: (its own user) can reach it, else /var/lib/desired/hostd
+    storage_dir: str = ""
+    #: domain type of real guests: "kvm", "qemu" (TCG, no hardware help) or "auto" (kvm when
+    #: /dev/kvm exists and the CPU has VMX or SVM, else qemu)
+    virt_type: str = "auto"
     #: seconds of the host's liveness lease
     lease_ttl: int = 10
     #: seconds between full re-reconciles of every assignment and stray domain
@@ -98,6 +104,13 @@ class Config:
 
     def sql_url(self) -> str:
         return self.sql.url or f"sqlite:///{self.data_dir / 'desired.sqlite'}"
+
+    def hostd_storage_dir(self) -> Path:
+        if self.hostd.storage_dir:
+            return Path(self.hostd.storage_dir)
+        below_data = self.data_dir.resolve() / "hostd"
+        reachable = all(p.stat().st_mode & 0o001 for p in below_data.parents if p.exists())
+        return below_data if reachable else Path("/var/lib/desired/hostd")
 
 
 def _coerce(tp: Any, value: Any, path: str) -> Any:

@@ -40,6 +40,15 @@ _STATUS = {
     "suspended": "SUSPENDED",
     "error": "ERROR",
     "deleted": "DELETED",
+    "resized": "VERIFY_RESIZE",
+}
+#: task states that Nova shows as a status of their own
+_TASK_STATUS = {
+    "rebooting": "REBOOT",
+    "rebooting_hard": "HARD_REBOOT",
+    "rebuilding": "REBUILD",
+    "resize_prep": "RESIZE",
+    "resize_reverting": "REVERT_RESIZE",
 }
 
 
@@ -68,11 +77,20 @@ def nova_state(obj: dict[str, Any]) -> dict[str, Any]:
         vm, task = "building", "scheduling" if not status.get("host") else "spawning"
     else:
         vm = _VM.get(domain, "error")
-        if domain != want:
+        settle = spec.get("resize") or {}
+        settling = settle.get("generation", 0) > status.get("resizeGeneration", 0)
+        built = status.get("flavor")
+        if (spec.get("rebuild") or {}).get("generation", 0) > status.get("rebuildGeneration", 0):
+            task = "rebuilding"
+        elif settling and settle.get("action") == "revert":
+            task = "resize_reverting"
+        elif built and spec.get("flavor") not in (None, built):
+            task = "resize_prep"
+        elif status.get("resize") and not settling:
+            vm = "resized"
+        elif domain != want:
             task = _TASK_TOWARDS.get(want)
         elif spec.get("reboot", {}).get("generation", 0) > status.get("rebootGeneration", 0):
             task = "rebooting_hard" if spec["reboot"].get("type") == "HARD" else "rebooting"
-    nova_status = _STATUS.get(vm, "UNKNOWN")
-    if task in ("rebooting", "rebooting_hard"):
-        nova_status = "HARD_REBOOT" if task == "rebooting_hard" else "REBOOT"
+    nova_status = _TASK_STATUS.get(task or "", _STATUS.get(vm, "UNKNOWN"))
     return {"vmState": vm, "taskState": task, "powerState": power, "novaStatus": nova_status}

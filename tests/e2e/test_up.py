@@ -9,11 +9,8 @@ again and finds the state intact.
 from __future__ import annotations
 
 import json
-import os
-import re
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -22,69 +19,7 @@ from pathlib import Path
 import pytest
 
 from state.sql.projection import Projection
-
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-
-
-class Up:
-    """One ``desired up`` process; stopped by its PID."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.proc = subprocess.Popen(
-            [str(BIN / "desired"), "up", "--data-dir", str(data_dir), "--port", "0"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            cwd=ROOT,
-        )
-        self.output: list[str] = []
-        self.url = self._wait_for_url()
-
-    def _wait_for_url(self) -> str:
-        deadline = time.monotonic() + 60
-        assert self.proc.stdout is not None
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise AssertionError("desired up exited:\n" + "".join(self.output))
-            self.output.append(line)
-            m = re.search(r"declarative API\s+(http://\S+)/apis/v1/", line)
-            if m:
-                return m.group(1)
-        raise AssertionError("desired up printed no API URL:\n" + "".join(self.output))
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(30)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-
-
-def ctl_env(up: Up, env_file: bool = True) -> dict[str, str]:
-    """A user's shell: `desired up`'s env file sourced, or nothing but the data dir's parent."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DESIRED_")}
-    env["XDG_DATA_HOME"] = str(up.data_dir.parent)  # desiredctl finds <data>/desiredctl.yaml
-    if env_file:
-        for line in (up.data_dir / "env").read_text().splitlines():
-            m = re.match(r"export (\w+)=(.*)", line)
-            if m:
-                env[m.group(1)] = m.group(2).strip("'")
-    return env
-
-
-def ctl(up: Up, *args: str, env_file: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "desiredctl"), *args],
-        capture_output=True,
-        text=True,
-        env=ctl_env(up, env_file),
-        timeout=60,
-    )
+from tests.e2e.up_process import BIN, Up, ctl, ctl_env
 
 
 @pytest.fixture
@@ -94,7 +29,7 @@ def data_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def up(data_dir: Path) -> Iterator[Up]:
-    u = Up(data_dir)
+    u = Up(data_dir, "--simulate", "1", "--no-demo")
     try:
         yield u
     finally:
@@ -161,7 +96,7 @@ def test_up_apply_watch_prune_restart(up: Up, data_dir: Path, tmp_path: Path) ->
         watcher.wait(10)
 
     assert up.stop() == 0
-    again = Up(data_dir)
+    again = Up(data_dir, "--simulate", "1", "--no-demo")
     try:
         res = ctl(again, "get", "flavors", "-o", "name")
         assert res.returncode == 0, res.stderr

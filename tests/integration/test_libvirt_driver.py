@@ -29,7 +29,13 @@ def test_render_is_deterministic_and_carries_our_metadata() -> None:
     uid = str(uuid.uuid4())
     a = render(spec(uid))
     assert a == render(spec(uid))
-    assert read_metadata(a) == {"uid": uid, "project": "demo", "name": "vm", "generation": "1"}
+    assert read_metadata(a) == {
+        "uid": uid,
+        "project": "demo",
+        "name": "vm",
+        "generation": "1",
+        "host": "",
+    }
     assert f"<name>{domain_name(uid)}</name>" in a
     assert read_metadata("<domain><name>x</name></domain>") is None
 

@@ -46,3 +46,40 @@ def test_reboot_and_delete_and_error() -> None:
     assert nova_state(deleting)["novaStatus"] == "DELETED"
     failed = inst(conditions=[{"type": "Scheduled", "status": "False", "reason": "NoValidHost"}])
     assert (nova_state(failed)["vmState"], nova_state(failed)["novaStatus"]) == ("error", "ERROR")
+
+
+def test_resize_and_rebuild() -> None:
+    def with_spec(obj: dict, **spec: object) -> dict:
+        obj["spec"].update(spec)
+        return obj
+
+    resizing = with_spec(inst(domain="running", flavor="m1.tiny"), flavor="m1.small")
+    assert (nova_state(resizing)["taskState"], nova_state(resizing)["novaStatus"]) == (
+        "resize_prep",
+        "RESIZE",
+    )
+    verifying = with_spec(
+        inst(domain="running", flavor="m1.small", resize={"from": "m1.tiny", "to": "m1.small"}),
+        flavor="m1.small",
+    )
+    assert (nova_state(verifying)["vmState"], nova_state(verifying)["novaStatus"]) == (
+        "resized",
+        "VERIFY_RESIZE",
+    )
+    reverting = with_spec(
+        inst(domain="running", flavor="m1.small", resize={"from": "m1.tiny", "to": "m1.small"}),
+        flavor="m1.tiny",
+        resize={"generation": 1, "action": "revert"},
+    )
+    assert nova_state(reverting)["novaStatus"] == "REVERT_RESIZE"
+    confirmed = with_spec(
+        inst(domain="running", flavor="m1.small", resizeGeneration=1),
+        flavor="m1.small",
+        resize={"generation": 1, "action": "confirm"},
+    )
+    assert nova_state(confirmed)["novaStatus"] == "ACTIVE"
+    rebuilding = with_spec(inst(domain="running", rebuildGeneration=0), rebuild={"generation": 1})
+    assert (nova_state(rebuilding)["taskState"], nova_state(rebuilding)["novaStatus"]) == (
+        "rebuilding",
+        "REBUILD",
+    )
