@@ -317,8 +317,8 @@ class HostAgent:
         ref = Ref("Instance", where[0], where[1])
 
         def mutate(st: dict[str, Any]) -> bool:
-            if st.get("domainState") == "removed":
-                return False
+            if st.get("domainState") == "removed" or st.get("host") not in (None, self.host):
+                return False  # reported already, or the instance lives elsewhere now
             st["domainState"] = "removed"
             set_condition(st, "Ready", False, "Removed", f"domain removed from {self.host}")
             st.update(nova_state({"status": st, "metadata": {"deletionTimestamp": "set"}}))

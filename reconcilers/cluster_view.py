@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,7 +79,14 @@ class ClusterView:
         self.allocs: dict[str, tuple[dict[str, Any], int]] = {}
         self.settings: dict[str, dict[str, Any]] = {}
         self.synced = asyncio.Event()
+        #: set at every change seen; whoever waits on it clears it
+        self.changed = asyncio.Event()
+        self._liveness_handlers: list[Callable[[str, bool], None]] = []
         self._synced_parts = 0
+
+    def add_liveness_handler(self, handler: Callable[[str, bool], None]) -> None:
+        """``handler(host, alive)`` runs when a host's liveness key comes or goes."""
+        self._liveness_handlers.append(handler)
 
     def snapshot(self) -> Cluster:
         return build(self.records, self.alive, self.allocs, self.settings)
@@ -95,6 +103,7 @@ class ClusterView:
                 if self._synced_parts == 4:
                     self.synced.set()
                 continue
+            self.changed.set()
             name = keys.last_segment(ev.key)
             gone = ev.type == DELETE
             if part == "hosts":
@@ -104,6 +113,8 @@ class ClusterView:
                     self.records[name] = json.loads(ev.value)
             elif part == "alive":
                 (self.alive.discard if gone else self.alive.add)(name)
+                for handler in self._liveness_handlers:
+                    handler(name, not gone)
             elif part == "alloc":
                 if gone:
                     self.allocs.pop(name, None)

@@ -4,9 +4,12 @@ Inputs: one watch over every object of every kind (``state.watch``), which
 resumes and re-lists by itself.
 
 Outputs: rows of ``resources`` (upserted by uid, never moved back to an
-older resourceVersion; marked deleted when the object goes) and the
-``watch_progress`` revision of ``conductor``: SQL reflects etcd up to it, so
-a reader that wrote at revision R waits until progress >= R.
+older resourceVersion; marked deleted when the object goes), the Compute
+views of Instances (``instances``, ``instance_actions`` and their events),
+``compute_nodes`` from the host records, liveness and allocations (a second
+input: the cluster view's watches), and the ``watch_progress`` revision of
+``conductor``: SQL reflects etcd up to it, so a reader that wrote at
+revision R waits until progress >= R.
 
 Invariants: every batch and its progress are one SQL transaction; after a
 (re)start the first full list replaces what SQL believed (objects deleted
@@ -21,6 +24,7 @@ import asyncio
 import logging
 from typing import Any
 
+from reconcilers.cluster_view import ClusterView
 from state.etcd import EtcdClient
 from state.sql.projection import Projection
 from state.watch import ADDED, BOOKMARK, DELETED, ObjectEvent, ObjectWatch
@@ -29,6 +33,8 @@ log = logging.getLogger(__name__)
 
 #: most events folded into one SQL transaction
 _BATCH = 500
+#: least seconds between two writes of the compute nodes
+_NODES_EVERY = 0.2
 
 
 class Conductor:
@@ -47,6 +53,7 @@ class Conductor:
                 await queue.put(ev)
 
         pumping = asyncio.create_task(pump())
+        nodes = asyncio.create_task(self._compute_nodes())
         try:
             await self._initial(queue)
             while True:
@@ -56,8 +63,41 @@ class Conductor:
                 await self._apply(batch)
         finally:
             pumping.cancel()
-            await asyncio.gather(pumping, return_exceptions=True)
+            nodes.cancel()
+            await asyncio.gather(pumping, nodes, return_exceptions=True)
             self.projection.close()
+
+    async def _compute_nodes(self) -> None:
+        """Keeps ``compute_nodes`` equal to the hosts' records, liveness and allocations."""
+        view = ClusterView(self.etcd)
+        following = asyncio.create_task(view.run())
+        try:
+            await view.synced.wait()
+            while True:
+                view.changed.clear()
+                cluster = view.snapshot()
+                rows = [
+                    {
+                        "host": h.name,
+                        "zone": h.zone,
+                        "virt_type": str(view.records.get(h.name, {}).get("virtType", "")),
+                        "vcpus": h.capacity.vcpus,
+                        "ram_mib": h.capacity.ram_mib,
+                        "disk_gib": h.capacity.disk_gib,
+                        "vcpus_used": h.used.vcpus,
+                        "ram_mib_used": h.used.ram_mib,
+                        "disk_gib_used": h.used.disk_gib,
+                        "running_vms": len(h.instances),
+                        "alive": h.alive,
+                    }
+                    for h in cluster.hosts.values()
+                ]
+                await asyncio.to_thread(self.projection.compute_nodes, rows)
+                await view.changed.wait()
+                await asyncio.sleep(_NODES_EVERY)  # changes come in bursts: fold them
+        finally:
+            following.cancel()
+            await asyncio.gather(following, return_exceptions=True)
 
     async def _initial(self, queue: asyncio.Queue[ObjectEvent]) -> None:
         present: list[dict[str, Any]] = []
@@ -73,15 +113,20 @@ class Conductor:
     async def _apply(self, batch: list[ObjectEvent]) -> None:
         latest: dict[str, dict[str, Any]] = {}
         deletes: list[str] = []
+        instance_changes: list[dict[str, Any]] = []
         revision = 0
         for ev in batch:
             revision = max(revision, ev.revision)
             if ev.object is None:
                 continue
+            if ev.object["kind"] == "Instance" and ev.type != DELETED:
+                instance_changes.append(ev.object)
             uid = ev.object["metadata"]["uid"]
             if ev.type == DELETED:
                 latest.pop(uid, None)
                 deletes.append(uid)
             else:
                 latest[uid] = ev.object
-        await asyncio.to_thread(self.projection.apply, list(latest.values()), deletes, revision)
+        await asyncio.to_thread(
+            self.projection.apply, list(latest.values()), deletes, revision, instance_changes
+        )

@@ -23,14 +23,16 @@ safe to repeat after a crash.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from reconcilers.cluster_view import Cluster, ClusterView, resources
 from reconcilers.placement import WEIGHERS, HostState, Request, Resources, choose
-from reconcilers.runtime.controller import Requeue
+from reconcilers.runtime.controller import Controller, Requeue
+from reconcilers.runtime.informer import Informer
 from state import keys
-from state.envelope import Obj, Ref, set_condition
+from state.envelope import Obj, Ref, ref, set_condition
 from state.errors import BadRequest, Conflict
 from state.etcd import Delete, Put, absent, mod_revision_is
 from state.instance_states import nova_state
@@ -78,6 +80,12 @@ class Scheduler:
             return None  # a change of the spec (or the flavor/image) brings it back
         known = inst.get("status", {}).get("host")
         if known:  # placed (the status is written after the allocation): keep it current
+            alive = await self._host_liveness(inst, known)
+            if not alive:
+                if inst["spec"].get("evacuate"):
+                    await self._evacuate(inst, known)
+                    return Requeue(after=0)  # placed again, elsewhere
+                return None  # marked; the host's return (or an evacuation) brings it back
             why = await self._resize_claim(inst, known, rendered)
             if why is not None:
                 await self._condition(
@@ -185,11 +193,86 @@ class Scheduler:
         self.view.claimed(host, new_alloc, res.revision)
         return choice.host
 
+    async def _host_liveness(self, inst: Obj, host: str) -> bool:
+        """Whether the instance's host is alive; marks the instance (``hostStatus``, the
+        ``HostAlive`` condition) when that changed."""
+        await self.view.synced.wait()
+        forced_down = self.view.settings.get(host, {}).get("forcedDown", False)
+        alive = host in self.view.records and host in self.view.alive and not forced_down
+        meta = inst["metadata"]
+
+        def mutate(status: dict[str, Any]) -> bool:
+            if status.get("host") != host:
+                return False
+            before = dict(status, conditions=list(status.get("conditions", [])))
+            status["hostStatus"] = "UP" if alive else "DOWN"
+            set_condition(
+                status,
+                "HostAlive",
+                alive,
+                "HostUp" if alive else "HostDown",
+                f"host {host} is {'alive' if alive else 'down: its lease expired'}",
+            )
+            return status != before
+
+        if inst.get("status", {}).get("hostStatus") != ("UP" if alive else "DOWN"):
+            await self.store.patch_status(
+                Ref("Instance", meta["project"], meta["name"]), mutate, uid=meta["uid"]
+            )
+        return alive
+
+    async def _evacuate(self, inst: Obj, host: str) -> None:
+        """Frees the instance's place on its dead host so that it is placed (and built from
+        its image) on another."""
+        meta = inst["metadata"]
+        uid = meta["uid"]
+        async with self._placing:
+            cluster = await self.read_cluster()
+            alloc, rev = cluster.allocs.get(host, ({}, 0))
+            instances = dict(alloc.get("instances", {}))
+            if uid in instances:
+                freed = resources(instances.pop(uid))
+                used = resources(alloc.get("used", {}))
+                left = Resources(
+                    used.vcpus - freed.vcpus,
+                    used.ram_mib - freed.ram_mib,
+                    used.disk_gib - freed.disk_gib,
+                )
+                released = {"instances": instances, "used": _res_json(left)}
+                res = await self.store.txn(
+                    [mod_revision_is(keys.alloc(host), rev)],
+                    [Put(keys.alloc(host), dumps(released)), Delete(keys.assign(host, uid))],
+                )
+                if not res.succeeded:
+                    raise Conflict(f"allocation of {host} changed while evacuating {uid}")
+                self.view.claimed(host, released, res.revision)
+
+        def mutate(status: dict[str, Any]) -> bool:
+            if status.get("host") != host:
+                return False
+            for field_name in ("host", "hostStatus", "domainState"):
+                status.pop(field_name, None)
+            status["evacuatedFrom"] = host
+            status["conditions"] = [
+                c for c in status.get("conditions", []) if c.get("type") != "HostAlive"
+            ]
+            set_condition(status, "Scheduled", False, "Evacuating", f"evacuating from {host}")
+            status.update(nova_state({"spec": inst["spec"], "status": status, "metadata": meta}))
+            return True
+
+        await self.store.patch_status(
+            Ref("Instance", meta["project"], meta["name"]), mutate, uid=uid
+        )
+        await self.store.record_event(inst, "Warning", "Evacuated", f"host {host} is down")
+
     async def _resize_claim(self, inst: Obj, host: str, rendered: dict[str, Any]) -> str | None:
         """Brings the host's allocation for a placed instance to its flavor (a resize or its
         revert, on the same host): None when done, else why it does not fit."""
         uid = inst["metadata"]["uid"]
         need = resources(rendered["flavor"])
+        had = self.view.allocs.get(host, ({}, 0))[0].get("instances", {}).get(uid)
+        if had is None or resources(had) == need:
+            return None  # the common case, without building the whole cluster
         async with self._placing:
             cluster = await self.read_cluster()
             alloc, rev = cluster.allocs.get(host, ({}, 0))
@@ -282,8 +365,10 @@ class Scheduler:
         def mutate(status: dict[str, Any]) -> bool:
             before = dict(status)
             set_condition(status, "Scheduled", ok, reason, message)
-            if host is not None:
+            if host is not None:  # placed on a live host, in the same write
                 status["host"] = host
+                status["hostStatus"] = "UP"
+                set_condition(status, "HostAlive", True, "HostUp", f"host {host} is alive")
             status.update(nova_state({"spec": inst["spec"], "status": status, "metadata": meta}))
             if not ok:
                 status["fault"] = {"code": 500, "message": message}
@@ -294,3 +379,17 @@ class Scheduler:
         await self.store.patch_status(
             Ref("Instance", meta["project"], meta["name"]), mutate, uid=meta["uid"]
         )
+
+
+def requeue_on_liveness(
+    controller: Controller[Ref], instances: Informer
+) -> Callable[[str, bool], None]:
+    """A handler for the cluster view: when a host comes or goes, its instances are
+    reconciled (marked, and evacuated if asked)."""
+
+    def handler(host: str, alive: bool) -> None:
+        for o in instances.list():
+            if (o.get("status") or {}).get("host") == host:
+                controller.queue.add(ref(o))
+
+    return handler

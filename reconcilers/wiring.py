@@ -16,7 +16,7 @@ from reconcilers.runtime.informer import Informer
 from reconcilers.runtime.leader import LeaderElector
 from reconcilers.runtime.manager import Manager
 from reconcilers.runtime.metrics import Metrics
-from reconcilers.scheduler import Scheduler
+from reconcilers.scheduler import Scheduler, requeue_on_liveness
 from state.config import Config
 from state.etcd import EtcdClient
 from state.store import Store
@@ -34,6 +34,7 @@ def build(cfg: Config, etcd: EtcdClient, identity: str, metrics: Metrics) -> Man
         resync=rc.resync,
         metrics=metrics,
     )
+    cluster.add_liveness_handler(requeue_on_liveness(scheduler, instances))
     gitsources = Informer(etcd, "GitSource")
     gitsync = Controller(
         GitSync(store, cfg.data_dir / "gitsync"),

@@ -45,7 +45,7 @@ def _base64(value: str) -> bool:
     # line breaks are allowed, as `base64` wraps its output at 76 characters
     try:
         binascii.a2b_base64("".join(value.split()), strict_mode=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a character outside ASCII
         return False
     return True
 

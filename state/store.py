@@ -85,14 +85,16 @@ def attach_status(obj: Obj, status_kv: KeyValue | None) -> Obj:
     return obj
 
 
-def spec_unchanged_since(spec_key: bytes, rv: int) -> Compare:
-    """True while the spec was last written at or before revision ``rv``.
+def spec_unchanged_since(spec_key: bytes, rv: int) -> list[Compare]:
+    """True while the spec exists and was last written at or before revision ``rv``.
 
     A client that read an object at resourceVersion ``rv`` may replace its
     spec exactly when this holds: any later spec write has a higher revision,
-    while status writes (another key) do not get in its way.
+    while status writes (another key) do not get in its way. The key must
+    still exist: an absent key's mod revision is 0, and a stale write would
+    otherwise bring a deleted object back (found by the state machine).
     """
-    return Compare(spec_key, "MOD", "LESS", rv + 1)
+    return [Compare(spec_key, "MOD", "LESS", rv + 1), Compare(spec_key, "VERSION", "GREATER", 0)]
 
 
 @dataclass(frozen=True)
@@ -304,7 +306,7 @@ class Store:
         self, r: Ref, rv: int, stored: Obj, extra: Sequence[tuple[Compare, Op]] = ()
     ) -> Obj | None:
         spec_key = keys.spec(r.kind, r.project, r.name)
-        compares = [spec_unchanged_since(spec_key, rv), *(c for c, _ in extra)]
+        compares = [*spec_unchanged_since(spec_key, rv), *(c for c, _ in extra)]
         extra_ops = [op for _, op in extra]
         gone = is_deleting(stored) and not finalizers(stored)
         ops: list[Op]

@@ -1,8 +1,11 @@
-"""SQL models of the first schema revision.
+"""SQL models, as the alembic revisions make them.
 
 Owns: ``resources`` (every object of every kind, as the conductor projects
 it from etcd), ``events`` and ``watch_progress`` (the last etcd revision a
-projector applied, so readers can wait for their own writes).
+projector applied, so readers can wait for their own writes); the Compute
+views: ``instances`` (Nova's states as columns), ``instance_actions`` and
+``instance_action_events`` (os-instance-actions), ``compute_nodes``
+(os-hypervisors).
 
 Must never: change without a matching alembic revision (a test compares
 them).
@@ -18,7 +21,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -75,3 +89,86 @@ class WatchProgress(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     revision: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class InstanceRow(Base):
+    """The Compute API's list view of an Instance: Nova's states as columns, for filters,
+    sorting and paging."""
+
+    __tablename__ = "instances"
+    __table_args__ = (
+        Index("ix_instances_project_created", "project", "created_at"),
+        Index("ix_instances_host", "host"),
+        Index("ix_instances_project_name", "project", "name"),
+    )
+
+    uid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project: Mapped[str] = mapped_column(String(64), nullable=False)
+    name: Mapped[str] = mapped_column(String(253), nullable=False)
+    resource_version: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    host: Mapped[str | None] = mapped_column(String(253), nullable=True)
+    flavor: Mapped[str] = mapped_column(String(253), nullable=False)
+    image: Mapped[str] = mapped_column(String(253), nullable=False)
+    vm_state: Mapped[str] = mapped_column(String(32), nullable=False)
+    task_state: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    power_state: Mapped[int] = mapped_column(Integer, nullable=False)
+    status: Mapped[str] = mapped_column(String(32), nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class InstanceAction(Base):
+    """One user action on an instance (os-instance-actions): when it was asked, when it ended."""
+
+    __tablename__ = "instance_actions"
+    __table_args__ = (
+        UniqueConstraint("request_id", name="uq_instance_actions_request"),
+        Index("ix_instance_actions_instance", "instance_uid", "start_time"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    instance_uid: Mapped[str] = mapped_column(String(36), nullable=False)
+    project: Mapped[str] = mapped_column(String(64), nullable=False)
+    action: Mapped[str] = mapped_column(String(32), nullable=False)
+    #: the instance's generation that asked for it
+    generation: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    request_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    start_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    finish_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class InstanceActionEvent(Base):
+    __tablename__ = "instance_action_events"
+    __table_args__ = (Index("ix_instance_action_events_action", "action_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    action_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("instance_actions.id", ondelete="CASCADE"), nullable=False
+    )
+    event: Mapped[str] = mapped_column(String(64), nullable=False)
+    start_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    finish_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    #: "Success" or "Error" once finished
+    result: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    host: Mapped[str | None] = mapped_column(String(253), nullable=True)
+
+
+class ComputeNode(Base):
+    """A host's capacity and what is allocated on it (os-hypervisors)."""
+
+    __tablename__ = "compute_nodes"
+
+    host: Mapped[str] = mapped_column(String(253), primary_key=True)
+    zone: Mapped[str] = mapped_column(String(255), nullable=False)
+    virt_type: Mapped[str] = mapped_column(String(16), nullable=False)
+    vcpus: Mapped[int] = mapped_column(Integer, nullable=False)
+    ram_mib: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    disk_gib: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    vcpus_used: Mapped[int] = mapped_column(Integer, nullable=False)
+    ram_mib_used: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    disk_gib_used: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    running_vms: Mapped[int] = mapped_column(Integer, nullable=False)
+    alive: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)

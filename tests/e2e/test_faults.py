@@ -127,6 +127,9 @@ async def burst_with_faults(etcd_url: str, data: Path, reconcilers: Proc, hostd:
     view = Projection(f"sqlite:///{data / 'desired.sqlite'}")
     deadline = time.monotonic() + 30
     while True:
+        # status keeps moving after Ready (hosts marked UP again after hostd's restart):
+        # compare with etcd as it is now
+        items = {o["metadata"]["uid"]: o for o in (await store.list("Instance", "burst")).items}
         rows = {r.uid: r for r in await asyncio.to_thread(view.rows, "Instance", "burst")}
         same = set(rows) == set(items) and all(
             rows[u].resource_version == int(o["metadata"]["resourceVersion"])
@@ -134,7 +137,15 @@ async def burst_with_faults(etcd_url: str, data: Path, reconcilers: Proc, hostd:
         )
         if same:
             break
-        assert time.monotonic() < deadline, "SQL does not match etcd"
+        differ = {
+            u: (rows[u].resource_version if u in rows else None, o["metadata"]["resourceVersion"])
+            for u, o in items.items()
+            if u not in rows or rows[u].resource_version != int(o["metadata"]["resourceVersion"])
+        }
+        assert time.monotonic() < deadline, (
+            f"SQL does not match etcd: {len(differ)} rows differ, e.g. {list(differ.items())[:3]}"
+            f"; extra rows: {len(set(rows) - set(items))}"
+        )
         await asyncio.sleep(0.2)
     view.close()
     await etcd.close()

@@ -11,6 +11,7 @@ each against libvirt, the disk and the console log.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import tempfile
@@ -52,14 +53,26 @@ def storage() -> Iterator[Path]:
         subprocess.run(["rm", "-rf", str(d)], check=False)
 
 
-def real_up(data_dir: Path, storage: Path, **env: str) -> Up:
+@contextlib.contextmanager
+def real_up(data_dir: Path, storage: Path, **env: str) -> Iterator[Up]:
+    """``desired up`` with its own host name; afterwards it is stopped and any domain of
+    that host still defined (a failed test's) is removed."""
     host = f"e2e-{uuid.uuid4().hex[:8]}"
     up = Up(
         data_dir,
         env={"DESIRED_HOSTD_NAME": host, "DESIRED_HOSTD_STORAGE_DIR": str(storage), **env},
     )
-    assert any("REAL guests" in line for line in up.output), up.output
-    return up
+    try:
+        assert any("REAL guests" in line for line in up.output), up.output
+        yield up
+        assert up.stop() == 0, "".join(up.output)
+    finally:
+        if up.proc.poll() is None:
+            up.stop()
+        for name in virsh("list", "--all", "--name").split():
+            if f"<desired:host>{host}</desired:host>" in virsh("dumpxml", name):
+                subprocess.run(["virsh", "-c", URI, "destroy", name], capture_output=True)
+                virsh("undefine", name, "--managed-save")
 
 
 def virsh(*args: str) -> str:
@@ -133,8 +146,7 @@ def disk_size(storage: Path, uid: str) -> int:
 
 @pytest.mark.usefixtures("libvirtd")
 def test_real_guest_lifecycle(tmp_path: Path, storage: Path) -> None:
-    up = real_up(tmp_path / "desired", storage)
-    try:
+    with real_up(tmp_path / "desired", storage) as up:
         vm = until(up, settled("ACTIVE", domainState="running"))
         uid = vm["metadata"]["uid"]
         domain = f"desired-{uid}"
@@ -203,8 +215,6 @@ def test_real_guest_lifecycle(tmp_path: Path, storage: Path) -> None:
         assert res.returncode == 0, res.stderr
         assert domain not in virsh("list", "--all", "--name").split()
         assert not (storage / "instances" / uid).exists()
-    finally:
-        assert up.stop() == 0, "".join(up.output)
 
 
 @pytest.mark.usefixtures("libvirtd")
@@ -214,8 +224,7 @@ def test_real_guest_rows_in_postgresql(
     name = f"e2e{uuid.uuid4().hex[:8]}"
     postgres.create_database(name)
     url = postgres.url.rsplit("/", 1)[0] + "/" + name
-    up = real_up(tmp_path / "desired", storage, DESIRED_SQL_URL=url)
-    try:
+    with real_up(tmp_path / "desired", storage, DESIRED_SQL_URL=url) as up:
         vm = until(up, settled("ACTIVE", domainState="running"))
         view = Projection(url)
         try:
@@ -237,5 +246,3 @@ def test_real_guest_rows_in_postgresql(
                 time.sleep(0.2)
         finally:
             view.close()
-    finally:
-        assert up.stop() == 0, "".join(up.output)

@@ -160,11 +160,32 @@ async def test_drift_is_repaired_and_strays_are_reaped(
                     ram_mib=64,
                     virt_type="test",
                     vnc=False,
+                    host="sim-1",
                 )
             )
         )
+        # one of another hostd sharing this libvirt is left alone
+        foreign = str(uuid.uuid4())
+        conn.defineXML(
+            render(
+                DomainSpec(
+                    uid=foreign,
+                    name="foreign",
+                    project="demo",
+                    generation=1,
+                    vcpus=1,
+                    ram_mib=64,
+                    virt_type="test",
+                    vnc=False,
+                    host="another-host",
+                )
+            )
+        )
+        agent.controller.queue.add(foreign)  # as a libvirt event would
 
         async def reaped() -> bool:
             return (await agent.driver.observe(stray)).state == "missing"
 
         await eventually(reaped)
+        await asyncio.sleep(1.0)  # two more sweeps
+        assert (await agent.driver.observe(foreign)).state == "stopped"

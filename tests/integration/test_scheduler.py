@@ -11,7 +11,7 @@ from reconcilers.cluster_view import ClusterView
 from reconcilers.runtime.controller import Controller
 from reconcilers.runtime.informer import Informer
 from reconcilers.runtime.manager import Manager
-from reconcilers.scheduler import FINALIZER, Scheduler
+from reconcilers.scheduler import FINALIZER, Scheduler, requeue_on_liveness
 from state import keys
 from state.envelope import Ref, condition
 from state.errors import NotFound
@@ -85,6 +85,7 @@ async def schedulers(store: Store, replicas: int = 1) -> AsyncIterator[None]:
         informer = Informer(store.etcd, "Instance")
         view = ClusterView(store.etcd)
         controller = Controller(Scheduler(store, view), [informer], workers=4)
+        view.add_liveness_handler(requeue_on_liveness(controller, informer))
         tasks.append(asyncio.create_task(Manager([informer, view], [controller]).run()))
     try:
         yield
