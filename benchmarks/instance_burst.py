@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from fixtures.etcd import EtcdServer
 from state.envelope import Ref, condition
@@ -132,11 +133,19 @@ async def run(url: str, hosts: int, single: int, burst: int, sql_url: str, hostd
     await etcd.close()
 
 
+def log_file(directory: Path | None, name: str) -> Any:
+    if directory is None:
+        return subprocess.DEVNULL
+    directory.mkdir(parents=True, exist_ok=True)
+    return (directory / f"{name}.log").open("w")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--hosts", type=int, default=100)
     p.add_argument("--single", type=int, default=50)
     p.add_argument("--burst", type=int, default=1000)
+    p.add_argument("--log-dir", type=Path, help="keep the processes' logs there")
     args = p.parse_args()
     with EtcdServer() as etcd, tempfile.TemporaryDirectory() as data:
         env = dict(
@@ -144,17 +153,12 @@ def main() -> None:
         )
         procs = [
             subprocess.Popen(
-                [str(BIN / "desired"), "reconcilers"],
+                [str(BIN / "desired"), *command],
                 env=env,
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            ),
-            subprocess.Popen(
-                [str(BIN / "desired"), "hostd", "--simulate", str(args.hosts)],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            ),
+                stderr=log_file(args.log_dir, command[0]),
+            )
+            for command in (["reconcilers"], ["hostd", "--simulate", str(args.hosts)])
         ]
         try:
             asyncio.run(

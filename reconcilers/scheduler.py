@@ -32,15 +32,17 @@ from reconcilers.placement import WEIGHERS, HostState, Request, Resources, choos
 from reconcilers.runtime.controller import Controller, Requeue
 from reconcilers.runtime.informer import Informer
 from state import keys
-from state.envelope import Obj, Ref, ref, set_condition
+from state.envelope import SCHEDULER_FINALIZER, Obj, Ref, age_seconds, ref, set_condition
 from state.errors import BadRequest, Conflict
 from state.etcd import Delete, Put, absent, mod_revision_is
 from state.instance_states import nova_state
 from state.store import Store, dumps
 
-FINALIZER = "desired/scheduler"
+FINALIZER = SCHEDULER_FINALIZER
 #: how often an instance that fits nowhere is looked at again
 RETRY_UNSCHEDULABLE = 2.0
+#: reasons of a Scheduled=False condition that are Nova faults (the instance is in ERROR)
+_FAULTS = ("NoValidHost", "InvalidSpec")
 
 
 def _res_json(r: Resources) -> dict[str, int]:
@@ -52,6 +54,8 @@ class Scheduler:
     store: Store
     view: ClusterView
     weigher: str = "spread"
+    #: seconds of retries before an instance that fits nowhere is put in ERROR
+    no_valid_host_after: float = 30.0
     name: str = "scheduler"
     _placing: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
@@ -101,14 +105,14 @@ class Scheduler:
                 claim = await self._claim(inst, rendered, cluster)
         if host is None:
             if isinstance(claim, str):
-                await self._condition(
-                    inst, False, "NoValidHost", f"No valid host was found. {claim}"
-                )
+                waited = age_seconds(meta.get("creationTimestamp"))
+                if waited < self.no_valid_host_after:
+                    await self._condition(inst, False, "Unschedulable", claim)
+                else:
+                    await self._condition(
+                        inst, False, "NoValidHost", f"No valid host was found. {claim}"
+                    )
                 return Requeue(after=RETRY_UNSCHEDULABLE)
-            await self._condition(
-                inst, True, "Scheduled", f"placed on {claim.name}", host=claim.name
-            )
-            await self.store.record_event(inst, "Normal", "Scheduled", f"placed on {claim.name}")
             return None
         await self._ensure_assignment(host, rendered)
         if inst.get("status", {}).get("host") != host:
@@ -183,14 +187,20 @@ class Scheduler:
         instances[req.uid] = _res_json(need)
         new_alloc = {"instances": instances, "used": _res_json(choice.host.used + need)}
         alloc_key = keys.alloc(host)
-        guard = mod_revision_is(alloc_key, rev) if rev else absent(alloc_key)
-        res = await self.store.txn(
-            [guard],
-            [Put(alloc_key, dumps(new_alloc)), Put(keys.assign(host, req.uid), dumps(rendered))],
+        # the allocation, the assignment and the status in one write
+        placed = await self.store.patch_status(
+            ref(inst),
+            self._scheduled(inst, True, "Scheduled", f"placed on {host}", host),
+            uid=req.uid,
+            compares=[mod_revision_is(alloc_key, rev) if rev else absent(alloc_key)],
+            ops=[
+                Put(alloc_key, dumps(new_alloc)),
+                Put(keys.assign(host, req.uid), dumps(rendered)),
+            ],
         )
-        if not res.succeeded:
-            raise Conflict(f"allocation of {host} changed while placing {inst['metadata']['name']}")
-        self.view.claimed(host, new_alloc, res.revision)
+        if placed is None:
+            return "the instance is gone"
+        self.view.claimed(host, new_alloc, int(placed["metadata"]["resourceVersion"]))
         return choice.host
 
     async def _host_liveness(self, inst: Obj, host: str) -> bool:
@@ -361,6 +371,18 @@ class Scheduler:
         self, inst: Obj, ok: bool, reason: str, message: str, host: str | None = None
     ) -> None:
         meta = inst["metadata"]
+        await self.store.patch_status(
+            Ref("Instance", meta["project"], meta["name"]),
+            self._scheduled(inst, ok, reason, message, host),
+            uid=meta["uid"],
+        )
+
+    @staticmethod
+    def _scheduled(
+        inst: Obj, ok: bool, reason: str, message: str, host: str | None
+    ) -> Callable[[dict[str, Any]], bool]:
+        """The status change of a placement (or of why there is none)."""
+        meta = inst["metadata"]
 
         def mutate(status: dict[str, Any]) -> bool:
             before = dict(status)
@@ -370,15 +392,13 @@ class Scheduler:
                 status["hostStatus"] = "UP"
                 set_condition(status, "HostAlive", True, "HostUp", f"host {host} is alive")
             status.update(nova_state({"spec": inst["spec"], "status": status, "metadata": meta}))
-            if not ok:
+            if reason in _FAULTS:
                 status["fault"] = {"code": 500, "message": message}
             else:
                 status.pop("fault", None)
             return status != before
 
-        await self.store.patch_status(
-            Ref("Instance", meta["project"], meta["name"]), mutate, uid=meta["uid"]
-        )
+        return mutate
 
 
 def requeue_on_liveness(

@@ -28,7 +28,7 @@ def build(cfg: Config, etcd: EtcdClient, identity: str, metrics: Metrics) -> Man
     instances = Informer(etcd, "Instance")
     cluster = ClusterView(etcd)
     scheduler = Controller(
-        Scheduler(store, cluster, weigher=rc.weigher),
+        Scheduler(store, cluster, weigher=rc.weigher, no_valid_host_after=rc.no_valid_host_after),
         [instances],
         workers=rc.workers,
         resync=rc.resync,

@@ -63,6 +63,9 @@ class ReconcilerConfig:
     workers: int = 4
     #: how the scheduler picks among fitting hosts: "spread" (most free RAM) or "pack"
     weigher: str = "spread"
+    #: seconds an instance that fits on no host is retried (Scheduled=False, reason
+    #: Unschedulable) before it gets Nova's "No valid host was found" fault and ERROR
+    no_valid_host_after: float = 30.0
     #: port of ``desired reconcilers``' /metrics on loopback; 0: not served
     #: (``desired up`` serves them on the API server's /metrics)
     metrics_port: int = 0

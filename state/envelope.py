@@ -49,6 +49,14 @@ def ref(obj: Obj) -> Ref:
     return Ref(kind, project, meta["name"])
 
 
+def age_seconds(stamp: str | None) -> float:
+    """Seconds since a timestamp written by ``now``; 0 for none."""
+    if not stamp:
+        return 0.0
+    then = dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+    return (dt.datetime.now(dt.UTC) - then).total_seconds()
+
+
 def now() -> str:
     """The current time as RFC 3339 UTC with microseconds, like Kubernetes' MicroTime."""
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -69,6 +77,13 @@ def resource_version(obj: Obj) -> int:
         return int(rv)
     except (TypeError, ValueError):
         raise BadRequest(f"metadata.resourceVersion must be a number, got {rv!r}") from None
+
+
+#: the scheduler's finalizer: an Instance is gone only once its host has let go of it
+SCHEDULER_FINALIZER = "desired/scheduler"
+#: finalizers a new object of a kind gets at creation, so that its owner need not add
+#: them with a write of its own
+DEFAULT_FINALIZERS: dict[str, tuple[str, ...]] = {"Instance": (SCHEDULER_FINALIZER,)}
 
 
 def finalizers(obj: Obj) -> list[str]:

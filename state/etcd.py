@@ -28,6 +28,8 @@ _GRPC_OUT_OF_RANGE = 11
 _GRPC_NOT_FOUND = 5
 _GRPC_UNAVAILABLE = 14
 _GRPC_DEADLINE = 4
+#: seconds of silence after which a watch stream counts as dead and is resumed
+WATCH_SILENCE = 30.0
 
 
 def _b64(data: bytes | str) -> str:
@@ -348,7 +350,9 @@ class EtcdClient:
         }
         if range_end is not None:
             create["range_end"] = _b64(range_end)
-        timeout = aiohttp.ClientTimeout(total=None, connect=3.0, sock_read=None)
+        # a stream that says nothing for this long is dead (etcd sends progress notices to
+        # idle watches: every 5 s from the etcd desired starts; see docs/etcd.md)
+        timeout = aiohttp.ClientTimeout(total=None, connect=3.0, sock_read=WATCH_SILENCE)
         try:
             async with self._http().post(
                 self.url + "/v3/watch", json={"create_request": create}, timeout=timeout

@@ -28,6 +28,7 @@ from typing import Any
 from state import keys
 from state.envelope import (
     API_VERSION,
+    DEFAULT_FINALIZERS,
     Obj,
     Ref,
     finalizers,
@@ -250,6 +251,9 @@ class Store:
         m["uid"] = self.new_uid()
         m["generation"] = 1
         m["creationTimestamp"] = now()
+        defaults = DEFAULT_FINALIZERS.get(r.kind, ())
+        if defaults:
+            m["finalizers"] = [*(m.get("finalizers") or []), *defaults]
         if r.project is None:
             m.pop("project", None)
         stored["metadata"] = m
@@ -366,7 +370,13 @@ class Store:
     # --- status --------------------------------------------------------------
 
     async def patch_status(
-        self, r: Ref, mutate: Callable[[dict[str, Any]], bool], *, uid: str | None = None
+        self,
+        r: Ref,
+        mutate: Callable[[dict[str, Any]], bool],
+        *,
+        uid: str | None = None,
+        compares: Sequence[Compare] = (),
+        ops: Sequence[Op] = (),
     ) -> Obj | None:
         """Read-modify-write of an object's status through its own door.
 
@@ -374,10 +384,14 @@ class Store:
         anything; nothing is written when it did not. Another writer winning
         the race makes this re-read and re-apply at once. Returns the object,
         or None if it no longer exists (or, with ``uid``, is another object).
+
+        ``compares`` and ``ops`` join the same transaction (the scheduler's
+        allocation and assignment): the status is then written even if it did
+        not change, tried once, and a failed compare raises Conflict.
         """
         spec_key = keys.spec(r.kind, r.project, r.name)
         status_key = keys.status_for_spec(spec_key)
-        for _ in range(_STATUS_RETRIES):
+        for _ in range(1 if compares or ops else _STATUS_RETRIES):
             res = await self.etcd.txn([], [Get(spec_key), Get(status_key)])
             spec_kvs, status_kvs = res.responses
             if not spec_kvs:
@@ -387,7 +401,7 @@ class Store:
                 return None
             status_kv = status_kvs[0] if status_kvs else None
             attach_status(obj, status_kv)
-            if not mutate(obj["status"]):
+            if not mutate(obj["status"]) and not (compares or ops):
                 return obj
             body = dumps({"uid": obj["metadata"]["uid"], "status": obj["status"]})
             guard = (
@@ -396,10 +410,15 @@ class Store:
                 else absent(status_key)
             )
             w = await self.etcd.txn(
-                [guard, mod_revision_is(spec_key, spec_kvs[0].mod_revision)],
-                [Put(status_key, body)],
+                [
+                    guard,
+                    mod_revision_is(spec_key, spec_kvs[0].mod_revision),
+                    *compares,
+                ],
+                [Put(status_key, body), *ops],
             )
             if w.succeeded:
+                obj["metadata"]["resourceVersion"] = str(w.revision)
                 return obj
         raise Conflict(f"{r}: status kept changing under {_STATUS_RETRIES} attempts")
 

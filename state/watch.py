@@ -163,7 +163,7 @@ class ObjectWatch:
                     yield out
             except Transient as exc:
                 self.on_retry(exc)
-                log.warning("watch broke, resuming", extra={"revision": self.revision})
+                log.warning("watch broke, resuming: %s", exc, extra={"revision": self.revision})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._max_retry_delay)
 

@@ -16,7 +16,7 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -39,14 +39,30 @@ def _time(stamp: str | None) -> dt.datetime:
     return dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
 
 
-def _insert(engine: Engine) -> Any:
-    return postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+def _insert(session: Session) -> Any:
+    name = session.get_bind().dialect.name
+    return postgresql.insert if name == "postgresql" else sqlite.insert
 
 
-def upsert_resource(session: Session, obj: dict[str, Any]) -> None:
+def _upsert_many(
+    session: Session, table: Any, rows: list[dict[str, Any]], keep: tuple[str, ...], newer: Any
+) -> None:
+    """One executemany upsert by primary or unique key ``uid``; columns in ``keep`` are
+    written only on insert; a row changes only where ``newer(stmt)`` holds."""
+    if not rows:
+        return
+    stmt = _insert(session)(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["uid"],
+        set_={k: stmt.excluded[k] for k in rows[0] if k not in keep},
+        where=newer(stmt),
+    )
+    session.connection().execute(stmt, rows)
+
+
+def _resource_row(obj: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
     meta = obj["metadata"]
-    now = dt.datetime.now(dt.UTC)
-    values = {
+    return {
         "uid": meta["uid"],
         "kind": obj["kind"],
         "project": meta.get("project") or "",
@@ -60,33 +76,12 @@ def upsert_resource(session: Session, obj: dict[str, Any]) -> None:
         "updated_at": now,
         "deleted_at": None,
     }
-    bind = session.get_bind()
-    assert isinstance(bind, Engine) or hasattr(bind, "dialect")
-    stmt = _insert(bind)(Resource).values(**values)  # type: ignore[arg-type]
-    changing = {
-        k: stmt.excluded[k]
-        for k in (
-            "resource_version",
-            "generation",
-            "labels",
-            "spec",
-            "status",
-            "updated_at",
-            "deleted_at",
-        )
-    }
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["uid"],
-        set_=changing,
-        where=Resource.resource_version < stmt.excluded.resource_version,
-    )
-    session.execute(stmt)
 
 
-def upsert_instance(session: Session, obj: dict[str, Any]) -> None:
+def _instance_row(obj: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
     meta, spec, status = obj["metadata"], obj.get("spec", {}), obj.get("status", {})
     nova = nova_state(obj)
-    values = {
+    return {
         "uid": meta["uid"],
         "project": meta.get("project") or "",
         "name": meta["name"],
@@ -99,46 +94,58 @@ def upsert_instance(session: Session, obj: dict[str, Any]) -> None:
         "power_state": nova["powerState"],
         "status": nova["novaStatus"],
         "created_at": _time(meta.get("creationTimestamp")),
-        "updated_at": dt.datetime.now(dt.UTC),
+        "updated_at": now,
         "deleted_at": None,
     }
-    stmt = _insert(session.get_bind())(InstanceRow).values(**values)  # type: ignore[arg-type]
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["uid"],
-        set_={k: stmt.excluded[k] for k in values if k not in ("uid", "created_at")},
-        where=InstanceRow.resource_version < stmt.excluded.resource_version,
+
+
+def upsert_objects(session: Session, objects: list[dict[str, Any]]) -> None:
+    """Rows of ``resources`` (and ``instances`` for Instances), in two statements; a row
+    never moves back to an older resourceVersion."""
+    now = dt.datetime.now(dt.UTC)
+    res, inst = Resource.__table__, InstanceRow.__table__
+    _upsert_many(
+        session,
+        res,
+        [_resource_row(o, now) for o in objects],
+        ("uid", "kind", "project", "name", "created_at"),
+        lambda stmt: res.c.resource_version < stmt.excluded.resource_version,
     )
-    session.execute(stmt)
+    _upsert_many(
+        session,
+        inst,
+        [_instance_row(o, now) for o in objects if o["kind"] == "Instance"],
+        ("uid", "project", "name", "created_at"),
+        lambda stmt: inst.c.resource_version < stmt.excluded.resource_version,
+    )
 
 
-def record_actions(session: Session, changes: Iterable[dict[str, Any]]) -> None:
+def record_actions(session: Session, changes: list[dict[str, Any]]) -> None:
     """Records the actions that the Instance changes (in etcd order) stand for."""
-    last: dict[str, dict[str, Any] | None] = {}
+    if not changes:
+        return
+    uids = {obj["metadata"]["uid"] for obj in changes}
+    last: dict[str, dict[str, Any] | None] = dict.fromkeys(uids)
+    for uid, generation, spec in session.execute(
+        select(Resource.uid, Resource.generation, Resource.spec).where(Resource.uid.in_(uids))
+    ):
+        last[uid] = {"metadata": {"generation": generation}, "spec": spec}
+    now = dt.datetime.now(dt.UTC)
     for obj in changes:
         meta = obj["metadata"]
-        uid = meta["uid"]
-        if uid not in last:
-            row = session.scalar(select(Resource).where(Resource.uid == uid))
-            last[uid] = (
-                {"metadata": {"generation": row.generation}, "spec": row.spec}
-                if row is not None
-                else None
-            )
-        old = last[uid]
-        generation = int(meta.get("generation", 1))
-        replay = old is not None and old["metadata"]["generation"] > generation
-        if not replay:
-            for action in actions_between(old, obj):
-                _add_action(session, obj, action)
-            last[uid] = obj
+        old = last[meta["uid"]]
+        if old is not None and old["metadata"]["generation"] > int(meta.get("generation", 1)):
+            continue  # a replay of an older change
+        for action in actions_between(old, obj):
+            _add_action(session, obj, action, now)
+        last[meta["uid"]] = obj
 
 
-def _add_action(session: Session, obj: dict[str, Any], action: str) -> None:
+def _add_action(session: Session, obj: dict[str, Any], action: str, now: dt.datetime) -> None:
     meta = obj["metadata"]
     generation = int(meta.get("generation", 1))
-    now = dt.datetime.now(dt.UTC)
     stmt = (
-        _insert(session.get_bind())(InstanceAction)  # type: ignore[arg-type]
+        _insert(session)(InstanceAction)
         .values(
             instance_uid=meta["uid"],
             project=meta.get("project") or "",
@@ -162,26 +169,37 @@ def _add_action(session: Session, obj: dict[str, Any], action: str) -> None:
         )
 
 
-def finish_actions(session: Session, uid: str, obj: dict[str, Any] | None) -> None:
-    """Ends the instance's open actions that ``obj`` (None: the instance is gone) shows done."""
-    open_actions = session.scalars(
-        select(InstanceAction).where(
-            InstanceAction.instance_uid == uid, InstanceAction.finish_time.is_(None)
+def finish_actions(session: Session, latest: dict[str, dict[str, Any] | None]) -> None:
+    """Ends the open actions that the instances' latest state (None: gone) shows done."""
+    if not latest:
+        return
+    open_actions = list(
+        session.scalars(
+            select(InstanceAction).where(
+                InstanceAction.instance_uid.in_(latest), InstanceAction.finish_time.is_(None)
+            )
         )
     )
     now = dt.datetime.now(dt.UTC)
+    done: dict[int, tuple[str, str | None]] = {}
     for action in open_actions:
+        obj = latest[action.instance_uid]
         result = outcome(action.action, action.generation, obj)
         if result is None:
             continue
         action.finish_time = now
+        status = (obj or {}).get("status", {})
         if result == "Error":
-            action.message = ((obj or {}).get("status", {}).get("fault") or {}).get("message")
-        for event in session.scalars(
-            select(InstanceActionEvent).where(InstanceActionEvent.action_id == action.id)
-        ):
-            event.finish_time, event.result = now, result
-            event.host = event.host or (obj or {}).get("status", {}).get("host")
+            action.message = (status.get("fault") or {}).get("message")
+        done[action.id] = (result, status.get("host"))
+    if not done:
+        return
+    for event in session.scalars(
+        select(InstanceActionEvent).where(InstanceActionEvent.action_id.in_(done))
+    ):
+        result, host = done[event.action_id]
+        event.finish_time, event.result = now, result
+        event.host = event.host or host
 
 
 def upsert_compute_nodes(session: Session, nodes: list[dict[str, Any]]) -> None:
@@ -190,14 +208,12 @@ def upsert_compute_nodes(session: Session, nodes: list[dict[str, Any]]) -> None:
     if not nodes:
         return
     now = dt.datetime.now(dt.UTC)
-    stmt = _insert(session.get_bind())(ComputeNode).values(  # type: ignore[arg-type]
-        [{**n, "updated_at": now} for n in nodes]
-    )
+    stmt = _insert(session)(ComputeNode)
     stmt = stmt.on_conflict_do_update(
         index_elements=["host"],
         set_={k: stmt.excluded[k] for k in (*nodes[0], "updated_at") if k != "host"},
     )
-    session.execute(stmt)
+    session.connection().execute(stmt, [{**n, "updated_at": now} for n in nodes])
 
 
 def mark_deleted(session: Session, uids: Iterable[str]) -> None:
@@ -214,8 +230,7 @@ def mark_deleted(session: Session, uids: Iterable[str]) -> None:
             .where(InstanceRow.uid.in_(uids), InstanceRow.deleted_at.is_(None))
             .values(deleted_at=now)
         )
-        for uid in uids:
-            finish_actions(session, uid, None)
+        finish_actions(session, dict.fromkeys(uids))
 
 
 def live_uids(session: Session) -> set[str]:
@@ -248,14 +263,14 @@ class Projection:
         upserts: list[dict[str, Any]],
         deletes: list[str],
         revision: int,
-        instance_changes: Iterable[dict[str, Any]] = (),
+        instance_changes: list[dict[str, Any]] | None = None,
     ) -> None:
         """Applies one batch and records that SQL now reflects etcd up to ``revision``.
 
         ``instance_changes``: every Instance the batch saw, in etcd order (``upserts``
         holds only the last of each), for the actions they stand for."""
         with session_scope(self.sessions) as s:
-            record_actions(s, instance_changes)
+            record_actions(s, instance_changes or [])
             self._upsert(s, upserts)
             mark_deleted(s, deletes)
             record_progress(s, self.name, revision)
@@ -271,11 +286,8 @@ class Projection:
 
     @staticmethod
     def _upsert(s: Session, objects: list[dict[str, Any]]) -> None:
-        for obj in objects:
-            upsert_resource(s, obj)
-            if obj["kind"] == "Instance":
-                upsert_instance(s, obj)
-                finish_actions(s, obj["metadata"]["uid"], obj)
+        upsert_objects(s, objects)
+        finish_actions(s, {o["metadata"]["uid"]: o for o in objects if o["kind"] == "Instance"})
 
     def compute_nodes(self, nodes: list[dict[str, Any]]) -> None:
         with session_scope(self.sessions) as s:

@@ -94,7 +94,7 @@ async def test_instance_actions_and_compute_nodes(
                 "compute_stop_instance",
                 "compute_finish_resize",
             }
-            assert {e.result for e in events} == {"Success"}
+            assert {e.result for e in events} == {"Success"}, [(e.event, e.result) for e in events]
 
             async def node_counts() -> bool:
                 nodes = await asyncio.to_thread(sql, select(ComputeNode))

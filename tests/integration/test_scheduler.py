@@ -79,12 +79,15 @@ def instance(name: str, flavor: str = "small", image: str = "tiny") -> dict:
 
 
 @contextlib.asynccontextmanager
-async def schedulers(store: Store, replicas: int = 1) -> AsyncIterator[None]:
+async def schedulers(
+    store: Store, replicas: int = 1, no_valid_host_after: float = 30.0
+) -> AsyncIterator[None]:
     tasks = []
     for _ in range(replicas):
         informer = Informer(store.etcd, "Instance")
         view = ClusterView(store.etcd)
-        controller = Controller(Scheduler(store, view), [informer], workers=4)
+        scheduler = Scheduler(store, view, no_valid_host_after=no_valid_host_after)
+        controller = Controller(scheduler, [informer], workers=4)
         view.add_liveness_handler(requeue_on_liveness(controller, informer))
         tasks.append(asyncio.create_task(Manager([informer, view], [controller]).run()))
     try:
@@ -136,7 +139,7 @@ async def test_racing_replicas_never_over_commit(store: Store, etcd: EtcdClient)
         await add_host(etcd, h, vcpus=8, ram=4096)  # room for 4 small instances each
     for i in range(20):
         await store.create(instance(f"vm{i:02d}"))
-    async with schedulers(store, replicas=3):
+    async with schedulers(store, replicas=3, no_valid_host_after=0):
 
         async def settled() -> bool:
             items = (await store.list("Instance", "demo")).items
@@ -160,6 +163,7 @@ async def test_racing_replicas_never_over_commit(store: Store, etcd: EtcdClient)
         cond = condition(o, "Scheduled")
         assert cond is not None and cond["reason"] == "NoValidHost"
         assert cond["message"].startswith("No valid host was found.")
+        assert (o["status"]["vmState"], o["status"]["fault"]["code"]) == ("error", 500)
 
 
 async def test_unschedulable_waits_for_capacity(store: Store, etcd: EtcdClient) -> None:
@@ -168,8 +172,11 @@ async def test_unschedulable_waits_for_capacity(store: Store, etcd: EtcdClient) 
         await store.create(instance("vm"))
 
         async def no_host() -> bool:
-            cond = condition(await store.get(Ref("Instance", "demo", "vm")), "Scheduled")
-            assert cond is not None and cond["reason"] == "NoValidHost"
+            vm = await store.get(Ref("Instance", "demo", "vm"))
+            cond = condition(vm, "Scheduled")
+            # retried, not yet Nova's fault: still building
+            assert cond is not None and cond["reason"] == "Unschedulable"
+            assert vm["status"]["vmState"] == "building" and "fault" not in vm["status"]
             return True
 
         await eventually(no_host)

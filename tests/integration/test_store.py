@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from state import keys
-from state.envelope import Ref
+from state.envelope import SCHEDULER_FINALIZER, Ref
 from state.errors import AlreadyExists, Conflict, NotFound, Unavailable
 from state.etcd import EtcdClient, Put, absent
 from state.selectors import parse
@@ -98,7 +98,10 @@ async def test_delete_waits_for_finalizers(store: Store) -> None:
     # the spec of a deleting object is frozen
     with pytest.raises(Conflict):
         await store.update(dict(again, spec={"flavor": "m1.big", "image": "tiny"}))
+    # an Instance also carries the scheduler's finalizer from its creation on
+    assert marked["metadata"]["finalizers"] == ["hostd", "network", SCHEDULER_FINALIZER]
     assert await store.remove_finalizer(r, "hostd") is not None
+    assert await store.remove_finalizer(r, SCHEDULER_FINALIZER) is not None
     assert await store.remove_finalizer(r, "network") is None
     with pytest.raises(NotFound):
         await store.get(r)
@@ -155,6 +158,7 @@ async def test_status_of_an_older_namesake_is_ignored(store: Store) -> None:
     r = Ref("Instance", "demo", "vm")
     old = await store.get(r)
     await store.delete(r)
+    await store.remove_finalizer(r, SCHEDULER_FINALIZER)  # no scheduler runs here
     await store.create(instance("vm"))
     # a late writer for the old uid is refused ...
     assert await store.patch_status(r, lambda s: True, uid=old["metadata"]["uid"]) is None

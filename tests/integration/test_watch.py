@@ -18,8 +18,9 @@ from tests.conftest import eventually
 
 
 def inst(name: str, project: str = "demo") -> dict:
+    """An object of a kind without default finalizers: a delete removes it at once."""
     return {
-        "kind": "Instance",
+        "kind": "KeyPair",
         "metadata": {"name": name, "project": project},
         "spec": {"flavor": "m1.tiny", "image": "tiny"},
     }
@@ -62,12 +63,12 @@ async def collecting(watch: ObjectWatch) -> AsyncIterator[Collector]:
 async def test_initial_state_then_changes(store: Store, etcd: EtcdClient) -> None:
     await store.create(inst("a"))
     await store.create(inst("other", project="p2"))
-    async with collecting(ObjectWatch(etcd, "Instance", "demo")) as c:
+    async with collecting(ObjectWatch(etcd, "KeyPair", "demo")) as c:
         await eventually(lambda: _has(c, BOOKMARK))
         assert [t for t, *_ in c.seen()] == [ADDED]
         await store.create(inst("b"))
-        await store.patch_status(Ref("Instance", "demo", "b"), lambda s: s.update(x=1) or True)
-        await store.delete(Ref("Instance", "demo", "a"))
+        await store.patch_status(Ref("KeyPair", "demo", "b"), lambda s: s.update(x=1) or True)
+        await store.delete(Ref("KeyPair", "demo", "a"))
         await store.create(inst("c", project="p2"))  # another project: not delivered
 
         async def done() -> bool:
@@ -91,7 +92,7 @@ async def test_watch_from_revision_sends_only_later_changes(store: Store, etcd: 
     first = await store.create(inst("a"))
     rv = int(first["metadata"]["resourceVersion"])
     await store.create(inst("b"))
-    async with collecting(ObjectWatch(etcd, "Instance", revision=rv)) as c:
+    async with collecting(ObjectWatch(etcd, "KeyPair", revision=rv)) as c:
         await eventually(lambda: _named(c, "b"))
         assert c.seen() == [(ADDED, "b", c.seen()[0][2])]
 
@@ -106,7 +107,7 @@ async def test_watch_from_compacted_revision_is_gone(store: Store, etcd: EtcdCli
     await etcd.compact(await etcd.revision())
     with pytest.raises(Gone):
         async for _ in ObjectWatch(
-            etcd, "Instance", revision=int(first["metadata"]["resourceVersion"])
+            etcd, "KeyPair", revision=int(first["metadata"]["resourceVersion"])
         ):
             pass
 
@@ -116,7 +117,7 @@ async def test_watch_resumes_across_etcd_restart_without_loss_or_duplicates(
 ) -> None:
     client = EtcdClient(fresh_etcd.url, timeout=2)
     store = Store(client)
-    watch = ObjectWatch(client, "Instance", retry_delay=0.05, max_retry_delay=0.2)
+    watch = ObjectWatch(client, "KeyPair", retry_delay=0.05, max_retry_delay=0.2)
     async with collecting(watch) as c:
         await eventually(lambda: _has(c, BOOKMARK))
         for i in range(5):
@@ -150,15 +151,15 @@ async def test_relist_after_compaction_emits_exact_differences(
     """
     for name in ("keep", "change", "remove", "recreate"):
         await store.create(inst(name))
-    watch = ObjectWatch(etcd, "Instance")
+    watch = ObjectWatch(etcd, "KeyPair")
     stream = watch.__aiter__()
     initial = [await anext(stream) for _ in range(5)]
     assert [e.type for e in initial] == [ADDED] * 4 + [BOOKMARK]
     # the watch is parked at its bookmark: change the world and compact under it
-    await store.patch_status(Ref("Instance", "demo", "change"), lambda s: s.update(v=2) or True)
-    await store.delete(Ref("Instance", "demo", "remove"))
-    old_uid = (await store.get(Ref("Instance", "demo", "recreate")))["metadata"]["uid"]
-    await store.delete(Ref("Instance", "demo", "recreate"))
+    await store.patch_status(Ref("KeyPair", "demo", "change"), lambda s: s.update(v=2) or True)
+    await store.delete(Ref("KeyPair", "demo", "remove"))
+    old_uid = (await store.get(Ref("KeyPair", "demo", "recreate")))["metadata"]["uid"]
+    await store.delete(Ref("KeyPair", "demo", "recreate"))
     await store.create(inst("recreate"))
     await store.create(inst("new"))
     await etcd.compact(await etcd.revision())
@@ -192,7 +193,7 @@ async def test_a_watch_response_longer_than_a_line_limit_is_delivered(
     """etcd folds all events of one transaction into one line of the watch stream."""
     from state.etcd import Put
 
-    async with collecting(ObjectWatch(etcd, "Instance")) as c:
+    async with collecting(ObjectWatch(etcd, "KeyPair")) as c:
         await eventually(lambda: _has(c, BOOKMARK))
         objs = [
             store.prepare_new(dict(inst(f"big{i:03d}"), spec={"flavor": "x" * 4000, "image": "i"}))
@@ -201,7 +202,7 @@ async def test_a_watch_response_longer_than_a_line_limit_is_delivered(
         from state import keys
         from state.store import dumps
 
-        ops = [Put(keys.spec("Instance", "demo", o["metadata"]["name"]), dumps(o)) for o in objs]
+        ops = [Put(keys.spec("KeyPair", "demo", o["metadata"]["name"]), dumps(o)) for o in objs]
         res = await etcd.txn([], ops)
         assert res.succeeded
         await eventually(lambda: _count(c, 100))
@@ -213,7 +214,7 @@ async def test_more_watches_than_the_connection_pool_all_deliver(
 ) -> None:
     """hostd runs one watch per simulated host on one client: none may starve."""
     client = EtcdClient(etcd.url, pool=8)
-    collectors = [Collector(ObjectWatch(client, "Instance")) for _ in range(20)]
+    collectors = [Collector(ObjectWatch(client, "KeyPair")) for _ in range(20)]
     try:
         for c in collectors:
             await eventually(lambda c=c: _has(c, BOOKMARK))  # type: ignore[misc]
