@@ -65,6 +65,7 @@ async def run(url: str, hosts: int, single: int, burst: int, sql_url: str, hostd
         {"kind": "Image", "metadata": {"name": "tiny"}, "spec": {"visibility": "public"}}
     )
     ready_at: dict[str, float] = {}
+    scheduled_at: dict[str, float] = {}
     synced = asyncio.Event()
 
     async def watch() -> None:
@@ -73,6 +74,8 @@ async def run(url: str, hosts: int, single: int, burst: int, sql_url: str, hostd
                 synced.set()
                 continue
             obj = ev.object
+            if obj is not None and obj["status"].get("host"):
+                scheduled_at.setdefault(obj["metadata"]["name"], time.perf_counter())
             if obj is not None and (c := condition(obj, "Ready")) and c["status"] == "True":
                 ready_at.setdefault(obj["metadata"]["name"], time.perf_counter())
 
@@ -124,6 +127,8 @@ async def run(url: str, hosts: int, single: int, burst: int, sql_url: str, hostd
         f"burst of {burst} over {hosts} hosts: created in {created:.2f} s, all Ready after {elapsed:.2f} s "
         f"= {burst / elapsed:.0f} instances/s"
     )
+    placed = max(scheduled_at[n] for n in names) - t0
+    print(f"  of which: all placed by the scheduler after {placed:.2f} s")
     print(f"etcd writes (revisions) per instance in the burst: {(rev1 - rev0) / burst:.1f}")
     print(f"conductor: SQL caught up with the last write {lag:.0f} ms after the burst was Ready")
     print(

@@ -42,32 +42,43 @@ class Cluster:
         return None
 
 
+def host_state(
+    name: str,
+    rec: dict[str, Any],
+    alive: bool,
+    alloc: dict[str, Any],
+    spec: dict[str, Any],
+) -> HostState:
+    ratios = spec.get("allocationRatios", {})
+    return HostState(
+        name=name,
+        capacity=resources(rec.get("capacity", {})),
+        used=resources(alloc.get("used", {})),
+        zone=spec.get("zone") or rec.get("zone", "nova"),
+        alive=alive,
+        enabled=spec.get("enabled", True),
+        forced_down=spec.get("forcedDown", False),
+        cpu_ratio=float(ratios.get("cpu", 16.0)),
+        ram_ratio=float(ratios.get("ram", 1.5)),
+        disk_ratio=float(ratios.get("disk", 1.0)),
+        reserved=resources(spec.get("reserved", {})),
+        traits=frozenset(rec.get("traits", [])) | frozenset(spec.get("traits", [])),
+        instances=frozenset(alloc.get("instances", {})),
+    )
+
+
 def build(
     records: dict[str, dict[str, Any]],
     alive: set[str],
     allocs: dict[str, tuple[dict[str, Any], int]],
     settings: dict[str, dict[str, Any]],
 ) -> Cluster:
-    hosts: dict[str, HostState] = {}
-    for name, rec in records.items():
-        spec = settings.get(name, {})
-        alloc = allocs.get(name, ({}, 0))[0]
-        ratios = spec.get("allocationRatios", {})
-        hosts[name] = HostState(
-            name=name,
-            capacity=resources(rec.get("capacity", {})),
-            used=resources(alloc.get("used", {})),
-            zone=spec.get("zone") or rec.get("zone", "nova"),
-            alive=name in alive,
-            enabled=spec.get("enabled", True),
-            forced_down=spec.get("forcedDown", False),
-            cpu_ratio=float(ratios.get("cpu", 16.0)),
-            ram_ratio=float(ratios.get("ram", 1.5)),
-            disk_ratio=float(ratios.get("disk", 1.0)),
-            reserved=resources(spec.get("reserved", {})),
-            traits=frozenset(rec.get("traits", [])) | frozenset(spec.get("traits", [])),
-            instances=frozenset(alloc.get("instances", {})),
+    hosts = {
+        name: host_state(
+            name, rec, name in alive, allocs.get(name, ({}, 0))[0], settings.get(name, {})
         )
+        for name, rec in records.items()
+    }
     return Cluster(hosts, dict(allocs))
 
 
@@ -82,6 +93,8 @@ class ClusterView:
         #: set at every change seen; whoever waits on it clears it
         self.changed = asyncio.Event()
         self._liveness_handlers: list[Callable[[str, bool], None]] = []
+        #: the last snapshot, kept while nothing but allocations changes
+        self._cluster: Cluster | None = None
         self._synced_parts = 0
 
     def add_liveness_handler(self, handler: Callable[[str, bool], None]) -> None:
@@ -89,12 +102,38 @@ class ClusterView:
         self._liveness_handlers.append(handler)
 
     def snapshot(self) -> Cluster:
-        return build(self.records, self.alive, self.allocs, self.settings)
+        """The cluster as placement sees it; built again only after a change from outside."""
+        if self._cluster is None:
+            self._cluster = build(self.records, self.alive, self.allocs, self.settings)
+        return self._cluster
+
+    def _set_alloc(self, host: str, alloc: dict[str, Any], revision: int) -> None:
+        self.allocs[host] = (alloc, revision)
+        cluster, rec = self._cluster, self.records.get(host)
+        if cluster is not None and rec is not None:
+            cluster.allocs[host] = (alloc, revision)
+            cluster.hosts[host] = host_state(
+                host, rec, host in self.alive, alloc, self.settings.get(host, {})
+            )
+
+    def reserve(self, host: str, alloc: dict[str, Any]) -> None:
+        """Shows an allocation this process is about to write (placements in flight see
+        each other); its revision stays the committed one until ``claimed``."""
+        self._set_alloc(host, alloc, self.allocs.get(host, ({}, 0))[1])
 
     def claimed(self, host: str, alloc: dict[str, Any], revision: int) -> None:
         """Folds in an allocation this process just wrote at ``revision``."""
         if revision > self.allocs.get(host, ({}, 0))[1]:
-            self.allocs[host] = (alloc, revision)
+            self._set_alloc(host, alloc, revision)
+
+    async def refresh(self, host: str) -> None:
+        """Reads the host's allocation again (after a write of ours failed)."""
+        kv = await self.etcd.get(keys.alloc(host))
+        if kv is None:
+            self.allocs.pop(host, None)
+            self._cluster = None
+        elif kv.mod_revision >= self.allocs.get(host, ({}, 0))[1]:
+            self._set_alloc(host, json.loads(kv.value), kv.mod_revision)
 
     async def _follow(self, prefix: bytes, part: str) -> None:
         async for ev in KeyWatch(self.etcd, prefix):
@@ -106,6 +145,12 @@ class ClusterView:
             self.changed.set()
             name = keys.last_segment(ev.key)
             gone = ev.type == DELETE
+            if part == "alloc" and not gone:
+                # our own writes come back with the revision ``claimed`` recorded: no news
+                if ev.revision > self.allocs.get(name, ({}, 0))[1]:
+                    self._set_alloc(name, json.loads(ev.value), ev.revision)
+                continue
+            self._cluster = None
             if part == "hosts":
                 if gone:
                     self.records.pop(name, None)
@@ -116,10 +161,7 @@ class ClusterView:
                 for handler in self._liveness_handlers:
                     handler(name, not gone)
             elif part == "alloc":
-                if gone:
-                    self.allocs.pop(name, None)
-                elif ev.revision >= self.allocs.get(name, ({}, 0))[1]:
-                    self.allocs[name] = (json.loads(ev.value), ev.revision)
+                self.allocs.pop(name, None)
             elif gone:
                 self.settings.pop(name, None)
             else:

@@ -23,10 +23,13 @@ safe to repeat after a crash.
 from __future__ import annotations
 
 import asyncio
+import copy
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconcilers.catalog import Catalog
 from reconcilers.cluster_view import Cluster, ClusterView, resources
 from reconcilers.placement import WEIGHERS, HostState, Request, Resources, choose
 from reconcilers.runtime.controller import Controller, Requeue
@@ -41,6 +44,8 @@ from state.store import Store, dumps
 FINALIZER = SCHEDULER_FINALIZER
 #: how often an instance that fits nowhere is looked at again
 RETRY_UNSCHEDULABLE = 2.0
+#: seconds after which assignments believed current are read from etcd again
+ASSIGNMENT_RECHECK = 60.0
 #: reasons of a Scheduled=False condition that are Nova faults (the instance is in ERROR)
 _FAULTS = ("NoValidHost", "InvalidSpec")
 
@@ -53,11 +58,18 @@ def _res_json(r: Resources) -> dict[str, int]:
 class Scheduler:
     store: Store
     view: ClusterView
+    catalog: Catalog
+    #: the Instance informer: reconciles read its cache (every write compares revisions,
+    #: so a stale read costs a retry, never a wrong write)
+    instances: Informer
     weigher: str = "spread"
     #: seconds of retries before an instance that fits nowhere is put in ERROR
     no_valid_host_after: float = 30.0
     name: str = "scheduler"
     _placing: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
+    #: uid -> the assignment body known to be in etcd, re-checked every ASSIGNMENT_RECHECK s
+    _assigned: dict[str, bytes] = field(default_factory=dict, init=False, repr=False)
+    _assigned_since: float = field(default_factory=time.monotonic, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.weigher not in WEIGHERS:
@@ -68,7 +80,7 @@ class Scheduler:
         return self.view.snapshot()
 
     async def reconcile(self, key: Ref) -> Requeue | None:
-        inst = await self.store.get_or_none(key)
+        inst = self.instances.get(key) or await self.store.get_or_none(key)
         if inst is None:
             return None
         meta = inst["metadata"]
@@ -98,12 +110,10 @@ class Scheduler:
                 return Requeue(after=RETRY_UNSCHEDULABLE)
             await self._ensure_assignment(known, rendered)
             return None
-        async with self._placing:  # this process's placements never race each other
-            cluster = await self.read_cluster()
-            host = cluster.host_of(meta["uid"])
-            if host is None:
-                claim = await self._claim(inst, rendered, cluster)
+        await self.view.synced.wait()
+        host = self.view.snapshot().host_of(meta["uid"])
         if host is None:
+            claim = await self._claim(inst, rendered)
             if isinstance(claim, str):
                 waited = age_seconds(meta.get("creationTimestamp"))
                 if waited < self.no_valid_host_after:
@@ -122,10 +132,10 @@ class Scheduler:
     async def _render(self, inst: Obj) -> dict[str, Any] | str:
         """The assignment hostd converges, or why it cannot be made."""
         spec, meta = inst["spec"], inst["metadata"]
-        flavor = await self.store.get_or_none(Ref("Flavor", None, spec["flavor"]))
+        flavor = await self.catalog.flavor(spec["flavor"])
         if flavor is None:
             return f"flavor {spec['flavor']!r} not found"
-        image = await self._image(meta["project"], spec["image"])
+        image = await self.catalog.image(meta["project"], spec["image"])
         if image is None:
             return f"image {spec['image']!r} not found"
         fs, im = flavor["spec"], image["spec"]
@@ -134,7 +144,7 @@ class Scheduler:
         boot: dict[str, Any] = {}
         for ref_field, part in (("kernelImage", "kernel"), ("ramdiskImage", "ramdisk")):
             if im.get(ref_field):
-                found = await self._image(meta["project"], im[ref_field])
+                found = await self.catalog.image(meta["project"], im[ref_field])
                 if found is None:
                     return f"{part} image {im[ref_field]!r} of image {spec['image']!r} not found"
                 boot[part] = {
@@ -162,45 +172,45 @@ class Scheduler:
             "resize": spec.get("resize", {"generation": 0}),
         }
 
-    async def _image(self, project: str, name: str) -> Obj | None:
-        """The project's image of that name, else the public one."""
-        found = await self.store.get_or_none(Ref("Image", project, name))
-        return found or await self.store.get_or_none(Ref("Image", None, name))
+    async def _claim(self, inst: Obj, rendered: dict[str, Any]) -> HostState | str:
+        """Allocates the instance on the best host: the host, or why none fits.
 
-    async def _claim(
-        self, inst: Obj, rendered: dict[str, Any], cluster: Cluster
-    ) -> HostState | str:
-        """Allocates the instance on the best host: the host, or why none fits."""
-        spec = inst["spec"]
-        need = Resources(
-            rendered["flavor"]["vcpus"], rendered["flavor"]["ramMiB"], rendered["flavor"]["diskGiB"]
-        )
-        req = Request(
-            uid=inst["metadata"]["uid"], resources=need, zone=spec.get("availabilityZone")
-        )
-        choice = choose(list(cluster.hosts.values()), req, WEIGHERS[self.weigher])
-        if choice.host is None:
-            return choice.reason()
-        host = choice.host.name
-        alloc, rev = cluster.allocs.get(host, ({}, 0))
-        instances = dict(alloc.get("instances", {}))
-        instances[req.uid] = _res_json(need)
-        new_alloc = {"instances": instances, "used": _res_json(choice.host.used + need)}
+        Choosing is serialised in this process and shows the allocation to the next
+        choice at once (``reserve``), so that placements in flight do not pick the
+        same room; their writes then run side by side. The allocation, the
+        assignment and the status are one transaction that compares the allocation's
+        revision: a placement that lost a race raises Conflict and is retried.
+        """
+        spec, uid = inst["spec"], inst["metadata"]["uid"]
+        need = resources(rendered["flavor"])
+        req = Request(uid=uid, resources=need, zone=spec.get("availabilityZone"))
+        async with self._placing:
+            cluster = self.view.snapshot()
+            choice = choose(list(cluster.hosts.values()), req, WEIGHERS[self.weigher])
+            if choice.host is None:
+                return choice.reason()
+            host = choice.host.name
+            alloc, rev = cluster.allocs.get(host, ({}, 0))
+            instances = {**alloc.get("instances", {}), uid: _res_json(need)}
+            new_alloc = {"instances": instances, "used": _res_json(choice.host.used + need)}
+            self.view.reserve(host, new_alloc)
+        status = copy.deepcopy(inst.get("status") or {})
+        self._scheduled(inst, True, "Scheduled", f"placed on {host}", host)(status)
+        compares, status_put = self.store.status_write(inst, status)
         alloc_key = keys.alloc(host)
-        # the allocation, the assignment and the status in one write
-        placed = await self.store.patch_status(
-            ref(inst),
-            self._scheduled(inst, True, "Scheduled", f"placed on {host}", host),
-            uid=req.uid,
-            compares=[mod_revision_is(alloc_key, rev) if rev else absent(alloc_key)],
-            ops=[
+        res = await self.store.txn(
+            [*compares, mod_revision_is(alloc_key, rev) if rev else absent(alloc_key)],
+            [
                 Put(alloc_key, dumps(new_alloc)),
-                Put(keys.assign(host, req.uid), dumps(rendered)),
+                Put(keys.assign(host, uid), dumps(rendered)),
+                status_put,
             ],
         )
-        if placed is None:
-            return "the instance is gone"
-        self.view.claimed(host, new_alloc, int(placed["metadata"]["resourceVersion"]))
+        if not res.succeeded:
+            await self.view.refresh(host)
+            raise Conflict(f"allocation of {host} changed while placing {inst['metadata']['name']}")
+        self.view.claimed(host, new_alloc, res.revision)
+        self._assigned[uid] = dumps(rendered)
         return choice.host
 
     async def _host_liveness(self, inst: Obj, host: str) -> bool:
@@ -236,6 +246,7 @@ class Scheduler:
         its image) on another."""
         meta = inst["metadata"]
         uid = meta["uid"]
+        self._assigned.pop(uid, None)
         async with self._placing:
             cluster = await self.read_cluster()
             alloc, rev = cluster.allocs.get(host, ({}, 0))
@@ -324,19 +335,25 @@ class Scheduler:
         return None
 
     async def _ensure_assignment(self, host: str, rendered: dict[str, Any]) -> None:
-        key = keys.assign(host, rendered["uid"])
-        current = await self.store.etcd.get(key)
-        body = dumps(rendered)
-        if current is not None and current.value == body:
+        uid, body = rendered["uid"], dumps(rendered)
+        if time.monotonic() - self._assigned_since > ASSIGNMENT_RECHECK:
+            self._assigned.clear()  # look at etcd again now and then: nothing is trusted forever
+            self._assigned_since = time.monotonic()
+        if self._assigned.get(uid) == body:
             return
-        guard = mod_revision_is(key, current.mod_revision) if current else absent(key)
-        res = await self.store.txn([guard], [Put(key, body)])
-        if not res.succeeded:
-            raise Conflict(f"assignment {rendered['uid']} changed while rendering it")
+        key = keys.assign(host, uid)
+        current = await self.store.etcd.get(key)
+        if current is None or current.value != body:
+            guard = mod_revision_is(key, current.mod_revision) if current else absent(key)
+            res = await self.store.txn([guard], [Put(key, body)])
+            if not res.succeeded:
+                raise Conflict(f"assignment {uid} changed while rendering it")
+        self._assigned[uid] = body
 
     async def _release(self, inst: Obj) -> Requeue | None:
         meta = inst["metadata"]
         uid = meta["uid"]
+        self._assigned.pop(uid, None)
         r = Ref("Instance", meta["project"], meta["name"])
         cluster = await self.read_cluster()
         host = cluster.host_of(uid)
@@ -410,6 +427,18 @@ def requeue_on_liveness(
     def handler(host: str, alive: bool) -> None:
         for o in instances.list():
             if (o.get("status") or {}).get("host") == host:
+                controller.queue.add(ref(o))
+
+    return handler
+
+
+def requeue_unplaced(controller: Controller[Ref], instances: Informer) -> Callable[[], None]:
+    """A handler for the catalog: a flavor or image appeared or changed, so instances not
+    yet placed (waiting for one, or refused because of one) are looked at again."""
+
+    def handler() -> None:
+        for o in instances.list():
+            if not (o.get("status") or {}).get("host"):
                 controller.queue.add(ref(o))
 
     return handler

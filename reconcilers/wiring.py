@@ -8,6 +8,7 @@ Must never: hold reconcile logic; each reconciler is its own module.
 
 from __future__ import annotations
 
+from reconcilers.catalog import Catalog
 from reconcilers.cluster_view import ClusterView
 from reconcilers.conductor import Conductor
 from reconcilers.gitsync import GitSync
@@ -16,7 +17,7 @@ from reconcilers.runtime.informer import Informer
 from reconcilers.runtime.leader import LeaderElector
 from reconcilers.runtime.manager import Manager
 from reconcilers.runtime.metrics import Metrics
-from reconcilers.scheduler import Scheduler, requeue_on_liveness
+from reconcilers.scheduler import Scheduler, requeue_on_liveness, requeue_unplaced
 from state.config import Config
 from state.etcd import EtcdClient
 from state.store import Store
@@ -27,14 +28,23 @@ def build(cfg: Config, etcd: EtcdClient, identity: str, metrics: Metrics) -> Man
     rc = cfg.reconcilers
     instances = Informer(etcd, "Instance")
     cluster = ClusterView(etcd)
+    catalog = Catalog(store, etcd)
     scheduler = Controller(
-        Scheduler(store, cluster, weigher=rc.weigher, no_valid_host_after=rc.no_valid_host_after),
+        Scheduler(
+            store,
+            cluster,
+            catalog,
+            instances,
+            weigher=rc.weigher,
+            no_valid_host_after=rc.no_valid_host_after,
+        ),
         [instances],
         workers=rc.workers,
         resync=rc.resync,
         metrics=metrics,
     )
     cluster.add_liveness_handler(requeue_on_liveness(scheduler, instances))
+    catalog.on_change(requeue_unplaced(scheduler, instances))
     gitsources = Informer(etcd, "GitSource")
     gitsync = Controller(
         GitSync(store, cfg.data_dir / "gitsync"),
@@ -52,7 +62,7 @@ def build(cfg: Config, etcd: EtcdClient, identity: str, metrics: Metrics) -> Man
     )
     conductor = Conductor(etcd, cfg.sql_url())
     return Manager(
-        [instances, cluster, gitsources],
+        [instances, cluster, *catalog.informers, gitsources],
         [scheduler, gitsync],
         elector=elector,
         streams=[conductor.run],

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from state.envelope import SERVER_FIELDS, Obj, Ref, ref
+from state.envelope import SERVER_FIELDS, Obj, Ref, is_deleting, ref
 from state.errors import Conflict, NotFound
 from state.store import Store
 
@@ -155,6 +155,9 @@ async def apply(
                 live, created = await store.create_or_get(fresh)
                 if created:
                     return ApplyResult(live, CREATED)
+        if is_deleting(live):
+            # even an unchanged config must not pass for applied: the object is going away
+            raise Conflict(f"{r} is being deleted; apply again once it is gone")
         candidate = validate(merged(live, config))
         if _same(candidate, live):
             return ApplyResult(live, UNCHANGED)

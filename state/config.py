@@ -60,7 +60,7 @@ class ReconcilerConfig:
     #: TTL of the leader lease in seconds; a new leader takes over within it
     leader_ttl: int = 10
     #: worker tasks per controller
-    workers: int = 4
+    workers: int = 16
     #: how the scheduler picks among fitting hosts: "spread" (most free RAM) or "pack"
     weigher: str = "spread"
     #: seconds an instance that fits on no host is retried (Scheduled=False, reason

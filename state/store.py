@@ -422,6 +422,18 @@ class Store:
                 return obj
         raise Conflict(f"{r}: status kept changing under {_STATUS_RETRIES} attempts")
 
+    def status_write(self, obj: Obj, status: dict[str, Any]) -> tuple[builtins.list[Compare], Put]:
+        """The compares and the put that write ``status`` for ``obj`` as it was read: they
+        hold while neither its spec nor its status changed since (for a caller that
+        joins the write to a transaction of its own, as the scheduler's placement)."""
+        r = ref(obj)
+        spec_key = keys.spec(r.kind, r.project, r.name)
+        status_key = keys.status_for_spec(spec_key)
+        rv = resource_version(obj)
+        compares = [*spec_unchanged_since(spec_key, rv), Compare(status_key, "MOD", "LESS", rv + 1)]
+        body = dumps({"uid": obj["metadata"]["uid"], "status": status})
+        return compares, Put(status_key, body)
+
     # --- events ----------------------------------------------------------------
 
     async def _event_lease(self) -> int:

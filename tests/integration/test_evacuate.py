@@ -9,6 +9,7 @@ from pathlib import Path
 from hostd.agent import HostAgent
 from hostd.libvirt_driver import LibvirtDriver
 from hostd.simulated import simulated_uri
+from reconcilers.catalog import Catalog
 from reconcilers.cluster_view import ClusterView
 from reconcilers.runtime.controller import Controller
 from reconcilers.runtime.informer import Informer
@@ -46,9 +47,10 @@ async def test_dead_host_marks_its_instances_and_evacuation_moves_them(
     await eventually(lambda: store.etcd.get(keys.alive("h1")))
     informer = Informer(store.etcd, "Instance")
     view = ClusterView(store.etcd)
-    scheduler = Controller(Scheduler(store, view), [informer])
+    catalog = Catalog(store, store.etcd)
+    scheduler = Controller(Scheduler(store, view, catalog, informer), [informer])
     view.add_liveness_handler(requeue_on_liveness(scheduler, informer))
-    manager = asyncio.create_task(Manager([informer, view], [scheduler]).run())
+    manager = asyncio.create_task(Manager([informer, view, *catalog.informers], [scheduler]).run())
     second = agent(store, tmp_path, "h2")
     second_task: asyncio.Task[None] | None = None
     try:

@@ -12,6 +12,7 @@ from hostd.agent import HostAgent
 from hostd.libvirt_driver import LibvirtDriver
 from hostd.render import DomainSpec, render
 from hostd.simulated import simulated_uri
+from reconcilers.catalog import Catalog
 from reconcilers.cluster_view import ClusterView
 from reconcilers.runtime.controller import Controller
 from reconcilers.runtime.informer import Informer
@@ -45,10 +46,11 @@ async def cloud(store: Store, tmp_path: Path) -> AsyncIterator[HostAgent]:
     agent = HostAgent(store.etcd, "sim-1", driver, lease_ttl=5, resync=0.5)
     informer = Informer(store.etcd, "Instance")
     view = ClusterView(store.etcd)
-    scheduler = Controller(Scheduler(store, view), [informer])
+    catalog = Catalog(store, store.etcd)
+    scheduler = Controller(Scheduler(store, view, catalog, informer), [informer])
     tasks = [
         asyncio.create_task(agent.run()),
-        asyncio.create_task(Manager([informer, view], [scheduler]).run()),
+        asyncio.create_task(Manager([informer, view, *catalog.informers], [scheduler]).run()),
     ]
     try:
         yield agent

@@ -7,6 +7,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 
+from reconcilers.catalog import Catalog
 from reconcilers.cluster_view import ClusterView
 from reconcilers.runtime.controller import Controller
 from reconcilers.runtime.informer import Informer
@@ -86,10 +87,15 @@ async def schedulers(
     for _ in range(replicas):
         informer = Informer(store.etcd, "Instance")
         view = ClusterView(store.etcd)
-        scheduler = Scheduler(store, view, no_valid_host_after=no_valid_host_after)
+        catalog = Catalog(store, store.etcd)
+        scheduler = Scheduler(
+            store, view, catalog, informer, no_valid_host_after=no_valid_host_after
+        )
         controller = Controller(scheduler, [informer], workers=4)
         view.add_liveness_handler(requeue_on_liveness(controller, informer))
-        tasks.append(asyncio.create_task(Manager([informer, view], [controller]).run()))
+        tasks.append(
+            asyncio.create_task(Manager([informer, view, *catalog.informers], [controller]).run())
+        )
     try:
         yield
     finally:
