@@ -64,6 +64,9 @@ def host_state(
         reserved=resources(spec.get("reserved", {})),
         traits=frozenset(rec.get("traits", [])) | frozenset(spec.get("traits", [])),
         instances=frozenset(alloc.get("instances", {})),
+        metadata=tuple(sorted((spec.get("metadata") or {}).items())),
+        virt_type=str(rec.get("virtType", "")),
+        arch=str(rec.get("arch", "x86_64")),
     )
 
 

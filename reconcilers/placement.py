@@ -44,6 +44,10 @@ class HostState:
     traits: frozenset[str] = frozenset()
     #: uids of the instances placed here
     instances: frozenset[str] = frozenset()
+    #: key/value properties of the host's aggregates, matched by flavor extra specs
+    metadata: tuple[tuple[str, str], ...] = ()
+    virt_type: str = ""
+    arch: str = "x86_64"
 
     def limit(self) -> Resources:
         return Resources(
@@ -70,6 +74,9 @@ class Request:
     #: uids of the other members of the instance's server group, and its policy
     group_members: frozenset[str] = frozenset()
     group_policy: str | None = None
+    #: the flavor's extra specs and the image's properties
+    extra_specs: tuple[tuple[str, str], ...] = ()
+    image_properties: tuple[tuple[str, str], ...] = ()
 
 
 Filter = Callable[[HostState, Request], str | None]
@@ -116,11 +123,50 @@ def server_group_filter(host: HostState, req: Request) -> str | None:
     return None
 
 
+AGGREGATE_SPEC = "aggregate_instance_extra_specs:"
+
+
+def aggregate_filter(host: HostState, req: Request) -> str | None:
+    """Flavor extra specs ``aggregate_instance_extra_specs:<key>=<value>`` must equal the
+    host's aggregate metadata (a comma-separated value lists the choices)."""
+    metadata = dict(host.metadata)
+    for key, want in req.extra_specs:
+        if key.startswith(AGGREGATE_SPEC):
+            name = key.removeprefix(AGGREGATE_SPEC)
+            if metadata.get(name) not in [w.strip() for w in want.split(",")]:
+                return f"aggregate metadata {name}={metadata.get(name)!r}, flavor wants {want!r}"
+    return None
+
+
+def image_properties_filter(host: HostState, req: Request) -> str | None:
+    """The image's ``hw_architecture`` and ``img_hv_type``, when set, must be the host's."""
+    props = dict(req.image_properties)
+    arch, hv = props.get("hw_architecture"), props.get("img_hv_type")
+    if arch and arch != host.arch:
+        return f"image needs architecture {arch}, host is {host.arch}"
+    if hv and hv != host.virt_type:
+        return f"image needs hypervisor {hv}, host runs {host.virt_type}"
+    return None
+
+
+def required_traits(*specs: tuple[tuple[str, str], ...]) -> frozenset[str]:
+    """Traits asked for as ``trait:<NAME>=required`` in flavor extra specs or image
+    properties."""
+    return frozenset(
+        k.removeprefix("trait:")
+        for spec in specs
+        for k, v in spec
+        if k.startswith("trait:") and v == "required"
+    )
+
+
 FILTERS: tuple[Filter, ...] = (
     alive_filter,
     enabled_filter,
     zone_filter,
     traits_filter,
+    aggregate_filter,
+    image_properties_filter,
     server_group_filter,
     resources_filter,
 )

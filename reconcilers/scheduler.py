@@ -31,7 +31,14 @@ from typing import Any
 
 from reconcilers.catalog import Catalog
 from reconcilers.cluster_view import Cluster, ClusterView, resources
-from reconcilers.placement import WEIGHERS, HostState, Request, Resources, choose
+from reconcilers.placement import (
+    WEIGHERS,
+    HostState,
+    Request,
+    Resources,
+    choose,
+    required_traits,
+)
 from reconcilers.runtime.controller import Controller, Requeue
 from reconcilers.runtime.informer import Informer
 from state import keys
@@ -164,6 +171,7 @@ class Scheduler:
             "flavor": {
                 "name": spec["flavor"],
                 **{k: fs[k] for k in ("vcpus", "ramMiB", "diskGiB")},
+                **({"extraSpecs": fs["extraSpecs"]} if fs.get("extraSpecs") else {}),
             },
             "image": {"name": spec["image"], "uid": image["metadata"]["uid"], **im, **boot},
             "powerState": spec.get("powerState", "running"),
@@ -183,7 +191,19 @@ class Scheduler:
         """
         spec, uid = inst["spec"], inst["metadata"]["uid"]
         need = resources(rendered["flavor"])
-        req = Request(uid=uid, resources=need, zone=spec.get("availabilityZone"))
+        extra_specs = tuple(sorted(rendered["flavor"].get("extraSpecs", {}).items()))
+        image_props = tuple(sorted((rendered["image"].get("properties") or {}).items()))
+        policy, members = await self._server_group(inst)
+        req = Request(
+            uid=uid,
+            resources=need,
+            zone=spec.get("availabilityZone"),
+            required_traits=required_traits(extra_specs, image_props),
+            group_members=members,
+            group_policy=policy,
+            extra_specs=extra_specs,
+            image_properties=image_props,
+        )
         async with self._placing:
             cluster = self.view.snapshot()
             choice = choose(list(cluster.hosts.values()), req, WEIGHERS[self.weigher])
@@ -212,6 +232,24 @@ class Scheduler:
         self.view.claimed(host, new_alloc, res.revision)
         self._assigned[uid] = dumps(rendered)
         return choice.host
+
+    async def _server_group(self, inst: Obj) -> tuple[str | None, frozenset[str]]:
+        """The policy of the instance's server group and the uids of its other members."""
+        group = inst["spec"].get("serverGroup")
+        if not group:
+            return None, frozenset()
+        project = inst["metadata"]["project"]
+        found = await self.store.get_or_none(Ref("ServerGroup", project, group))
+        if found is None:
+            return None, frozenset()
+        members = frozenset(
+            o["metadata"]["uid"]
+            for o in self.instances.list()
+            if o["metadata"].get("project") == project
+            and o["spec"].get("serverGroup") == group
+            and o["metadata"]["uid"] != inst["metadata"]["uid"]
+        )
+        return found["spec"].get("policy"), members
 
     async def _host_liveness(self, inst: Obj, host: str) -> bool:
         """Whether the instance's host is alive; marks the instance (``hostStatus``, the

@@ -298,3 +298,55 @@ async def test_a_restarted_scheduler_places_on_hosts_with_allocations(
 
         await eventually(second_placed)
     assert len((await allocations(etcd))["h1"]["instances"]) == 2
+
+
+async def test_anti_affinity_and_aggregate_metadata(store: Store, etcd: EtcdClient) -> None:
+    await base_objects(store)
+    for h in ("h1", "h2", "h3"):
+        await add_host(etcd, h)
+    await store.create(
+        {
+            "kind": "ServerGroup",
+            "metadata": {"name": "spread", "project": "demo"},
+            "spec": {"policy": "anti-affinity"},
+        }
+    )
+    await store.create(
+        {
+            "kind": "Flavor",
+            "metadata": {"name": "ssd"},
+            "spec": {
+                "vcpus": 1,
+                "ramMiB": 512,
+                "diskGiB": 1,
+                "extraSpecs": {"aggregate_instance_extra_specs:disk": "ssd"},
+            },
+        }
+    )
+    h3 = await store.get(Ref("Host", None, "h3"))
+    h3["spec"]["metadata"] = {"disk": "ssd"}
+    await store.update(h3)
+    async with schedulers(store):
+        for i in range(4):
+            obj = instance(f"g{i}")
+            obj["spec"]["serverGroup"] = "spread"
+            await store.create(obj)
+        await store.create(instance("fast", flavor="ssd"))
+
+        async def placed() -> bool:
+            hosts = {}
+            for o in (await store.list("Instance", "demo")).items:
+                hosts[o["metadata"]["name"]] = o["status"].get("host")
+            group = [hosts[f"g{i}"] for i in range(4)]
+            assert sorted(h for h in group if h) == ["h1", "h2", "h3"], hosts
+            assert hosts["fast"] == "h3"
+            return True
+
+        await eventually(placed)
+        left = next(
+            o
+            for o in (await store.list("Instance", "demo")).items
+            if o["metadata"]["name"].startswith("g") and not o["status"].get("host")
+        )
+        cond = condition(left, "Scheduled")
+        assert cond is not None and "anti-affinity" in cond["message"]

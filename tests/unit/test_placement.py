@@ -5,7 +5,15 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconcilers.placement import HostState, Request, Resources, choose, pack, spread
+from reconcilers.placement import (
+    HostState,
+    Request,
+    Resources,
+    choose,
+    pack,
+    required_traits,
+    spread,
+)
 
 
 def host(name: str, vcpus: int = 4, ram: int = 4096, disk: int = 40, **kw: object) -> HostState:
@@ -92,3 +100,26 @@ def test_never_over_commits(capacities: list[tuple[int, int]], asks: list[tuple[
 def test_choice_is_deterministic(rams: list[int]) -> None:
     hosts = [host(f"h{i}", ram=r) for i, r in enumerate(rams)]
     assert choose(hosts, req()).host == choose(list(reversed(hosts)), req()).host
+
+
+def test_aggregates_image_properties_and_traits() -> None:
+    hosts = [
+        host("ssd", metadata=(("disk", "ssd"),), virt_type="kvm", traits=frozenset({"CUSTOM_GPU"})),
+        host("hdd", metadata=(("disk", "hdd"),), virt_type="kvm"),
+        host("tcg", metadata=(("disk", "ssd"),), virt_type="qemu"),
+    ]
+    wants_ssd = (("aggregate_instance_extra_specs:disk", "ssd"),)
+    choice = choose(hosts, req(extra_specs=wants_ssd, image_properties=(("img_hv_type", "kvm"),)))
+    assert choice.host is not None and choice.host.name == "ssd"
+    assert choice.rejected == {
+        "hdd": "aggregate metadata disk='hdd', flavor wants 'ssd'",
+        "tcg": "image needs hypervisor kvm, host runs qemu",
+    }
+    either = (("aggregate_instance_extra_specs:disk", "hdd, ssd"),)
+    assert choose(hosts[1:2], req(extra_specs=either)).host is not None
+    arm = choose(hosts, req(image_properties=(("hw_architecture", "aarch64"),)))
+    assert arm.host is None and "image needs architecture aarch64" in arm.reason()
+    traits = required_traits((("trait:CUSTOM_GPU", "required"), ("trait:X", "forbidden")), ())
+    assert traits == frozenset({"CUSTOM_GPU"})
+    gpu = choose(hosts, req(required_traits=traits))
+    assert gpu.host is not None and gpu.host.name == "ssd"
