@@ -29,7 +29,7 @@ from hostd.assignments import Assignments
 from hostd.images import ImageError
 from hostd.render import DomainSpec
 from hostd.storage import Storage
-from hostd.virt import MISSING, VirtDriver
+from hostd.virt import MISSING, PAUSED, STOPPED, SUSPENDED, VirtDriver
 from reconcilers.runtime.controller import Controller, Requeue
 from state import keys
 from state.envelope import Ref, set_condition
@@ -39,6 +39,15 @@ from state.instance_states import nova_state
 from state.store import Store, dumps
 
 log = logging.getLogger(__name__)
+
+
+#: power changes Nova refuses (409): (the domain's state, the asked state) -> why
+REFUSED = {
+    (STOPPED, PAUSED): "cannot pause a stopped instance: start it first",
+    (STOPPED, SUSPENDED): "cannot suspend a stopped instance: start it first",
+    (SUSPENDED, PAUSED): "cannot pause a suspended instance: resume it first",
+    (PAUSED, SUSPENDED): "cannot suspend a paused instance: unpause it first",
+}
 
 
 def definition_digest(a: dict[str, Any]) -> int:
@@ -223,6 +232,11 @@ class HostAgent:
         status = (await self.store.get_or_none(ref) or {}).get("status", {})
         spec = self.domain_spec(a)
         before = await self.driver.observe(uid)
+        refused = REFUSED.get((before.state, want))
+        if refused and status.get("domainState") == before.state:
+            # asked of a domain hostd reported in that state (not drift): Nova refuses it too
+            await self._refuse(ref, uid, before.state, refused)
+            return None  # a change of spec.powerState brings it back
         redefine = before.state != MISSING and before.generation != spec.generation
         if self.storage is not None and redefine:
             await self.driver.remove(uid)  # its disk may change: only while it is down
@@ -290,6 +304,16 @@ class HostAgent:
 
         await self.store.patch_status(ref, mutate, uid=uid)
         return None
+
+    async def _refuse(self, ref: Ref, uid: str, state: str, message: str) -> None:
+        def mutate(st: dict[str, Any]) -> bool:
+            before = json.dumps(st, sort_keys=True)
+            set_condition(st, "Ready", False, "InvalidTransition", message)
+            st["fault"] = {"code": 409, "message": message}
+            st["domainState"] = state
+            return json.dumps(st, sort_keys=True) != before
+
+        await self.store.patch_status(ref, mutate, uid=uid)
 
     async def _failed(self, ref: Ref, uid: str, message: str) -> None:
         def mutate(st: dict[str, Any]) -> bool:

@@ -58,6 +58,10 @@ def nova_state(obj: dict[str, Any]) -> dict[str, Any]:
     domain = status.get("domainState")
     want = spec.get("powerState", "running")
     power = _POWER.get(domain or "", NOSTATE)
+    refused = any(
+        c.get("type") == "Ready" and c.get("reason") == "InvalidTransition"
+        for c in status.get("conditions", []) or []
+    )
     failed = any(
         c.get("type") in ("Scheduled", "Ready")
         and c.get("reason") in ("InvalidSpec", "NoValidHost", "Failed")
@@ -88,7 +92,7 @@ def nova_state(obj: dict[str, Any]) -> dict[str, Any]:
             task = "resize_prep"
         elif status.get("resize") and not settling:
             vm = "resized"
-        elif domain != want:
+        elif domain != want and not refused:
             task = _TASK_TOWARDS.get(want)
         elif spec.get("reboot", {}).get("generation", 0) > status.get("rebootGeneration", 0):
             task = "rebooting_hard" if spec["reboot"].get("type") == "HARD" else "rebooting"

@@ -191,3 +191,34 @@ async def test_drift_is_repaired_and_strays_are_reaped(
         await eventually(reaped)
         await asyncio.sleep(1.0)  # two more sweeps
         assert (await agent.driver.observe(foreign)).state == "stopped"
+
+
+async def test_an_impossible_power_change_is_refused(store: Store, tmp_path: Path) -> None:
+    async with cloud(store, tmp_path) as agent:
+        await store.create(
+            {
+                "kind": "Instance",
+                "metadata": {"name": "vm", "project": "demo"},
+                "spec": {"flavor": "small", "image": "tiny", "powerState": "stopped"},
+            }
+        )
+        await eventually(lambda: state_is(store, "stopped"))
+        uid = (await store.get(VM))["metadata"]["uid"]
+        await set_spec(store, powerState="paused")
+
+        async def refused() -> bool:
+            st = (await store.get(VM))["status"]
+            ready = next(c for c in st["conditions"] if c["type"] == "Ready")
+            assert ready["reason"] == "InvalidTransition", st
+            assert st["fault"] == {
+                "code": 409,
+                "message": "cannot pause a stopped instance: start it first",
+            }
+            assert (st["novaStatus"], st["taskState"]) == ("SHUTOFF", None)
+            return True
+
+        await eventually(refused)
+        assert (await agent.driver.observe(uid)).state == "stopped"  # nothing half-made
+        await set_spec(store, powerState="running")
+        await eventually(lambda: state_is(store, "running"))
+        assert "fault" not in (await store.get(VM))["status"]
