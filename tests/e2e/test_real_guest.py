@@ -23,10 +23,13 @@ from typing import Any
 
 import pytest
 import yaml
+from sqlalchemy import select
 
 from fixtures.guest_image import BOOT_MARKER
 from fixtures.libvirtd import URI, Libvirtd
 from fixtures.postgres import PostgresServer
+from state.sql.engine import make_engine
+from state.sql.models import InstanceAction, InstanceActionEvent
 from state.sql.projection import Projection
 from tests.e2e.up_process import Up, ctl
 
@@ -144,6 +147,27 @@ def disk_size(storage: Path, uid: str) -> int:
     return size
 
 
+def actions(up: Up, uid: str, timeout: float = 30.0) -> list[tuple[str, str | None]]:
+    """The instance's actions and their events' results, once all have finished."""
+    engine = make_engine(f"sqlite:///{up.data_dir / 'desired.sqlite'}")
+    query = (
+        select(InstanceAction.action, InstanceActionEvent.result)
+        .join(InstanceActionEvent, InstanceActionEvent.action_id == InstanceAction.id)
+        .where(InstanceAction.instance_uid == uid)
+        .order_by(InstanceAction.id)
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            with engine.connect() as conn:
+                rows = [(a, r) for a, r in conn.execute(query)]
+            if all(r is not None for _, r in rows) or time.monotonic() > deadline:
+                return rows
+            time.sleep(0.2)
+    finally:
+        engine.dispose()
+
+
 @pytest.mark.usefixtures("libvirtd")
 def test_real_guest_lifecycle(tmp_path: Path, storage: Path) -> None:
     with real_up(tmp_path / "desired", storage) as up:
@@ -215,6 +239,14 @@ def test_real_guest_lifecycle(tmp_path: Path, storage: Path) -> None:
         assert res.returncode == 0, res.stderr
         assert domain not in virsh("list", "--all", "--name").split()
         assert not (storage / "instances" / uid).exists()
+
+        # the conductor's action log in SQLite: every change above, each finished
+        expected = [
+            *("create", "stop", "start", "pause", "unpause", "suspend", "resume"),
+            *("reboot", "reboot", "resize", "revertResize", "resize", "confirmResize"),
+            *("rebuild", "delete"),
+        ]
+        assert actions(up, uid) == [(a, "Success") for a in expected]
 
 
 @pytest.mark.usefixtures("libvirtd")
