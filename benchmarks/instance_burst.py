@@ -101,6 +101,19 @@ async def run(url: str, hosts: int, single: int, burst: int, sql_url: str, hostd
 
     rev0 = await etcd.revision()
     names = [f"burst-{i:05d}" for i in range(burst)]
+    view = Projection(sql_url)
+    lags: list[float] = []
+
+    async def sample_lag() -> None:
+        """Time from a revision being current in etcd to SQL having caught up with it."""
+        while True:
+            rev, t = await etcd.revision(), time.perf_counter()
+            while await asyncio.to_thread(view.progress) < rev:
+                await asyncio.sleep(0.002)
+            lags.append((time.perf_counter() - t) * 1000)
+            await asyncio.sleep(0.02)
+
+    sampler = asyncio.create_task(sample_lag())
     t0 = time.perf_counter()
     sem = asyncio.Semaphore(64)
 
@@ -116,8 +129,8 @@ async def run(url: str, hosts: int, single: int, burst: int, sql_url: str, hostd
             missing = [n for n in names if n not in ready_at]
             raise SystemExit(f"{len(missing)} instances not Ready after 600 s")
     elapsed = max(ready_at[n] for n in names) - t0
+    sampler.cancel()
     rev1 = await etcd.revision()
-    view = Projection(sql_url)
     lag_start = time.perf_counter()
     while await asyncio.to_thread(view.progress) < rev1:
         await asyncio.sleep(0.005)
@@ -130,7 +143,12 @@ async def run(url: str, hosts: int, single: int, burst: int, sql_url: str, hostd
     placed = max(scheduled_at[n] for n in names) - t0
     print(f"  of which: all placed by the scheduler after {placed:.2f} s")
     print(f"etcd writes (revisions) per instance in the burst: {(rev1 - rev0) / burst:.1f}")
-    print(f"conductor: SQL caught up with the last write {lag:.0f} ms after the burst was Ready")
+    q_lag = statistics.quantiles(lags, n=100)
+    print(
+        f"conductor lag during the burst ({len(lags)} samples): p50 {q_lag[49]:.0f} ms, "
+        f"p99 {q_lag[98]:.0f} ms; SQL caught up with the last write {lag:.0f} ms after "
+        "the burst was Ready"
+    )
     print(
         f"hostd RSS with {hosts} simulated hosts and {burst + single} domains: {rss_mib(hostd_pid):.0f} MiB"
     )

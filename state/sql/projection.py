@@ -16,7 +16,7 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -121,7 +121,8 @@ def upsert_objects(session: Session, objects: list[dict[str, Any]]) -> None:
 
 
 def record_actions(session: Session, changes: list[dict[str, Any]]) -> None:
-    """Records the actions that the Instance changes (in etcd order) stand for."""
+    """Records the actions that the Instance changes (in etcd order) stand for: each once
+    (by its request id), with its event, in two statements."""
     if not changes:
         return
     uids = {obj["metadata"]["uid"] for obj in changes}
@@ -131,75 +132,98 @@ def record_actions(session: Session, changes: list[dict[str, Any]]) -> None:
     ):
         last[uid] = {"metadata": {"generation": generation}, "spec": spec}
     now = dt.datetime.now(dt.UTC)
+    rows: dict[str, dict[str, Any]] = {}
+    hosts: dict[str, str | None] = {}
     for obj in changes:
         meta = obj["metadata"]
         old = last[meta["uid"]]
-        if old is not None and old["metadata"]["generation"] > int(meta.get("generation", 1)):
+        generation = int(meta.get("generation", 1))
+        if old is not None and old["metadata"]["generation"] > generation:
             continue  # a replay of an older change
         for action in actions_between(old, obj):
-            _add_action(session, obj, action, now)
+            rid = request_id(meta["uid"], generation, action)
+            rows[rid] = {
+                "instance_uid": meta["uid"],
+                "project": meta.get("project") or "",
+                "action": action,
+                "generation": generation,
+                "request_id": rid,
+                "start_time": now,
+            }
+            hosts[rid] = (obj.get("status") or {}).get("host")
         last[meta["uid"]] = obj
-
-
-def _add_action(session: Session, obj: dict[str, Any], action: str, now: dt.datetime) -> None:
-    meta = obj["metadata"]
-    generation = int(meta.get("generation", 1))
-    stmt = (
-        _insert(session)(InstanceAction)
-        .values(
-            instance_uid=meta["uid"],
-            project=meta.get("project") or "",
-            action=action,
-            generation=generation,
-            request_id=request_id(meta["uid"], generation, action),
-            start_time=now,
+    if not rows:
+        return
+    known = set(
+        session.scalars(
+            select(InstanceAction.request_id).where(InstanceAction.request_id.in_(rows))
         )
-        .on_conflict_do_nothing(index_elements=["request_id"])
-        .returning(InstanceAction.id)
     )
-    action_id = session.scalar(stmt)
-    if action_id is not None:
-        session.add(
-            InstanceActionEvent(
-                action_id=action_id,
-                event=EVENTS[action],
-                start_time=now,
-                host=(obj.get("status") or {}).get("host"),
-            )
+    new = [row for rid, row in rows.items() if rid not in known]
+    if not new:
+        return
+    session.connection().execute(insert(InstanceAction), new)
+    ids = session.execute(
+        select(InstanceAction.request_id, InstanceAction.id).where(
+            InstanceAction.request_id.in_([r["request_id"] for r in new])
         )
+    )
+    session.connection().execute(
+        insert(InstanceActionEvent),
+        [
+            {
+                "action_id": action_id,
+                "event": EVENTS[rows[rid]["action"]],
+                "start_time": now,
+                "host": hosts[rid],
+            }
+            for rid, action_id in ids
+        ],
+    )
 
 
 def finish_actions(session: Session, latest: dict[str, dict[str, Any] | None]) -> None:
     """Ends the open actions that the instances' latest state (None: gone) shows done."""
     if not latest:
         return
-    open_actions = list(
-        session.scalars(
-            select(InstanceAction).where(
-                InstanceAction.instance_uid.in_(latest), InstanceAction.finish_time.is_(None)
-            )
-        )
-    )
+    open_actions = session.execute(
+        select(
+            InstanceAction.id,
+            InstanceAction.instance_uid,
+            InstanceAction.action,
+            InstanceAction.generation,
+        ).where(InstanceAction.instance_uid.in_(latest), InstanceAction.finish_time.is_(None))
+    ).all()
     now = dt.datetime.now(dt.UTC)
-    done: dict[int, tuple[str, str | None]] = {}
-    for action in open_actions:
-        obj = latest[action.instance_uid]
-        result = outcome(action.action, action.generation, obj)
+    done: list[dict[str, Any]] = []
+    for action_id, uid, action, generation in open_actions:
+        obj = latest[uid]
+        result = outcome(action, generation, obj)
         if result is None:
             continue
-        action.finish_time = now
         status = (obj or {}).get("status", {})
-        if result == "Error":
-            action.message = (status.get("fault") or {}).get("message")
-        done[action.id] = (result, status.get("host"))
+        message = (status.get("fault") or {}).get("message") if result == "Error" else None
+        done.append(
+            {"aid": action_id, "result": result, "message": message, "host": status.get("host")}
+        )
     if not done:
         return
-    for event in session.scalars(
-        select(InstanceActionEvent).where(InstanceActionEvent.action_id.in_(done))
-    ):
-        result, host = done[event.action_id]
-        event.finish_time, event.result = now, result
-        event.host = event.host or host
+    session.connection().execute(
+        update(InstanceAction)
+        .where(InstanceAction.id == bindparam("aid"))
+        .values(finish_time=now, message=bindparam("message")),
+        done,
+    )
+    session.connection().execute(
+        update(InstanceActionEvent)
+        .where(InstanceActionEvent.action_id == bindparam("aid"))
+        .values(
+            finish_time=now,
+            result=bindparam("result"),
+            host=func.coalesce(InstanceActionEvent.host, bindparam("host")),
+        ),
+        done,
+    )
 
 
 def upsert_compute_nodes(session: Session, nodes: list[dict[str, Any]]) -> None:
