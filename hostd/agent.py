@@ -92,6 +92,9 @@ class HostAgent:
         self._lease = 0
         #: uid -> (project, name) of instances seen here, to report their removal
         self._known: dict[str, tuple[str, str]] = {}
+        #: uid -> the status as this agent last wrote it (hostd owns the fields it reads
+        #: back: domain state, reboot, rebuild and resize counters), saving a read
+        self._reported: dict[str, dict[str, Any]] = {}
 
     # --- registration and heartbeat ---------------------------------------------------
 
@@ -229,7 +232,9 @@ class HostAgent:
         self._known[uid] = (a["project"], a["name"])
         ref = Ref("Instance", a["project"], a["name"])
         want = a["powerState"]
-        status = (await self.store.get_or_none(ref) or {}).get("status", {})
+        status = self._reported.get(uid)
+        if status is None:  # not written by this process yet: read what is there
+            status = (await self.store.get_or_none(ref) or {}).get("status", {})
         spec = self.domain_spec(a)
         before = await self.driver.observe(uid)
         refused = REFUSED.get((before.state, want))
@@ -302,10 +307,14 @@ class HostAgent:
             st.update(new)
             return True
 
-        await self.store.patch_status(ref, mutate, uid=uid)
+        written = await self.store.patch_status(ref, mutate, uid=uid)
+        if written is not None:
+            self._reported[uid] = written["status"]
         return None
 
     async def _refuse(self, ref: Ref, uid: str, state: str, message: str) -> None:
+        self._reported.pop(uid, None)
+
         def mutate(st: dict[str, Any]) -> bool:
             before = json.dumps(st, sort_keys=True)
             set_condition(st, "Ready", False, "InvalidTransition", message)
@@ -316,6 +325,8 @@ class HostAgent:
         await self.store.patch_status(ref, mutate, uid=uid)
 
     async def _failed(self, ref: Ref, uid: str, message: str) -> None:
+        self._reported.pop(uid, None)
+
         def mutate(st: dict[str, Any]) -> bool:
             before = json.dumps(st, sort_keys=True)
             set_condition(st, "Ready", False, "Failed", message)
@@ -326,6 +337,7 @@ class HostAgent:
         await self.store.patch_status(ref, mutate, uid=uid)
 
     async def _remove(self, uid: str) -> Requeue | None:
+        self._reported.pop(uid, None)
         observed = await self.driver.observe(uid)
         if observed.state != MISSING and observed.host not in ("", self.host):
             return None  # another hostd's domain on a shared libvirt
