@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import platform
 from typing import Any
 
 from hostd.assignments import Assignments
@@ -75,10 +76,12 @@ class HostAgent:
         resync: float = 30.0,
         workers: int = 4,
         storage: Storage | None = None,
+        traits: tuple[str, ...] = (),
     ) -> None:
         """``storage``: where real guests' images and disks live; None for simulated hosts."""
         self.etcd = etcd
         self.storage = storage
+        self.traits = traits
         self.host = host
         self.driver = driver
         self.zone = zone
@@ -104,6 +107,8 @@ class HostAgent:
             "name": self.host,
             "zone": self.zone,
             "virtType": self.driver.capabilities.virt_type,
+            "arch": platform.machine() or "x86_64",
+            "traits": list(self.traits),
             "capacity": {"vcpus": cap.vcpus, "ramMiB": cap.ram_mib, "diskGiB": cap.disk_gib},
         }
         await self.etcd.put(keys.host(self.host), dumps(record))

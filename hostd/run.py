@@ -14,6 +14,7 @@ import shutil
 import socket
 
 from hostd.agent import HostAgent
+from hostd.host_traits import this_host
 from hostd.libvirt_driver import LibvirtDriver, VirtError
 from hostd.simulated import simulated_uri
 from hostd.storage import Storage
@@ -57,6 +58,7 @@ def real_agent(cfg: Config, etcd: EtcdClient) -> HostAgent:
         lease_ttl=h.lease_ttl,
         resync=h.resync,
         storage=Storage.under(root),
+        traits=tuple(this_host()),
     )
 
 
