@@ -1,14 +1,15 @@
 """Instances on simulated hosts: apply -> Ready latency, burst throughput, hostd RSS, etcd writes.
 
 Starts its own etcd, ``desired reconcilers`` (scheduler, conductor into
-SQLite) and ``desired hostd --simulate H`` as separate processes, as in
-production, then:
+SQLite; with ``--conductor-apart`` the conductor in a second process) and
+``desired hostd --simulate H`` as separate processes, as in production,
+then:
 
 1. creates ``--single`` instances one at a time and times each from the
    create to its Ready condition (p50/p99);
 2. creates ``--burst`` instances at once and times until all are Ready;
 3. prints hostd's RSS, etcd revisions (writes) per instance, and the
-   conductor's projection lag at the end of the burst.
+   conductor's projection lag, sampled during the burst and at its end.
 
     .venv/bin/python -m benchmarks.instance_burst --hosts 100 --burst 1000
 """
@@ -169,6 +170,11 @@ def main() -> None:
     p.add_argument("--single", type=int, default=50)
     p.add_argument("--burst", type=int, default=1000)
     p.add_argument("--log-dir", type=Path, help="keep the processes' logs there")
+    p.add_argument(
+        "--conductor-apart",
+        action="store_true",
+        help="run the conductor in a process of its own (reconcilers.run)",
+    )
     args = p.parse_args()
     with EtcdServer() as etcd, tempfile.TemporaryDirectory() as data:
         env = dict(
@@ -177,11 +183,21 @@ def main() -> None:
         procs = [
             subprocess.Popen(
                 [str(BIN / "desired"), *command],
-                env=env,
+                env={**env, **extra},
                 stdout=subprocess.DEVNULL,
-                stderr=log_file(args.log_dir, command[0]),
+                stderr=log_file(args.log_dir, "-".join([command[0], *extra.values()])),
             )
-            for command in (["reconcilers"], ["hostd", "--simulate", str(args.hosts)])
+            for command, extra in [
+                *(
+                    [
+                        (["reconcilers"], {"DESIRED_RECONCILERS_RUN": "scheduler,gitsync"}),
+                        (["reconcilers"], {"DESIRED_RECONCILERS_RUN": "conductor"}),
+                    ]
+                    if args.conductor_apart
+                    else [(["reconcilers"], {})]
+                ),
+                (["hostd", "--simulate", str(args.hosts)], {}),
+            ]
         ]
         try:
             asyncio.run(
@@ -191,7 +207,7 @@ def main() -> None:
                     args.single,
                     args.burst,
                     f"sqlite:///{data}/desired.sqlite",
-                    procs[1].pid,
+                    procs[-1].pid,
                 )
             )
         finally:

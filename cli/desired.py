@@ -34,7 +34,7 @@ from cli.up_files import write_client_files
 from fixtures.etcd import EtcdServer
 from hostd.run import real_agent, run_agents, simulated_agents, try_real_agent
 from reconcilers.runtime.metrics import Metrics
-from reconcilers.wiring import run_reconcilers
+from reconcilers.wiring import parts_of, run_reconcilers
 from state import config as config_mod
 from state.config import Config
 from state.errors import DesiredError
@@ -184,7 +184,8 @@ async def _serve_metrics(metrics: Metrics, port: int) -> web.AppRunner | None:
 async def reconcilers_cmd(cfg: Config, identity: str) -> int:
     if not cfg.etcd.url:
         raise DesiredError("desired reconcilers needs etcd.url (DESIRED_ETCD_URL)")
-    upgrade(cfg.sql_url())
+    if "conductor" in parts_of(cfg.reconcilers.run):  # only the conductor writes SQL
+        upgrade(cfg.sql_url())
     metrics = Metrics()
     task = asyncio.create_task(
         run_reconcilers(cfg, EtcdClient(cfg.etcd.url, timeout=cfg.etcd.timeout), identity, metrics)

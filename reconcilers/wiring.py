@@ -1,7 +1,8 @@
 """Which reconcilers the central ``desired reconcilers`` process runs, wired explicitly.
 
-Owns: building informers and controllers from the config and running them
-under one leader election (``/desired/v1/leader/reconcilers``).
+Owns: building informers and controllers from the config (``reconcilers.run``:
+all of them, or a subset) and running them under one leader election
+(``/desired/v1/leader/reconcilers``, or one named after the subset).
 
 Must never: hold reconcile logic; each reconciler is its own module.
 """
@@ -15,58 +16,85 @@ from reconcilers.gitsync import GitSync
 from reconcilers.runtime.controller import Controller
 from reconcilers.runtime.informer import Informer
 from reconcilers.runtime.leader import LeaderElector
-from reconcilers.runtime.manager import Manager
+from reconcilers.runtime.manager import Manager, Runnable
 from reconcilers.runtime.metrics import Metrics
 from reconcilers.scheduler import Scheduler, requeue_on_liveness, requeue_unplaced
 from state.config import Config
+from state.envelope import Ref
+from state.errors import BadRequest
 from state.etcd import EtcdClient
 from state.store import Store
+
+PARTS = ("scheduler", "gitsync", "conductor")
+
+
+def parts_of(setting: str) -> tuple[str, ...]:
+    """The reconcilers named in ``reconcilers.run``, in PARTS order."""
+    asked = {p.strip() for p in setting.split(",") if p.strip()}
+    unknown = asked - set(PARTS)
+    if unknown or not asked:
+        raise BadRequest(
+            f"reconcilers.run: unknown {sorted(unknown) or 'empty'}; choose from {', '.join(PARTS)}"
+        )
+    return tuple(p for p in PARTS if p in asked)
+
+
+def election_name(parts: tuple[str, ...]) -> str:
+    """All of them elect ``reconcilers``; a subset elects a leader of its own."""
+    return "reconcilers" if parts == PARTS else "reconcilers-" + "-".join(parts)
 
 
 def build(cfg: Config, etcd: EtcdClient, identity: str, metrics: Metrics) -> Manager:
     store = Store(etcd)
     rc = cfg.reconcilers
-    instances = Informer(etcd, "Instance")
-    cluster = ClusterView(etcd)
-    catalog = Catalog(store, etcd)
-    scheduler = Controller(
-        Scheduler(
-            store,
-            cluster,
-            catalog,
-            instances,
-            weigher=rc.weigher,
-            no_valid_host_after=rc.no_valid_host_after,
-        ),
-        [instances],
-        workers=rc.workers,
-        resync=rc.resync,
-        metrics=metrics,
-    )
-    cluster.add_liveness_handler(requeue_on_liveness(scheduler, instances))
-    catalog.on_change(requeue_unplaced(scheduler, instances))
-    gitsources = Informer(etcd, "GitSource")
-    gitsync = Controller(
-        GitSync(store, cfg.data_dir / "gitsync"),
-        [gitsources],
-        workers=rc.workers,
-        resync=rc.resync,
-        metrics=metrics,
-    )
+    parts = parts_of(rc.run)
+    informers: list[Runnable] = []
+    controllers: list[Controller[Ref]] = []
+    streams = []
+    if "scheduler" in parts:
+        instances = Informer(etcd, "Instance")
+        cluster = ClusterView(etcd)
+        catalog = Catalog(store, etcd)
+        scheduler = Controller(
+            Scheduler(
+                store,
+                cluster,
+                catalog,
+                instances,
+                weigher=rc.weigher,
+                no_valid_host_after=rc.no_valid_host_after,
+            ),
+            [instances],
+            workers=rc.workers,
+            resync=rc.resync,
+            metrics=metrics,
+        )
+        cluster.add_liveness_handler(requeue_on_liveness(scheduler, instances))
+        catalog.on_change(requeue_unplaced(scheduler, instances))
+        informers += [instances, cluster, *catalog.informers]
+        controllers.append(scheduler)
+    if "gitsync" in parts:
+        gitsources = Informer(etcd, "GitSource")
+        gitsync = Controller(
+            GitSync(store, cfg.data_dir / "gitsync"),
+            [gitsources],
+            workers=rc.workers,
+            resync=rc.resync,
+            metrics=metrics,
+        )
+        informers.append(gitsources)
+        controllers.append(gitsync)
+    if "conductor" in parts:
+        streams.append(Conductor(etcd, cfg.sql_url()).run)
+    name = election_name(parts)
     elector = LeaderElector(
         etcd,
-        "reconcilers",
+        name,
         identity,
         ttl=rc.leader_ttl,
-        on_change=lambda leading: metrics.leader.labels("reconcilers").set(int(leading)),
+        on_change=lambda leading: metrics.leader.labels(name).set(int(leading)),
     )
-    conductor = Conductor(etcd, cfg.sql_url())
-    return Manager(
-        [instances, cluster, *catalog.informers, gitsources],
-        [scheduler, gitsync],
-        elector=elector,
-        streams=[conductor.run],
-    )
+    return Manager(informers, controllers, elector=elector, streams=streams)
 
 
 async def run_reconcilers(cfg: Config, etcd: EtcdClient, identity: str, metrics: Metrics) -> None:
