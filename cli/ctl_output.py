@@ -39,3 +39,30 @@ def ready_column(obj: dict[str, Any]) -> str:
         if c.get("type") == "Ready":
             return c.get("status", "Unknown")
     return "-"
+
+
+def _path(obj: dict[str, Any], dotted: str) -> str:
+    value: Any = obj
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return "-" if value in (None, "") else str(value)
+
+
+#: columns of a kind beyond NAME, READY and AGE: (header, field path, wide only)
+KIND_COLUMNS: dict[str, list[tuple[str, str, bool]]] = {
+    "Instance": [
+        ("STATUS", "status.novaStatus", False),
+        ("HOST", "status.host", False),
+        ("FLAVOR", "spec.flavor", True),
+        ("IMAGE", "spec.image", True),
+    ],
+    "Flavor": [("VCPUS", "spec.vcpus", False), ("RAM", "spec.ramMiB", False)],
+}
+
+
+def kind_columns(kind: str, wide: bool) -> list[tuple[str, str]]:
+    return [(h, p) for h, p, only_wide in KIND_COLUMNS.get(kind, []) if wide or not only_wide]
+
+
+def kind_cells(obj: dict[str, Any], columns: list[tuple[str, str]]) -> list[str]:
+    return [_path(obj, path) for _, path in columns]

@@ -25,7 +25,7 @@ import yaml
 
 from cli import ctl_config, ctl_files
 from cli.ctl_client import ApiError, Client, Kind
-from cli.ctl_output import age, ready_column, table
+from cli.ctl_output import age, kind_cells, kind_columns, ready_column, table
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 LAST_APPLIED = "desired/last-applied"
@@ -179,6 +179,8 @@ def output(
             + (["PROJECT"] if all_projects or (kind.scope != "cluster" and wide) else [])
             + ["READY", "AGE"]
         )
+        extra = kind_columns(kind.kind, wide)
+        headers += [h for h, _ in extra]
         if wide:
             headers += ["GENERATION", "OBSERVED", "RESOURCEVERSION"]
         rows = []
@@ -187,7 +189,7 @@ def output(
             row = [m["name"]]
             if "PROJECT" in headers:
                 row.append(m.get("project") or "-")
-            row += [ready_column(o), age(m.get("creationTimestamp"))]
+            row += [ready_column(o), age(m.get("creationTimestamp")), *kind_cells(o, extra)]
             if wide:
                 row += [
                     str(m.get("generation", "")),

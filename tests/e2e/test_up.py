@@ -146,6 +146,9 @@ spec: {flavor: m1.tiny, image: tiny}
         up, "wait", "instance", "vm1", "-p", "demo", "--for=condition=Ready", "--timeout", "30s"
     )
     assert res.returncode == 0, res.stderr
+    listed = ctl(up, "get", "instances", "-p", "demo").stdout.splitlines()
+    assert listed[0].split() == ["NAME", "READY", "AGE", "STATUS", "HOST"]
+    assert listed[1].split()[3] == "ACTIVE" and listed[1].split()[4].endswith("-sim-0")
     vm = json.loads(ctl(up, "get", "instance", "vm1", "-p", "demo", "-o", "json").stdout)
     assert vm["status"]["domainState"] == "running"
     assert vm["status"]["host"].endswith("-sim-0")

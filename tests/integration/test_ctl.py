@@ -151,6 +151,9 @@ async def test_get_formats_delete_and_prune(ctl, tmp_path: Path) -> None:  # typ
     assert (await ctl("get", "flavors", "-o", "name")).out == "flavor/m1.tiny\nflavor/other\n"
     table = (await ctl("get", "keypairs", "-p", "demo")).out.splitlines()
     assert table[0].split() == ["NAME", "READY", "AGE"] and table[1].startswith("k1")
+    flavors = (await ctl("get", "flavors")).out.splitlines()
+    assert flavors[0].split() == ["NAME", "READY", "AGE", "VCPUS", "RAM"]
+    assert flavors[2].split()[0] == "other" and flavors[2].split()[-2:] == ["1", "1"]
     assert "project: demo" in (await ctl("get", "keypair", "k1", "-p", "demo", "-o", "yaml")).out
     f.write_text(STACK.split("---")[1])  # the flavor leaves the file
     r = await ctl("apply", "-f", str(f), "-p", "demo", "--prune", "-l", "stack=a")
