@@ -19,6 +19,7 @@ only when its definition changes, never for a power change.
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import hashlib
 import json
@@ -152,6 +153,7 @@ class HostAgent:
                 if self.assignments.get(uid) is None:
                     self.controller.queue.add(uid)
             await asyncio.sleep(self.resync)
+            self._reported.clear()  # statuses are read from etcd again once per resync
 
     async def run(self) -> None:
         """Registers, then converges until cancelled; revokes the lease on the way out."""
@@ -312,6 +314,9 @@ class HostAgent:
             st.update(new)
             return True
 
+        reported = self._reported.get(uid)
+        if reported is not None and not mutate(copy.deepcopy(reported)):
+            return None  # what this agent last wrote already says so: no read, no write
         written = await self.store.patch_status(ref, mutate, uid=uid)
         if written is not None:
             self._reported[uid] = written["status"]
