@@ -41,6 +41,10 @@ class Catalog:
         return await self._get(self.flavors, Ref("Flavor", None, name))
 
     async def image(self, project: str, name: str) -> Obj | None:
-        """The project's image of that name, else the public one."""
-        found = await self._get(self.images, Ref("Image", project, name))
-        return found or await self._get(self.images, Ref("Image", None, name))
+        """The project's image of that name, else the public one (both caches first)."""
+        own, public = Ref("Image", project, name), Ref("Image", None, name)
+        cached = self.images.get(own) or self.images.get(public)
+        if cached is not None:
+            return cached
+        found = await self.store.get_or_none(own)
+        return found or await self.store.get_or_none(public)
