@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 #: most events folded into one SQL transaction
 _BATCH = 500
 #: least seconds between two writes of the compute nodes
-_NODES_EVERY = 0.2
+_NODES_EVERY = 1.0
 
 
 class Conductor:
