@@ -262,11 +262,14 @@ def live_uids(session: Session) -> set[str]:
 
 
 def record_progress(session: Session, name: str, revision: int) -> None:
-    row = session.get(WatchProgress, name)
-    if row is None:
-        session.add(WatchProgress(name=name, revision=revision))
-    elif revision > row.revision:
-        row.revision = revision
+    """Progress moves forward only; one statement."""
+    stmt = _insert(session)(WatchProgress).values(name=name, revision=revision)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["name"],
+        set_={"revision": stmt.excluded.revision},
+        where=WatchProgress.revision < stmt.excluded.revision,
+    )
+    session.execute(stmt)
 
 
 def progress(session: Session, name: str) -> int:
