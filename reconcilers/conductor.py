@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from reconcilers.cluster_view import ClusterView
@@ -35,6 +36,11 @@ log = logging.getLogger(__name__)
 _BATCH = 500
 #: least seconds between two writes of the compute nodes
 _NODES_EVERY = 1.0
+#: SQLite's write-ahead log is checkpointed after this many quiet seconds (no batch
+#: applied), at most every _CHECKPOINT_EVERY and at least every _CHECKPOINT_AT_LEAST seconds
+_QUIET = 2.0
+_CHECKPOINT_EVERY = 5.0
+_CHECKPOINT_AT_LEAST = 60.0
 
 
 class Conductor:
@@ -44,6 +50,7 @@ class Conductor:
         self.etcd = etcd
         self.projection = Projection(sql_url, self.name)
         self.synced = asyncio.Event()
+        self._last_apply = 0.0
 
     async def run(self) -> None:
         queue: asyncio.Queue[ObjectEvent] = asyncio.Queue()
@@ -54,6 +61,7 @@ class Conductor:
 
         pumping = asyncio.create_task(pump())
         nodes = asyncio.create_task(self._compute_nodes())
+        checkpoints = asyncio.create_task(self._checkpoints())
         try:
             await self._initial(queue)
             while True:
@@ -64,8 +72,22 @@ class Conductor:
         finally:
             pumping.cancel()
             nodes.cancel()
-            await asyncio.gather(pumping, nodes, return_exceptions=True)
+            checkpoints.cancel()
+            await asyncio.gather(pumping, nodes, checkpoints, return_exceptions=True)
             self.projection.close()
+
+    async def _checkpoints(self) -> None:
+        """Folds SQLite's write-ahead log into the database beside the projection's commits
+        rather than inside them: when nothing was applied for a while, or at the latest
+        every _CHECKPOINT_AT_LEAST seconds."""
+        done = time.monotonic()
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            quiet = now - self._last_apply > _QUIET
+            if (quiet and now - done > _CHECKPOINT_EVERY) or now - done > _CHECKPOINT_AT_LEAST:
+                await asyncio.to_thread(self.projection.checkpoint)
+                done = time.monotonic()
 
     async def _compute_nodes(self) -> None:
         """Keeps ``compute_nodes`` equal to the hosts' records, liveness and allocations."""
@@ -130,3 +152,4 @@ class Conductor:
         await asyncio.to_thread(
             self.projection.apply, list(latest.values()), deletes, revision, instance_changes
         )
+        self._last_apply = time.monotonic()

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from state.instance_actions import EVENTS, actions_between, outcome, request_id
 from state.instance_states import nova_state
-from state.sql.engine import make_engine, make_sessionmaker, session_scope
+from state.sql.engine import checkpoint, make_engine, make_sessionmaker, session_scope
 from state.sql.models import (
     ComputeNode,
     InstanceAction,
@@ -315,6 +315,9 @@ class Projection:
     def _upsert(s: Session, objects: list[dict[str, Any]]) -> None:
         upsert_objects(s, objects)
         finish_actions(s, {o["metadata"]["uid"]: o for o in objects if o["kind"] == "Instance"})
+
+    def checkpoint(self) -> None:
+        checkpoint(self.engine)
 
     def compute_nodes(self, nodes: list[dict[str, Any]]) -> None:
         with session_scope(self.sessions) as s:
