@@ -1,6 +1,6 @@
 """hostd's image cache: each image fetched once per host, its checksum verified.
 
-Owns: ``<cache>/<image uid>`` files, fetched from the image's ``url``
+Owns: ``<cache>/<image uid>-<digest of url and checksum>`` files, fetched from the image's ``url``
 (``file://``, ``http://``, ``https://``) into a temporary file, checked
 against ``checksum`` (``sha256:<hex>`` or an MD5 hex digest) and
 ``sizeBytes``, then renamed into place, so that a file in the cache is
@@ -55,14 +55,17 @@ class ImageCache:
         self._locks: dict[str, asyncio.Lock] = {}
 
     def path(self, image: dict[str, Any]) -> Path:
-        return self.root / str(image["uid"])
+        """Where the image's data is cached: by uid and by what the data must be, so that a
+        changed url or checksum is fetched anew."""
+        source = hashlib.sha256(f"{image.get('url')}\n{image.get('checksum')}".encode())
+        return self.root / f"{image['uid']}-{source.hexdigest()[:16]}"
 
     async def fetch(self, image: dict[str, Any]) -> Path:
         """The cached file of ``image`` (its spec fields and ``uid``), fetching it if absent."""
         path = self.path(image)
         if path.exists():
             return path
-        lock = self._locks.setdefault(str(image["uid"]), asyncio.Lock())
+        lock = self._locks.setdefault(path.name, asyncio.Lock())
         async with lock:
             if not path.exists():
                 await self._fetch(image, path)
