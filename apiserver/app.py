@@ -1,7 +1,7 @@
 """The API server process: one root application with one sub-app per API.
 
-Owns: mounting the sub-apps (declarative ``/apis/v1`` now; Compute, EC2,
-identity, image and metadata as they land), the health and metrics
+Owns: mounting the sub-apps (declarative ``/apis/v1``, identity
+``/identity``; Compute, EC2, image and metadata as they land), the health and metrics
 endpoints, and the lifecycle of what they share (the etcd client).
 
 Must never: hold handlers of its own beyond health and metrics.
@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from apiserver import declarative
+from apiserver import declarative, identity
 from state.errors import DesiredError
 from state.etcd import EtcdClient
 from state.store import Store
@@ -30,9 +30,13 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 def make_app(
-    etcd: EtcdClient, admin_token: str, metrics_text: Callable[[], bytes] | None = None
+    etcd: EtcdClient,
+    admin_token: str,
+    metrics_text: Callable[[], bytes] | None = None,
+    token_ttl: int = 3600,
 ) -> web.Application:
-    """The root app; ``metrics_text`` (Prometheus text) is served at ``/metrics`` when given."""
+    """The root app; ``metrics_text`` (Prometheus text) is served at ``/metrics`` when given;
+    identity tokens live ``token_ttl`` seconds."""
     root = web.Application()
     root[ETCD] = etcd
     root.router.add_get("/healthz", healthz)
@@ -44,6 +48,7 @@ def make_app(
 
         root.router.add_get("/metrics", metrics)
     root.add_subapp("/apis/v1", declarative.make_app(Store(etcd), admin_token))
+    root.add_subapp("/identity", identity.make_app(Store(etcd), token_ttl))
 
     async def close_etcd(app: web.Application) -> AsyncIterator[None]:
         yield

@@ -31,6 +31,7 @@ from apiserver.app import make_app
 from apiserver.auth import bootstrap_token
 from cli.up_demo import create_demo
 from cli.up_files import write_client_files
+from cli.up_identity import ensure_identity
 from fixtures.etcd import EtcdServer
 from hostd.run import real_agent, run_agents, simulated_agents, try_real_agent
 from reconcilers.runtime.metrics import Metrics
@@ -52,6 +53,7 @@ async def _serve_api(
         EtcdClient(etcd_url, timeout=cfg.etcd.timeout),
         token,
         metrics.text if metrics is not None else None,
+        token_ttl=cfg.api.token_ttl,
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -104,14 +106,16 @@ async def up(cfg: Config, simulate: int = 0, demo: bool = True) -> int:
         real, why_not = (None, "asked for") if simulate else try_real_agent(cfg, hostd_etcd)
         agents = [real] if real is not None else simulated_agents(cfg, hostd_etcd, simulate or 1)
         hostd = asyncio.create_task(run_agents(agents, hostd_etcd))
-        files = write_client_files(data_dir, api_url, token)
-        demo_store = Store(EtcdClient(etcd_url, timeout=cfg.etcd.timeout))
+        setup_store = Store(EtcdClient(etcd_url, timeout=cfg.etcd.timeout))
         try:
-            demo_said = await create_demo(demo_store, data_dir) if demo else "not asked for"
+            passwords = await ensure_identity(setup_store, data_dir)
+            demo_said = await create_demo(setup_store, data_dir) if demo else "not asked for"
         finally:
-            await demo_store.etcd.close()
+            await setup_store.etcd.close()
+        files = write_client_files(data_dir, api_url, token, passwords)
         print(f"desired is up (data in {data_dir})", flush=True)
         print(f"  declarative API  {api_url}/apis/v1/", flush=True)
+        print(f"  identity         {api_url}/identity (users admin, demo: clouds.yaml)", flush=True)
         print(f"  metrics          {api_url}/metrics", flush=True)
         print(f"  etcd             {etcd_url}", flush=True)
         print(f"  SQL              {cfg.sql_url()}", flush=True)
@@ -275,9 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "data_dir", None):
             overrides["data_dir"] = args.data_dir
         if getattr(args, "port", None) is not None:
-            overrides["api"] = config_mod.ApiConfig(
-                host=cfg.api.host, port=args.port, admin_token=cfg.api.admin_token
-            )
+            overrides["api"] = dataclasses.replace(cfg.api, port=args.port)
         if overrides:
             cfg = dataclasses.replace(cfg, **overrides)  # type: ignore[arg-type]
         if args.command == "up":

@@ -24,7 +24,9 @@ def _write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_client_files(data_dir: Path, api_url: str, token: str) -> list[Path]:
+def write_client_files(
+    data_dir: Path, api_url: str, token: str, passwords: dict[str, str]
+) -> list[Path]:
     env = data_dir / "env"
     ctl = data_dir / "desiredctl.yaml"
     clouds = data_dir / "clouds.yaml"
@@ -41,11 +43,20 @@ def write_client_files(data_dir: Path, api_url: str, token: str) -> list[Path]:
         yaml.safe_dump(
             {
                 "clouds": {
-                    "desired-admin": {
-                        "auth_type": "admin_token",
-                        "auth": {"token": token, "endpoint": api_url},
+                    f"desired-{user}": {
+                        "auth_type": "password",
+                        "auth": {
+                            "auth_url": f"{api_url}/identity",
+                            "username": user,
+                            "password": password,
+                            "project_name": user,
+                            "user_domain_name": "Default",
+                            "project_domain_name": "Default",
+                        },
+                        "identity_api_version": 3,
                         "region_name": "RegionOne",
                     }
+                    for user, password in sorted(passwords.items())
                 }
             }
         ),

@@ -45,6 +45,8 @@ class ApiConfig:
     port: int = 8775
     #: the bootstrap admin token; empty: generated at first start and kept in the data dir
     admin_token: str = ""
+    #: seconds an identity token lives
+    token_ttl: int = 3600
 
 
 @dataclass(frozen=True)

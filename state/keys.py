@@ -138,3 +138,17 @@ def usage(project: str) -> bytes:
 
 def leader(reconciler: str) -> bytes:
     return f"{ROOT}/leader/{reconciler}".encode()
+
+
+def token_key() -> bytes:
+    """The identity service's token signing key (shared by every API server)."""
+    return f"{ROOT}/identity/token-key".encode()
+
+
+def revoked_prefix() -> bytes:
+    return f"{ROOT}/identity/revoked/".encode()
+
+
+def revoked(audit_id: str) -> bytes:
+    """A revoked token's audit id, on a lease that ends when the token would have."""
+    return revoked_prefix() + audit_id.encode()

@@ -17,6 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
+from keystoneauth1 import session as ks_session
+from keystoneauth1.identity import v3
 
 from state.sql.projection import Projection
 from tests.e2e.up_process import BIN, Up, ctl, ctl_env
@@ -165,3 +168,17 @@ spec: {flavor: m1.tiny, image: tiny}
     view.close()
     res = ctl(up, "delete", "instance", "vm1", "-p", "demo", "--wait", "--timeout", "30s")
     assert (res.returncode, res.stdout) == (0, "instance/vm1 deleted\n"), res.stderr
+
+
+def test_up_makes_users_whose_clouds_yaml_logs_in(up: Up) -> None:
+    clouds = yaml.safe_load((up.data_dir / "clouds.yaml").read_text())["clouds"]
+    assert set(clouds) == {"desired-admin", "desired-demo"}
+    for name, project in (("desired-demo", "demo"), ("desired-admin", "admin")):
+        auth = clouds[name]["auth"]
+        sess = ks_session.Session(auth=v3.Password(**auth))
+        access = sess.auth.get_access(sess)
+        assert access.project_name == project
+        assert sess.get_endpoint(service_type="compute", interface="public") == (
+            f"{up.url}/compute/v2.1"
+        )
+    assert (up.data_dir / "passwords.yaml").stat().st_mode & 0o777 == 0o600

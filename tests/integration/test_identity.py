@@ -1,0 +1,162 @@
+"""The identity service, driven by the real keystoneauth1 client and by hand for its errors."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from aiohttp import web
+from keystoneauth1 import exceptions as ks_exceptions
+from keystoneauth1 import session as ks_session
+from keystoneauth1.identity import v3
+
+from apiserver.app import make_app
+from state.passwords import hash_password
+from state.store import Store
+
+
+@pytest.fixture
+async def cloud(store: Store) -> AsyncIterator[str]:
+    """An API server on a free port with projects demo and other, users demo and admin."""
+    for name in ("demo", "other", "admin"):
+        await store.create({"kind": "Project", "metadata": {"name": name}, "spec": {}})
+    await store.create(
+        {
+            "kind": "User",
+            "metadata": {"name": "demo"},
+            "spec": {
+                "passwordHash": hash_password("demo-secret", iterations=1000),
+                "roles": [{"role": "member", "project": "demo"}],
+            },
+        }
+    )
+    await store.create(
+        {
+            "kind": "User",
+            "metadata": {"name": "admin"},
+            "spec": {
+                "passwordHash": hash_password("admin-secret", iterations=1000),
+                "roles": [{"role": "admin"}, {"role": "admin", "project": "admin"}],
+            },
+        }
+    )
+    runner = web.AppRunner(make_app(store.etcd, "bootstrap-token", token_ttl=600))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def login(base: str, user: str, password: str, **scope: str) -> ks_session.Session:
+    auth = v3.Password(
+        auth_url=f"{base}/identity",
+        username=user,
+        password=password,
+        user_domain_name="Default",
+        **scope,
+    )
+    return ks_session.Session(auth=auth)
+
+
+async def test_keystoneauth_logs_in_and_finds_the_catalog(cloud: str) -> None:
+    sess = login(cloud, "demo", "demo-secret", project_name="demo", project_domain_name="Default")
+    token = await asyncio.to_thread(sess.get_token)
+    assert token
+    compute = await asyncio.to_thread(sess.get_endpoint, service_type="compute", interface="public")
+    assert compute == f"{cloud}/compute/v2.1"
+    access = await asyncio.to_thread(sess.auth.get_access, sess)
+    assert access.project_name == "demo" and sorted(access.role_names) == ["member", "reader"]
+    # the same through a project id, and the novaclient style of auth URL (.../v3)
+    pid = access.project_id
+    by_id = ks_session.Session(
+        auth=v3.Password(
+            auth_url=f"{cloud}/identity/v3",
+            username="demo",
+            password="demo-secret",
+            user_domain_id="default",
+            project_id=pid,
+        )
+    )
+    assert (await asyncio.to_thread(by_id.auth.get_access, by_id)).project_id == pid
+
+
+async def test_wrong_password_other_project_and_revocation(cloud: str) -> None:
+    bad = login(cloud, "demo", "nope", project_name="demo", project_domain_name="Default")
+    with pytest.raises(ks_exceptions.Unauthorized):
+        await asyncio.to_thread(bad.get_token)
+    elsewhere = login(
+        cloud, "demo", "demo-secret", project_name="other", project_domain_name="Default"
+    )
+    with pytest.raises(ks_exceptions.Unauthorized):
+        await asyncio.to_thread(elsewhere.get_token)
+    async with aiohttp.ClientSession() as http:
+        body = {
+            "auth": {
+                "identity": {
+                    "methods": ["password"],
+                    "password": {
+                        "user": {
+                            "name": "demo",
+                            "domain": {"id": "default"},
+                            "password": "demo-secret",
+                        }
+                    },
+                },
+                "scope": {"project": {"name": "demo", "domain": {"name": "Default"}}},
+            }
+        }
+        async with http.post(f"{cloud}/identity/v3/auth/tokens", json=body) as resp:
+            assert resp.status == 201
+            token = resp.headers["X-Subject-Token"]
+        headers = {"X-Auth-Token": token, "X-Subject-Token": token}
+        async with http.get(f"{cloud}/identity/v3/auth/tokens", headers=headers) as resp:
+            assert resp.status == 200
+            assert (await resp.json())["token"]["project"]["name"] == "demo"
+        async with http.get(f"{cloud}/identity/v3/projects", headers=headers) as resp:
+            assert [p["name"] for p in (await resp.json())["projects"]] == ["demo"]
+        async with http.delete(f"{cloud}/identity/v3/auth/tokens", headers=headers) as resp:
+            assert resp.status == 204
+        async with http.get(f"{cloud}/identity/v3/projects", headers=headers) as resp:
+            assert resp.status == 401
+            error = (await resp.json())["error"]
+            assert (error["code"], error["title"]) == (401, "Unauthorized")
+        async with http.post(f"{cloud}/identity/v3/auth/tokens", data=b"{") as resp:
+            assert resp.status == 400 and (await resp.json())["error"]["code"] == 400
+        async with http.get(f"{cloud}/identity") as resp:
+            assert resp.status == 300
+            assert (await resp.json())["versions"]["values"][0]["id"] == "v3.14"
+
+
+async def test_admin_sees_every_project_and_by_name(cloud: str) -> None:
+    sess = login(
+        cloud, "admin", "admin-secret", project_name="admin", project_domain_name="Default"
+    )
+    token = await asyncio.to_thread(sess.get_token)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(
+            f"{cloud}/identity/v3/projects",
+            params={"name": "other"},
+            headers={"X-Auth-Token": token},
+        ) as resp,
+    ):
+        projects = (await resp.json())["projects"]
+    assert [p["name"] for p in projects] == ["other"]
+    assert projects[0]["domain_id"] == "default" and len(projects[0]["id"]) == 32
+    system = ks_session.Session(
+        auth=v3.Password(
+            auth_url=f"{cloud}/identity",
+            username="admin",
+            password="admin-secret",
+            user_domain_name="Default",
+            system_scope="all",
+        )
+    )
+    access = await asyncio.to_thread(system.auth.get_access, system)
+    assert access.system_scoped and "admin" in access.role_names
