@@ -1,7 +1,7 @@
 """The API server process: one root application with one sub-app per API.
 
 Owns: mounting the sub-apps (declarative ``/apis/v1``, identity
-``/identity``; Compute, EC2, image and metadata as they land), the health and metrics
+``/identity``, Compute ``/compute``; EC2, image and metadata as they land), the health and metrics
 endpoints, and the lifecycle of what they share (the etcd client).
 
 Must never: hold handlers of its own beyond health and metrics.
@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from apiserver import declarative, identity
+from apiserver.compute import app as compute_app
 from state.errors import DesiredError
 from state.etcd import EtcdClient
 from state.store import Store
@@ -48,7 +49,9 @@ def make_app(
 
         root.router.add_get("/metrics", metrics)
     root.add_subapp("/apis/v1", declarative.make_app(Store(etcd), admin_token))
-    root.add_subapp("/identity", identity.make_app(Store(etcd), token_ttl))
+    ident = identity.Identity(Store(etcd), token_ttl)
+    root.add_subapp("/identity", identity.make_app(ident))
+    root.add_subapp("/compute", compute_app.make_app(Store(etcd), ident))
 
     async def close_etcd(app: web.Application) -> AsyncIterator[None]:
         yield

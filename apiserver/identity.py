@@ -410,9 +410,10 @@ async def keystone_errors(request: web.Request, handler: Any) -> web.StreamRespo
         )
 
 
-def make_app(store: Store, token_ttl: int = 3600) -> web.Application:
+def make_app(identity: Identity) -> web.Application:
+    """The ``/identity`` sub-app; it also starts ``identity`` (key, revocations) for the
+    other sub-apps that check its tokens."""
     app = web.Application(middlewares=[keystone_errors])
-    identity = Identity(store, token_ttl)
     app[IDENTITY] = identity
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:

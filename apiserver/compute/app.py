@@ -1,0 +1,106 @@
+"""The Compute API sub-app: version documents, authentication, microversions, faults.
+
+Owns: ``/compute`` (the version list: v2.0 first, then v2.1 with the
+maximum microversion), ``/compute/v2`` and ``/compute/v2.1`` (each version's
+document, answered without a token), the middleware that checks
+``X-Auth-Token`` with the identity service, negotiates the microversion and
+renders every error as a Nova fault, and the resource routes.
+
+Must never: answer a resource request without a valid token.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from apiserver.compute import flavors
+from apiserver.compute.context import CALLER, STORE, base_url
+from apiserver.compute.faults import ComputeFault, render
+from apiserver.compute.microversions import MAX, MIN, VERSION, Version, check, requested, stamp
+from apiserver.identity import Identity
+from state.errors import DesiredError
+from state.store import Store
+
+_UPDATED = {"v2.0": "2011-01-21T11:33:21Z", "v2.1": "2013-07-23T11:33:21Z"}
+
+
+def _version_doc(request: web.Request, vid: str) -> dict[str, Any]:
+    base = f"{base_url(request)}/compute"
+    current = vid == "v2.1"
+    return {
+        "id": vid,
+        "links": [{"href": f"{base}/{'v2.1' if current else 'v2'}/", "rel": "self"}],
+        "status": "CURRENT" if current else "SUPPORTED",
+        "version": str(Version(*MAX)) if current else "",
+        "min_version": str(Version(*MIN)) if current else "",
+        "updated": _UPDATED[vid],
+    }
+
+
+async def versions(request: web.Request) -> web.Response:
+    return web.json_response(
+        {"versions": [_version_doc(request, "v2.0"), _version_doc(request, "v2.1")]}
+    )
+
+
+def _one_version(vid: str) -> Any:
+    async def handler(request: web.Request) -> web.Response:
+        doc = _version_doc(request, vid)
+        doc["links"].append(
+            {"href": "http://docs.openstack.org/", "rel": "describedby", "type": "text/html"}
+        )
+        minor = str(Version(*MIN)) if vid == "v2.1" else "2"
+        doc["media-types"] = [
+            {
+                "base": "application/json",
+                "type": f"application/vnd.openstack.compute+json;version={minor}",
+            }
+        ]
+        return web.json_response({"version": doc})
+
+    return handler
+
+
+_OPEN = {"", "/", "/v2", "/v2/", "/v2.1", "/v2.1/"}
+
+
+def _middleware(identity: Identity) -> Any:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        version: Version | None = None
+        try:
+            tail = request.path.removeprefix("/compute")
+            if tail not in _OPEN:
+                token = identity.check(request.headers.get("X-Auth-Token", ""))
+                if token is None:
+                    raise ComputeFault(401, "The request you have made requires authentication.")
+                request[CALLER] = token
+            version = check(requested(request.headers))
+            request[VERSION] = version
+            response = await handler(request)
+        except ComputeFault as fault:
+            response = render(fault)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            response = render(ComputeFault(exc.status, exc.reason))
+        except DesiredError as exc:
+            response = render(ComputeFault(exc.status, exc.message))
+        stamp(response, version)
+        return response
+
+    return middleware
+
+
+def make_app(store: Store, identity: Identity) -> web.Application:
+    app = web.Application(middlewares=[_middleware(identity)])
+    app[STORE] = store
+    app.router.add_get("", versions)
+    app.router.add_get("/", versions)
+    for vid, paths in (("v2.0", ("/v2", "/v2/")), ("v2.1", ("/v2.1", "/v2.1/"))):
+        for path in paths:
+            app.router.add_get(path, _one_version(vid))
+    flavors.add_routes(app)
+    return app

@@ -1,0 +1,79 @@
+"""Compute API microversions: what a request asks for, what every response says.
+
+Owns: reading ``OpenStack-API-Version: compute X.Y`` or the legacy
+``X-OpenStack-Nova-API-Version`` (``latest`` is the maximum; neither header
+is 2.1), refusing versions out of range (406), and the headers every v2.1
+response carries (the version, ``Vary`` and ``x-openstack-request-id``).
+
+Must never: answer a request at a version other than the one it was asked at.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from apiserver.compute.faults import ComputeFault
+
+#: the highest microversion complete for every implemented resource
+MAX = (2, 1)
+MIN = (2, 1)
+
+
+@dataclass(frozen=True, order=True)
+class Version:
+    major: int
+    minor: int
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}"
+
+    def at_least(self, text: str) -> bool:
+        major, minor = (int(p) for p in text.split("."))
+        return (self.major, self.minor) >= (major, minor)
+
+
+VERSION = web.RequestKey("compute_version", Version)
+
+
+def _parse(text: str) -> Version:
+    text = text.strip()
+    if text == "latest":
+        return Version(*MAX)
+    try:
+        major, minor = (int(p) for p in text.split("."))
+    except ValueError:
+        raise ComputeFault(400, f"Invalid API version request string {text!r}") from None
+    return Version(major, minor)
+
+
+def requested(headers: Any) -> Version:
+    new = headers.get("OpenStack-API-Version", "")
+    if new:
+        service, _, value = new.strip().partition(" ")
+        if service.lower() == "compute":
+            return _parse(value)
+    legacy = headers.get("X-OpenStack-Nova-API-Version", "")
+    return _parse(legacy) if legacy else Version(*MIN)
+
+
+def check(version: Version) -> Version:
+    if not Version(*MIN) <= version <= Version(*MAX):
+        raise ComputeFault(
+            406,
+            f"Version {version} is not supported by the API. "
+            f"Minimum is {Version(*MIN)} and maximum is {Version(*MAX)}.",
+        )
+    return version
+
+
+def stamp(response: web.StreamResponse, version: Version | None) -> None:
+    """The headers every v2.1 response carries."""
+    response.headers.setdefault("x-openstack-request-id", f"req-{uuid.uuid4()}")
+    if version is not None:
+        response.headers["OpenStack-API-Version"] = f"compute {version}"
+        response.headers["X-OpenStack-Nova-API-Version"] = str(version)
+        response.headers["Vary"] = "OpenStack-API-Version, X-OpenStack-Nova-API-Version"

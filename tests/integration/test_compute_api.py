@@ -1,0 +1,110 @@
+"""The Compute API's first resources: version documents, microversions, faults, flavors."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+from keystoneauth1 import session as ks_session
+from keystoneauth1.identity import v3
+
+from state.store import Store
+from tests.integration.test_identity import cloud  # noqa: F401 -- the fixture
+
+
+async def token_of(base: str, user: str, password: str, project: str) -> str:
+    sess = ks_session.Session(
+        auth=v3.Password(
+            auth_url=f"{base}/identity",
+            username=user,
+            password=password,
+            user_domain_name="Default",
+            project_name=project,
+            project_domain_name="Default",
+        )
+    )
+    token: str = await asyncio.to_thread(sess.get_token)
+    return token
+
+
+async def call(
+    base: str, path: str, token: str = "", **headers: str
+) -> tuple[int, dict[str, Any], Any]:
+    hdrs = {"X-Auth-Token": token} if token else {}
+    hdrs.update({k.replace("_", "-"): v for k, v in headers.items()})
+    async with aiohttp.ClientSession() as http, http.get(f"{base}{path}", headers=hdrs) as resp:
+        return resp.status, dict(resp.headers), await resp.json()
+
+
+async def test_versions_and_microversions(cloud: str) -> None:  # noqa: F811
+    status, _, body = await call(cloud, "/compute/")
+    assert status == 200
+    assert [v["id"] for v in body["versions"]] == ["v2.0", "v2.1"]
+    assert (body["versions"][1]["version"], body["versions"][1]["min_version"]) == ("2.1", "2.1")
+    status, headers, body = await call(cloud, "/compute/v2.1")
+    assert status == 200 and body["version"]["media-types"][0]["type"].endswith("version=2.1")
+    assert headers["OpenStack-API-Version"] == "compute 2.1"
+    assert headers["x-openstack-request-id"].startswith("req-")
+    status, _, body = await call(cloud, "/compute/v2/")
+    assert status == 200 and body["version"]["id"] == "v2.0"
+    token = await token_of(cloud, "demo", "demo-secret", "demo")
+    status, headers, _ = await call(
+        cloud, "/compute/v2.1/flavors", token, OpenStack_API_Version="compute latest"
+    )
+    assert (status, headers["X-OpenStack-Nova-API-Version"]) == (200, "2.1")
+    status, headers, body = await call(
+        cloud, "/compute/v2.1/flavors", token, X_OpenStack_Nova_API_Version="2.60"
+    )
+    assert status == 406 and body["computeFault"]["message"].startswith("Version 2.60")
+    status, _, body = await call(cloud, "/compute/v2.1/flavors")
+    assert status == 401 and body["unauthorized"]["code"] == 401
+
+
+async def test_flavors_at_2_1(cloud: str, store: Store) -> None:  # noqa: F811
+    await store.create(
+        {
+            "kind": "Flavor",
+            "metadata": {"name": "m1.tiny"},
+            "spec": {"vcpus": 1, "ramMiB": 128, "diskGiB": 1, "extraSpecs": {"hw:cpu": "x"}},
+        }
+    )
+    await store.create(
+        {
+            "kind": "Flavor",
+            "metadata": {"name": "secret"},
+            "spec": {"vcpus": 2, "ramMiB": 256, "diskGiB": 2, "isPublic": False, "swapMiB": 64},
+        }
+    )
+    demo = await token_of(cloud, "demo", "demo-secret", "demo")
+    admin = await token_of(cloud, "admin", "admin-secret", "admin")
+    status, _, body = await call(cloud, "/compute/v2.1/flavors", demo)
+    assert status == 200 and [f["name"] for f in body["flavors"]] == ["m1.tiny"]
+    assert set(body["flavors"][0]) == {"id", "name", "links"}
+    _, _, body = await call(cloud, "/compute/v2.1/flavors/detail?is_public=None", admin)
+    assert [f["name"] for f in body["flavors"]] == ["m1.tiny", "secret"]
+    tiny = body["flavors"][0]
+    assert set(tiny) == {
+        "id",
+        "name",
+        "links",
+        "ram",
+        "vcpus",
+        "disk",
+        "swap",
+        "rxtx_factor",
+        "OS-FLV-EXT-DATA:ephemeral",
+        "OS-FLV-DISABLED:disabled",
+        "os-flavor-access:is_public",
+    }
+    assert (tiny["ram"], tiny["vcpus"], tiny["disk"], tiny["swap"]) == (128, 1, 1, "")
+    assert body["flavors"][1]["swap"] == 64
+    for ident in (tiny["id"], "m1.tiny"):
+        status, _, one = await call(cloud, f"/compute/v2.1/flavors/{ident}", demo)
+        assert status == 200 and one["flavor"] == tiny
+    status, _, body = await call(cloud, "/compute/v2.1/flavors/secret", demo)
+    assert status == 404 and body["itemNotFound"]["message"] == "Flavor secret could not be found."
+    _, _, body = await call(cloud, f"/compute/v2.1/flavors/{tiny['id']}/os-extra_specs", demo)
+    assert body == {"extra_specs": {"hw:cpu": "x"}}
+    status, _, body = await call(cloud, "/compute/v2.1/no-such-thing", demo)
+    assert status == 404 and "itemNotFound" in body
