@@ -15,12 +15,12 @@ from typing import Any
 
 from aiohttp import web
 
-from apiserver.compute import flavors
+from apiserver.compute import flavors, servers
 from apiserver.compute.context import CALLER, STORE, base_url
 from apiserver.compute.faults import ComputeFault, render
 from apiserver.compute.microversions import MAX, MIN, VERSION, Version, check, requested, stamp
 from apiserver.identity import Identity
-from state.errors import DesiredError
+from state.errors import DesiredError, Invalid
 from state.store import Store
 
 _UPDATED = {"v2.0": "2011-01-21T11:33:21Z", "v2.1": "2013-07-23T11:33:21Z"}
@@ -86,6 +86,8 @@ def _middleware(identity: Identity) -> Any:
             if exc.status < 400:
                 raise
             response = render(ComputeFault(exc.status, exc.reason))
+        except Invalid as exc:
+            response = render(ComputeFault(400, f"Invalid input: {exc.message}"))
         except DesiredError as exc:
             response = render(ComputeFault(exc.status, exc.message))
         stamp(response, version)
@@ -103,4 +105,5 @@ def make_app(store: Store, identity: Identity) -> web.Application:
         for path in paths:
             app.router.add_get(path, _one_version(vid))
     flavors.add_routes(app)
+    servers.add_routes(app)
     return app

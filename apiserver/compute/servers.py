@@ -1,0 +1,346 @@
+"""Compute API servers: create, list, show, delete and the power and resize actions.
+
+Owns: turning Nova's requests into Instance specs (imperative verbs become
+spec changes: ``powerState``, ``reboot.generation``, ``flavor`` and
+``resize``), the 2.1 server views built from an Instance's spec and status,
+and the 409 for an action the server's state does not allow. A server's id
+is its Instance's uid; its name is the Instance's name, so two servers of
+one project cannot share a name here (409), unlike Nova.
+
+Must never: show or touch another project's servers (admins excepted).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import secrets
+from typing import Any
+
+from aiohttp import web
+
+from apiserver.compute import flavors
+from apiserver.compute.context import base_url, caller, store_of
+from apiserver.compute.faults import ComputeFault
+from state.envelope import Obj, Ref
+from state.errors import AlreadyExists, Conflict, NotFound
+from state.validation import validate
+
+USER_ANNOTATION = "desired/user-id"
+
+
+def _links(request: web.Request, kind: str, ident: str, self_too: bool = True) -> list[dict]:
+    base = base_url(request)
+    links = [{"href": f"{base}/compute/{kind}/{ident}", "rel": "bookmark"}]
+    if self_too:
+        links.insert(0, {"href": f"{base}/compute/v2.1/{kind}/{ident}", "rel": "self"})
+    return links
+
+
+def _host_id(project_id: str, host: str | None) -> str:
+    if not host:
+        return ""
+    return hashlib.sha224(f"{project_id}{host}".encode()).hexdigest()
+
+
+def view(request: web.Request, inst: Obj, flavor_id: str, image_id: str) -> dict[str, Any]:
+    meta, spec, status = inst["metadata"], inst["spec"], inst.get("status", {})
+    token = caller(request)
+    project_id = token.project_id
+    server: dict[str, Any] = {
+        "id": meta["uid"],
+        "name": meta["name"],
+        "status": status.get("novaStatus", "BUILD"),
+        "tenant_id": project_id,
+        "user_id": (meta.get("annotations") or {}).get(USER_ANNOTATION, ""),
+        "metadata": dict(spec.get("metadata") or {}),
+        "hostId": _host_id(project_id, status.get("host")),
+        "image": {"id": image_id, "links": _links(request, "images", image_id, False)},
+        "flavor": {"id": flavor_id, "links": _links(request, "flavors", flavor_id, False)},
+        "created": meta.get("creationTimestamp", "")[:19] + "Z",
+        "updated": meta.get("creationTimestamp", "")[:19] + "Z",
+        "addresses": {},
+        "accessIPv4": "",
+        "accessIPv6": "",
+        "links": _links(request, "servers", meta["uid"]),
+        "key_name": spec.get("keyName"),
+        "progress": 0,
+        "config_drive": "",
+        "OS-DCF:diskConfig": "MANUAL",
+        "OS-EXT-AZ:availability_zone": spec.get("availabilityZone") or "nova",
+        "OS-EXT-STS:power_state": status.get("powerState", 0),
+        "OS-EXT-STS:task_state": status.get("taskState", "scheduling" if not status else None),
+        "OS-EXT-STS:vm_state": status.get("vmState", "building"),
+        "OS-SRV-USG:launched_at": None,
+        "OS-SRV-USG:terminated_at": None,
+        "os-extended-volumes:volumes_attached": [],
+        "security_groups": [{"name": g} for g in spec.get("securityGroups") or ["default"]],
+    }
+    if "admin" in token.roles:
+        server["OS-EXT-SRV-ATTR:host"] = status.get("host")
+        server["OS-EXT-SRV-ATTR:hypervisor_hostname"] = status.get("host")
+        server["OS-EXT-SRV-ATTR:instance_name"] = f"desired-{meta['uid']}"
+    if server["status"] == "ERROR" and status.get("fault"):
+        server["fault"] = {
+            "code": status["fault"].get("code", 500),
+            "message": status["fault"].get("message", ""),
+            "created": meta.get("creationTimestamp", "")[:19] + "Z",
+        }
+    return server
+
+
+async def _ids(request: web.Request, inst: Obj) -> tuple[str, str]:
+    """The server's flavor id and image id (the objects' uids)."""
+    store = store_of(request)
+    spec, project = inst["spec"], inst["metadata"]["project"]
+    flavor = await store.get_or_none(Ref("Flavor", None, spec["flavor"]))
+    image = await store.get_or_none(Ref("Image", project, spec["image"]))
+    image = image or await store.get_or_none(Ref("Image", None, spec["image"]))
+    return (
+        flavor["metadata"]["uid"] if flavor else "",
+        image["metadata"]["uid"] if image else "",
+    )
+
+
+def _project(request: web.Request) -> str:
+    token = caller(request)
+    if not token.project:
+        raise ComputeFault(403, "a project-scoped token is needed for servers")
+    return token.project
+
+
+async def _servers(request: web.Request) -> list[Obj]:
+    return (await store_of(request).list("Instance", _project(request))).items
+
+
+async def find(request: web.Request, ident: str) -> Obj:
+    for inst in await _servers(request):
+        if inst["metadata"]["uid"] == ident:
+            return inst
+    raise ComputeFault(404, f"Instance {ident} could not be found.")
+
+
+async def list_servers(request: web.Request) -> web.Response:
+    name = request.query.get("name")
+    out = []
+    for inst in await _servers(request):
+        if name is not None and name not in inst["metadata"]["name"]:
+            continue
+        if inst["metadata"].get("deletionTimestamp"):
+            continue
+        out.append(
+            {
+                "id": inst["metadata"]["uid"],
+                "name": inst["metadata"]["name"],
+                "links": _links(request, "servers", inst["metadata"]["uid"]),
+            }
+        )
+    return web.json_response({"servers": out})
+
+
+async def list_detail(request: web.Request) -> web.Response:
+    name = request.query.get("name")
+    out = []
+    for inst in await _servers(request):
+        if name is not None and name not in inst["metadata"]["name"]:
+            continue
+        if inst["metadata"].get("deletionTimestamp"):
+            continue
+        out.append(view(request, inst, *await _ids(request, inst)))
+    return web.json_response({"servers": out})
+
+
+async def show(request: web.Request) -> web.Response:
+    inst = await find(request, request.match_info["server_id"])
+    return web.json_response({"server": view(request, inst, *await _ids(request, inst))})
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ComputeFault(400, "Malformed request body") from None
+    if not isinstance(body, dict):
+        raise ComputeFault(400, "Malformed request body")
+    return body
+
+
+def _ref_id(value: Any) -> str:
+    """An id from a ref that may be a URL (``.../flavors/1``)."""
+    if not isinstance(value, str) or not value:
+        return ""
+    return value.rstrip("/").rsplit("/", 1)[-1]
+
+
+async def _image_by_id(request: web.Request, image_id: str, project: str) -> Obj:
+    store = store_of(request)
+    for scope in (project, None):
+        for img in (await store.list("Image", scope)).items:
+            if image_id in (img["metadata"]["uid"], img["metadata"]["name"]):
+                if scope is None and img["metadata"].get("project"):
+                    continue
+                return img
+    raise ComputeFault(400, f"Image {image_id} could not be found.")
+
+
+async def create(request: web.Request) -> web.Response:
+    body = await _body(request)
+    server = body.get("server")
+    if not isinstance(server, dict):
+        raise ComputeFault(400, "Invalid input for field/attribute server.")
+    name = server.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > 255:
+        raise ComputeFault(400, "Invalid input for field/attribute name.")
+    project = _project(request)
+    image_id = _ref_id(server.get("imageRef"))
+    for bdm in server.get("block_device_mapping_v2") or []:
+        if isinstance(bdm, dict) and bdm.get("source_type") == "image" and not image_id:
+            image_id = str(bdm.get("uuid", ""))
+    if not image_id:
+        raise ComputeFault(400, "Invalid input for field/attribute imageRef.")
+    flavor_id = _ref_id(server.get("flavorRef"))
+    try:
+        flavor = await flavors.find(request, flavor_id)
+    except ComputeFault:
+        raise ComputeFault(400, f"Flavor {flavor_id} could not be found.") from None
+    image = await _image_by_id(request, image_id, project)
+    spec: dict[str, Any] = {
+        "flavor": flavor["metadata"]["name"],
+        "image": image["metadata"]["name"],
+    }
+    if server.get("key_name"):
+        spec["keyName"] = server["key_name"]
+    if server.get("availability_zone"):
+        spec["availabilityZone"] = server["availability_zone"]
+    if isinstance(server.get("metadata"), dict):
+        spec["metadata"] = {str(k): str(v) for k, v in server["metadata"].items()}
+    if server.get("user_data"):
+        try:
+            base64.b64decode(server["user_data"], validate=True)
+        except (binascii.Error, ValueError, TypeError):
+            raise ComputeFault(400, "User data needs to be valid base 64.") from None
+        spec["userData"] = server["user_data"]
+    groups = [g.get("name") for g in server.get("security_groups") or [] if isinstance(g, dict)]
+    if groups:
+        spec["securityGroups"] = [str(g) for g in groups if g]
+    obj = {
+        "apiVersion": "desired/v1",
+        "kind": "Instance",
+        "metadata": {
+            "name": name,
+            "project": project,
+            "annotations": {USER_ANNOTATION: caller(request).user_id},
+        },
+        "spec": spec,
+    }
+    try:
+        created = await store_of(request).create(validate(obj))
+    except AlreadyExists:
+        raise ComputeFault(
+            409, f"A server named {name!r} exists in this project (names are unique here)"
+        ) from None
+    uid = created["metadata"]["uid"]
+    return web.json_response(
+        {
+            "server": {
+                "id": uid,
+                "links": _links(request, "servers", uid),
+                "OS-DCF:diskConfig": "MANUAL",
+                "security_groups": [{"name": g} for g in spec.get("securityGroups", ["default"])],
+                "adminPass": secrets.token_urlsafe(9),
+            }
+        },
+        status=202,
+    )
+
+
+async def delete(request: web.Request) -> web.Response:
+    inst = await find(request, request.match_info["server_id"])
+    meta = inst["metadata"]
+    try:
+        await store_of(request).delete(Ref("Instance", meta["project"], meta["name"]))
+    except NotFound:
+        pass
+    return web.Response(status=204)
+
+
+#: action -> (Nova statuses it is allowed in, the spec change, status code)
+_POWER = {
+    "os-start": ({"SHUTOFF"}, "running"),
+    "os-stop": ({"ACTIVE", "ERROR"}, "stopped"),
+    "pause": ({"ACTIVE"}, "paused"),
+    "unpause": ({"PAUSED"}, "running"),
+    "suspend": ({"ACTIVE"}, "suspended"),
+    "resume": ({"SUSPENDED"}, "running"),
+}
+
+
+async def action(request: web.Request) -> web.Response:
+    inst = await find(request, request.match_info["server_id"])
+    body = await _body(request)
+    if len(body) != 1:
+        raise ComputeFault(400, "There is either no action or more than one in the request")
+    ((name, arg),) = body.items()
+    status = inst.get("status", {}).get("novaStatus", "BUILD")
+    spec = dict(inst["spec"])
+    code = 202
+
+    def refuse() -> ComputeFault:
+        return ComputeFault(
+            409,
+            f"Cannot '{name}' instance {inst['metadata']['uid']} while it is in "
+            f"vm_state {inst.get('status', {}).get('vmState', 'building')}",
+        )
+
+    if name in _POWER:
+        allowed, power = _POWER[name]
+        if status not in allowed:
+            raise refuse()
+        spec["powerState"] = power
+    elif name == "reboot":
+        kind = (arg or {}).get("type", "SOFT") if isinstance(arg, dict) else "SOFT"
+        if kind not in ("SOFT", "HARD"):
+            raise ComputeFault(400, "Invalid input for field/attribute type.")
+        if status not in ("ACTIVE", "SHUTOFF", "PAUSED", "SUSPENDED", "ERROR", "REBOOT"):
+            raise refuse()
+        generation = int((spec.get("reboot") or {}).get("generation", 0)) + 1
+        spec["reboot"] = {"generation": generation, "type": kind}
+    elif name == "resize":
+        if status not in ("ACTIVE", "SHUTOFF"):
+            raise refuse()
+        flavor_id = _ref_id((arg or {}).get("flavorRef") if isinstance(arg, dict) else None)
+        try:
+            flavor = await flavors.find(request, flavor_id)
+        except ComputeFault:
+            raise ComputeFault(400, f"Flavor {flavor_id} could not be found.") from None
+        if flavor["metadata"]["name"] == spec["flavor"]:
+            raise ComputeFault(400, "When resizing, instances must change flavor!")
+        spec["flavor"] = flavor["metadata"]["name"]
+    elif name in ("confirmResize", "revertResize"):
+        if status != "VERIFY_RESIZE":
+            raise refuse()
+        generation = int((spec.get("resize") or {}).get("generation", 0)) + 1
+        if name == "revertResize":
+            spec["flavor"] = inst["status"]["resize"]["from"]
+            spec["resize"] = {"generation": generation, "action": "revert"}
+        else:
+            spec["resize"] = {"generation": generation, "action": "confirm"}
+            code = 204
+    else:
+        raise ComputeFault(400, f"There is no such action: {name}")
+    inst = dict(inst, spec=spec)
+    try:
+        await store_of(request).update(inst)
+    except Conflict:
+        raise ComputeFault(409, "The server changed meanwhile; try again") from None
+    return web.Response(status=code)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v2.1/servers", list_servers)
+    app.router.add_post("/v2.1/servers", create)
+    app.router.add_get("/v2.1/servers/detail", list_detail)
+    app.router.add_get("/v2.1/servers/{server_id}", show)
+    app.router.add_delete("/v2.1/servers/{server_id}", delete)
+    app.router.add_post("/v2.1/servers/{server_id}/action", action)

@@ -1,0 +1,154 @@
+"""Compute API servers end to end on a simulated host: create, actions with their states, delete.
+
+The API server (identity and Compute), the scheduler and a simulated hostd
+run against a real etcd; requests carry real keystoneauth1 tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from state.envelope import Ref
+from state.store import Store
+from tests.conftest import eventually
+from tests.integration.test_compute_api import token_of
+from tests.integration.test_hostd import cloud as hostd_cloud
+from tests.integration.test_identity import cloud  # noqa: F401 -- the fixture
+
+
+class Nova:
+    def __init__(self, base: str, token: str) -> None:
+        self.base = f"{base}/compute/v2.1"
+        self.headers = {"X-Auth-Token": token, "OpenStack-API-Version": "compute 2.1"}
+
+    async def __call__(
+        self, method: str, path: str, body: Any = None
+    ) -> tuple[int, dict[str, Any]]:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.request(method, self.base + path, json=body, headers=self.headers) as resp,
+        ):
+            text = await resp.text()
+            return resp.status, (await resp.json()) if text else {}
+
+    async def status_of(self, sid: str) -> str:
+        code, body = await self("GET", f"/servers/{sid}")
+        assert code == 200, body
+        return str(body["server"]["status"])
+
+
+async def test_servers_through_the_compute_api(
+    cloud: str,  # noqa: F811
+    store: Store,
+    tmp_path: Path,
+) -> None:
+    async with hostd_cloud(store, tmp_path):
+        await store.create(
+            {
+                "kind": "Flavor",
+                "metadata": {"name": "large"},
+                "spec": {"vcpus": 2, "ramMiB": 512, "diskGiB": 2},
+            }
+        )
+        nova = Nova(cloud, await token_of(cloud, "demo", "demo-secret", "demo"))
+        image_id = (await store.get(Ref("Image", None, "tiny")))["metadata"]["uid"]
+        _, flavors = await nova("GET", "/flavors/detail")
+        ids = {f["name"]: f["id"] for f in flavors["flavors"]}
+        request = {
+            "server": {
+                "name": "vm1",
+                "imageRef": image_id,
+                "flavorRef": ids["small"],
+                "min_count": 1,
+                "max_count": 1,
+                "networks": "auto",
+                "block_device_mapping_v2": [
+                    {
+                        "uuid": image_id,
+                        "boot_index": 0,
+                        "source_type": "image",
+                        "destination_type": "local",
+                        "delete_on_termination": True,
+                    }
+                ],
+            }
+        }
+        code, body = await nova("POST", "/servers", request)
+        assert code == 202 and body["server"]["adminPass"], body
+        sid = body["server"]["id"]
+        code, shown = await nova("GET", f"/servers/{sid}")  # read your write
+        assert code == 200 and shown["server"]["name"] == "vm1"
+
+        async def becomes(status: str) -> bool:
+            return await nova.status_of(sid) == status
+
+        await eventually(lambda: becomes("ACTIVE"))
+        _, shown = await nova("GET", f"/servers/{sid}")
+        server = shown["server"]
+        assert server["image"]["id"] == image_id and server["flavor"]["id"] == ids["small"]
+        assert (server["OS-EXT-STS:vm_state"], server["OS-EXT-STS:power_state"]) == ("active", 1)
+        assert "OS-EXT-SRV-ATTR:host" not in server  # admins only
+        for act, status in (
+            ("os-stop", "SHUTOFF"),
+            ("os-start", "ACTIVE"),
+            ("pause", "PAUSED"),
+            ("unpause", "ACTIVE"),
+            ("suspend", "SUSPENDED"),
+            ("resume", "ACTIVE"),
+        ):
+            code, body = await nova("POST", f"/servers/{sid}/action", {act: None})
+            assert code == 202, (act, body)
+            await eventually(lambda s=status: becomes(s))  # type: ignore[misc]
+        code, body = await nova("POST", f"/servers/{sid}/action", {"os-start": None})
+        assert code == 409 and "conflictingRequest" in body
+        code, _ = await nova("POST", f"/servers/{sid}/action", {"reboot": {"type": "HARD"}})
+        assert code == 202
+        await eventually(lambda: becomes("ACTIVE"))
+        code, _ = await nova(
+            "POST", f"/servers/{sid}/action", {"resize": {"flavorRef": ids["large"]}}
+        )
+        assert code == 202
+        await eventually(lambda: becomes("VERIFY_RESIZE"))
+        code, _ = await nova("POST", f"/servers/{sid}/action", {"confirmResize": None})
+        assert code == 204
+        await eventually(lambda: becomes("ACTIVE"))
+        _, shown = await nova("GET", f"/servers/{sid}")
+        assert shown["server"]["flavor"]["id"] == ids["large"]
+
+        # lists, and what another project sees
+        _, listed = await nova("GET", "/servers")
+        assert [s["id"] for s in listed["servers"]] == [sid]
+        _, detail = await nova("GET", "/servers/detail?name=vm")
+        assert [s["status"] for s in detail["servers"]] == ["ACTIVE"]
+        admin = Nova(cloud, await token_of(cloud, "admin", "admin-secret", "admin"))
+        _, theirs = await admin("GET", "/servers")
+        assert theirs["servers"] == []
+        code, _ = await admin("GET", f"/servers/{sid}")
+        assert code == 404
+
+        # bad requests change nothing
+        bad = dict(request["server"], name="vm2", flavorRef="nope")
+        code, body = await nova("POST", "/servers", {"server": bad})
+        assert code == 400 and body["badRequest"]["message"] == "Flavor nope could not be found."
+        bad = dict(request["server"], name="vm2", imageRef="nope", block_device_mapping_v2=[])
+        code, body = await nova("POST", "/servers", {"server": bad})
+        assert code == 400 and "Image nope" in body["badRequest"]["message"]
+        code, body = await nova("POST", "/servers", request)
+        assert code == 409
+        code, body = await nova("POST", "/servers", {"server": {"imageRef": image_id}})
+        assert code == 400
+        assert [i["metadata"]["name"] for i in (await store.list("Instance", "demo")).items] == [
+            "vm1"
+        ]
+
+        code, _ = await nova("DELETE", f"/servers/{sid}")
+        assert code == 204
+        deadline = time.monotonic() + 10
+        while (await nova("GET", f"/servers/{sid}"))[0] != 404:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
