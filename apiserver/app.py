@@ -1,7 +1,8 @@
 """The API server process: one root application with one sub-app per API.
 
 Owns: mounting the sub-apps (declarative ``/apis/v1``, identity
-``/identity``, Compute ``/compute``; EC2, image and metadata as they land), the health and metrics
+``/identity``, Compute ``/compute``, image ``/image``; EC2 and metadata as
+they land), the health and metrics
 endpoints, and the lifecycle of what they share (the etcd client).
 
 Must never: hold handlers of its own beyond health and metrics.
@@ -13,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from apiserver import declarative, identity
+from apiserver import declarative, identity, images
 from apiserver.compute import app as compute_app
 from state.errors import DesiredError
 from state.etcd import EtcdClient
@@ -52,6 +53,7 @@ def make_app(
     ident = identity.Identity(Store(etcd), token_ttl)
     root.add_subapp("/identity", identity.make_app(ident))
     root.add_subapp("/compute", compute_app.make_app(Store(etcd), ident))
+    root.add_subapp("/image", images.make_app(Store(etcd), ident))
 
     async def close_etcd(app: web.Application) -> AsyncIterator[None]:
         yield

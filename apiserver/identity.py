@@ -31,7 +31,7 @@ from aiohttp import web
 from apiserver.tokens import Token, decode, encode
 from state import keys
 from state.envelope import Obj, Ref
-from state.errors import NotFound
+from state.errors import DesiredError, Unavailable
 from state.etcd import Put, absent
 from state.keywatch import BOOKMARK, DELETE, KeyWatch
 from state.passwords import check_password
@@ -74,26 +74,37 @@ class Identity:
         self.key = b""
         self.revoked: set[str] = set()
 
-    async def start(self) -> None:
-        """Reads the cloud's token key, making it if this is the first API server."""
-        fresh = secrets.token_bytes(32)
-        res = await self.store.etcd.txn([absent(keys.token_key())], [Put(keys.token_key(), fresh)])
-        if res.succeeded:
-            self.key = fresh
-        else:
-            kv = await self.store.etcd.get(keys.token_key())
-            assert kv is not None
-            self.key = kv.value
+    async def signing_key(self) -> bytes:
+        """The cloud's token key, read (or made, by the first API server) at first use, so
+        that an API server starts even while etcd is away."""
+        if not self.key:
+            fresh = secrets.token_bytes(32)
+            res = await self.store.etcd.txn(
+                [absent(keys.token_key())], [Put(keys.token_key(), fresh)]
+            )
+            if res.succeeded:
+                self.key = fresh
+            else:
+                kv = await self.store.etcd.get(keys.token_key())
+                if kv is None:
+                    raise Unavailable("the identity service's key vanished; retry later")
+                self.key = kv.value
+        return self.key
 
     async def follow_revocations(self) -> None:
-        async for ev in KeyWatch(self.store.etcd, keys.revoked_prefix()):
-            if ev.type == BOOKMARK:
-                continue
-            audit_id = keys.last_segment(ev.key)
-            (self.revoked.discard if ev.type == DELETE else self.revoked.add)(audit_id)
+        """Keeps the revoked audit ids, retrying while etcd is away."""
+        while True:
+            try:
+                async for ev in KeyWatch(self.store.etcd, keys.revoked_prefix()):
+                    if ev.type == BOOKMARK:
+                        continue
+                    audit_id = keys.last_segment(ev.key)
+                    (self.revoked.discard if ev.type == DELETE else self.revoked.add)(audit_id)
+            except DesiredError:
+                await asyncio.sleep(1.0)
 
-    def check(self, text: str) -> Token | None:
-        token = decode(text, self.key) if text else None
+    async def check(self, text: str) -> Token | None:
+        token = decode(text, await self.signing_key()) if text else None
         if token is None or token.audit_id in self.revoked:
             return None
         return token
@@ -145,7 +156,7 @@ class Identity:
             ):
                 raise _fail(401, "The request you have made requires authentication.")
         elif "token" in methods:
-            old = self.check(str((identity.get("token") or {}).get("id", "")))
+            old = await self.check(str((identity.get("token") or {}).get("id", "")))
             if old is None:
                 raise _fail(401, "The request you have made requires authentication.")
             user = await self.store.get_or_none(Ref("User", None, old.user))
@@ -299,8 +310,8 @@ async def version(request: web.Request) -> web.Response:
     return web.json_response({"version": _version(request)})
 
 
-def _caller(request: web.Request) -> Token:
-    token = request.app[IDENTITY].check(request.headers.get("X-Auth-Token", ""))
+async def _caller(request: web.Request) -> Token:
+    token = await request.app[IDENTITY].check(request.headers.get("X-Auth-Token", ""))
     if token is None:
         raise _fail(401, "The request you have made requires authentication.")
     return token
@@ -316,13 +327,13 @@ async def issue(request: web.Request) -> web.Response:
     return web.json_response(
         token_body(token, _base(request)),
         status=201,
-        headers={"X-Subject-Token": encode(token, identity.key)},
+        headers={"X-Subject-Token": encode(token, await identity.signing_key())},
     )
 
 
 async def validate(request: web.Request) -> web.Response:
-    _caller(request)
-    subject = request.app[IDENTITY].check(request.headers.get("X-Subject-Token", ""))
+    await _caller(request)
+    subject = await request.app[IDENTITY].check(request.headers.get("X-Subject-Token", ""))
     if subject is None:
         raise _fail(404, "Could not find token.")
     if request.method == "HEAD":
@@ -334,9 +345,9 @@ async def validate(request: web.Request) -> web.Response:
 
 
 async def revoke(request: web.Request) -> web.Response:
-    _caller(request)
+    await _caller(request)
     identity = request.app[IDENTITY]
-    subject = identity.check(request.headers.get("X-Subject-Token", ""))
+    subject = await identity.check(request.headers.get("X-Subject-Token", ""))
     if subject is None:
         raise _fail(404, "Could not find token.")
     await identity.revoke(subject)
@@ -344,7 +355,7 @@ async def revoke(request: web.Request) -> web.Response:
 
 
 async def auth_projects(request: web.Request) -> web.Response:
-    token = _caller(request)
+    token = await _caller(request)
     base = _base(request)
     projects = await request.app[IDENTITY].projects_of(token)
     return web.json_response(
@@ -356,12 +367,12 @@ async def auth_projects(request: web.Request) -> web.Response:
 
 
 async def auth_catalog(request: web.Request) -> web.Response:
-    _caller(request)
+    await _caller(request)
     return web.json_response({"catalog": catalog(_base(request))})
 
 
 async def list_projects(request: web.Request) -> web.Response:
-    token = _caller(request)
+    token = await _caller(request)
     base = _base(request)
     mine = await request.app[IDENTITY].projects_of(token)
     visible = (
@@ -380,7 +391,7 @@ async def list_projects(request: web.Request) -> web.Response:
 
 
 async def show_project(request: web.Request) -> web.Response:
-    token = _caller(request)
+    token = await _caller(request)
     identity = request.app[IDENTITY]
     wanted = request.match_info["project_id"]
     allowed = (
@@ -404,20 +415,21 @@ async def keystone_errors(request: web.Request, handler: Any) -> web.StreamRespo
             {"error": {"code": exc.code, "message": exc.message, "title": title}},
             status=exc.code,
         )
-    except NotFound as exc:
+    except DesiredError as exc:
+        title = {404: "Not Found", 503: "Service Unavailable"}.get(exc.status, "Error")
         return web.json_response(
-            {"error": {"code": 404, "message": exc.message, "title": "Not Found"}}, status=404
+            {"error": {"code": exc.status, "message": exc.message, "title": title}},
+            status=exc.status,
         )
 
 
 def make_app(identity: Identity) -> web.Application:
-    """The ``/identity`` sub-app; it also starts ``identity`` (key, revocations) for the
-    other sub-apps that check its tokens."""
+    """The ``/identity`` sub-app; it also follows revocations for the other sub-apps that
+    check ``identity``'s tokens."""
     app = web.Application(middlewares=[keystone_errors])
     app[IDENTITY] = identity
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        await identity.start()
         following = asyncio.create_task(identity.follow_revocations())
         yield
         following.cancel()

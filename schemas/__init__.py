@@ -152,8 +152,25 @@ class _Compiled:
         try:
             self.fast(value)
         except fastjsonschema.JsonSchemaException:
-            return [pair for e in self.full.iter_errors(value) for pair in humanise(e, self.base)]
+            return self._full_errors(value)
+        if _integral_float(value):
+            # the compiled check takes 1.0 for an integer; only the reference can tell
+            return self._full_errors(value)
         return []
+
+    def _full_errors(self, value: Any) -> list[tuple[str, str]]:
+        return [pair for e in self.full.iter_errors(value) for pair in humanise(e, self.base)]
+
+
+def _integral_float(value: Any) -> bool:
+    """Whether ``value`` holds a float like 1.0 anywhere (rare: the slow path checks it)."""
+    if isinstance(value, float):
+        return value.is_integer()
+    if isinstance(value, dict):
+        return any(_integral_float(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_integral_float(v) for v in value)
+    return False
 
 
 @cache

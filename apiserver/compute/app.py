@@ -73,7 +73,7 @@ def _middleware(identity: Identity) -> Any:
         try:
             tail = request.path.removeprefix("/compute")
             if tail not in _OPEN:
-                token = identity.check(request.headers.get("X-Auth-Token", ""))
+                token = await identity.check(request.headers.get("X-Auth-Token", ""))
                 if token is None:
                     raise ComputeFault(401, "The request you have made requires authentication.")
                 request[CALLER] = token

@@ -108,3 +108,41 @@ async def test_flavors_at_2_1(cloud: str, store: Store) -> None:  # noqa: F811
     assert body == {"extra_specs": {"hw:cpu": "x"}}
     status, _, body = await call(cloud, "/compute/v2.1/no-such-thing", demo)
     assert status == 404 and "itemNotFound" in body
+
+
+async def test_image_service_reads(cloud: str, store: Store) -> None:  # noqa: F811
+    public = await store.create(
+        {
+            "kind": "Image",
+            "metadata": {"name": "tiny"},
+            "spec": {"visibility": "public", "diskFormat": "qcow2", "checksum": "a" * 32},
+        }
+    )
+    await store.create(
+        {
+            "kind": "Image",
+            "metadata": {"name": "mine", "project": "other"},
+            "spec": {"visibility": "private"},
+        }
+    )
+    token = await token_of(cloud, "demo", "demo-secret", "demo")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{cloud}/image/") as resp:
+            assert resp.status == 300
+            assert (await resp.json())["versions"][0]["links"][0]["href"].endswith("/image/v2/")
+        headers = {"X-Auth-Token": token}
+        async with http.get(f"{cloud}/image/v2/images", headers=headers) as resp:
+            images = (await resp.json())["images"]
+        assert [i["name"] for i in images] == ["tiny"]  # another project's private image is hidden
+        assert images[0]["id"] == public["metadata"]["uid"] and images[0]["status"] == "active"
+        uid = public["metadata"]["uid"]
+        async with http.get(f"{cloud}/image/v2/images?id=in:{uid},x", headers=headers) as resp:
+            assert [i["id"] for i in (await resp.json())["images"]] == [uid]
+        async with http.get(f"{cloud}/image/v2/images?name=tiny", headers=headers) as resp:
+            assert len((await resp.json())["images"]) == 1
+        async with http.get(f"{cloud}/image/v2/images/{uid}", headers=headers) as resp:
+            assert resp.status == 200 and (await resp.json())["checksum"] == "a" * 32
+        async with http.get(f"{cloud}/image/v2/images/tiny", headers=headers) as resp:
+            assert resp.status == 404
+        async with http.get(f"{cloud}/image/v2/images") as resp:
+            assert resp.status == 401

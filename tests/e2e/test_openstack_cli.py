@@ -1,0 +1,94 @@
+"""The unmodified `openstack` CLI against `desired up` (simulated host), as a Nova user would.
+
+`desired up` writes clouds.yaml with the `desired-demo` entry; the user
+sources its env file and runs `openstack --os-cloud desired-demo ...`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.up_process import BIN, Up
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[Up]:
+    u = Up(tmp_path / "desired", "--simulate", "1")
+    try:
+        yield u
+    finally:
+        if u.proc.poll() is None:
+            u.stop()
+
+
+def openstack(up: Up, *args: str, cloud: str = "desired-demo") -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OS_", "DESIRED_"))}
+    for line in (up.data_dir / "env").read_text().splitlines():
+        m = re.match(r"export (\w+)=(.*)", line)
+        if m:
+            env[m.group(1)] = m.group(2).strip("'")
+    return subprocess.run(
+        [str(BIN / "openstack"), "--os-cloud", cloud, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def ok(res: subprocess.CompletedProcess[str]) -> str:
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
+def test_openstack_cli_first_try(up: Up) -> None:
+    flavors = json.loads(ok(openstack(up, "flavor", "list", "-f", "json")))
+    assert {"m1.tiny", "m1.small"} <= {f["Name"] for f in flavors}
+    images = json.loads(ok(openstack(up, "image", "list", "-f", "json")))
+    assert "tiny" in {i["Name"] for i in images}
+
+    server = json.loads(
+        ok(
+            openstack(
+                up,
+                "server",
+                "create",
+                "--flavor",
+                "m1.tiny",
+                "--image",
+                "tiny",
+                "--wait",
+                "-f",
+                "json",
+                "vm1",
+            )
+        )
+    )
+    assert server["status"] == "ACTIVE" and server["name"] == "vm1"
+    listed = json.loads(ok(openstack(up, "server", "list", "-f", "json")))
+    assert {s["Name"]: s["Status"] for s in listed}["vm1"] == "ACTIVE"
+    assert {s["Name"]: s["Image"] for s in listed}["vm1"] == "tiny"
+
+    ok(openstack(up, "server", "stop", "vm1"))
+    deadline = time.monotonic() + 30
+    while ok(openstack(up, "server", "show", "vm1", "-f", "value", "-c", "status")).strip() != (
+        "SHUTOFF"
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    again = openstack(up, "server", "stop", "vm1")  # Nova refuses: it is stopped already
+    assert again.returncode != 0 and "409" in again.stderr
+
+    ok(openstack(up, "server", "delete", "--wait", "vm1"))
+    names = {s["Name"] for s in json.loads(ok(openstack(up, "server", "list", "-f", "json")))}
+    assert "vm1" not in names
+    token = json.loads(ok(openstack(up, "token", "issue", "-f", "json")))
+    assert token["project_id"] and token["user_id"]
