@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from apiserver.compute import flavors, servers
+from apiserver.compute import flavors, keypairs, servers, zones
 from apiserver.compute.context import CALLER, STORE, base_url
 from apiserver.compute.faults import ComputeFault, render
 from apiserver.compute.microversions import MAX, MIN, VERSION, Version, check, requested, stamp
@@ -106,4 +106,6 @@ def make_app(store: Store, identity: Identity) -> web.Application:
             app.router.add_get(path, _one_version(vid))
     flavors.add_routes(app)
     servers.add_routes(app)
+    keypairs.add_routes(app)
+    zones.add_routes(app)
     return app

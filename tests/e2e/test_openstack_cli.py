@@ -92,3 +92,24 @@ def test_openstack_cli_first_try(up: Up) -> None:
     assert "vm1" not in names
     token = json.loads(ok(openstack(up, "token", "issue", "-f", "json")))
     assert token["project_id"] and token["user_id"]
+
+
+def test_openstack_cli_keypairs_and_zones(up: Up, tmp_path: Path) -> None:
+    private = ok(openstack(up, "keypair", "create", "k1"))
+    assert private.startswith("-----BEGIN")  # OSC makes the key itself and imports it
+    pub = tmp_path / "k2.pub"
+    pub.write_text(
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAOhB7/zzhC+HXDdGOdLwJln5NYwm6UNXx3chmQSVTG4"
+        " me@desired\n"
+    )
+    ok(openstack(up, "keypair", "create", "--public-key", str(pub), "k2"))
+    pairs = json.loads(ok(openstack(up, "keypair", "list", "-f", "json")))
+    assert sorted(p["Name"] for p in pairs) == ["k1", "k2"]
+    shown = json.loads(ok(openstack(up, "keypair", "show", "k2", "-f", "json")))
+    assert shown["fingerprint"].count(":") == 15
+    dup = openstack(up, "keypair", "create", "--public-key", str(pub), "k2")
+    assert dup.returncode != 0 and "409" in dup.stderr
+    ok(openstack(up, "keypair", "delete", "k1", "k2"))
+    assert json.loads(ok(openstack(up, "keypair", "list", "-f", "json"))) == []
+    zones = json.loads(ok(openstack(up, "availability", "zone", "list", "-f", "json")))
+    assert [(z["Zone Name"], z["Zone Status"]) for z in zones] == [("nova", "available")]

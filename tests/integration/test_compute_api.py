@@ -9,6 +9,7 @@ import aiohttp
 from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
 
+from state.envelope import Ref
 from state.store import Store
 from tests.integration.test_identity import cloud  # noqa: F401 -- the fixture
 
@@ -146,3 +147,43 @@ async def test_image_service_reads(cloud: str, store: Store) -> None:  # noqa: F
             assert resp.status == 404
         async with http.get(f"{cloud}/image/v2/images") as resp:
             assert resp.status == 401
+
+
+async def test_keypairs_and_zones(cloud: str, store: Store) -> None:  # noqa: F811
+    token = await token_of(cloud, "demo", "demo-secret", "demo")
+    headers = {"X-Auth-Token": token}
+    base = f"{cloud}/compute/v2.1"
+    public = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAOhB7/zzhC+HXDdGOdLwJln5NYwm6UNXx3chmQSVTG4 me@desired"
+    async with aiohttp.ClientSession() as http:
+        body = {"keypair": {"name": "k1", "public_key": public}}
+        async with http.post(f"{base}/os-keypairs", json=body, headers=headers) as resp:
+            assert resp.status == 200
+            made = (await resp.json())["keypair"]
+        assert set(made) == {"name", "public_key", "fingerprint", "user_id"}
+        assert made["fingerprint"].count(":") == 15
+        async with http.post(
+            f"{base}/os-keypairs", json={"keypair": {"name": "gen"}}, headers=headers
+        ) as resp:
+            generated = (await resp.json())["keypair"]
+        assert generated["private_key"].startswith("-----BEGIN RSA PRIVATE KEY-----")
+        stored = await store.get(Ref("KeyPair", "demo", "gen"))
+        assert "PRIVATE" not in str(stored)  # the private half is never kept
+        async with http.post(f"{base}/os-keypairs", json=body, headers=headers) as resp:
+            assert resp.status == 409 and "conflictingRequest" in await resp.json()
+        bad = {"keypair": {"name": "bad", "public_key": "not a key"}}
+        async with http.post(f"{base}/os-keypairs", json=bad, headers=headers) as resp:
+            assert resp.status == 400
+        async with http.get(f"{base}/os-keypairs", headers=headers) as resp:
+            names = [k["keypair"]["name"] for k in (await resp.json())["keypairs"]]
+        assert names == ["gen", "k1"]
+        async with http.get(f"{base}/os-keypairs/k1", headers=headers) as resp:
+            shown = (await resp.json())["keypair"]
+        assert shown["deleted"] is False and shown["public_key"] == public
+        async with http.delete(f"{base}/os-keypairs/k1", headers=headers) as resp:
+            assert resp.status == 202
+        async with http.get(f"{base}/os-keypairs/k1", headers=headers) as resp:
+            assert resp.status == 404
+        async with http.get(f"{base}/os-availability-zone", headers=headers) as resp:
+            assert (await resp.json()) == {"availabilityZoneInfo": []}  # no hosts here
+        async with http.get(f"{base}/os-availability-zone/detail", headers=headers) as resp:
+            assert resp.status == 403
