@@ -31,6 +31,7 @@ from fixtures.postgres import PostgresServer
 from state.sql.engine import make_engine
 from state.sql.models import InstanceAction, InstanceActionEvent
 from state.sql.projection import Projection
+from tests.e2e.test_openstack_cli import openstack
 from tests.e2e.up_process import Up, ctl
 
 VM = "tiny-1"
@@ -278,3 +279,26 @@ def test_real_guest_rows_in_postgresql(
                 time.sleep(0.2)
         finally:
             view.close()
+
+
+@pytest.mark.usefixtures("libvirtd")
+def test_openstack_cli_boots_a_real_guest(tmp_path: Path, storage: Path) -> None:
+    with real_up(tmp_path / "desired", storage) as up:
+        res = openstack(
+            up,
+            *("server", "create", "--flavor", "m1.tiny", "--image", "tiny", "--wait"),
+            *("-f", "json", "vm1"),
+        )
+        assert res.returncode == 0, res.stderr
+        server = json.loads(res.stdout)
+        assert server["status"] == "ACTIVE"
+        domain = f"desired-{server['id']}"
+        assert virsh("domstate", domain) == "running"
+        log = storage / "instances" / server["id"] / "console.log"
+        deadline = time.monotonic() + 60
+        while f"{BOOT_MARKER} {server['id']}" not in log.read_text(errors="replace"):
+            assert time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.3)
+        res = openstack(up, "server", "delete", "--wait", "vm1")
+        assert res.returncode == 0, res.stderr
+        assert domain not in virsh("list", "--all", "--name").split()
