@@ -113,3 +113,26 @@ def test_openstack_cli_keypairs_and_zones(up: Up, tmp_path: Path) -> None:
     assert json.loads(ok(openstack(up, "keypair", "list", "-f", "json"))) == []
     zones = json.loads(ok(openstack(up, "availability", "zone", "list", "-f", "json")))
     assert [(z["Zone Name"], z["Zone Status"]) for z in zones] == [("nova", "available")]
+
+
+def test_openstacksdk_creates_waits_and_deletes(up: Up, monkeypatch: pytest.MonkeyPatch) -> None:
+    import openstack as sdk
+
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(up.data_dir / "clouds.yaml"))
+    conn = sdk.connect(cloud="desired-demo")
+    try:
+        flavor = conn.compute.find_flavor("m1.tiny", ignore_missing=False)
+        image = conn.image.find_image("tiny", ignore_missing=False)
+        server = conn.compute.create_server(
+            name="sdk1", flavor_id=flavor.id, image_id=image.id, networks=[]
+        )
+        server = conn.compute.wait_for_server(server, status="ACTIVE", wait=60)
+        assert server.status == "ACTIVE" and server.flavor["id"] == flavor.id
+        assert "sdk1" in [s.name for s in conn.compute.servers()]
+        conn.compute.stop_server(server)
+        conn.compute.wait_for_server(server, status="SHUTOFF", wait=60)
+        conn.compute.delete_server(server)
+        conn.compute.wait_for_delete(server, wait=60)
+        assert "sdk1" not in [s.name for s in conn.compute.servers()]
+    finally:
+        conn.close()
