@@ -28,6 +28,8 @@ from state.errors import AlreadyExists, Conflict, NotFound
 from state.validation import validate
 
 USER_ANNOTATION = "desired/user-id"
+#: Nova's default quota of metadata items per server
+METADATA_ITEMS = 128
 
 
 def _links(request: web.Request, kind: str, ident: str, self_too: bool = True) -> list[dict]:
@@ -337,7 +339,78 @@ async def action(request: web.Request) -> web.Response:
     return web.Response(status=code)
 
 
+async def _set_metadata(request: web.Request, inst: Obj, metadata: dict[str, str]) -> None:
+    if len(metadata) > METADATA_ITEMS:
+        raise ComputeFault(403, "Quota exceeded for metadata_items: the limit is 128")
+    try:
+        await store_of(request).update(dict(inst, spec=dict(inst["spec"], metadata=metadata)))
+    except Conflict:
+        raise ComputeFault(409, "The server changed meanwhile; try again") from None
+
+
+def _pairs(body: Any, field: str) -> dict[str, str]:
+    items = body.get(field) if isinstance(body, dict) else None
+    if not isinstance(items, dict) or not all(
+        isinstance(k, str) and 0 < len(k) <= 255 and isinstance(v, str) and len(v) <= 255
+        for k, v in items.items()
+    ):
+        raise ComputeFault(400, f"Invalid input for field/attribute {field}.")
+    return dict(items)
+
+
+async def get_metadata(request: web.Request) -> web.Response:
+    inst = await find(request, request.match_info["server_id"])
+    return web.json_response({"metadata": dict(inst["spec"].get("metadata") or {})})
+
+
+async def change_metadata(request: web.Request) -> web.Response:
+    """POST merges, PUT replaces."""
+    inst = await find(request, request.match_info["server_id"])
+    given = _pairs(await _body(request), "metadata")
+    merged = (
+        {**(inst["spec"].get("metadata") or {}), **given} if request.method == "POST" else given
+    )
+    await _set_metadata(request, inst, merged)
+    return web.json_response({"metadata": merged})
+
+
+async def get_item(request: web.Request) -> web.Response:
+    inst = await find(request, request.match_info["server_id"])
+    key = request.match_info["key"]
+    metadata = inst["spec"].get("metadata") or {}
+    if key not in metadata:
+        raise ComputeFault(404, "Metadata item was not found")
+    return web.json_response({"meta": {key: metadata[key]}})
+
+
+async def put_item(request: web.Request) -> web.Response:
+    inst = await find(request, request.match_info["server_id"])
+    key = request.match_info["key"]
+    meta = _pairs(await _body(request), "meta")
+    if list(meta) != [key]:
+        raise ComputeFault(400, "Request body and URI mismatch")
+    await _set_metadata(request, inst, {**(inst["spec"].get("metadata") or {}), **meta})
+    return web.json_response({"meta": meta})
+
+
+async def delete_item(request: web.Request) -> web.Response:
+    inst = await find(request, request.match_info["server_id"])
+    key = request.match_info["key"]
+    metadata = dict(inst["spec"].get("metadata") or {})
+    if key not in metadata:
+        raise ComputeFault(404, "Metadata item was not found")
+    del metadata[key]
+    await _set_metadata(request, inst, metadata)
+    return web.Response(status=204)
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v2.1/servers/{server_id}/metadata", get_metadata)
+    app.router.add_post("/v2.1/servers/{server_id}/metadata", change_metadata)
+    app.router.add_put("/v2.1/servers/{server_id}/metadata", change_metadata)
+    app.router.add_get("/v2.1/servers/{server_id}/metadata/{key}", get_item)
+    app.router.add_put("/v2.1/servers/{server_id}/metadata/{key}", put_item)
+    app.router.add_delete("/v2.1/servers/{server_id}/metadata/{key}", delete_item)
     app.router.add_get("/v2.1/servers", list_servers)
     app.router.add_post("/v2.1/servers", create)
     app.router.add_get("/v2.1/servers/detail", list_detail)

@@ -120,6 +120,27 @@ async def test_servers_through_the_compute_api(
         _, shown = await nova("GET", f"/servers/{sid}")
         assert shown["server"]["flavor"]["id"] == ids["large"]
 
+        # metadata: merge, replace, one item
+        code, body = await nova("POST", f"/servers/{sid}/metadata", {"metadata": {"a": "1"}})
+        assert (code, body) == (200, {"metadata": {"a": "1"}})
+        code, body = await nova("PUT", f"/servers/{sid}/metadata/b", {"meta": {"b": "2"}})
+        assert (code, body) == (200, {"meta": {"b": "2"}})
+        code, body = await nova("GET", f"/servers/{sid}/metadata")
+        assert body == {"metadata": {"a": "1", "b": "2"}}
+        code, _ = await nova("DELETE", f"/servers/{sid}/metadata/a")
+        assert code == 204
+        code, body = await nova("PUT", f"/servers/{sid}/metadata", {"metadata": {"c": "3"}})
+        assert body == {"metadata": {"c": "3"}}
+        code, body = await nova("GET", f"/servers/{sid}/metadata/a")
+        assert code == 404 and "itemNotFound" in body
+        code, body = await nova("PUT", f"/servers/{sid}/metadata/x", {"meta": {"y": "1"}})
+        assert code == 400
+        too_many = {"metadata": {str(i): "v" for i in range(129)}}
+        code, body = await nova("PUT", f"/servers/{sid}/metadata", too_many)
+        assert code == 403
+        _, shown = await nova("GET", f"/servers/{sid}")
+        assert shown["server"]["metadata"] == {"c": "3"}
+
         # lists, and what another project sees
         _, listed = await nova("GET", "/servers")
         assert [s["id"] for s in listed["servers"]] == [sid]
