@@ -205,13 +205,22 @@ class Store:
 
     # --- spec writes ---------------------------------------------------------
 
-    async def create(self, obj: Obj) -> Obj:
-        """Stores a new object; raises AlreadyExists if the name is taken."""
+    async def create(self, obj: Obj, *, extra: Sequence[tuple[Compare, Op]] = ()) -> Obj:
+        """Stores a new object; raises AlreadyExists if the name is taken.
+
+        ``extra`` adds compares and puts to the same transaction (quota usage); if
+        one of its compares fails, Conflict."""
         r = ref(obj)
         stored = self.prepare_new(obj)
         spec_key = keys.spec(r.kind, r.project, r.name)
-        res = await self.etcd.txn([absent(spec_key)], [Put(spec_key, dumps(stored))])
+        res = await self.etcd.txn(
+            [absent(spec_key), *(c for c, _ in extra)],
+            [Put(spec_key, dumps(stored)), *(op for _, op in extra)],
+            [Get(spec_key)] if extra else [],
+        )
         if not res.succeeded:
+            if extra and not res.responses[0]:
+                raise Conflict(f"{r}: what its create is accounted in changed meanwhile")
             raise AlreadyExists(f"{r} already exists")
         stored["metadata"]["resourceVersion"] = str(res.revision)
         stored["status"] = {}
@@ -327,14 +336,21 @@ class Store:
         status_kvs = res.responses[-1]
         return attach_status(stored, status_kvs[0] if status_kvs else None)
 
-    async def delete(self, r: Ref, *, resource_version_: int = 0) -> Obj | None:
+    async def delete(
+        self,
+        r: Ref,
+        *,
+        resource_version_: int = 0,
+        extra: Sequence[tuple[Compare, Op]] = (),
+    ) -> Obj | None:
         """Deletes an object, or marks it deleting while finalizers remain.
 
         Returns the object marked with ``deletionTimestamp``, or None once it
         is gone. Deleting an object that is already deleting changes nothing.
         With ``resource_version_`` the delete is refused (Conflict) if the spec
         changed since; without it, a concurrent change (a reconciler adding a
-        finalizer) makes it re-read and try again.
+        finalizer) makes it re-read and try again. ``extra`` joins the
+        transaction that marks (or removes) the object (quota usage).
         """
         for _ in range(_STATUS_RETRIES):
             current = await self.get(r)
@@ -345,9 +361,9 @@ class Store:
             stored["metadata"] = dict(current["metadata"], deletionTimestamp=now())
             stored["metadata"].pop("resourceVersion", None)
             try:
-                return await self._write(r, rv, stored)
+                return await self._write(r, rv, stored, extra)
             except Conflict:
-                if resource_version_:
+                if resource_version_ or extra:
                     raise
         raise Conflict(f"{r}: kept changing while being deleted; try again")
 

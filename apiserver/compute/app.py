@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from apiserver.compute import flavors, keypairs, servers, zones
+from apiserver.compute import flavors, keypairs, quotas, servers, zones
 from apiserver.compute.context import CALLER, STORE, base_url
 from apiserver.compute.faults import ComputeFault, render
 from apiserver.compute.microversions import MAX, MIN, VERSION, Version, check, requested, stamp
@@ -108,4 +108,5 @@ def make_app(store: Store, identity: Identity) -> web.Application:
     servers.add_routes(app)
     keypairs.add_routes(app)
     zones.add_routes(app)
+    quotas.add_routes(app)
     return app

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import secrets
 from typing import Any
 
@@ -23,11 +24,14 @@ from aiohttp import web
 from apiserver.compute import flavors
 from apiserver.compute.context import base_url, caller, store_of
 from apiserver.compute.faults import ComputeFault
+from state import quota
 from state.envelope import Obj, Ref
 from state.errors import AlreadyExists, Conflict, NotFound
 from state.validation import validate
 
 USER_ANNOTATION = "desired/user-id"
+#: tries of a change whose usage another change moved meanwhile
+_QUOTA_RETRIES = 10
 #: Nova's default quota of metadata items per server
 METADATA_ITEMS = 128
 
@@ -226,22 +230,35 @@ async def create(request: web.Request) -> web.Response:
     groups = [g.get("name") for g in server.get("security_groups") or [] if isinstance(g, dict)]
     if groups:
         spec["securityGroups"] = [str(g) for g in groups if g]
-    obj = {
+    size = {"instances": 1, "cores": flavor["spec"]["vcpus"], "ram": flavor["spec"]["ramMiB"]}
+    obj: Obj = {
         "apiVersion": "desired/v1",
         "kind": "Instance",
         "metadata": {
             "name": name,
             "project": project,
-            "annotations": {USER_ANNOTATION: caller(request).user_id},
+            "annotations": {
+                USER_ANNOTATION: caller(request).user_id,
+                quota.ANNOTATION: json.dumps(size, sort_keys=True),
+            },
         },
         "spec": spec,
     }
-    try:
-        created = await store_of(request).create(validate(obj))
-    except AlreadyExists:
-        raise ComputeFault(
-            409, f"A server named {name!r} exists in this project (names are unique here)"
-        ) from None
+    store = store_of(request)
+    checked = validate(obj)
+    for _ in range(_QUOTA_RETRIES):
+        guard, put, _used = await quota.charge(store, project, size)  # 403 when over
+        try:
+            created = await store.create(checked, extra=[(guard, put)])
+            break
+        except AlreadyExists:
+            raise ComputeFault(
+                409, f"A server named {name!r} exists in this project (names are unique here)"
+            ) from None
+        except Conflict:
+            continue  # another create or delete moved the usage: count again
+    else:
+        raise ComputeFault(409, "Too many concurrent changes of this project's usage; retry")
     uid = created["metadata"]["uid"]
     return web.json_response(
         {
@@ -258,13 +275,27 @@ async def create(request: web.Request) -> web.Response:
 
 
 async def delete(request: web.Request) -> web.Response:
-    inst = await find(request, request.match_info["server_id"])
-    meta = inst["metadata"]
-    try:
-        await store_of(request).delete(Ref("Instance", meta["project"], meta["name"]))
-    except NotFound:
-        pass
-    return web.Response(status=204)
+    """Marks the server deleted and gives its quota back, in one transaction."""
+    store = store_of(request)
+    for _ in range(_QUOTA_RETRIES):
+        inst = await find(request, request.match_info["server_id"])
+        meta = inst["metadata"]
+        r = Ref("Instance", meta["project"], meta["name"])
+        release = {k: -v for k, v in quota.charged(inst).items()}
+        try:
+            if meta.get("deletionTimestamp") or not release:
+                await store.delete(r)
+            else:
+                guard, put, _used = await quota.charge(store, meta["project"], release)
+                await store.delete(
+                    r, resource_version_=int(meta["resourceVersion"]), extra=[(guard, put)]
+                )
+            return web.Response(status=204)
+        except NotFound:
+            return web.Response(status=204)
+        except Conflict:
+            continue
+    raise ComputeFault(409, "The server kept changing while being deleted; retry")
 
 
 #: action -> (Nova statuses it is allowed in, the spec change, status code)
@@ -331,12 +362,33 @@ async def action(request: web.Request) -> web.Response:
             code = 204
     else:
         raise ComputeFault(400, f"There is no such action: {name}")
+    extra = []
+    if spec["flavor"] != inst["spec"]["flavor"]:  # a resize or its revert: charge the change
+        extra = [await _charge_resize(request, inst, spec["flavor"])]
     inst = dict(inst, spec=spec)
     try:
-        await store_of(request).update(inst)
+        await store_of(request).update(inst, extra=extra)
     except Conflict:
         raise ComputeFault(409, "The server changed meanwhile; try again") from None
     return web.Response(status=code)
+
+
+async def _charge_resize(request: web.Request, inst: Obj, flavor_name: str) -> tuple[Any, Any]:
+    """The usage change of moving ``inst`` to ``flavor_name``; records it on the instance."""
+    store = store_of(request)
+    flavor = await store.get(Ref("Flavor", None, flavor_name))
+    had = quota.charged(inst)
+    now = {
+        "instances": had.get("instances", 1),
+        "cores": flavor["spec"]["vcpus"],
+        "ram": flavor["spec"]["ramMiB"],
+    }
+    delta = {k: now[k] - had.get(k, 0) for k in ("cores", "ram")} if had else {}
+    guard, put, _used = await quota.charge(store, inst["metadata"]["project"], delta)
+    annotations = dict(inst["metadata"].get("annotations") or {})
+    annotations[quota.ANNOTATION] = json.dumps(now, sort_keys=True)
+    inst["metadata"] = dict(inst["metadata"], annotations=annotations)
+    return guard, put
 
 
 async def _set_metadata(request: web.Request, inst: Obj, metadata: dict[str, str]) -> None:

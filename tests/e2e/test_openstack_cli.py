@@ -136,3 +136,16 @@ def test_openstacksdk_creates_waits_and_deletes(up: Up, monkeypatch: pytest.Monk
         assert "sdk1" not in [s.name for s in conn.compute.servers()]
     finally:
         conn.close()
+
+
+def test_openstack_cli_quotas_and_limits(up: Up) -> None:
+    limits = json.loads(ok(openstack(up, "limits", "show", "--absolute", "-f", "json")))
+    assert {x["Name"]: x["Value"] for x in limits}["instances"] == 10
+    ok(openstack(up, "quota", "set", "--instances", "3", "demo", cloud="desired-admin"))
+    shown = json.loads(
+        ok(openstack(up, "quota", "show", "demo", "-f", "json", cloud="desired-admin"))
+    )
+    values = {x["Resource"]: x["Limit"] for x in shown} if isinstance(shown, list) else shown
+    assert values["instances"] == 3
+    denied = openstack(up, "quota", "set", "--instances", "30", "demo")
+    assert denied.returncode != 0 and "403" in denied.stderr

@@ -1,0 +1,182 @@
+"""Compute API quotas and limits: ``/os-quota-sets/{project_id}[/defaults|/detail]``, ``/limits``.
+
+Owns: Nova's 2.1 views of a project's limits (its Quota object over the
+cloud's defaults) and usage (``state.quota``'s counters for instances,
+cores and ram; key pairs and server groups counted), admins' updates and
+resets (the project's Quota object ``default``), and who may read what (a
+project its own, admins every project's).
+
+Must never: let a non-admin change a quota or read another project's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from apiserver.compute.context import caller, store_of
+from apiserver.compute.faults import ComputeFault
+from apiserver.identity import keystone_id
+from state import quota
+from state.envelope import Ref
+from state.errors import NotFound
+from state.validation import validate
+
+#: the fields of a 2.1 quota set, in Nova's names
+FIELDS = (
+    "cores",
+    "fixed_ips",
+    "floating_ips",
+    "injected_file_content_bytes",
+    "injected_file_path_bytes",
+    "injected_files",
+    "instances",
+    "key_pairs",
+    "metadata_items",
+    "ram",
+    "security_group_rules",
+    "security_groups",
+    "server_group_members",
+    "server_groups",
+)
+
+
+async def _project(request: web.Request) -> tuple[str, str]:
+    """(Keystone id, name) of the project in the path, if the caller may see it."""
+    wanted = request.match_info["project_id"]
+    token = caller(request)
+    for p in (await store_of(request).list("Project")).items:
+        if wanted in (keystone_id(p), p["metadata"]["name"]):
+            name = p["metadata"]["name"]
+            if "admin" not in token.roles and name != token.project:
+                raise ComputeFault(403, "Policy doesn't allow os_compute_api:os-quota-sets:show")
+            return keystone_id(p), name
+    raise ComputeFault(404, f"Project {wanted} could not be found.")
+
+
+def _limits_view(limits: dict[str, int]) -> dict[str, int]:
+    return {f: limits.get(f, -1) for f in FIELDS}
+
+
+async def _in_use(request: web.Request, project: str) -> dict[str, int]:
+    store = store_of(request)
+    used, _ = await quota.usage(store, project)
+    return {
+        **used,
+        "key_pairs": len((await store.list("KeyPair", project)).items),
+        "server_groups": len((await store.list("ServerGroup", project)).items),
+    }
+
+
+async def show(request: web.Request) -> web.Response:
+    pid, name = await _project(request)
+    limits = await quota.limits(store_of(request), name)
+    return web.json_response({"quota_set": {"id": pid, **_limits_view(limits)}})
+
+
+async def defaults(request: web.Request) -> web.Response:
+    pid, _ = await _project(request)
+    return web.json_response({"quota_set": {"id": pid, **_limits_view(quota.DEFAULT_LIMITS)}})
+
+
+async def detail(request: web.Request) -> web.Response:
+    pid, name = await _project(request)
+    limits = _limits_view(await quota.limits(store_of(request), name))
+    used = await _in_use(request, name)
+    body: dict[str, Any] = {
+        f: {"in_use": used.get(f, 0), "limit": limit, "reserved": 0} for f, limit in limits.items()
+    }
+    return web.json_response({"quota_set": {"id": pid, **body}})
+
+
+def _admin(request: web.Request) -> None:
+    if "admin" not in caller(request).roles:
+        raise ComputeFault(403, "Policy doesn't allow os_compute_api:os-quota-sets:update")
+
+
+async def update(request: web.Request) -> web.Response:
+    _admin(request)
+    _, name = await _project(request)
+    try:
+        asked = (await request.json())["quota_set"]
+    except (ValueError, KeyError, TypeError):
+        raise ComputeFault(400, "Invalid input for field/attribute quota_set.") from None
+    if not isinstance(asked, dict):
+        raise ComputeFault(400, "Invalid input for field/attribute quota_set.")
+    asked = {k: v for k, v in asked.items() if k not in ("force", "fixed_ips")}
+    unknown = sorted(set(asked) - set(FIELDS))
+    if unknown:
+        raise ComputeFault(
+            400, f"Additional properties are not allowed ({unknown} were unexpected)"
+        )
+    store = store_of(request)
+    current = await store.get_or_none(Ref("Quota", name, "default"))
+    limits = {**((current or {}).get("spec", {}).get("limits") or {})}
+    for field, value in asked.items():
+        try:
+            limits[field] = int(value)
+        except (TypeError, ValueError):
+            raise ComputeFault(400, f"Invalid input for field/attribute {field}.") from None
+    obj = {
+        "apiVersion": "desired/v1",
+        "kind": "Quota",
+        "metadata": {"name": "default", "project": name},
+        "spec": {"limits": limits},
+    }
+    checked = validate(obj)
+    if current is None:
+        await store.create(checked)
+    else:
+        await store.update(dict(current, spec=checked["spec"]))
+    merged = await quota.limits(store, name)
+    return web.json_response({"quota_set": _limits_view(merged)})
+
+
+async def reset(request: web.Request) -> web.Response:
+    _admin(request)
+    _, name = await _project(request)
+    try:
+        await store_of(request).delete(Ref("Quota", name, "default"))
+    except NotFound:
+        pass
+    return web.Response(status=202)
+
+
+async def limits_view(request: web.Request) -> web.Response:
+    token = caller(request)
+    if not token.project:
+        raise ComputeFault(403, "a project-scoped token is needed for limits")
+    limits = await quota.limits(store_of(request), token.project)
+    used = await _in_use(request, token.project)
+    absolute = {
+        "maxImageMeta": limits["metadata_items"],
+        "maxPersonality": limits["injected_files"],
+        "maxPersonalitySize": limits["injected_file_content_bytes"],
+        "maxSecurityGroupRules": limits["security_group_rules"],
+        "maxSecurityGroups": limits["security_groups"],
+        "maxServerGroupMembers": limits["server_group_members"],
+        "maxServerGroups": limits["server_groups"],
+        "maxServerMeta": limits["metadata_items"],
+        "maxTotalCores": limits["cores"],
+        "maxTotalFloatingIps": limits["floating_ips"],
+        "maxTotalInstances": limits["instances"],
+        "maxTotalKeypairs": limits["key_pairs"],
+        "maxTotalRAMSize": limits["ram"],
+        "totalCoresUsed": used["cores"],
+        "totalFloatingIpsUsed": 0,
+        "totalInstancesUsed": used["instances"],
+        "totalRAMUsed": used["ram"],
+        "totalSecurityGroupsUsed": 0,
+        "totalServerGroupsUsed": used["server_groups"],
+    }
+    return web.json_response({"limits": {"absolute": absolute, "rate": []}})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v2.1/os-quota-sets/{project_id}", show)
+    app.router.add_put("/v2.1/os-quota-sets/{project_id}", update)
+    app.router.add_delete("/v2.1/os-quota-sets/{project_id}", reset)
+    app.router.add_get("/v2.1/os-quota-sets/{project_id}/defaults", defaults)
+    app.router.add_get("/v2.1/os-quota-sets/{project_id}/detail", detail)
+    app.router.add_get("/v2.1/limits", limits_view)

@@ -1,0 +1,79 @@
+"""Quotas through the Compute API: limits, admins' updates, race-free enforcement, release."""
+
+from __future__ import annotations
+
+import asyncio
+
+from state import quota
+from state.envelope import Ref
+from state.store import Store
+from tests.integration.test_compute_api import token_of
+from tests.integration.test_compute_servers import Nova
+from tests.integration.test_identity import cloud  # noqa: F401 -- the fixture
+
+
+async def test_quotas_are_enforced_race_free(cloud: str, store: Store) -> None:  # noqa: F811
+    await store.create(
+        {
+            "kind": "Flavor",
+            "metadata": {"name": "small"},
+            "spec": {"vcpus": 1, "ramMiB": 256, "diskGiB": 1},
+        }
+    )
+    image = await store.create(
+        {"kind": "Image", "metadata": {"name": "tiny"}, "spec": {"visibility": "public"}}
+    )
+    demo = Nova(cloud, await token_of(cloud, "demo", "demo-secret", "demo"))
+    admin = Nova(cloud, await token_of(cloud, "admin", "admin-secret", "admin"))
+    project = await store.get(Ref("Project", None, "demo"))
+    pid = project["metadata"]["uid"].replace("-", "")
+
+    code, body = await demo("GET", "/limits")
+    absolute = body["limits"]["absolute"]
+    assert (absolute["maxTotalInstances"], absolute["totalInstancesUsed"]) == (10, 0)
+    code, body = await demo("GET", f"/os-quota-sets/{pid}")
+    assert code == 200 and body["quota_set"]["instances"] == 10 and body["quota_set"]["id"] == pid
+    code, _ = await demo("PUT", f"/os-quota-sets/{pid}", {"quota_set": {"instances": 50}})
+    assert code == 403
+    admin_pid = (await store.get(Ref("Project", None, "admin")))["metadata"]["uid"].replace("-", "")
+    code, _ = await demo("GET", f"/os-quota-sets/{admin_pid}")
+    assert code == 403
+
+    code, body = await admin("PUT", f"/os-quota-sets/{pid}", {"quota_set": {"instances": 5}})
+    assert code == 200 and body["quota_set"]["instances"] == 5 and "id" not in body["quota_set"]
+
+    def server(name: str) -> dict:
+        return {
+            "server": {"name": name, "imageRef": image["metadata"]["uid"], "flavorRef": "small"}
+        }
+
+    # ten racing creates against room for five: exactly five pass
+    results = await asyncio.gather(*(demo("POST", "/servers", server(f"vm{i}")) for i in range(10)))
+    codes = sorted(code for code, _ in results)
+    assert codes == [202] * 5 + [403] * 5, codes
+    refused = next(body for code, body in results if code == 403)
+    assert refused["forbidden"]["message"] == (
+        "Quota exceeded for instances: Requested 1, but already used 5 of 5 instances"
+    )
+    used, _ = await quota.usage(store, "demo")
+    assert used == {"instances": 5, "cores": 5, "ram": 1280}
+    assert len((await store.list("Instance", "demo")).items) == 5
+
+    _, body = await demo("GET", f"/os-quota-sets/{pid}/detail")
+    assert body["quota_set"]["instances"] == {"in_use": 5, "limit": 5, "reserved": 0}
+    # a delete gives the room back at once (no host here: the object stays, deleting)
+    sid = next(b["server"]["id"] for code, b in results if code == 202)
+    code, _ = await demo("DELETE", f"/servers/{sid}")
+    assert code == 204
+    code, _ = await demo("DELETE", f"/servers/{sid}")  # again: nothing released twice
+    assert code == 204
+    assert (await quota.usage(store, "demo"))[0]["instances"] == 4
+    code, _ = await demo("POST", "/servers", server("vm-late"))
+    assert code == 202
+
+    code, _ = await admin("DELETE", f"/os-quota-sets/{pid}")
+    assert code == 202
+    _, body = await demo("GET", f"/os-quota-sets/{pid}")
+    assert body["quota_set"]["instances"] == 10
+    _, body = await demo("GET", f"/os-quota-sets/{pid}/defaults")
+    assert body["quota_set"]["cores"] == 20
