@@ -18,6 +18,7 @@ from apiserver import declarative, identity, images
 from apiserver.compute import app as compute_app
 from state.errors import DesiredError
 from state.etcd import EtcdClient
+from state.sql.views import ComputeViews
 from state.store import Store
 
 ETCD = web.AppKey("etcd", EtcdClient)
@@ -36,9 +37,11 @@ def make_app(
     admin_token: str,
     metrics_text: Callable[[], bytes] | None = None,
     token_ttl: int = 3600,
+    sql_url: str | None = None,
 ) -> web.Application:
     """The root app; ``metrics_text`` (Prometheus text) is served at ``/metrics`` when given;
-    identity tokens live ``token_ttl`` seconds."""
+    identity tokens live ``token_ttl`` seconds; ``sql_url`` is the conductor's database,
+    read by the views that come from SQL."""
     root = web.Application()
     root[ETCD] = etcd
     root.router.add_get("/healthz", healthz)
@@ -52,12 +55,15 @@ def make_app(
     root.add_subapp("/apis/v1", declarative.make_app(Store(etcd), admin_token))
     ident = identity.Identity(Store(etcd), token_ttl)
     root.add_subapp("/identity", identity.make_app(ident))
-    root.add_subapp("/compute", compute_app.make_app(Store(etcd), ident))
+    views = ComputeViews(sql_url) if sql_url else None
+    root.add_subapp("/compute", compute_app.make_app(Store(etcd), ident, views))
     root.add_subapp("/image", images.make_app(Store(etcd), ident))
 
     async def close_etcd(app: web.Application) -> AsyncIterator[None]:
         yield
         await app[ETCD].close()
+        if views is not None:
+            views.close()
 
     root.cleanup_ctx.append(close_etcd)
     return root

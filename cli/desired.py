@@ -54,6 +54,7 @@ async def _serve_api(
         token,
         metrics.text if metrics is not None else None,
         token_ttl=cfg.api.token_ttl,
+        sql_url=cfg.sql_url(),
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

@@ -15,12 +15,13 @@ from typing import Any
 
 from aiohttp import web
 
-from apiserver.compute import flavors, keypairs, quotas, servers, zones
-from apiserver.compute.context import CALLER, STORE, base_url
+from apiserver.compute import actions, flavors, keypairs, quotas, servers, zones
+from apiserver.compute.context import CALLER, STORE, VIEWS, base_url
 from apiserver.compute.faults import ComputeFault, render
 from apiserver.compute.microversions import MAX, MIN, VERSION, Version, check, requested, stamp
 from apiserver.identity import Identity
 from state.errors import DesiredError, Invalid
+from state.sql.views import ComputeViews
 from state.store import Store
 
 _UPDATED = {"v2.0": "2011-01-21T11:33:21Z", "v2.1": "2013-07-23T11:33:21Z"}
@@ -96,9 +97,14 @@ def _middleware(identity: Identity) -> Any:
     return middleware
 
 
-def make_app(store: Store, identity: Identity) -> web.Application:
+def make_app(
+    store: Store, identity: Identity, views: ComputeViews | None = None
+) -> web.Application:
+    """``views``: the conductor's SQL, for the action log (answered 501 without)."""
     app = web.Application(middlewares=[_middleware(identity)])
     app[STORE] = store
+    if views is not None:
+        app[VIEWS] = views
     app.router.add_get("", versions)
     app.router.add_get("/", versions)
     for vid, paths in (("v2.0", ("/v2", "/v2/")), ("v2.1", ("/v2.1", "/v2.1/"))):
@@ -109,4 +115,5 @@ def make_app(store: Store, identity: Identity) -> web.Application:
     keypairs.add_routes(app)
     zones.add_routes(app)
     quotas.add_routes(app)
+    actions.add_routes(app)
     return app

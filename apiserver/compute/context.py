@@ -1,6 +1,7 @@
 """What every Compute handler reads from its request: the caller, the store, the base URL.
 
-Owns: the request and app keys the Compute sub-app shares with its handlers.
+Owns: the request and app keys the Compute sub-app shares with its handlers
+(the store, the SQL views, the caller).
 
 Must never: hand a handler a caller whose token did not check.
 """
@@ -10,9 +11,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from apiserver.tokens import Token
+from state.sql.views import ComputeViews
 from state.store import Store
 
 STORE = web.AppKey("compute_store", Store)
+#: the conductor's SQL views; absent when the API server has no SQL configured
+VIEWS = web.AppKey("compute_views", ComputeViews)
 CALLER = web.RequestKey("compute_caller", Token)
 
 

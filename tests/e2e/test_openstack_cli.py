@@ -86,6 +86,8 @@ def test_openstack_cli_first_try(up: Up) -> None:
         time.sleep(0.5)
     again = openstack(up, "server", "stop", "vm1")  # Nova refuses: it is stopped already
     assert again.returncode != 0 and "409" in again.stderr
+    events = json.loads(ok(openstack(up, "server", "event", "list", "vm1", "-f", "json")))
+    assert [e["Action"] for e in events] == ["stop", "create"]
 
     ok(openstack(up, "server", "delete", "--wait", "vm1"))
     names = {s["Name"] for s in json.loads(ok(openstack(up, "server", "list", "-f", "json")))}

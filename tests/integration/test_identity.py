@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -17,9 +18,10 @@ from state.passwords import hash_password
 from state.store import Store
 
 
-@pytest.fixture
-async def cloud(store: Store) -> AsyncIterator[str]:
-    """An API server on a free port with projects demo and other, users demo and admin."""
+@contextlib.asynccontextmanager
+async def api_cloud(store: Store, sql_url: str | None = None) -> AsyncIterator[str]:
+    """An API server on a free port with projects demo, other and admin, users demo and
+    admin; with ``sql_url``, it reads the conductor's views there."""
     for name in ("demo", "other", "admin"):
         await store.create({"kind": "Project", "metadata": {"name": name}, "spec": {}})
     await store.create(
@@ -42,7 +44,8 @@ async def cloud(store: Store) -> AsyncIterator[str]:
             },
         }
     )
-    runner = web.AppRunner(make_app(store.etcd, "bootstrap-token", token_ttl=600))
+    app = make_app(store.etcd, "bootstrap-token", token_ttl=600, sql_url=sql_url)
+    runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -51,6 +54,12 @@ async def cloud(store: Store) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def cloud(store: Store) -> AsyncIterator[str]:
+    async with api_cloud(store) as base:
+        yield base
 
 
 def login(base: str, user: str, password: str, **scope: str) -> ks_session.Session:

@@ -1,0 +1,65 @@
+"""Compute API instance actions: ``/servers/{id}/os-instance-actions[/{request_id}]``.
+
+Owns: Nova's 2.1 views of the action log the conductor keeps in SQL
+(newest first; the events of one action for admins), read after SQL has
+caught up with etcd as it was when the request came (a client sees the
+action of the change it just made).
+
+Must never: show another project's actions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from apiserver.compute.context import VIEWS, caller, store_of
+from apiserver.compute.faults import ComputeFault
+from apiserver.compute.servers import USER_ANNOTATION, find
+from state.envelope import Obj
+
+
+async def _log(request: web.Request) -> tuple[Obj, list[dict[str, Any]]]:
+    inst = await find(request, request.match_info["server_id"])
+    views = request.app.get(VIEWS)
+    if views is None:
+        raise ComputeFault(501, "this API server has no SQL views configured")
+    await views.caught_up(await store_of(request).etcd.revision())
+    return inst, await views.actions(inst["metadata"]["uid"])
+
+
+def _view(request: web.Request, inst: Obj, action: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "action": action["action"],
+        "instance_uuid": action["instance_uuid"],
+        "message": action["message"],
+        "project_id": caller(request).project_id,
+        "request_id": action["request_id"],
+        "start_time": action["start_time"],
+        "user_id": (inst["metadata"].get("annotations") or {}).get(USER_ANNOTATION, ""),
+    }
+
+
+async def list_actions(request: web.Request) -> web.Response:
+    inst, log = await _log(request)
+    return web.json_response({"instanceActions": [_view(request, inst, a) for a in log]})
+
+
+async def show_action(request: web.Request) -> web.Response:
+    inst, log = await _log(request)
+    wanted = request.match_info["request_id"]
+    for action in log:
+        if action["request_id"] == wanted:
+            body = _view(request, inst, action)
+            if "admin" in caller(request).roles:
+                body["events"] = await request.app[VIEWS].events(action["id"])
+            return web.json_response({"instanceAction": body})
+    raise ComputeFault(
+        404, f"Action for request_id {wanted} on instance {inst['metadata']['uid']} not found"
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v2.1/servers/{server_id}/os-instance-actions", list_actions)
+    app.router.add_get("/v2.1/servers/{server_id}/os-instance-actions/{request_id}", show_action)

@@ -1,0 +1,90 @@
+"""Read-only queries of the conductor's SQL views, for the API servers.
+
+Owns: reading instance actions and their events, and waiting until SQL
+reflects etcd up to a revision (so that a client reads its own writes).
+
+Must never: write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from typing import Any
+
+from sqlalchemy import select
+
+from state.sql.engine import make_engine, make_sessionmaker, session_scope
+from state.sql.models import InstanceAction, InstanceActionEvent
+from state.sql.projection import progress
+
+
+def _stamp(when: dt.datetime | None) -> str | None:
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%f") if when is not None else None
+
+
+class ComputeViews:
+    def __init__(self, url: str, projector: str = "conductor") -> None:
+        self.engine = make_engine(url)
+        self.sessions = make_sessionmaker(self.engine)
+        self.projector = projector
+
+    def _progress(self) -> int:
+        with session_scope(self.sessions) as s:
+            return progress(s, self.projector)
+
+    async def caught_up(self, revision: int, timeout: float = 2.0) -> bool:
+        """Waits (briefly) until SQL reflects etcd up to ``revision``."""
+        deadline = time.monotonic() + timeout
+        while await asyncio.to_thread(self._progress) < revision:
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
+
+    def _actions(self, uid: str) -> list[dict[str, Any]]:
+        with session_scope(self.sessions) as s:
+            rows = s.scalars(
+                select(InstanceAction)
+                .where(InstanceAction.instance_uid == uid)
+                .order_by(InstanceAction.start_time.desc(), InstanceAction.id.desc())
+            )
+            return [
+                {
+                    "action": a.action,
+                    "instance_uuid": a.instance_uid,
+                    "message": a.message,
+                    "request_id": a.request_id,
+                    "start_time": _stamp(a.start_time),
+                    "id": a.id,
+                }
+                for a in rows
+            ]
+
+    async def actions(self, uid: str) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self._actions, uid)
+
+    def _events(self, action_id: int) -> list[dict[str, Any]]:
+        with session_scope(self.sessions) as s:
+            rows = s.scalars(
+                select(InstanceActionEvent)
+                .where(InstanceActionEvent.action_id == action_id)
+                .order_by(InstanceActionEvent.id)
+            )
+            return [
+                {
+                    "event": e.event,
+                    "start_time": _stamp(e.start_time),
+                    "finish_time": _stamp(e.finish_time),
+                    "result": e.result,
+                    "traceback": None,
+                }
+                for e in rows
+            ]
+
+    async def events(self, action_id: int) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self._events, action_id)
+
+    def close(self) -> None:
+        self.engine.dispose()
