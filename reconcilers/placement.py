@@ -27,6 +27,11 @@ class Resources:
             self.vcpus + other.vcpus, self.ram_mib + other.ram_mib, self.disk_gib + other.disk_gib
         )
 
+    def __sub__(self, other: Resources) -> Resources:
+        return Resources(
+            self.vcpus - other.vcpus, self.ram_mib - other.ram_mib, self.disk_gib - other.disk_gib
+        )
+
 
 @dataclass(frozen=True)
 class HostState:

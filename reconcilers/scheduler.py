@@ -61,6 +61,13 @@ def _res_json(r: Resources) -> dict[str, int]:
     return {"vcpus": r.vcpus, "ramMiB": r.ram_mib, "diskGiB": r.disk_gib}
 
 
+def _without(alloc: dict[str, Any], uid: str) -> dict[str, Any]:
+    """A host's allocation with one instance's share given back."""
+    instances = dict(alloc.get("instances", {}))
+    freed = resources(instances.pop(uid, {}))
+    return {"instances": instances, "used": _res_json(resources(alloc.get("used", {})) - freed)}
+
+
 @dataclass
 class Scheduler:
     store: Store
@@ -288,16 +295,8 @@ class Scheduler:
         async with self._placing:
             cluster = await self.read_cluster()
             alloc, rev = cluster.allocs.get(host, ({}, 0))
-            instances = dict(alloc.get("instances", {}))
-            if uid in instances:
-                freed = resources(instances.pop(uid))
-                used = resources(alloc.get("used", {}))
-                left = Resources(
-                    used.vcpus - freed.vcpus,
-                    used.ram_mib - freed.ram_mib,
-                    used.disk_gib - freed.disk_gib,
-                )
-                released = {"instances": instances, "used": _res_json(left)}
+            if uid in alloc.get("instances", {}):
+                released = _without(alloc, uid)
                 res = await self.store.txn(
                     [mod_revision_is(keys.alloc(host), rev)],
                     [Put(keys.alloc(host), dumps(released)), Delete(keys.assign(host, uid))],
@@ -342,12 +341,7 @@ class Scheduler:
             if state is None:
                 return f"host {host} is gone"
             old = resources(had)
-            used = resources(alloc.get("used", {}))
-            new_used = Resources(
-                used.vcpus - old.vcpus + need.vcpus,
-                used.ram_mib - old.ram_mib + need.ram_mib,
-                used.disk_gib - old.disk_gib + need.disk_gib,
-            )
+            new_used = resources(alloc.get("used", {})) - old + need
             limit = state.limit()
             grows = (
                 need.vcpus > old.vcpus,
@@ -404,15 +398,7 @@ class Scheduler:
             if not removed and state is not None and state.alive:
                 return None  # hostd's status report brings the key back
             alloc, rev = cluster.allocs[host]
-            instances = dict(alloc.get("instances", {}))
-            freed = resources(instances.pop(uid, {}))
-            used = resources(alloc.get("used", {}))
-            new_used = Resources(
-                used.vcpus - freed.vcpus,
-                used.ram_mib - freed.ram_mib,
-                used.disk_gib - freed.disk_gib,
-            )
-            released = {"instances": instances, "used": _res_json(new_used)}
+            released = _without(alloc, uid)
             res = await self.store.txn(
                 [mod_revision_is(keys.alloc(host), rev)], [Put(keys.alloc(host), dumps(released))]
             )
