@@ -247,7 +247,9 @@ class HostAgent:
         refused = REFUSED.get((before.state, want))
         if refused and status.get("domainState") == before.state:
             # asked of a domain hostd reported in that state (not drift): Nova refuses it too
-            await self._refuse(ref, uid, before.state, refused)
+            await self._not_ready(
+                ref, uid, "InvalidTransition", 409, refused, domainState=before.state
+            )
             return None  # a change of spec.powerState brings it back
         redefine = before.state != MISSING and before.generation != spec.generation
         if self.storage is not None and redefine:
@@ -257,7 +259,7 @@ class HostAgent:
             try:
                 await self.storage.prepare(a)
             except ImageError as exc:
-                await self._failed(ref, uid, str(exc))
+                await self._not_ready(ref, uid, "Failed", 500, str(exc))
                 return None  # a change of the spec or the image brings it back
         observed = await self.driver.ensure(spec, want)
         if before.state not in (want, MISSING) and status.get("domainState") == want:
@@ -322,25 +324,17 @@ class HostAgent:
             self._reported[uid] = written["status"]
         return None
 
-    async def _refuse(self, ref: Ref, uid: str, state: str, message: str) -> None:
+    async def _not_ready(
+        self, ref: Ref, uid: str, reason: str, code: int, message: str, **fields: Any
+    ) -> None:
+        """Reports what keeps the instance from its spec: Ready=False, a fault, Nova's states."""
         self._reported.pop(uid, None)
 
         def mutate(st: dict[str, Any]) -> bool:
             before = json.dumps(st, sort_keys=True)
-            set_condition(st, "Ready", False, "InvalidTransition", message)
-            st["fault"] = {"code": 409, "message": message}
-            st["domainState"] = state
-            return json.dumps(st, sort_keys=True) != before
-
-        await self.store.patch_status(ref, mutate, uid=uid)
-
-    async def _failed(self, ref: Ref, uid: str, message: str) -> None:
-        self._reported.pop(uid, None)
-
-        def mutate(st: dict[str, Any]) -> bool:
-            before = json.dumps(st, sort_keys=True)
-            set_condition(st, "Ready", False, "Failed", message)
-            st["fault"] = {"code": 500, "message": message}
+            set_condition(st, "Ready", False, reason, message)
+            st["fault"] = {"code": code, "message": message}
+            st.update(fields)
             st.update(nova_state({"status": st, "metadata": {}}))
             return json.dumps(st, sort_keys=True) != before
 
