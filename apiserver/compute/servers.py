@@ -127,33 +127,31 @@ async def find(request: web.Request, ident: str) -> Obj:
     raise ComputeFault(404, f"Instance {ident} could not be found.")
 
 
-async def list_servers(request: web.Request) -> web.Response:
+async def _listed(request: web.Request) -> list[Obj]:
+    """The project's servers a list shows: not deleting, ``name`` (a substring) matching."""
     name = request.query.get("name")
-    out = []
-    for inst in await _servers(request):
-        if name is not None and name not in inst["metadata"]["name"]:
-            continue
-        if inst["metadata"].get("deletionTimestamp"):
-            continue
-        out.append(
-            {
-                "id": inst["metadata"]["uid"],
-                "name": inst["metadata"]["name"],
-                "links": _links(request, "servers", inst["metadata"]["uid"]),
-            }
-        )
+    return [
+        inst
+        for inst in await _servers(request)
+        if not inst["metadata"].get("deletionTimestamp")
+        and (name is None or name in inst["metadata"]["name"])
+    ]
+
+
+async def list_servers(request: web.Request) -> web.Response:
+    out = [
+        {
+            "id": inst["metadata"]["uid"],
+            "name": inst["metadata"]["name"],
+            "links": _links(request, "servers", inst["metadata"]["uid"]),
+        }
+        for inst in await _listed(request)
+    ]
     return web.json_response({"servers": out})
 
 
 async def list_detail(request: web.Request) -> web.Response:
-    name = request.query.get("name")
-    out = []
-    for inst in await _servers(request):
-        if name is not None and name not in inst["metadata"]["name"]:
-            continue
-        if inst["metadata"].get("deletionTimestamp"):
-            continue
-        out.append(view(request, inst, *await _ids(request, inst)))
+    out = [view(request, inst, *await _ids(request, inst)) for inst in await _listed(request)]
     return web.json_response({"servers": out})
 
 
@@ -180,13 +178,13 @@ def _ref_id(value: Any) -> str:
 
 
 async def _image_by_id(request: web.Request, image_id: str, project: str) -> Obj:
-    store = store_of(request)
-    for scope in (project, None):
-        for img in (await store.list("Image", scope)).items:
-            if image_id in (img["metadata"]["uid"], img["metadata"]["name"]):
-                if scope is None and img["metadata"].get("project"):
-                    continue
-                return img
+    """The image by id or name: the project's own first, then a public one."""
+    images = (await store_of(request).list("Image")).items
+    own = [i for i in images if i["metadata"].get("project") == project]
+    public = [i for i in images if not i["metadata"].get("project")]
+    for img in own + public:
+        if image_id in (img["metadata"]["uid"], img["metadata"]["name"]):
+            return img
     raise ComputeFault(400, f"Image {image_id} could not be found.")
 
 
