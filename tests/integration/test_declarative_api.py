@@ -8,27 +8,23 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from apiserver.app import make_app
 from state.etcd import EtcdClient
+from tests.conftest import serving
 
 TOKEN = "test-admin-token"
 
 
 @pytest.fixture
 async def api(etcd: EtcdClient) -> AsyncIterator[aiohttp.ClientSession]:
-    app = make_app(EtcdClient(etcd.url), TOKEN)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    async with aiohttp.ClientSession(
-        base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {TOKEN}"}
-    ) as session:
+    async with (
+        serving(make_app(EtcdClient(etcd.url), TOKEN)) as base,
+        aiohttp.ClientSession(
+            base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}
+        ) as session,
+    ):
         yield session
-    await runner.cleanup()
 
 
 FLAVOR = {
@@ -225,22 +221,13 @@ async def test_etcd_unreachable_is_503(etcd_server: object) -> None:
     from fixtures.ports import free_port
 
     app = make_app(EtcdClient(f"http://127.0.0.1:{free_port()}", timeout=1), TOKEN)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        async with (
-            aiohttp.ClientSession() as s,
-            s.post(
-                f"http://127.0.0.1:{port}/apis/v1/apply",
-                json=FLAVOR,
-                headers={"Authorization": f"Bearer {TOKEN}"},
-            ) as resp,
-        ):
-            assert resp.status == 503
-            assert resp.headers["Retry-After"] == "1"
-            assert "retry later" in (await resp.json())["message"]
-    finally:
-        await runner.cleanup()
+    async with (
+        serving(app) as base,
+        aiohttp.ClientSession() as s,
+        s.post(
+            f"{base}/apis/v1/apply", json=FLAVOR, headers={"Authorization": f"Bearer {TOKEN}"}
+        ) as resp,
+    ):
+        assert resp.status == 503
+        assert resp.headers["Retry-After"] == "1"
+        assert "retry later" in (await resp.json())["message"]

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from aiohttp import web
 from keystoneauth1 import exceptions as ks_exceptions
 from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
@@ -16,6 +15,7 @@ from keystoneauth1.identity import v3
 from apiserver.app import make_app
 from state.passwords import hash_password
 from state.store import Store
+from tests.conftest import serving
 
 
 @contextlib.asynccontextmanager
@@ -45,15 +45,8 @@ async def api_cloud(store: Store, sql_url: str | None = None) -> AsyncIterator[s
         }
     )
     app = make_app(store.etcd, "bootstrap-token", token_ttl=600, sql_url=sql_url)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as base:
+        yield base
 
 
 @pytest.fixture

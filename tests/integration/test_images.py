@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 
 from hostd.images import ImageCache, ImageError, ImageFetchError
+from tests.conftest import serving
 
 DATA = b"desired image data\n" * 1000
 
@@ -59,18 +60,11 @@ async def test_http_image_fetched_once_by_concurrent_callers(tmp_path: Path) -> 
 
     app = web.Application()
     app.router.add_get("/tiny.img", serve)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with serving(app) as base:
         cache = ImageCache(tmp_path / "cache")
-        img = image(f"http://127.0.0.1:{port}/tiny.img", hashlib.md5(DATA).hexdigest())
+        img = image(f"{base}/tiny.img", hashlib.md5(DATA).hexdigest())
         paths = await asyncio.gather(*(cache.fetch(img) for _ in range(5)))
         assert len(set(paths)) == 1 and paths[0].read_bytes() == DATA
         assert requests == 1
         with pytest.raises(ImageFetchError, match="HTTP 404"):
-            await cache.fetch(image(f"http://127.0.0.1:{port}/nope", uid="u2"))
-    finally:
-        await runner.cleanup()
+            await cache.fetch(image(f"{base}/nope", uid="u2"))
