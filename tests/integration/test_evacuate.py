@@ -6,9 +6,6 @@ import asyncio
 import json
 from pathlib import Path
 
-from hostd.agent import HostAgent
-from hostd.libvirt_driver import LibvirtDriver
-from hostd.simulated import simulated_uri
 from reconcilers.catalog import Catalog
 from reconcilers.cluster_view import ClusterView
 from reconcilers.runtime.controller import Controller
@@ -19,30 +16,14 @@ from state import keys
 from state.envelope import condition
 from state.store import Store
 from tests.conftest import eventually
-from tests.integration.test_hostd import VM, set_spec
-
-
-def agent(store: Store, tmp_path: Path, name: str) -> HostAgent:
-    driver = LibvirtDriver(
-        simulated_uri(tmp_path, name, vcpus=8, ram_mib=8192), "test", disk_gib=100
-    )
-    return HostAgent(store.etcd, name, driver, lease_ttl=3, resync=0.5)
+from tests.integration.test_hostd import VM, flavor_and_image, set_spec, sim_agent
 
 
 async def test_dead_host_marks_its_instances_and_evacuation_moves_them(
     store: Store, tmp_path: Path
 ) -> None:
-    await store.create(
-        {
-            "kind": "Flavor",
-            "metadata": {"name": "small"},
-            "spec": {"vcpus": 1, "ramMiB": 256, "diskGiB": 1},
-        }
-    )
-    await store.create(
-        {"kind": "Image", "metadata": {"name": "tiny"}, "spec": {"visibility": "public"}}
-    )
-    first = agent(store, tmp_path, "h1")
+    await flavor_and_image(store)
+    first = sim_agent(store, tmp_path, "h1", lease_ttl=3)
     first_task = asyncio.create_task(first.run())
     await eventually(lambda: store.etcd.get(keys.alive("h1")))
     informer = Informer(store.etcd, "Instance")
@@ -51,7 +32,7 @@ async def test_dead_host_marks_its_instances_and_evacuation_moves_them(
     scheduler = Controller(Scheduler(store, view, catalog, informer), [informer])
     view.add_liveness_handler(requeue_on_liveness(scheduler, informer))
     manager = asyncio.create_task(Manager([informer, view, *catalog.informers], [scheduler]).run())
-    second = agent(store, tmp_path, "h2")
+    second = sim_agent(store, tmp_path, "h2", lease_ttl=3)
     second_task: asyncio.Task[None] | None = None
     try:
         await store.create(

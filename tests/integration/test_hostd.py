@@ -28,8 +28,8 @@ from tests.conftest import eventually
 VM = Ref("Instance", "demo", "vm")
 
 
-@contextlib.asynccontextmanager
-async def cloud(store: Store, tmp_path: Path) -> AsyncIterator[HostAgent]:
+async def flavor_and_image(store: Store) -> None:
+    """The flavor ``small`` and the public image ``tiny`` instances here are made of."""
     await store.create(
         {
             "kind": "Flavor",
@@ -40,10 +40,35 @@ async def cloud(store: Store, tmp_path: Path) -> AsyncIterator[HostAgent]:
     await store.create(
         {"kind": "Image", "metadata": {"name": "tiny"}, "spec": {"visibility": "public"}}
     )
+
+
+def sim_agent(store: Store, tmp_path: Path, name: str, lease_ttl: int = 5) -> HostAgent:
+    """The agent of a simulated host with 8 vCPUs, 8 GiB and 100 GiB of disk."""
     driver = LibvirtDriver(
-        simulated_uri(tmp_path, "sim-1", vcpus=8, ram_mib=8192), "test", disk_gib=100
+        simulated_uri(tmp_path, name, vcpus=8, ram_mib=8192), "test", disk_gib=100
     )
-    agent = HostAgent(store.etcd, "sim-1", driver, lease_ttl=5, resync=0.5)
+    return HostAgent(store.etcd, name, driver, lease_ttl=lease_ttl, resync=0.5)
+
+
+def stray_domain(uid: str, name: str, host: str) -> DomainSpec:
+    """A domain of ours defined behind hostd's back."""
+    return DomainSpec(
+        uid=uid,
+        name=name,
+        project="demo",
+        generation=1,
+        vcpus=1,
+        ram_mib=64,
+        virt_type="test",
+        vnc=False,
+        host=host,
+    )
+
+
+@contextlib.asynccontextmanager
+async def cloud(store: Store, tmp_path: Path) -> AsyncIterator[HostAgent]:
+    await flavor_and_image(store)
+    agent = sim_agent(store, tmp_path, "sim-1")
     informer = Informer(store.etcd, "Instance")
     view = ClusterView(store.etcd)
     catalog = Catalog(store, store.etcd)
@@ -58,7 +83,7 @@ async def cloud(store: Store, tmp_path: Path) -> AsyncIterator[HostAgent]:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await driver.close()
+        await agent.driver.close()
 
 
 async def state_is(store: Store, domain_state: str) -> bool:
@@ -151,38 +176,10 @@ async def test_drift_is_repaired_and_strays_are_reaped(
         await eventually(repaired)
         # a domain of ours that nobody assigned is removed
         stray = str(uuid.uuid4())
-        conn.defineXML(
-            render(
-                DomainSpec(
-                    uid=stray,
-                    name="stray",
-                    project="demo",
-                    generation=1,
-                    vcpus=1,
-                    ram_mib=64,
-                    virt_type="test",
-                    vnc=False,
-                    host="sim-1",
-                )
-            )
-        )
+        conn.defineXML(render(stray_domain(stray, "stray", "sim-1")))
         # one of another hostd sharing this libvirt is left alone
         foreign = str(uuid.uuid4())
-        conn.defineXML(
-            render(
-                DomainSpec(
-                    uid=foreign,
-                    name="foreign",
-                    project="demo",
-                    generation=1,
-                    vcpus=1,
-                    ram_mib=64,
-                    virt_type="test",
-                    vnc=False,
-                    host="another-host",
-                )
-            )
-        )
+        conn.defineXML(render(stray_domain(foreign, "foreign", "another-host")))
         agent.controller.queue.add(foreign)  # as a libvirt event would
 
         async def reaped() -> bool:
