@@ -29,6 +29,7 @@ from typing import Any
 from aiohttp import web
 
 from apiserver.tokens import Token, decode, encode
+from apiserver.urls import base_url
 from state import keys
 from state.envelope import Obj, Ref
 from state.errors import DesiredError, Unavailable
@@ -288,16 +289,12 @@ def project_body(project: Obj, base: str) -> dict[str, Any]:
 IDENTITY = web.AppKey("identity", Identity)
 
 
-def _base(request: web.Request) -> str:
-    return f"{request.scheme}://{request.host}"
-
-
 def _version(request: web.Request) -> dict[str, Any]:
     return {
         "id": "v3.14",
         "status": "stable",
         "updated": "2020-04-07T00:00:00Z",
-        "links": [{"rel": "self", "href": f"{_base(request)}/identity/v3/"}],
+        "links": [{"rel": "self", "href": f"{base_url(request)}/identity/v3/"}],
         "media-types": MEDIA,
     }
 
@@ -325,7 +322,7 @@ async def issue(request: web.Request) -> web.Response:
     identity = request.app[IDENTITY]
     token = await identity.authenticate(body)
     return web.json_response(
-        token_body(token, _base(request)),
+        token_body(token, base_url(request)),
         status=201,
         headers={"X-Subject-Token": encode(token, await identity.signing_key())},
     )
@@ -339,7 +336,7 @@ async def validate(request: web.Request) -> web.Response:
     if request.method == "HEAD":
         return web.Response(status=200)
     return web.json_response(
-        token_body(subject, _base(request)),
+        token_body(subject, base_url(request)),
         headers={"X-Subject-Token": request.headers["X-Subject-Token"]},
     )
 
@@ -356,7 +353,7 @@ async def revoke(request: web.Request) -> web.Response:
 
 async def auth_projects(request: web.Request) -> web.Response:
     token = await _caller(request)
-    base = _base(request)
+    base = base_url(request)
     projects = await request.app[IDENTITY].projects_of(token)
     return web.json_response(
         {
@@ -368,12 +365,12 @@ async def auth_projects(request: web.Request) -> web.Response:
 
 async def auth_catalog(request: web.Request) -> web.Response:
     await _caller(request)
-    return web.json_response({"catalog": catalog(_base(request))})
+    return web.json_response({"catalog": catalog(base_url(request))})
 
 
 async def list_projects(request: web.Request) -> web.Response:
     token = await _caller(request)
-    base = _base(request)
+    base = base_url(request)
     mine = await request.app[IDENTITY].projects_of(token)
     visible = (
         mine
@@ -401,7 +398,7 @@ async def show_project(request: web.Request) -> web.Response:
     )
     for p in allowed:
         if keystone_id(p) == wanted:
-            return web.json_response({"project": project_body(p, _base(request))})
+            return web.json_response({"project": project_body(p, base_url(request))})
     raise _fail(404, f"Could not find project: {wanted}.")
 
 

@@ -17,15 +17,12 @@ from aiohttp import web
 
 from apiserver.identity import Identity
 from apiserver.tokens import Token
+from apiserver.urls import base_url
 from state.envelope import Obj
 from state.store import Store
 
 STORE = web.AppKey("image_store", Store)
 IDENTITY = web.AppKey("image_identity", Identity)
-
-
-def _base(request: web.Request) -> str:
-    return f"{request.scheme}://{request.host}"
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -100,7 +97,7 @@ async def versions(request: web.Request) -> web.Response:
                 {
                     "id": "v2.16",
                     "status": "CURRENT",
-                    "links": [{"rel": "self", "href": f"{_base(request)}/image/v2/"}],
+                    "links": [{"rel": "self", "href": f"{base_url(request)}/image/v2/"}],
                 }
             ]
         },

@@ -16,10 +16,11 @@ from typing import Any
 from aiohttp import web
 
 from apiserver.compute import actions, flavors, keypairs, quotas, servers, zones
-from apiserver.compute.context import CALLER, STORE, VIEWS, base_url
+from apiserver.compute.context import CALLER, STORE, VIEWS
 from apiserver.compute.faults import ComputeFault, render
 from apiserver.compute.microversions import MAX, MIN, VERSION, Version, check, requested, stamp
 from apiserver.identity import Identity
+from apiserver.urls import base_url
 from state.errors import DesiredError, Invalid
 from state.sql.views import ComputeViews
 from state.store import Store

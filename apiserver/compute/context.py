@@ -1,7 +1,7 @@
 """What every Compute handler reads from its request: the caller, the store, the base URL.
 
 Owns: the request and app keys the Compute sub-app shares with its handlers
-(the store, the SQL views, the caller).
+(the store, the SQL views, the caller); the base URL comes from ``apiserver.urls``.
 
 Must never: hand a handler a caller whose token did not check.
 """
@@ -26,7 +26,3 @@ def store_of(request: web.Request) -> Store:
 
 def caller(request: web.Request) -> Token:
     return request[CALLER]
-
-
-def base_url(request: web.Request) -> str:
-    return f"{request.scheme}://{request.host}"

@@ -15,8 +15,9 @@ from typing import Any
 
 from aiohttp import web
 
-from apiserver.compute.context import base_url, caller, store_of
+from apiserver.compute.context import caller, store_of
 from apiserver.compute.faults import ComputeFault
+from apiserver.urls import base_url
 from state.envelope import Obj
 
 
