@@ -18,7 +18,7 @@ from aiohttp import web
 from apiserver.compute import actions, flavors, keypairs, quotas, servers, zones
 from apiserver.compute.context import CALLER, STORE, VIEWS
 from apiserver.compute.faults import ComputeFault, render
-from apiserver.compute.microversions import MAX, MIN, VERSION, Version, check, requested, stamp
+from apiserver.compute.microversions import MAX, MIN, Version, check, requested, stamp
 from apiserver.identity import Identity
 from apiserver.urls import base_url
 from state.errors import DesiredError, Invalid
@@ -80,7 +80,6 @@ def _middleware(identity: Identity) -> Any:
                     raise ComputeFault(401, "The request you have made requires authentication.")
                 request[CALLER] = token
             version = check(requested(request.headers))
-            request[VERSION] = version
             response = await handler(request)
         except ComputeFault as fault:
             response = render(fault)

@@ -31,13 +31,6 @@ class Version:
     def __str__(self) -> str:
         return f"{self.major}.{self.minor}"
 
-    def at_least(self, text: str) -> bool:
-        major, minor = (int(p) for p in text.split("."))
-        return (self.major, self.minor) >= (major, minor)
-
-
-VERSION = web.RequestKey("compute_version", Version)
-
 
 def _parse(text: str) -> Version:
     text = text.strip()
