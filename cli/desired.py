@@ -23,7 +23,9 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -34,6 +36,7 @@ from cli.up_files import write_client_files
 from cli.up_identity import ensure_identity
 from fixtures.etcd import EtcdServer
 from hostd.run import real_agent, run_agents, simulated_agents, try_real_agent
+from reconcilers.runtime.garbage import collect_when_quiet
 from reconcilers.runtime.metrics import Metrics
 from reconcilers.wiring import parts_of, run_reconcilers
 from state import config as config_mod
@@ -231,6 +234,17 @@ async def hostd_cmd(cfg: Config, simulate: int) -> int:
     return 0
 
 
+async def _daemon(command: Coroutine[Any, Any, int]) -> int:
+    """Runs a long-lived command with full garbage collections kept to its quiet moments."""
+    collector = asyncio.create_task(collect_when_quiet())
+    try:
+        return await command
+    finally:
+        collector.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await collector
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="desired", description="desired: a declarative compute cloud")
     p.add_argument("--config", help="YAML config file (settings: see docs/config.md)")
@@ -284,13 +298,13 @@ def main(argv: list[str] | None = None) -> int:
         if overrides:
             cfg = dataclasses.replace(cfg, **overrides)  # type: ignore[arg-type]
         if args.command == "up":
-            return asyncio.run(up(cfg, args.simulate, not args.no_demo))
+            return asyncio.run(_daemon(up(cfg, args.simulate, not args.no_demo)))
         if args.command == "apiserver":
-            return asyncio.run(apiserver(cfg))
+            return asyncio.run(_daemon(apiserver(cfg)))
         if args.command == "hostd":
-            return asyncio.run(hostd_cmd(cfg, args.simulate))
+            return asyncio.run(_daemon(hostd_cmd(cfg, args.simulate)))
         identity = args.identity or f"{socket.gethostname()}-{os.getpid()}"
-        return asyncio.run(reconcilers_cmd(cfg, identity))
+        return asyncio.run(_daemon(reconcilers_cmd(cfg, identity)))
     except DesiredError as exc:
         print(f"desired: {exc.message}", file=sys.stderr)
         return 1

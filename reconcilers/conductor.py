@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from reconcilers.cluster_view import ClusterView
@@ -51,6 +52,8 @@ class Conductor:
         self.projection = Projection(sql_url, self.name)
         self.synced = asyncio.Event()
         self._last_apply = 0.0
+        #: one SQL writer at a time: SQLite lets a second one wait in sleeps of up to 100 ms
+        self._writing = asyncio.Lock()
 
     async def run(self) -> None:
         queue: asyncio.Queue[ObjectEvent] = asyncio.Queue()
@@ -76,6 +79,10 @@ class Conductor:
             await asyncio.gather(pumping, nodes, checkpoints, return_exceptions=True)
             self.projection.close()
 
+    async def _write(self, fn: Callable[..., None], *args: Any) -> None:
+        async with self._writing:
+            await asyncio.to_thread(fn, *args)
+
     async def _checkpoints(self) -> None:
         """Folds SQLite's write-ahead log into the database beside the projection's commits
         rather than inside them: when nothing was applied for a while, or at the latest
@@ -86,7 +93,7 @@ class Conductor:
             now = time.monotonic()
             quiet = now - self._last_apply > _QUIET
             if (quiet and now - done > _CHECKPOINT_EVERY) or now - done > _CHECKPOINT_AT_LEAST:
-                await asyncio.to_thread(self.projection.checkpoint)
+                await self._write(self.projection.checkpoint)
                 done = time.monotonic()
 
     async def _compute_nodes(self) -> None:
@@ -114,7 +121,7 @@ class Conductor:
                     }
                     for h in cluster.hosts.values()
                 ]
-                await asyncio.to_thread(self.projection.compute_nodes, rows)
+                await self._write(self.projection.compute_nodes, rows)
                 await view.changed.wait()
                 await asyncio.sleep(_NODES_EVERY)  # changes come in bursts: fold them
         finally:
@@ -126,7 +133,7 @@ class Conductor:
         while True:
             ev = await queue.get()
             if ev.type == BOOKMARK:
-                await asyncio.to_thread(self.projection.sync, present, ev.revision)
+                await self._write(self.projection.sync, present, ev.revision)
                 self.synced.set()
                 return
             if ev.type == ADDED and ev.object is not None:
@@ -149,7 +156,7 @@ class Conductor:
                 deletes.append(uid)
             else:
                 latest[uid] = ev.object
-        await asyncio.to_thread(
+        await self._write(
             self.projection.apply, list(latest.values()), deletes, revision, instance_changes
         )
         self._last_apply = time.monotonic()
