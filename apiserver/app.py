@@ -38,10 +38,12 @@ def make_app(
     metrics_text: Callable[[], bytes] | None = None,
     token_ttl: int = 3600,
     sql_url: str | None = None,
+    max_limit: int = 1000,
 ) -> web.Application:
     """The root app; ``metrics_text`` (Prometheus text) is served at ``/metrics`` when given;
     identity tokens live ``token_ttl`` seconds; ``sql_url`` is the conductor's database,
-    read by the views that come from SQL."""
+    which the Compute API reads (no Compute API without it); a server list answers at
+    most ``max_limit`` servers."""
     root = web.Application()
     root[ETCD] = etcd
     root.router.add_get("/healthz", healthz)
@@ -56,7 +58,10 @@ def make_app(
     ident = identity.Identity(Store(etcd), token_ttl)
     root.add_subapp("/identity", identity.make_app(ident))
     views = ComputeViews(sql_url) if sql_url else None
-    root.add_subapp("/compute", compute_app.make_app(Store(etcd), ident, views))
+    if views is not None:
+        root.add_subapp(
+            "/compute", compute_app.make_app(Store(etcd), ident, views, max_limit=max_limit)
+        )
     root.add_subapp("/image", images.make_app(Store(etcd), ident))
 
     async def close_etcd(app: web.Application) -> AsyncIterator[None]:

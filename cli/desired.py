@@ -58,6 +58,7 @@ async def _serve_api(
         metrics.text if metrics is not None else None,
         token_ttl=cfg.api.token_ttl,
         sql_url=cfg.sql_url(),
+        max_limit=cfg.api.max_limit,
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

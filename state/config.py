@@ -47,6 +47,8 @@ class ApiConfig:
     admin_token: str = ""
     #: seconds an identity token lives
     token_ttl: int = 3600
+    #: the most servers one Compute API list answers (Nova's ``[api] max_limit``)
+    max_limit: int = 1000
 
 
 @dataclass(frozen=True)

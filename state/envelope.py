@@ -79,6 +79,8 @@ def resource_version(obj: Obj) -> int:
         raise BadRequest(f"metadata.resourceVersion must be a number, got {rv!r}") from None
 
 
+#: the annotation naming the user (identity id) who created an object through an API
+USER_ANNOTATION = "desired/user-id"
 #: the scheduler's finalizer: an Instance is gone only once its host has let go of it
 SCHEDULER_FINALIZER = "desired/scheduler"
 #: finalizers a new object of a kind gets at creation, so that its owner need not add

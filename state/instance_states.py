@@ -31,25 +31,66 @@ _TASK_TOWARDS = {
     "paused": "pausing",
     "suspended": "suspending",
 }
-#: Nova's API status for each vm_state (task states refine some below)
-_STATUS = {
-    "building": "BUILD",
-    "active": "ACTIVE",
-    "stopped": "SHUTOFF",
-    "paused": "PAUSED",
-    "suspended": "SUSPENDED",
-    "error": "ERROR",
-    "deleted": "DELETED",
-    "resized": "VERIFY_RESIZE",
-}
-#: task states that Nova shows as a status of their own
-_TASK_STATUS = {
-    "rebooting": "REBOOT",
+_REBOOT = {"rebooting": "REBOOT", "reboot_pending": "REBOOT", "reboot_started": "REBOOT"}
+_HARD_REBOOT = {
     "rebooting_hard": "HARD_REBOOT",
-    "rebuilding": "REBUILD",
-    "resize_prep": "RESIZE",
-    "resize_reverting": "REVERT_RESIZE",
+    "reboot_pending_hard": "HARD_REBOOT",
+    "reboot_started_hard": "HARD_REBOOT",
 }
+_REBUILD = {
+    "rebuilding": "REBUILD",
+    "rebuild_block_device_mapping": "REBUILD",
+    "rebuild_spawning": "REBUILD",
+}
+_RESIZE = {
+    "resize_prep": "RESIZE",
+    "resize_migrating": "RESIZE",
+    "resize_migrated": "RESIZE",
+    "resize_finish": "RESIZE",
+}
+#: Nova's API status of each vm_state, refined by some task states ("default": any other)
+STATE_MAP: dict[str, dict[str, str]] = {
+    "active": {
+        "default": "ACTIVE",
+        **_REBOOT,
+        **_HARD_REBOOT,
+        "updating_password": "PASSWORD",
+        **_REBUILD,
+        "migrating": "MIGRATING",
+        **_RESIZE,
+    },
+    "building": {"default": "BUILD"},
+    "stopped": {"default": "SHUTOFF", **_RESIZE, **_REBUILD},
+    "resized": {"default": "VERIFY_RESIZE", "resize_reverting": "REVERT_RESIZE"},
+    "paused": {"default": "PAUSED", "migrating": "MIGRATING"},
+    "suspended": {"default": "SUSPENDED"},
+    "rescued": {"default": "RESCUE"},
+    "error": {"default": "ERROR", **_REBUILD},
+    "deleted": {"default": "DELETED"},
+    "soft-delete": {"default": "SOFT_DELETED"},
+    "shelved": {"default": "SHELVED"},
+    "shelved_offloaded": {"default": "SHELVED_OFFLOADED"},
+}
+
+
+def status_of(vm_state: str, task_state: str | None) -> str:
+    """Nova's API status name of a vm_state and task_state."""
+    tasks = STATE_MAP.get(vm_state, {"default": "UNKNOWN"})
+    return tasks.get(task_state or "default", tasks["default"])
+
+
+def states_of(statuses: list[str]) -> tuple[set[str], set[str]]:
+    """The vm_states and task_states whose status is one of ``statuses`` (any case), as
+    Nova's list filter reads them; "default" among the task states means any task."""
+    wanted = {s.lower() for s in statuses}
+    vm_states: set[str] = set()
+    task_states: set[str] = set()
+    for vm, tasks in STATE_MAP.items():
+        for task, name in tasks.items():
+            if name.lower() in wanted:
+                vm_states.add(vm)
+                task_states.add(task)
+    return vm_states, task_states
 
 
 def nova_state(obj: dict[str, Any]) -> dict[str, Any]:
@@ -87,7 +128,7 @@ def nova_state(obj: dict[str, Any]) -> dict[str, Any]:
         if (spec.get("rebuild") or {}).get("generation", 0) > status.get("rebuildGeneration", 0):
             task = "rebuilding"
         elif settling and settle.get("action") == "revert":
-            task = "resize_reverting"
+            vm, task = "resized", "resize_reverting"  # as Nova: resized until the revert ends
         elif built and spec.get("flavor") not in (None, built):
             task = "resize_prep"
         elif status.get("resize") and not settling:
@@ -96,5 +137,9 @@ def nova_state(obj: dict[str, Any]) -> dict[str, Any]:
             task = _TASK_TOWARDS.get(want)
         elif spec.get("reboot", {}).get("generation", 0) > status.get("rebootGeneration", 0):
             task = "rebooting_hard" if spec["reboot"].get("type") == "HARD" else "rebooting"
-    nova_status = _TASK_STATUS.get(task or "", _STATUS.get(vm, "UNKNOWN"))
-    return {"vmState": vm, "taskState": task, "powerState": power, "novaStatus": nova_status}
+    return {
+        "vmState": vm,
+        "taskState": task,
+        "powerState": power,
+        "novaStatus": status_of(vm, task),
+    }

@@ -134,6 +134,9 @@ class Store:
     #: returns new uids; replaceable so tests can make them predictable
     new_uid: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))
     _events_lease: tuple[int, float] = field(default=(0, 0.0), init=False, repr=False)
+    #: the etcd revision of this store's latest object write: a reader of the conductor's
+    #: SQL waits until SQL reflects it, so that a client reads its own writes
+    written: int = field(default=0, init=False)
 
     # --- reads -------------------------------------------------------------
 
@@ -210,20 +213,33 @@ class Store:
 
         ``extra`` adds compares and puts to the same transaction (quota usage); if
         one of its compares fails, Conflict."""
-        r = ref(obj)
-        stored = self.prepare_new(obj)
-        spec_key = keys.spec(r.kind, r.project, r.name)
+        return (await self.create_many([obj], extra=extra))[0]
+
+    async def create_many(
+        self, objs: Sequence[Obj], *, extra: Sequence[tuple[Compare, Op]] = ()
+    ) -> builtins.list[Obj]:
+        """Stores new objects in one transaction: all of them or none. AlreadyExists
+        (naming the first) if a name is taken; Conflict if a compare of ``extra`` fails."""
+        refs = [ref(o) for o in objs]
+        stored = [self.prepare_new(o) for o in objs]
+        spec_keys = [keys.spec(r.kind, r.project, r.name) for r in refs]
         res = await self.etcd.txn(
-            [absent(spec_key), *(c for c, _ in extra)],
-            [Put(spec_key, dumps(stored)), *(op for _, op in extra)],
-            [Get(spec_key)] if extra else [],
+            [*(absent(k) for k in spec_keys), *(c for c, _ in extra)],
+            [
+                *(Put(k, dumps(s)) for k, s in zip(spec_keys, stored, strict=True)),
+                *(op for _, op in extra),
+            ],
+            [Get(k) for k in spec_keys] if extra or len(objs) > 1 else [],
         )
         if not res.succeeded:
-            if extra and not res.responses[0]:
-                raise Conflict(f"{r}: what its create is accounted in changed meanwhile")
-            raise AlreadyExists(f"{r} already exists")
-        stored["metadata"]["resourceVersion"] = str(res.revision)
-        stored["status"] = {}
+            taken = [r for r, kvs in zip(refs, res.responses, strict=False) if kvs]
+            if taken or not res.responses:
+                raise AlreadyExists(f"{(taken or refs)[0]} already exists")
+            raise Conflict(f"{refs[0]}: what its create is accounted in changed meanwhile")
+        for s in stored:
+            s["metadata"]["resourceVersion"] = str(res.revision)
+            s["status"] = {}
+        self.written = max(self.written, res.revision)
         return stored
 
     async def create_or_get(self, obj: Obj) -> tuple[Obj, bool]:
@@ -242,6 +258,7 @@ class Store:
         )
         if res.succeeded:
             stored["metadata"]["resourceVersion"] = str(res.revision)
+            self.written = max(self.written, res.revision)
             stored["status"] = {}
             return stored, True
         spec_kvs, status_kvs = res.responses
@@ -330,6 +347,7 @@ class Store:
         res = await self.etcd.txn(compares, ops)
         if not res.succeeded:
             raise Conflict(f"{r} was modified since resourceVersion {rv}; read it again and retry")
+        self.written = max(self.written, res.revision)
         if gone:
             return None
         stored["metadata"]["resourceVersion"] = str(res.revision)
@@ -435,6 +453,7 @@ class Store:
             )
             if w.succeeded:
                 obj["metadata"]["resourceVersion"] = str(w.revision)
+                self.written = max(self.written, w.revision)
                 return obj
         raise Conflict(f"{r}: status kept changing under {_STATUS_RETRIES} attempts")
 

@@ -16,15 +16,13 @@ from aiohttp import web
 
 from apiserver.compute.context import VIEWS, caller, store_of
 from apiserver.compute.faults import ComputeFault
-from apiserver.compute.servers import USER_ANNOTATION, find
-from state.envelope import Obj
+from apiserver.compute.servers import find
+from state.envelope import USER_ANNOTATION, Obj
 
 
 async def _log(request: web.Request) -> tuple[Obj, list[dict[str, Any]]]:
     inst = await find(request, request.match_info["server_id"])
-    views = request.app.get(VIEWS)
-    if views is None:
-        raise ComputeFault(501, "this API server has no SQL views configured")
+    views = request.app[VIEWS]
     await views.caught_up(await store_of(request).etcd.revision())
     return inst, await views.actions(inst["metadata"]["uid"])
 

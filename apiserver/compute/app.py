@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from apiserver.compute import actions, flavors, keypairs, quotas, servers, zones
-from apiserver.compute.context import CALLER, STORE, VIEWS
+from apiserver.compute.context import CALLER, MAX_LIMIT, STORE, VIEWS
 from apiserver.compute.faults import ComputeFault, render
 from apiserver.compute.microversions import MAX, MIN, Version, check, requested, stamp
 from apiserver.identity import Identity
@@ -98,13 +98,14 @@ def _middleware(identity: Identity) -> Any:
 
 
 def make_app(
-    store: Store, identity: Identity, views: ComputeViews | None = None
+    store: Store, identity: Identity, views: ComputeViews, *, max_limit: int = 1000
 ) -> web.Application:
-    """``views``: the conductor's SQL, for the action log (answered 501 without)."""
+    """``views``: the conductor's SQL, which server lists and the action log read;
+    ``max_limit``: the most servers one list answers."""
     app = web.Application(middlewares=[_middleware(identity)])
     app[STORE] = store
-    if views is not None:
-        app[VIEWS] = views
+    app[VIEWS] = views
+    app[MAX_LIMIT] = max_limit
     app.router.add_get("", versions)
     app.router.add_get("/", versions)
     for vid, paths in (("v2.0", ("/v2", "/v2/")), ("v2.1", ("/v2.1", "/v2.1/"))):

@@ -17,6 +17,8 @@ from state.store import Store
 STORE = web.AppKey("compute_store", Store)
 #: the conductor's SQL views; absent when the API server has no SQL configured
 VIEWS = web.AppKey("compute_views", ComputeViews)
+#: the most servers one list answers (Nova's ``api.max_limit``)
+MAX_LIMIT = web.AppKey("compute_max_limit", int)
 CALLER = web.RequestKey("compute_caller", Token)
 
 

@@ -1,8 +1,8 @@
-"""Compute API servers: create, list, show, delete and the power and resize actions.
+"""Compute API servers: create, show, delete, metadata and the power and resize actions.
 
 Owns: turning Nova's requests into Instance specs (imperative verbs become
 spec changes: ``powerState``, ``reboot.generation``, ``flavor`` and
-``resize``), the 2.1 server views built from an Instance's spec and status,
+``resize``), finding a server by id (SQL says where, etcd what it is now),
 and the 409 for an action the server's state does not allow. A server's id
 is its Instance's uid; its name is the Instance's name, so two servers of
 one project cannot share a name here (409), unlike Nova.
@@ -14,100 +14,28 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
+import dataclasses
+import datetime as dt
 import json
 import secrets
 from typing import Any
 
 from aiohttp import web
 
-from apiserver.compute import flavors
-from apiserver.compute.context import caller, store_of
+from apiserver.compute import flavors, server_lists
+from apiserver.compute.context import VIEWS, caller, store_of
 from apiserver.compute.faults import ComputeFault
-from apiserver.urls import base_url
+from apiserver.compute.server_lists import refs_for
+from apiserver.compute.server_views import links, view
 from state import quota
-from state.envelope import Obj, Ref
+from state.envelope import USER_ANNOTATION, Obj, Ref
 from state.errors import AlreadyExists, Conflict, NotFound
 from state.validation import validate
 
-USER_ANNOTATION = "desired/user-id"
 #: tries of a change whose usage another change moved meanwhile
 _QUOTA_RETRIES = 10
 #: Nova's default quota of metadata items per server
 METADATA_ITEMS = 128
-
-
-def _links(request: web.Request, kind: str, ident: str, self_too: bool = True) -> list[dict]:
-    base = base_url(request)
-    links = [{"href": f"{base}/compute/{kind}/{ident}", "rel": "bookmark"}]
-    if self_too:
-        links.insert(0, {"href": f"{base}/compute/v2.1/{kind}/{ident}", "rel": "self"})
-    return links
-
-
-def _host_id(project_id: str, host: str | None) -> str:
-    if not host:
-        return ""
-    return hashlib.sha224(f"{project_id}{host}".encode()).hexdigest()
-
-
-def view(request: web.Request, inst: Obj, flavor_id: str, image_id: str) -> dict[str, Any]:
-    meta, spec, status = inst["metadata"], inst["spec"], inst.get("status", {})
-    token = caller(request)
-    project_id = token.project_id
-    server: dict[str, Any] = {
-        "id": meta["uid"],
-        "name": meta["name"],
-        "status": status.get("novaStatus", "BUILD"),
-        "tenant_id": project_id,
-        "user_id": (meta.get("annotations") or {}).get(USER_ANNOTATION, ""),
-        "metadata": dict(spec.get("metadata") or {}),
-        "hostId": _host_id(project_id, status.get("host")),
-        "image": {"id": image_id, "links": _links(request, "images", image_id, False)},
-        "flavor": {"id": flavor_id, "links": _links(request, "flavors", flavor_id, False)},
-        "created": meta.get("creationTimestamp", "")[:19] + "Z",
-        "updated": meta.get("creationTimestamp", "")[:19] + "Z",
-        "addresses": {},
-        "accessIPv4": "",
-        "accessIPv6": "",
-        "links": _links(request, "servers", meta["uid"]),
-        "key_name": spec.get("keyName"),
-        "progress": 0,
-        "config_drive": "",
-        "OS-DCF:diskConfig": "MANUAL",
-        "OS-EXT-AZ:availability_zone": spec.get("availabilityZone") or "nova",
-        "OS-EXT-STS:power_state": status.get("powerState", 0),
-        "OS-EXT-STS:task_state": status.get("taskState", "scheduling" if not status else None),
-        "OS-EXT-STS:vm_state": status.get("vmState", "building"),
-        "OS-SRV-USG:launched_at": None,
-        "OS-SRV-USG:terminated_at": None,
-        "os-extended-volumes:volumes_attached": [],
-        "security_groups": [{"name": g} for g in spec.get("securityGroups") or ["default"]],
-    }
-    if "admin" in token.roles:
-        server["OS-EXT-SRV-ATTR:host"] = status.get("host")
-        server["OS-EXT-SRV-ATTR:hypervisor_hostname"] = status.get("host")
-        server["OS-EXT-SRV-ATTR:instance_name"] = f"desired-{meta['uid']}"
-    if server["status"] == "ERROR" and status.get("fault"):
-        server["fault"] = {
-            "code": status["fault"].get("code", 500),
-            "message": status["fault"].get("message", ""),
-            "created": meta.get("creationTimestamp", "")[:19] + "Z",
-        }
-    return server
-
-
-async def _ids(request: web.Request, inst: Obj) -> tuple[str, str]:
-    """The server's flavor id and image id (the objects' uids)."""
-    store = store_of(request)
-    spec, project = inst["spec"], inst["metadata"]["project"]
-    flavor = await store.get_or_none(Ref("Flavor", None, spec["flavor"]))
-    image = await store.get_or_none(Ref("Image", project, spec["image"]))
-    image = image or await store.get_or_none(Ref("Image", None, spec["image"]))
-    return (
-        flavor["metadata"]["uid"] if flavor else "",
-        image["metadata"]["uid"] if image else "",
-    )
 
 
 def _project(request: web.Request) -> str:
@@ -117,48 +45,43 @@ def _project(request: web.Request) -> str:
     return token.project
 
 
-async def _servers(request: web.Request) -> list[Obj]:
-    return (await store_of(request).list("Instance", _project(request))).items
+async def _located(request: web.Request, ident: str) -> tuple[str, str, dt.datetime] | None:
+    """Where SQL says the server is, once SQL has this API server's own writes; if it
+    does not know the server, once it has caught up with etcd (another API server may
+    have just made it)."""
+    views, store = request.app[VIEWS], store_of(request)
+    await views.caught_up(store.written)
+    where = await views.server_ref(ident)
+    if where is None:
+        await views.caught_up(await store.etcd.revision())
+        where = await views.server_ref(ident)
+    return where
 
 
-async def find(request: web.Request, ident: str) -> Obj:
-    for inst in await _servers(request):
-        if inst["metadata"]["uid"] == ident:
-            return inst
+async def find_located(request: web.Request, ident: str) -> tuple[Obj, dt.datetime]:
+    """The server as etcd has it now, and when SQL saw it change: the caller's project's,
+    or any for admins."""
+    token = caller(request)
+    admin = "admin" in token.roles
+    if not admin:
+        _project(request)
+    where = await _located(request, ident)
+    if where is not None and (admin or where[0] == token.project):
+        inst = await store_of(request).get_or_none(Ref("Instance", where[0], where[1]))
+        if inst is not None and inst["metadata"]["uid"] == ident:
+            return inst, where[2]
     raise ComputeFault(404, f"Instance {ident} could not be found.")
 
 
-async def _listed(request: web.Request) -> list[Obj]:
-    """The project's servers a list shows: not deleting, ``name`` (a substring) matching."""
-    name = request.query.get("name")
-    return [
-        inst
-        for inst in await _servers(request)
-        if not inst["metadata"].get("deletionTimestamp")
-        and (name is None or name in inst["metadata"]["name"])
-    ]
-
-
-async def list_servers(request: web.Request) -> web.Response:
-    out = [
-        {
-            "id": inst["metadata"]["uid"],
-            "name": inst["metadata"]["name"],
-            "links": _links(request, "servers", inst["metadata"]["uid"]),
-        }
-        for inst in await _listed(request)
-    ]
-    return web.json_response({"servers": out})
-
-
-async def list_detail(request: web.Request) -> web.Response:
-    out = [view(request, inst, *await _ids(request, inst)) for inst in await _listed(request)]
-    return web.json_response({"servers": out})
+async def find(request: web.Request, ident: str) -> Obj:
+    return (await find_located(request, ident))[0]
 
 
 async def show(request: web.Request) -> web.Response:
-    inst = await find(request, request.match_info["server_id"])
-    return web.json_response({"server": view(request, inst, *await _ids(request, inst))})
+    inst, updated = await find_located(request, request.match_info["server_id"])
+    refs = (await refs_for(request.app[VIEWS], [inst]))[inst["metadata"]["uid"]]
+    refs = dataclasses.replace(refs, updated=updated)
+    return web.json_response({"server": view(request, inst, refs)})
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -263,7 +186,7 @@ async def create(request: web.Request) -> web.Response:
         {
             "server": {
                 "id": uid,
-                "links": _links(request, "servers", uid),
+                "links": links(request, "servers", uid),
                 "OS-DCF:diskConfig": "MANUAL",
                 "security_groups": [{"name": g} for g in spec.get("securityGroups", ["default"])],
                 "adminPass": secrets.token_urlsafe(9),
@@ -462,9 +385,9 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v2.1/servers/{server_id}/metadata/{key}", get_item)
     app.router.add_put("/v2.1/servers/{server_id}/metadata/{key}", put_item)
     app.router.add_delete("/v2.1/servers/{server_id}/metadata/{key}", delete_item)
-    app.router.add_get("/v2.1/servers", list_servers)
+    app.router.add_get("/v2.1/servers", server_lists.list_servers)
     app.router.add_post("/v2.1/servers", create)
-    app.router.add_get("/v2.1/servers/detail", list_detail)
+    app.router.add_get("/v2.1/servers/detail", server_lists.list_detail)
     app.router.add_get("/v2.1/servers/{server_id}", show)
     app.router.add_delete("/v2.1/servers/{server_id}", delete)
     app.router.add_post("/v2.1/servers/{server_id}/action", action)

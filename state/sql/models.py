@@ -59,6 +59,8 @@ class Resource(Base):
     resource_version: Mapped[int] = mapped_column(BigInteger, nullable=False)
     generation: Mapped[int] = mapped_column(BigInteger, nullable=False)
     labels: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+    #: the object's whole metadata (annotations, finalizers, deletionTimestamp, ...)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, server_default="{}")
     spec: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
     status: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
@@ -100,6 +102,8 @@ class InstanceRow(Base):
         Index("ix_instances_project_created", "project", "created_at"),
         Index("ix_instances_host", "host"),
         Index("ix_instances_project_name", "project", "name"),
+        Index("ix_instances_created", "created_at", "uid"),
+        Index("ix_instances_updated", "updated_at"),
     )
 
     uid: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -116,6 +120,9 @@ class InstanceRow(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    user_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    key_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    availability_zone: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
 class InstanceAction(Base):

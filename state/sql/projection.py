@@ -20,6 +20,7 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from state.envelope import USER_ANNOTATION
 from state.instance_actions import EVENTS, actions_between, outcome, request_id
 from state.instance_states import nova_state
 from state.sql.engine import checkpoint, make_engine, make_sessionmaker, session_scope
@@ -70,6 +71,7 @@ def _resource_row(obj: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
         "resource_version": int(meta["resourceVersion"]),
         "generation": int(meta.get("generation", 1)),
         "labels": meta.get("labels") or {},
+        "meta": meta,
         "spec": obj.get("spec") or {},
         "status": obj.get("status") or {},
         "created_at": _time(meta.get("creationTimestamp")),
@@ -96,6 +98,9 @@ def _instance_row(obj: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
         "created_at": _time(meta.get("creationTimestamp")),
         "updated_at": now,
         "deleted_at": None,
+        "user_id": (meta.get("annotations") or {}).get(USER_ANNOTATION),
+        "key_name": spec.get("keyName"),
+        "availability_zone": spec.get("availabilityZone"),
     }
 
 
@@ -252,7 +257,13 @@ def mark_deleted(session: Session, uids: Iterable[str]) -> None:
         session.execute(
             update(InstanceRow)
             .where(InstanceRow.uid.in_(uids), InstanceRow.deleted_at.is_(None))
-            .values(deleted_at=now)
+            .values(
+                deleted_at=now,
+                updated_at=now,
+                vm_state="deleted",
+                task_state=None,
+                status="DELETED",
+            )
         )
         finish_actions(session, dict.fromkeys(uids))
 

@@ -1,7 +1,8 @@
 """Read-only queries of the conductor's SQL views, for the API servers.
 
-Owns: reading instance actions and their events, and waiting until SQL
-reflects etcd up to a revision (so that a client reads its own writes).
+Owns: reading server lists, instance actions and their events, and waiting
+until SQL reflects etcd up to a revision (so that a client reads its own
+writes).
 
 Must never: write.
 """
@@ -18,6 +19,14 @@ from sqlalchemy import select
 from state.sql.engine import make_engine, make_sessionmaker, session_scope
 from state.sql.models import InstanceAction, InstanceActionEvent
 from state.sql.projection import progress
+from state.sql.server_lists import (
+    ServerQuery,
+    ServerRow,
+    list_servers,
+    name_by_uid,
+    server_ref,
+    uids_by_name,
+)
 
 
 def _stamp(when: dt.datetime | None) -> str | None:
@@ -85,6 +94,23 @@ class ComputeViews:
 
     async def events(self, action_id: int) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self._events, action_id)
+
+    def _read(self, fn: Any, *args: Any) -> Any:
+        with session_scope(self.sessions) as s:
+            return fn(s, *args)
+
+    async def servers(self, query: ServerQuery) -> list[ServerRow]:
+        return await asyncio.to_thread(self._read, list_servers, query)
+
+    async def server_ref(self, uid: str) -> tuple[str, str, dt.datetime] | None:
+        """The (project, name, last change) of the live server ``uid``."""
+        return await asyncio.to_thread(self._read, server_ref, uid)
+
+    async def name_by_uid(self, kind: str, uid: str) -> str | None:
+        return await asyncio.to_thread(self._read, name_by_uid, kind, uid)
+
+    async def uids_by_name(self, kind: str, names: set[str]) -> dict[tuple[str, str], str]:
+        return await asyncio.to_thread(self._read, uids_by_name, kind, names)
 
     def close(self) -> None:
         self.engine.dispose()

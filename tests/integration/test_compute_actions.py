@@ -5,23 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from state.envelope import Ref
-from state.sql.migrate import upgrade
 from state.store import Store
 from tests.conftest import eventually
 from tests.integration.test_compute_api import token_of
 from tests.integration.test_compute_servers import Nova
-from tests.integration.test_conductor import conductor
 from tests.integration.test_hostd import cloud as hostd_cloud
 from tests.integration.test_identity import api_cloud
 
 
 async def test_instance_actions_from_sql(store: Store, sql_url: str, tmp_path: Path) -> None:
-    upgrade(sql_url)
-    async with (
-        hostd_cloud(store, tmp_path),
-        conductor(store.etcd, sql_url),
-        api_cloud(store, sql_url) as base,
-    ):
+    async with hostd_cloud(store, tmp_path), api_cloud(store, sql_url) as base:
         nova = Nova(base, await token_of(base, "demo", "demo-secret", "demo"))
         image_id = (await store.get(Ref("Image", None, "tiny")))["metadata"]["uid"]
         request = {"server": {"name": "vm1", "imageRef": image_id, "flavorRef": "small"}}

@@ -146,11 +146,23 @@ async def test_servers_through_the_compute_api(
         assert [s["id"] for s in listed["servers"]] == [sid]
         _, detail = await nova("GET", "/servers/detail?name=vm")
         assert [s["status"] for s in detail["servers"]] == ["ACTIVE"]
-        admin = Nova(cloud, await token_of(cloud, "admin", "admin-secret", "admin"))
-        _, theirs = await admin("GET", "/servers")
+        other = Nova(cloud, await token_of(cloud, "other", "other-secret", "other"))
+        _, theirs = await other("GET", "/servers")
         assert theirs["servers"] == []
-        code, _ = await admin("GET", f"/servers/{sid}")
+        code, _ = await other("GET", f"/servers/{sid}")
         assert code == 404
+        code, _ = await other("POST", f"/servers/{sid}/action", {"os-stop": None})
+        assert code == 404
+        code, body = await other("GET", "/servers?all_tenants=1")
+        assert code == 403 and "get_all_tenants" in body["forbidden"]["message"]
+        # an admin sees it among all projects' servers, and may show it
+        admin = Nova(cloud, await token_of(cloud, "admin", "admin-secret", "admin"))
+        _, own = await admin("GET", "/servers")
+        assert own["servers"] == []
+        _, every = await admin("GET", "/servers/detail?all_tenants=1")
+        assert [s["id"] for s in every["servers"]] == [sid]
+        code, body = await admin("GET", f"/servers/{sid}")
+        assert code == 200 and body["server"]["tenant_id"] == shown["server"]["tenant_id"]
 
         # bad requests change nothing
         bad = dict(request["server"], name="vm2", flavorRef="nope")

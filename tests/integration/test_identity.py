@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -14,26 +15,30 @@ from keystoneauth1.identity import v3
 
 from apiserver.app import make_app
 from state.passwords import hash_password
+from state.sql.migrate import upgrade
 from state.store import Store
 from tests.conftest import serving
+from tests.integration.test_conductor import conductor
 
 
 @contextlib.asynccontextmanager
-async def api_cloud(store: Store, sql_url: str | None = None) -> AsyncIterator[str]:
-    """An API server on a free port with projects demo, other and admin, users demo and
-    admin; with ``sql_url``, it reads the conductor's views there."""
+async def api_cloud(store: Store, sql_url: str, max_limit: int = 50) -> AsyncIterator[str]:
+    """An API server on a free port with projects demo, other and admin, users demo,
+    other (members of their projects) and admin, and a conductor projecting into ``sql_url``, which the API server reads."""
+    await asyncio.to_thread(upgrade, sql_url)
     for name in ("demo", "other", "admin"):
         await store.create({"kind": "Project", "metadata": {"name": name}, "spec": {}})
-    await store.create(
-        {
-            "kind": "User",
-            "metadata": {"name": "demo"},
-            "spec": {
-                "passwordHash": hash_password("demo-secret", iterations=1000),
-                "roles": [{"role": "member", "project": "demo"}],
-            },
-        }
-    )
+    for user in ("demo", "other"):
+        await store.create(
+            {
+                "kind": "User",
+                "metadata": {"name": user},
+                "spec": {
+                    "passwordHash": hash_password(f"{user}-secret", iterations=1000),
+                    "roles": [{"role": "member", "project": user}],
+                },
+            }
+        )
     await store.create(
         {
             "kind": "User",
@@ -44,14 +49,16 @@ async def api_cloud(store: Store, sql_url: str | None = None) -> AsyncIterator[s
             },
         }
     )
-    app = make_app(store.etcd, "bootstrap-token", token_ttl=600, sql_url=sql_url)
-    async with serving(app) as base:
+    app = make_app(
+        store.etcd, "bootstrap-token", token_ttl=600, sql_url=sql_url, max_limit=max_limit
+    )
+    async with conductor(store.etcd, sql_url), serving(app) as base:
         yield base
 
 
 @pytest.fixture
-async def cloud(store: Store) -> AsyncIterator[str]:
-    async with api_cloud(store) as base:
+async def cloud(store: Store, tmp_path: Path) -> AsyncIterator[str]:
+    async with api_cloud(store, f"sqlite:///{tmp_path / 'api.sqlite'}") as base:
         yield base
 
 

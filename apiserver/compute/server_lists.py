@@ -1,0 +1,324 @@
+"""Compute API server lists (``GET /servers`` and ``/servers/detail``) from SQL.
+
+Owns: reading Nova's query parameters as Nova 2.1 does (unknown filters
+dropped for members, admins' extra filters, ``all_tenants``, status names
+to vm and task states, ``changes-since`` bringing deleted servers along,
+sort keys and directions, ``limit`` capped by ``api.max_limit``, markers),
+the ``servers_links`` "next" link, and looking up the ids (flavor, image,
+project) that server views show for the names an Instance holds.
+
+Must never: list before SQL reflects this API server's own writes (a client
+reads what it just wrote); list another project's servers for a member.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from apiserver.compute.context import MAX_LIMIT, VIEWS, caller, store_of
+from apiserver.compute.faults import ComputeFault
+from apiserver.compute.server_views import Refs, links, view
+from apiserver.urls import base_url
+from state.envelope import Obj
+from state.instance_states import states_of
+from state.sql.server_lists import SORT_COLUMNS, ServerQuery, ServerRow
+from state.sql.views import ComputeViews
+
+#: filters a member may use; the others are dropped from a member's query, as Nova does
+_MEMBER_FILTERS = {
+    "reservation_id",
+    "name",
+    "status",
+    "image",
+    "flavor",
+    "ip",
+    "changes-since",
+    "all_tenants",
+}
+_PAGING = {"sort_key", "sort_dir", "limit", "marker"}
+#: filters on joined tables Nova refuses with 400
+_JOINED = {
+    "block_device_mapping",
+    "services",
+    "metadata",
+    "system_metadata",
+    "info_cache",
+    "security_groups",
+    "pci_devices",
+}
+#: admins' filters that match a column exactly
+_EQUAL = {
+    "host": "host",
+    "node": "host",
+    "user_id": "user_id",
+    "uuid": "uid",
+    "key_name": "key_name",
+    "availability_zone": "availability_zone",
+}
+#: sort keys Nova accepts but ignores
+_IGNORED_SORT_KEYS = {
+    "architecture",
+    "cell_name",
+    "cleaned",
+    "default_ephemeral_device",
+    "default_swap_device",
+    "deleted",
+    "deleted_at",
+    "disable_terminate",
+    "ephemeral_gb",
+    "ephemeral_key_uuid",
+    "id",
+    "key_data",
+    "launched_on",
+    "locked",
+    "memory_mb",
+    "os_type",
+    "reservation_id",
+    "root_gb",
+    "shutdown_terminate",
+    "user_data",
+    "vcpus",
+    "vm_mode",
+}
+#: sort keys Nova accepts whose value is the same for every server here, so they
+#: do not change the order
+_CONSTANT_SORT_KEYS = {
+    "access_ip_v4",
+    "access_ip_v6",
+    "auto_disk_config",
+    "config_drive",
+    "display_description",
+    "kernel_id",
+    "launch_index",
+    "launched_at",
+    "locked_by",
+    "progress",
+    "ramdisk_id",
+    "root_device_name",
+    "terminated_at",
+}
+_VALID_SORT_KEYS = sorted(set(SORT_COLUMNS) | _IGNORED_SORT_KEYS | _CONSTANT_SORT_KEYS)
+_TRUE = {"1", "t", "true", "on", "y", "yes"}
+_FALSE = {"0", "f", "false", "off", "n", "no"}
+
+
+def _flag(name: str, value: str) -> bool:
+    v = value.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise ComputeFault(
+        400,
+        f"Invalid input received: Unrecognized value '{value}', acceptable values are: "
+        "'0', '1', 'f', 'false', 'n', 'no', 'off', 'on', 't', 'true', 'y', 'yes'",
+    )
+
+
+def _time(name: str, value: str) -> dt.datetime:
+    try:
+        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ComputeFault(
+            400,
+            f"Invalid input for query parameters {name}. Value: {value}. "
+            f"'{value}' is not a 'date-time'",
+        ) from None
+    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
+
+
+def _sort(request: web.Request, admin: bool) -> tuple[tuple[str, str], ...]:
+    keys = [k.strip() for k in request.query.getall("sort_key", [])]
+    dirs = [d.strip() for d in request.query.getall("sort_dir", [])]
+    for key in keys:
+        if key not in _VALID_SORT_KEYS:
+            raise ComputeFault(
+                400,
+                f"Invalid input for query parameters sort_key. Value: {key}. "
+                f"'{key}' is not one of {_VALID_SORT_KEYS}",
+            )
+    for d in dirs:
+        if d not in ("asc", "desc"):
+            raise ComputeFault(
+                400, "Invalid input received: Unknown sort direction, must be 'desc' or 'asc'"
+            )
+    if len(dirs) > len(keys) and keys:
+        raise ComputeFault(400, "Invalid input received: Sort direction size exceeds sort key size")
+    if not keys:
+        keys = ["created_at"]
+        dirs = dirs[:1] or ["desc"]
+    dirs += [dirs[0] if dirs else "desc"] * (len(keys) - len(dirs))
+    pairs = []
+    for key, d in zip(keys, dirs, strict=True):
+        if key in ("host", "node") and not admin:
+            raise ComputeFault(403, f"Only administrators can sort servers by {key}")
+        if key in SORT_COLUMNS:
+            pairs.append((key, d))
+    return tuple(pairs)
+
+
+def _limit(request: web.Request) -> int:
+    max_limit = request.app[MAX_LIMIT]
+    raw = request.query.get("limit")
+    if raw is None:
+        return max_limit
+    if not re.fullmatch(r"[0-9]+", raw):
+        raise ComputeFault(
+            400,
+            f"Invalid input for query parameters limit. Value: {raw}. "
+            f"'{raw}' does not match '^[0-9]*$'",
+        )
+    return min(int(raw), max_limit)
+
+
+async def _query(request: web.Request) -> ServerQuery | None:
+    """The SQL query a list request stands for; None when no server can match."""
+    token = caller(request)
+    admin = "admin" in token.roles
+    views = request.app[VIEWS]
+    opts = {k: request.query.getone(k) for k in request.query if k not in _PAGING}
+    if not admin:
+        opts = {k: v for k, v in opts.items() if k in _MEMBER_FILTERS}
+    for k in opts:
+        if k in _JOINED or k.startswith("_"):
+            raise ComputeFault(400, f"Invalid filter field: {k}.")
+    all_tenants = "all_tenants" in opts and (
+        opts["all_tenants"] == "" or _flag("all_tenants", opts["all_tenants"])
+    )
+    if all_tenants and not admin:
+        action = "detail" if request.path.endswith("/detail") else "index"
+        raise ComputeFault(
+            403,
+            f"Policy doesn't allow os_compute_api:servers:{action}:get_all_tenants to be performed.",
+        )
+    project: str | None
+    if all_tenants:
+        project = None
+        wanted = opts.get("project_id") or opts.get("tenant_id")
+        if wanted:
+            project = await views.name_by_uid("Project", wanted) or wanted
+    elif token.project:
+        project = token.project
+    else:
+        raise ComputeFault(403, "a project-scoped token is needed for servers")
+    name = opts.get("name", opts.get("display_name"))
+    if name is not None:
+        try:
+            re.compile(name)
+        except re.error:
+            raise ComputeFault(
+                400, f"Invalid input for query parameters name. Value: {name}."
+            ) from None
+    vm_states: frozenset[str] = frozenset()
+    task_states: frozenset[str] = frozenset()
+    if "status" in request.query and "status" in opts:
+        vms, tasks = states_of(request.query.getall("status"))
+        if not vms:
+            return None  # Nova 2.1: an unknown status matches nothing
+        vm_states, task_states = frozenset(vms), frozenset(tasks)
+    if "vm_state" in opts and admin:
+        vm_states = frozenset(request.query.getall("vm_state"))
+    if "task_state" in opts and admin:
+        task_states = frozenset(request.query.getall("task_state"))
+    changes_since = (
+        _time("changes-since", opts["changes-since"]) if "changes-since" in opts else None
+    )
+    deleted: bool | None = None if changes_since is not None else False
+    if "deleted" in opts:
+        deleted = opts["deleted"].strip().lower() in _TRUE
+    if vm_states == {"deleted"}:
+        if not admin:
+            raise ComputeFault(403, "Only administrators may list deleted instances")
+        deleted = True
+    equal = {column: opts[k] for k, column in _EQUAL.items() if k in opts}
+    for filter_, kind in (("image", "Image"), ("flavor", "Flavor")):
+        if filter_ in opts:
+            named = await views.name_by_uid(kind, opts[filter_])
+            equal[filter_] = named or opts[filter_]
+    if "reservation_id" in opts or "ip" in opts or "ip6" in opts:
+        return None  # no server has a reservation id or an address here yet
+    return ServerQuery(
+        project=project,
+        name=name,
+        vm_states=vm_states,
+        task_states=task_states,
+        deleted=deleted,
+        changes_since=changes_since,
+        equal=equal,
+        sort=_sort(request, admin),
+        limit=_limit(request),
+        marker=request.query.get("marker"),
+    )
+
+
+async def _rows(request: web.Request) -> list[ServerRow]:
+    query = await _query(request)
+    if query is None or query.limit == 0:
+        return []
+    views = request.app[VIEWS]
+    await views.caught_up(store_of(request).written)
+    return await views.servers(query)  # an unknown marker: 400
+
+
+def _next_links(request: web.Request, rows: list[ServerRow], path: str) -> list[dict[str, str]]:
+    """Nova's "next" link: when the page is as long as the limit asked (or the cap)."""
+    max_limit = request.app[MAX_LIMIT]
+    wanted = min(int(request.query.get("limit", max_limit)), max_limit)
+    if not rows or len(rows) != wanted:
+        return []
+    # every repeated sort_key and sort_dir kept (Nova's link keeps the last of each)
+    params = [(k, v) for k, v in request.query.items() if k != "marker"]
+    params.append(("marker", rows[-1].uid))
+    return [{"rel": "next", "href": f"{base_url(request)}/compute/v2.1/{path}?{urlencode(params)}"}]
+
+
+async def refs_for(views: ComputeViews, objects: Iterable[Obj]) -> dict[str, Refs]:
+    """Per Instance uid: the ids of its flavor, image and project, looked up in SQL."""
+    objects = list(objects)
+    flavors = await views.uids_by_name("Flavor", {o["spec"].get("flavor", "") for o in objects})
+    images = await views.uids_by_name("Image", {o["spec"].get("image", "") for o in objects})
+    projects = await views.uids_by_name(
+        "Project", {o["metadata"].get("project", "") for o in objects}
+    )
+    out = {}
+    for o in objects:
+        meta, spec = o["metadata"], o["spec"]
+        project = meta.get("project", "")
+        out[meta["uid"]] = Refs(
+            flavor_id=flavors.get(("", spec.get("flavor", "")), ""),
+            image_id=images.get((project, spec.get("image", "")))
+            or images.get(("", spec.get("image", "")), ""),
+            project_id=projects.get(("", project), project),
+        )
+    return out
+
+
+async def list_servers(request: web.Request) -> web.Response:
+    rows = await _rows(request)
+    servers = [
+        {"id": r.uid, "name": r.name, "links": links(request, "servers", r.uid)} for r in rows
+    ]
+    body: dict[str, Any] = {"servers": servers}
+    if more := _next_links(request, rows, "servers"):
+        body["servers_links"] = more
+    return web.json_response(body)
+
+
+async def list_detail(request: web.Request) -> web.Response:
+    rows = await _rows(request)
+    refs = await refs_for(request.app[VIEWS], (r.object for r in rows))
+    servers = []
+    for r in rows:
+        ref = dataclasses.replace(refs[r.uid], updated=r.updated_at, deleted=r.deleted)
+        servers.append(view(request, r.object, ref))
+    body: dict[str, Any] = {"servers": servers}
+    if more := _next_links(request, rows, "servers/detail"):
+        body["servers_links"] = more
+    return web.json_response(body)

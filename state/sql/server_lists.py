@@ -1,0 +1,212 @@
+"""Server lists from the conductor's ``instances`` rows: filters, sort keys and markers.
+
+Owns: one query for a page of servers (each with the object as the
+conductor last projected it), ordered by sort keys that always end in
+``created_at`` and ``uid`` so that a marker names one place in the order, and
+the page that follows a marker.
+
+Must never: write; decide who may see what (the caller's query says which
+project, or every project).
+
+Nullable sort columns are compared as empty strings, so that SQLite and
+PostgreSQL (which disagree on where NULLs sort) give the same order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from state.errors import BadRequest
+from state.sql.models import InstanceRow, Resource
+
+#: Nova's sort keys that have a column here
+SORT_COLUMNS: dict[str, Any] = {
+    "created_at": InstanceRow.created_at,
+    "updated_at": InstanceRow.updated_at,
+    "display_name": InstanceRow.name,
+    "hostname": InstanceRow.name,
+    "uuid": InstanceRow.uid,
+    "vm_state": InstanceRow.vm_state,
+    "task_state": func.coalesce(InstanceRow.task_state, ""),
+    "power_state": InstanceRow.power_state,
+    "host": func.coalesce(InstanceRow.host, ""),
+    "node": func.coalesce(InstanceRow.host, ""),
+    "project_id": InstanceRow.project,
+    "user_id": func.coalesce(InstanceRow.user_id, ""),
+    "key_name": func.coalesce(InstanceRow.key_name, ""),
+    "availability_zone": func.coalesce(InstanceRow.availability_zone, ""),
+    "image_ref": InstanceRow.image,
+    "instance_type_id": InstanceRow.flavor,
+}
+
+
+class MarkerNotFound(BadRequest):
+    """The marker names no server the query could list."""
+
+
+@dataclass(frozen=True)
+class ServerQuery:
+    #: one project's servers, or every project's (None)
+    project: str | None
+    #: a regular expression the name must contain a match of
+    name: str | None = None
+    vm_states: frozenset[str] = frozenset()
+    #: empty: any task state; "default" stands for no task
+    task_states: frozenset[str] = frozenset()
+    #: True: only deleted servers; False: only live ones; None: both
+    deleted: bool | None = False
+    changes_since: dt.datetime | None = None
+    changes_before: dt.datetime | None = None
+    #: exact matches on columns: host, user_id, uid, key_name, availability_zone,
+    #: image, flavor
+    equal: dict[str, str] = field(default_factory=dict)
+    #: (Nova sort key, "asc" or "desc"), most significant first
+    sort: tuple[tuple[str, str], ...] = (("created_at", "desc"),)
+    limit: int = 1000
+    marker: str | None = None
+
+
+@dataclass(frozen=True)
+class ServerRow:
+    uid: str
+    name: str
+    #: the Instance as the conductor last projected it
+    object: dict[str, Any]
+    updated_at: dt.datetime
+    deleted: bool
+
+
+def _order(q: ServerQuery) -> list[tuple[Any, str]]:
+    keys = [(SORT_COLUMNS[k], d) for k, d in q.sort]
+    first_dir = q.sort[0][1] if q.sort else "desc"
+    named = {k for k, _ in q.sort}
+    if "created_at" not in named:
+        keys.append((InstanceRow.created_at, first_dir))
+    if "uuid" not in named:
+        keys.append((InstanceRow.uid, first_dir))
+    return keys
+
+
+def _after(order: list[tuple[Any, str]], values: list[Any]) -> ColumnElement[bool]:
+    """Rows after the marker's values in ``order``: (k1 beyond v1) or (k1 = v1 and k2
+    beyond v2) or ..."""
+    clauses = []
+    for i, (col, direction) in enumerate(order):
+        beyond = col > values[i] if direction == "asc" else col < values[i]
+        same = [order[j][0] == values[j] for j in range(i)]
+        clauses.append(and_(*same, beyond))
+    return or_(*clauses)
+
+
+def _filters(q: ServerQuery) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = []
+    if q.project is not None:
+        where.append(InstanceRow.project == q.project)
+    if q.deleted is True:
+        where.append(InstanceRow.deleted_at.is_not(None))
+    elif q.deleted is False:
+        where.append(InstanceRow.deleted_at.is_(None))
+    if q.name is not None:
+        where.append(InstanceRow.name.regexp_match(q.name))
+    if q.vm_states:
+        where.append(InstanceRow.vm_state.in_(sorted(q.vm_states)))
+    if q.task_states and "default" not in q.task_states:
+        where.append(InstanceRow.task_state.in_(sorted(q.task_states)))
+    if q.changes_since is not None:
+        where.append(InstanceRow.updated_at >= q.changes_since)
+    if q.changes_before is not None:
+        where.append(InstanceRow.updated_at <= q.changes_before)
+    columns = {
+        "host": InstanceRow.host,
+        "user_id": InstanceRow.user_id,
+        "uid": InstanceRow.uid,
+        "key_name": InstanceRow.key_name,
+        "availability_zone": InstanceRow.availability_zone,
+        "image": InstanceRow.image,
+        "flavor": InstanceRow.flavor,
+    }
+    for name, value in q.equal.items():
+        where.append(columns[name] == value)
+    return where
+
+
+def list_servers(session: Session, q: ServerQuery) -> list[ServerRow]:
+    """One page of servers in the query's order, after its marker."""
+    order = _order(q)
+    where = _filters(q)
+    if q.marker is not None:
+        scope = [InstanceRow.uid == q.marker]
+        if q.project is not None:
+            scope.append(InstanceRow.project == q.project)
+        values = session.execute(select(*(c for c, _ in order)).where(*scope)).first()
+        if values is None:
+            raise MarkerNotFound(f"marker [{q.marker}] not found")
+        where.append(_after(order, list(values)))
+    stmt = (
+        select(InstanceRow, Resource.meta, Resource.spec, Resource.status)
+        .join(Resource, Resource.uid == InstanceRow.uid)
+        .where(*where)
+        .order_by(*(c.asc() if d == "asc" else c.desc() for c, d in order))
+        .limit(q.limit)
+    )
+    return [
+        ServerRow(
+            uid=row.uid,
+            name=row.name,
+            object={
+                "kind": "Instance",
+                "metadata": {**_columns_meta(row), **meta},
+                "spec": spec,
+                "status": status,
+            },
+            updated_at=row.updated_at,
+            deleted=row.deleted_at is not None,
+        )
+        for row, meta, spec, status in session.execute(stmt)
+    ]
+
+
+def _columns_meta(row: InstanceRow) -> dict[str, Any]:
+    """The metadata the columns hold (all of it, for rows projected before ``meta``)."""
+    return {
+        "uid": row.uid,
+        "name": row.name,
+        "project": row.project,
+        "creationTimestamp": row.created_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+    }
+
+
+def server_ref(session: Session, uid: str) -> tuple[str, str, dt.datetime] | None:
+    """The (project, name, last change) of the live server ``uid``."""
+    row = session.execute(
+        select(InstanceRow.project, InstanceRow.name, InstanceRow.updated_at).where(
+            InstanceRow.uid == uid, InstanceRow.deleted_at.is_(None)
+        )
+    ).first()
+    return (row[0], row[1], row[2]) if row else None
+
+
+def name_by_uid(session: Session, kind: str, uid: str) -> str | None:
+    """The name of the live object of ``kind`` with this uid."""
+    return session.scalar(
+        select(Resource.name).where(
+            Resource.kind == kind, Resource.uid == uid, Resource.deleted_at.is_(None)
+        )
+    )
+
+
+def uids_by_name(session: Session, kind: str, names: set[str]) -> dict[tuple[str, str], str]:
+    """The live objects of ``kind`` with these names: (project, name) → uid."""
+    if not names:
+        return {}
+    rows = session.execute(
+        select(Resource.project, Resource.name, Resource.uid).where(
+            Resource.kind == kind, Resource.name.in_(sorted(names)), Resource.deleted_at.is_(None)
+        )
+    )
+    return {(project, name): uid for project, name, uid in rows}
