@@ -16,7 +16,8 @@ from typing import Any
 from aiohttp import web
 
 from apiserver.compute import actions, flavors, keypairs, quotas, servers, zones
-from apiserver.compute.context import CALLER, MAX_LIMIT, STORE, VIEWS
+from apiserver.compute.context import CALLER, CREATES, MAX_LIMIT, STORE, VIEWS
+from apiserver.compute.create_batches import CreateBatches
 from apiserver.compute.faults import ComputeFault, render
 from apiserver.compute.microversions import MAX, MIN, Version, check, requested, stamp
 from apiserver.identity import Identity
@@ -104,6 +105,7 @@ def make_app(
     ``max_limit``: the most servers one list answers."""
     app = web.Application(middlewares=[_middleware(identity)])
     app[STORE] = store
+    app[CREATES] = CreateBatches(store)
     app[VIEWS] = views
     app[MAX_LIMIT] = max_limit
     app.router.add_get("", versions)

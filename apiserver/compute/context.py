@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from apiserver.compute.create_batches import CreateBatches
 from apiserver.tokens import Token
 from state.sql.views import ComputeViews
 from state.store import Store
 
 STORE = web.AppKey("compute_store", Store)
+#: server creates, committed a project's batch at a time
+CREATES = web.AppKey("compute_creates", CreateBatches)
 #: the conductor's SQL views; absent when the API server has no SQL configured
 VIEWS = web.AppKey("compute_views", ComputeViews)
 #: the most servers one list answers (Nova's ``api.max_limit``)

@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from apiserver.compute import flavors, server_lists
-from apiserver.compute.context import VIEWS, caller, store_of
+from apiserver.compute.context import CREATES, VIEWS, caller, store_of
 from apiserver.compute.faults import ComputeFault
 from apiserver.compute.server_lists import refs_for
 from apiserver.compute.server_views import links, view
@@ -166,21 +166,12 @@ async def create(request: web.Request) -> web.Response:
         },
         "spec": spec,
     }
-    store = store_of(request)
-    checked = validate(obj)
-    for _ in range(_QUOTA_RETRIES):
-        guard, put, _used = await quota.charge(store, project, size)  # 403 when over
-        try:
-            created = await store.create(checked, extra=[(guard, put)])
-            break
-        except AlreadyExists:
-            raise ComputeFault(
-                409, f"A server named {name!r} exists in this project (names are unique here)"
-            ) from None
-        except Conflict:
-            continue  # another create or delete moved the usage: count again
-    else:
-        raise ComputeFault(409, "Too many concurrent changes of this project's usage; retry")
+    try:  # committed with the project's other creates of the moment; 403 when over quota
+        created = await request.app[CREATES].create(project, validate(obj), size)
+    except AlreadyExists:
+        raise ComputeFault(
+            409, f"A server named {name!r} exists in this project (names are unique here)"
+        ) from None
     uid = created["metadata"]["uid"]
     return web.json_response(
         {

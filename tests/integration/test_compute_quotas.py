@@ -77,3 +77,9 @@ async def test_quotas_are_enforced_race_free(cloud: str, store: Store) -> None: 
     assert body["quota_set"]["instances"] == 10
     _, body = await demo("GET", f"/os-quota-sets/{pid}/defaults")
     assert body["quota_set"]["cores"] == 20
+    # racing creates (committed together when they meet) of which one takes a name that
+    # exists: only that one fails, and only the others are charged
+    names = ("vm-late", "vm-x", "vm-y")
+    results = await asyncio.gather(*(demo("POST", "/servers", server(n)) for n in names))
+    assert [code for code, _ in results] == [409, 202, 202]
+    assert (await quota.usage(store, "demo"))[0]["instances"] == 7
