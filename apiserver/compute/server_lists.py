@@ -282,20 +282,22 @@ def _next_links(request: web.Request, rows: list[ServerRow], path: str) -> list[
 async def refs_for(views: ComputeViews, objects: Iterable[Obj]) -> dict[str, Refs]:
     """Per Instance uid: the ids of its flavor, image and project, looked up in SQL."""
     objects = list(objects)
-    flavors = await views.uids_by_name("Flavor", {o["spec"].get("flavor", "") for o in objects})
-    images = await views.uids_by_name("Image", {o["spec"].get("image", "") for o in objects})
-    projects = await views.uids_by_name(
-        "Project", {o["metadata"].get("project", "") for o in objects}
+    uids = await views.uids_by_name(
+        {
+            "Flavor": {o["spec"].get("flavor", "") for o in objects},
+            "Image": {o["spec"].get("image", "") for o in objects},
+            "Project": {o["metadata"].get("project", "") for o in objects},
+        }
     )
     out = {}
     for o in objects:
         meta, spec = o["metadata"], o["spec"]
         project = meta.get("project", "")
+        image = spec.get("image", "")
         out[meta["uid"]] = Refs(
-            flavor_id=flavors.get(("", spec.get("flavor", "")), ""),
-            image_id=images.get((project, spec.get("image", "")))
-            or images.get(("", spec.get("image", "")), ""),
-            project_id=projects.get(("", project), project),
+            flavor_id=uids.get(("Flavor", "", spec.get("flavor", "")), ""),
+            image_id=uids.get(("Image", project, image)) or uids.get(("Image", "", image), ""),
+            project_id=uids.get(("Project", "", project), project),
         )
     return out
 

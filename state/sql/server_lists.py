@@ -200,13 +200,15 @@ def name_by_uid(session: Session, kind: str, uid: str) -> str | None:
     )
 
 
-def uids_by_name(session: Session, kind: str, names: set[str]) -> dict[tuple[str, str], str]:
-    """The live objects of ``kind`` with these names: (project, name) → uid."""
-    if not names:
+def uids_by_name(session: Session, names: dict[str, set[str]]) -> dict[tuple[str, str, str], str]:
+    """The live objects with these names, per kind: (kind, project, name) → uid."""
+    wanted = [(kind, sorted(n)) for kind, n in names.items() if n]
+    if not wanted:
         return {}
     rows = session.execute(
-        select(Resource.project, Resource.name, Resource.uid).where(
-            Resource.kind == kind, Resource.name.in_(sorted(names)), Resource.deleted_at.is_(None)
+        select(Resource.kind, Resource.project, Resource.name, Resource.uid).where(
+            or_(*(and_(Resource.kind == kind, Resource.name.in_(n)) for kind, n in wanted)),
+            Resource.deleted_at.is_(None),
         )
     )
-    return {(project, name): uid for project, name, uid in rows}
+    return {(kind, project, name): uid for kind, project, name, uid in rows}

@@ -38,6 +38,8 @@ class ComputeViews:
         self.engine = make_engine(url)
         self.sessions = make_sessionmaker(self.engine)
         self.projector = projector
+        #: the highest progress read so far: SQL reflects etcd at least up to it
+        self._seen = 0
 
     def _progress(self) -> int:
         with session_scope(self.sessions) as s:
@@ -45,11 +47,14 @@ class ComputeViews:
 
     async def caught_up(self, revision: int, timeout: float = 2.0) -> bool:
         """Waits (briefly) until SQL reflects etcd up to ``revision``."""
+        if revision <= self._seen:
+            return True
         deadline = time.monotonic() + timeout
-        while await asyncio.to_thread(self._progress) < revision:
+        while (seen := await asyncio.to_thread(self._progress)) < revision:
             if time.monotonic() > deadline:
                 return False
             await asyncio.sleep(0.01)
+        self._seen = max(self._seen, seen)
         return True
 
     def _actions(self, uid: str) -> list[dict[str, Any]]:
@@ -109,8 +114,9 @@ class ComputeViews:
     async def name_by_uid(self, kind: str, uid: str) -> str | None:
         return await asyncio.to_thread(self._read, name_by_uid, kind, uid)
 
-    async def uids_by_name(self, kind: str, names: set[str]) -> dict[tuple[str, str], str]:
-        return await asyncio.to_thread(self._read, uids_by_name, kind, names)
+    async def uids_by_name(self, names: dict[str, set[str]]) -> dict[tuple[str, str, str], str]:
+        """Per kind, the uids of live objects with these names: (kind, project, name) → uid."""
+        return await asyncio.to_thread(self._read, uids_by_name, names)
 
     def close(self) -> None:
         self.engine.dispose()
