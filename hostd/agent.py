@@ -104,6 +104,7 @@ class HostAgent:
 
     async def register(self) -> None:
         cap = await self.driver.capacity()
+        facts = await self.driver.facts()
         record = {
             "name": self.host,
             "zone": self.zone,
@@ -111,6 +112,10 @@ class HostAgent:
             "arch": platform.machine() or "x86_64",
             "traits": list(self.traits),
             "capacity": {"vcpus": cap.vcpus, "ramMiB": cap.ram_mib, "diskGiB": cap.disk_gib},
+            "hypervisorType": facts.hypervisor_type,
+            "hypervisorVersion": facts.hypervisor_version,
+            "cpuInfo": facts.cpu,
+            "hostIp": self.etcd.local_address(),
         }
         await self.etcd.put(keys.host(self.host), dumps(record))
         await self._beat()

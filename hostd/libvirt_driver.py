@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -30,6 +31,7 @@ from hostd.virt import (
     Capabilities,
     DomainEvent,
     HostCapacity,
+    HostFacts,
     Observed,
 )
 from state.errors import Transient
@@ -78,6 +80,30 @@ def _state_of(dom: Any) -> str:
     if state == libvirt.VIR_DOMAIN_CRASHED:
         return CRASHED
     return SUSPENDED if dom.hasManagedSaveImage(0) else STOPPED
+
+
+def cpu_info(capabilities: str, info: list[Any]) -> dict[str, Any]:
+    """Nova's cpu_info from libvirt's capabilities XML and ``getInfo`` (which has the
+    topology when the XML does not)."""
+    cpu = ET.fromstring(capabilities).find("host/cpu")
+    if cpu is None:
+        cpu = ET.Element("cpu")
+    topology = cpu.find("topology")
+    return {
+        "arch": cpu.findtext("arch") or str(info[0]),
+        "model": cpu.findtext("model") or "",
+        "vendor": cpu.findtext("vendor") or "",
+        "topology": {
+            "cores": int(topology.get("cores", 1)) if topology is not None else int(info[6]),
+            "threads": int(topology.get("threads", 1)) if topology is not None else int(info[7]),
+            "sockets": int(topology.get("sockets", 1)) if topology is not None else int(info[5]),
+        },
+        # <feature name="..."/> on real hosts; flags as elements of <features> on others
+        "features": sorted(
+            [str(f.get("name")) for f in cpu.findall("feature") if f.get("name")]
+            + [f.tag for f in cpu.findall("features/*")]
+        ),
+    }
 
 
 class LibvirtDriver:
@@ -143,6 +169,17 @@ class LibvirtDriver:
                 self._conn.getInfo()
             )  # [model, memory MiB, cpus, mhz, nodes, sockets, cores, threads]
             return HostCapacity(vcpus=int(info[2]), ram_mib=int(info[1]), disk_gib=self.disk_gib)
+
+        return await self._run(read)
+
+    async def facts(self) -> HostFacts:
+        def read() -> HostFacts:
+            info = self._conn.getInfo()
+            return HostFacts(
+                hypervisor_type=str(self._conn.getType()),
+                hypervisor_version=int(self._conn.getVersion()),
+                cpu=cpu_info(self._conn.getCapabilities(), info),
+            )
 
         return await self._run(read)
 

@@ -42,6 +42,18 @@ class HostCapacity:
 
 
 @dataclass(frozen=True)
+class HostFacts:
+    """What Nova's hypervisor view shows of a host besides its capacity."""
+
+    #: libvirt's name of the hypervisor ("QEMU", "TEST")
+    hypervisor_type: str
+    #: its version as one number (major * 1,000,000 + minor * 1,000 + release)
+    hypervisor_version: int
+    #: arch, model, vendor, topology and features of the host CPU (Nova's cpu_info)
+    cpu: dict
+
+
+@dataclass(frozen=True)
 class Observed:
     """What a domain of ours is, as the hypervisor reports it."""
 
@@ -66,6 +78,8 @@ class VirtDriver(Protocol):
     capabilities: Capabilities
 
     async def capacity(self) -> HostCapacity: ...
+
+    async def facts(self) -> HostFacts: ...
 
     async def ensure(self, spec: DomainSpec, power: str) -> Observed:
         """Defines the domain as ``spec`` says (redefining if it differs) and brings it to ``power``."""

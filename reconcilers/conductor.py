@@ -21,12 +21,14 @@ reconciles could not do.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 from reconcilers.cluster_view import ClusterView
+from reconcilers.placement import HostState
 from state.etcd import EtcdClient
 from state.sql.projection import Projection
 from state.watch import ADDED, BOOKMARK, DELETED, ObjectEvent, ObjectWatch
@@ -42,6 +44,27 @@ _NODES_EVERY = 1.0
 _QUIET = 2.0
 _CHECKPOINT_EVERY = 5.0
 _CHECKPOINT_AT_LEAST = 60.0
+
+
+def _node_row(h: HostState, record: dict[str, Any]) -> dict[str, Any]:
+    """A ``compute_nodes`` row: the host's record (as its hostd wrote it) and usage."""
+    return {
+        "host": h.name,
+        "zone": h.zone,
+        "virt_type": h.virt_type,
+        "hypervisor_type": str(record.get("hypervisorType", "")),
+        "hypervisor_version": int(record.get("hypervisorVersion", 0)),
+        "cpu_info": json.dumps(record.get("cpuInfo", {}), sort_keys=True),
+        "host_ip": str(record.get("hostIp", "")),
+        "vcpus": h.capacity.vcpus,
+        "ram_mib": h.capacity.ram_mib,
+        "disk_gib": h.capacity.disk_gib,
+        "vcpus_used": h.used.vcpus,
+        "ram_mib_used": h.used.ram_mib,
+        "disk_gib_used": h.used.disk_gib,
+        "running_vms": len(h.instances),
+        "alive": h.alive,
+    }
 
 
 class Conductor:
@@ -105,22 +128,7 @@ class Conductor:
             while True:
                 view.changed.clear()
                 cluster = view.snapshot()
-                rows = [
-                    {
-                        "host": h.name,
-                        "zone": h.zone,
-                        "virt_type": str(view.records.get(h.name, {}).get("virtType", "")),
-                        "vcpus": h.capacity.vcpus,
-                        "ram_mib": h.capacity.ram_mib,
-                        "disk_gib": h.capacity.disk_gib,
-                        "vcpus_used": h.used.vcpus,
-                        "ram_mib_used": h.used.ram_mib,
-                        "disk_gib_used": h.used.disk_gib,
-                        "running_vms": len(h.instances),
-                        "alive": h.alive,
-                    }
-                    for h in cluster.hosts.values()
-                ]
+                rows = [_node_row(h, view.records.get(h.name, {})) for h in cluster.hosts.values()]
                 await self._write(self.projection.compute_nodes, rows)
                 await view.changed.wait()
                 await asyncio.sleep(_NODES_EVERY)  # changes come in bursts: fold them

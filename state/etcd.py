@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -192,6 +194,20 @@ class EtcdClient:
         self._unary: Http1Pool | None = None
         #: watch streams through aiohttp
         self._session: aiohttp.ClientSession | None = None
+
+    def local_address(self) -> str:
+        """This machine's address on the route to etcd (the one other hosts likely reach it
+        by); connecting a UDP socket picks the route and sends nothing."""
+        parts = urlsplit(self.url)
+        try:
+            family, kind, _, _, address = socket.getaddrinfo(
+                parts.hostname or "127.0.0.1", parts.port or 2379, type=socket.SOCK_DGRAM
+            )[0]
+            with socket.socket(family, kind) as probe:
+                probe.connect(address)
+                return str(probe.getsockname()[0])
+        except OSError:
+            return ""
 
     async def __aenter__(self) -> EtcdClient:
         return self

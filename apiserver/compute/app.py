@@ -15,7 +15,16 @@ from typing import Any
 
 from aiohttp import web
 
-from apiserver.compute import actions, flavors, keypairs, quotas, servers, zones
+from apiserver.compute import (
+    actions,
+    flavors,
+    hypervisors,
+    keypairs,
+    quotas,
+    servers,
+    services,
+    zones,
+)
 from apiserver.compute.context import CALLER, CREATES, MAX_LIMIT, STORE, VIEWS
 from apiserver.compute.create_batches import CreateBatches
 from apiserver.compute.faults import ComputeFault, render
@@ -119,4 +128,6 @@ def make_app(
     zones.add_routes(app)
     quotas.add_routes(app)
     actions.add_routes(app)
+    hypervisors.add_routes(app)
+    services.add_routes(app)
     return app

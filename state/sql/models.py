@@ -179,3 +179,8 @@ class ComputeNode(Base):
     running_vms: Mapped[int] = mapped_column(Integer, nullable=False)
     alive: Mapped[bool] = mapped_column(Boolean, nullable=False)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    hypervisor_type: Mapped[str] = mapped_column(String(32), nullable=False, server_default="")
+    hypervisor_version: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    #: Nova's cpu_info: a JSON document as text
+    cpu_info: Mapped[str] = mapped_column(Text, nullable=False, server_default="{}")
+    host_ip: Mapped[str] = mapped_column(String(64), nullable=False, server_default="")

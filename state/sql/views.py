@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 
 from state.sql.engine import make_engine, make_sessionmaker, session_scope
+from state.sql.hosts import HostRow, hosts, servers_on
 from state.sql.models import InstanceAction, InstanceActionEvent
 from state.sql.projection import progress
 from state.sql.server_lists import (
@@ -117,6 +118,13 @@ class ComputeViews:
     async def uids_by_name(self, names: dict[str, set[str]]) -> dict[tuple[str, str, str], str]:
         """Per kind, the uids of live objects with these names: (kind, project, name) → uid."""
         return await asyncio.to_thread(self._read, uids_by_name, names)
+
+    async def hosts(self, name: str | None = None) -> list[HostRow]:
+        """Every compute host (or the one named) with its node and Host spec."""
+        return await asyncio.to_thread(self._read, hosts, name)
+
+    async def servers_on(self, host: str) -> list[tuple[str, str]]:
+        return await asyncio.to_thread(self._read, servers_on, host)
 
     def close(self) -> None:
         self.engine.dispose()

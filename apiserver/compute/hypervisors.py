@@ -1,0 +1,142 @@
+"""Compute API os-hypervisors (admins): list, detail, show, statistics, search, servers.
+
+Owns: Nova's 2.1 hypervisor views of the compute hosts the conductor keeps
+in SQL (capacity and usage, libvirt's type and version, CPU, address,
+liveness) with the enabled flag and reason of their Host objects. A
+hypervisor's id is its Host object's row id, the same as its service's.
+
+Must never: answer a non-admin.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from apiserver.compute.context import VIEWS, require_admin, store_of
+from apiserver.compute.faults import ComputeFault
+from state.sql.hosts import HostRow
+
+_RULE = "os_compute_api:os-hypervisors:list"
+
+
+def brief(h: HostRow) -> dict[str, Any]:
+    return {
+        "hypervisor_hostname": h.node.host,
+        "id": h.id,
+        "state": "up" if h.up else "down",
+        "status": "enabled" if h.enabled else "disabled",
+    }
+
+
+def _reserved(h: HostRow) -> dict[str, int]:
+    reserved = h.spec.get("reserved") or {}
+    return {
+        "vcpus": int(reserved.get("vcpus", 0)),
+        "ram": int(reserved.get("ramMiB", 512)),
+        "disk": int(reserved.get("diskGiB", 0)),
+    }
+
+
+def detail(h: HostRow) -> dict[str, Any]:
+    n, reserved = h.node, _reserved(h)
+    ram_used = n.ram_mib_used + reserved["ram"]
+    disk_used = n.disk_gib_used + reserved["disk"]
+    return {
+        **brief(h),
+        "cpu_info": n.cpu_info,
+        "current_workload": h.busy,
+        "disk_available_least": n.disk_gib - disk_used,
+        "free_disk_gb": n.disk_gib - disk_used,
+        "free_ram_mb": n.ram_mib - ram_used,
+        "host_ip": n.host_ip,
+        "hypervisor_type": n.hypervisor_type,
+        "hypervisor_version": n.hypervisor_version,
+        "local_gb": n.disk_gib,
+        "local_gb_used": disk_used,
+        "memory_mb": n.ram_mib,
+        "memory_mb_used": ram_used,
+        "running_vms": n.running_vms,
+        "service": {
+            "host": n.host,
+            "id": h.id,
+            "disabled_reason": None if h.enabled else h.spec.get("disabledReason"),
+        },
+        "vcpus": n.vcpus,
+        "vcpus_used": n.vcpus_used + reserved["vcpus"],
+    }
+
+
+async def _hosts(request: web.Request) -> list[HostRow]:
+    require_admin(request, _RULE)
+    views = request.app[VIEWS]
+    await views.caught_up(store_of(request).written)
+    return await views.hosts()
+
+
+async def index(request: web.Request) -> web.Response:
+    return web.json_response({"hypervisors": [brief(h) for h in await _hosts(request)]})
+
+
+async def index_detail(request: web.Request) -> web.Response:
+    return web.json_response({"hypervisors": [detail(h) for h in await _hosts(request)]})
+
+
+async def show(request: web.Request) -> web.Response:
+    ident = request.match_info["hypervisor_id"]
+    for h in await _hosts(request):
+        if str(h.id) == ident:
+            return web.json_response({"hypervisor": detail(h)})
+    raise ComputeFault(404, f"Hypervisor with ID '{ident}' could not be found.")
+
+
+async def statistics(request: web.Request) -> web.Response:
+    rows = [detail(h) for h in await _hosts(request)]
+    summed = (
+        "current_workload",
+        "disk_available_least",
+        "free_disk_gb",
+        "free_ram_mb",
+        "local_gb",
+        "local_gb_used",
+        "memory_mb",
+        "memory_mb_used",
+        "running_vms",
+        "vcpus",
+        "vcpus_used",
+    )
+    stats = {"count": len(rows), **{k: sum(r[k] for r in rows) for k in summed}}
+    return web.json_response({"hypervisor_statistics": stats})
+
+
+async def _matching(request: web.Request) -> list[HostRow]:
+    pattern = request.match_info["pattern"]
+    found = [h for h in await _hosts(request) if pattern in h.node.host]
+    if not found:
+        raise ComputeFault(404, f"No hypervisor matching '{pattern}' could be found.")
+    return found
+
+
+async def search(request: web.Request) -> web.Response:
+    return web.json_response({"hypervisors": [brief(h) for h in await _matching(request)]})
+
+
+async def servers(request: web.Request) -> web.Response:
+    out = []
+    for h in await _matching(request):
+        hypervisor = brief(h)
+        on = await request.app[VIEWS].servers_on(h.node.host)
+        if on:
+            hypervisor["servers"] = [{"name": name, "uuid": uid} for uid, name in on]
+        out.append(hypervisor)
+    return web.json_response({"hypervisors": out})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v2.1/os-hypervisors", index)
+    app.router.add_get("/v2.1/os-hypervisors/detail", index_detail)
+    app.router.add_get("/v2.1/os-hypervisors/statistics", statistics)
+    app.router.add_get("/v2.1/os-hypervisors/{pattern}/search", search)
+    app.router.add_get("/v2.1/os-hypervisors/{pattern}/servers", servers)
+    app.router.add_get("/v2.1/os-hypervisors/{hypervisor_id}", show)

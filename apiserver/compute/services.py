@@ -1,0 +1,104 @@
+"""Compute API os-services (admins): the compute services, and disabling or enabling one.
+
+Owns: Nova's 2.1 service views of the compute hosts (``nova-compute`` on
+each; its id is the Host object's row id, as its hypervisor's), and the
+enable, disable and disable-log-reason actions, which set ``enabled`` and
+``disabledReason`` of the Host object: the scheduler places nothing new on
+a disabled host.
+
+Must never: answer a non-admin; list the scheduler or conductor (they are
+not per-host services here: one leader each, see ``desired reconcilers``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from apiserver.compute.context import VIEWS, require_admin, store_of
+from apiserver.compute.faults import ComputeFault
+from state.envelope import Ref
+from state.errors import Conflict, NotFound
+from state.sql.hosts import HostRow
+from state.validation import validate
+
+BINARY = "nova-compute"
+#: tries of an update whose Host object changed meanwhile
+_RETRIES = 5
+
+
+def _view(h: HostRow) -> dict[str, Any]:
+    return {
+        "id": h.id,
+        "binary": BINARY,
+        "disabled_reason": None if h.enabled else h.spec.get("disabledReason"),
+        "host": h.node.host,
+        "state": "up" if h.up else "down",
+        "status": "enabled" if h.enabled else "disabled",
+        "updated_at": h.updated_at.strftime("%Y-%m-%dT%H:%M:%S.%f"),
+        "zone": h.node.zone,
+    }
+
+
+async def index(request: web.Request) -> web.Response:
+    require_admin(request, "os_compute_api:os-services:list")
+    views = request.app[VIEWS]
+    await views.caught_up(store_of(request).written)
+    host, binary = request.query.get("host"), request.query.get("binary")
+    rows = [] if binary not in (None, BINARY) else await views.hosts(host)
+    return web.json_response({"services": [_view(h) for h in rows]})
+
+
+def _field(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value or len(value) > 255:
+        raise ComputeFault(400, f"Invalid input for field/attribute {name}.")
+    return value
+
+
+async def update(request: web.Request) -> web.Response:
+    require_admin(request, "os_compute_api:os-services:update")
+    action = request.match_info["action"]
+    if action not in ("enable", "disable", "disable-log-reason"):
+        raise ComputeFault(404, "Unknown action")
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ComputeFault(400, "Malformed request body") from None
+    if not isinstance(body, dict):
+        raise ComputeFault(400, "Malformed request body")
+    host, binary = _field(body, "host"), _field(body, "binary")
+    reason = _field(body, "disabled_reason") if action == "disable-log-reason" else None
+    if binary != BINARY:
+        raise ComputeFault(404, f"Could not find binary {binary} on host {host}.")
+    await _set_enabled(request, host, action == "enable", reason)
+    service = {"binary": binary, "host": host, "status": f"{action.split('-')[0]}d"}
+    if reason:
+        service["disabled_reason"] = reason
+    return web.json_response({"service": service})
+
+
+async def _set_enabled(request: web.Request, host: str, enabled: bool, reason: str | None) -> None:
+    store = store_of(request)
+    for _ in range(_RETRIES):
+        try:
+            obj = await store.get(Ref("Host", None, host))
+        except NotFound:
+            raise ComputeFault(404, f"Could not find binary {BINARY} on host {host}.") from None
+        spec = {k: v for k, v in obj["spec"].items() if k != "disabledReason"}
+        spec["enabled"] = enabled
+        if reason:
+            spec["disabledReason"] = reason
+        obj["spec"] = spec
+        try:
+            await store.update(validate(obj))
+            return
+        except Conflict:
+            continue  # hostd or another admin changed it meanwhile: read it again
+    raise ComputeFault(409, f"Host {host} kept changing; retry")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v2.1/os-services", index)
+    app.router.add_put("/v2.1/os-services/{action}", update)
