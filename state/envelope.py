@@ -88,6 +88,12 @@ SCHEDULER_FINALIZER = "desired/scheduler"
 DEFAULT_FINALIZERS: dict[str, tuple[str, ...]] = {"Instance": (SCHEDULER_FINALIZER,)}
 
 
+def display_name(obj: Obj) -> str:
+    """The name users see: ``spec.displayName`` (Instances made by the Compute API), else
+    the object's name."""
+    return str((obj.get("spec") or {}).get("displayName") or obj["metadata"]["name"])
+
+
 def finalizers(obj: Obj) -> list[str]:
     return list(obj.get("metadata", {}).get("finalizers") or [])
 

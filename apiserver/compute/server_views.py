@@ -18,7 +18,7 @@ from aiohttp import web
 
 from apiserver.compute.context import caller
 from apiserver.urls import base_url
-from state.envelope import USER_ANNOTATION, Obj
+from state.envelope import USER_ANNOTATION, Obj, display_name
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def view(request: web.Request, inst: Obj, refs: Refs) -> dict[str, Any]:
         nova_status, vm_state, task_state = "DELETED", "deleted", None
     server: dict[str, Any] = {
         "id": meta["uid"],
-        "name": meta["name"],
+        "name": display_name(inst),
         "status": nova_status,
         "tenant_id": refs.project_id,
         "user_id": (meta.get("annotations") or {}).get(USER_ANNOTATION, ""),

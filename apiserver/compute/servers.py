@@ -4,8 +4,9 @@ Owns: turning Nova's requests into Instance specs (imperative verbs become
 spec changes: ``powerState``, ``reboot.generation``, ``flavor`` and
 ``resize``), finding a server by id (SQL says where, etcd what it is now),
 and the 409 for an action the server's state does not allow. A server's id
-is its Instance's uid; its name is the Instance's name, so two servers of
-one project cannot share a name here (409), unlike Nova.
+is its Instance's uid; its name is the Instance's ``displayName`` (free
+text, not unique, as Nova's), and the Instance is named after it with a
+random suffix.
 
 Must never: show or touch another project's servers (admins excepted).
 """
@@ -17,6 +18,7 @@ import binascii
 import dataclasses
 import datetime as dt
 import json
+import re
 import secrets
 from typing import Any
 
@@ -34,8 +36,25 @@ from state.validation import validate
 
 #: tries of a change whose usage another change moved meanwhile
 _QUOTA_RETRIES = 10
+#: draws of a random object name suffix before giving up
+_NAME_TRIES = 3
 #: Nova's default quota of metadata items per server
 METADATA_ITEMS = 128
+
+
+def object_name(display: str) -> str:
+    """An Instance name for a server named ``display``: its readable part and a random
+    suffix (Nova's names are free text and need not be unique)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", display.lower()).strip("-")[:40].strip("-")
+    return f"{slug or 'server'}-{secrets.token_hex(3)}"
+
+
+def guest_hostname(display: str) -> str | None:
+    """The guest's host name from the server's name, as Nova makes it (None if nothing
+    of it is usable)."""
+    name = re.sub(r"[ _.]", "-", display)
+    name = re.sub(r"[^A-Za-z0-9-]+", "", name).lower().strip("-")[:63].strip("-")
+    return name or None
 
 
 def _project(request: web.Request) -> str:
@@ -118,7 +137,7 @@ async def create(request: web.Request) -> web.Response:
     if not isinstance(server, dict):
         raise ComputeFault(400, "Invalid input for field/attribute server.")
     name = server.get("name")
-    if not isinstance(name, str) or not name.strip() or len(name) > 255:
+    if not isinstance(name, str) or not name.strip() or name != name.strip() or len(name) > 255:
         raise ComputeFault(400, "Invalid input for field/attribute name.")
     project = _project(request)
     image_id = _ref_id(server.get("imageRef"))
@@ -152,26 +171,29 @@ async def create(request: web.Request) -> web.Response:
     groups = [g.get("name") for g in server.get("security_groups") or [] if isinstance(g, dict)]
     if groups:
         spec["securityGroups"] = [str(g) for g in groups if g]
+    spec["displayName"] = name
+    hostname = guest_hostname(name)
+    if hostname:
+        spec["hostname"] = hostname
     size = {"instances": 1, "cores": flavor["spec"]["vcpus"], "ram": flavor["spec"]["ramMiB"]}
-    obj: Obj = {
-        "apiVersion": "desired/v1",
-        "kind": "Instance",
-        "metadata": {
-            "name": name,
-            "project": project,
-            "annotations": {
-                USER_ANNOTATION: caller(request).user_id,
-                quota.ANNOTATION: json.dumps(size, sort_keys=True),
-            },
-        },
-        "spec": spec,
+    annotations = {
+        USER_ANNOTATION: caller(request).user_id,
+        quota.ANNOTATION: json.dumps(size, sort_keys=True),
     }
-    try:  # committed with the project's other creates of the moment; 403 when over quota
-        created = await request.app[CREATES].create(project, validate(obj), size)
-    except AlreadyExists:
-        raise ComputeFault(
-            409, f"A server named {name!r} exists in this project (names are unique here)"
-        ) from None
+    for _ in range(_NAME_TRIES):
+        obj: Obj = {
+            "apiVersion": "desired/v1",
+            "kind": "Instance",
+            "metadata": {"name": object_name(name), "project": project, "annotations": annotations},
+            "spec": spec,
+        }
+        try:  # committed with the project's other creates of the moment; 403 when over quota
+            created = await request.app[CREATES].create(project, validate(obj), size)
+            break
+        except AlreadyExists:
+            continue  # the random suffix was taken: draw another
+    else:
+        raise ComputeFault(409, "No free object name for this server; retry")
     uid = created["metadata"]["uid"]
     return web.json_response(
         {

@@ -108,7 +108,8 @@ class InstanceRow(Base):
 
     uid: Mapped[str] = mapped_column(String(36), primary_key=True)
     project: Mapped[str] = mapped_column(String(64), nullable=False)
-    name: Mapped[str] = mapped_column(String(253), nullable=False)
+    #: the name users see (``spec.displayName``, else the object's name)
+    name: Mapped[str] = mapped_column(String(255), nullable=False)
     resource_version: Mapped[int] = mapped_column(BigInteger, nullable=False)
     host: Mapped[str | None] = mapped_column(String(253), nullable=True)
     flavor: Mapped[str] = mapped_column(String(253), nullable=False)

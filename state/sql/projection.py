@@ -20,7 +20,7 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from state.envelope import USER_ANNOTATION
+from state.envelope import USER_ANNOTATION, display_name
 from state.instance_actions import EVENTS, actions_between, outcome, request_id
 from state.instance_states import nova_state
 from state.sql.engine import checkpoint, make_engine, make_sessionmaker, session_scope
@@ -86,7 +86,7 @@ def _instance_row(obj: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
     return {
         "uid": meta["uid"],
         "project": meta.get("project") or "",
-        "name": meta["name"],
+        "name": display_name(obj),
         "resource_version": int(meta["resourceVersion"]),
         "host": status.get("host"),
         "flavor": spec.get("flavor", ""),

@@ -182,11 +182,11 @@ def _columns_meta(row: InstanceRow) -> dict[str, Any]:
 
 
 def server_ref(session: Session, uid: str) -> tuple[str, str, dt.datetime] | None:
-    """The (project, name, last change) of the live server ``uid``."""
+    """The (project, object name, last change) of the live server ``uid``."""
     row = session.execute(
-        select(InstanceRow.project, InstanceRow.name, InstanceRow.updated_at).where(
-            InstanceRow.uid == uid, InstanceRow.deleted_at.is_(None)
-        )
+        select(InstanceRow.project, Resource.name, InstanceRow.updated_at)
+        .join(Resource, Resource.uid == InstanceRow.uid)
+        .where(InstanceRow.uid == uid, InstanceRow.deleted_at.is_(None))
     ).first()
     return (row[0], row[1], row[2]) if row else None
 

@@ -12,7 +12,7 @@ from state.envelope import Ref, condition
 from state.store import Store
 from tests.conftest import eventually
 from tests.integration.test_compute_api import token_of
-from tests.integration.test_compute_servers import Nova
+from tests.integration.test_compute_servers import Nova, object_name_of
 from tests.integration.test_hostd import cloud as hostd_cloud
 from tests.integration.test_identity import api_cloud
 
@@ -105,13 +105,14 @@ async def test_hypervisors_and_services(store: Store, sql_url: str, tmp_path: Pa
         code, created = await demo("POST", "/servers", request)
         assert code == 202
 
+        vm2 = Ref("Instance", "demo", await object_name_of(store, created))
+
         async def unschedulable() -> bool:
-            obj = await store.get(Ref("Instance", "demo", "vm2"))
-            scheduled = condition(obj, "Scheduled")
+            scheduled = condition(await store.get(vm2), "Scheduled")
             return scheduled is not None and scheduled["status"] == "False"
 
         await eventually(unschedulable)
-        assert not (await store.get(Ref("Instance", "demo", "vm2")))["status"].get("host")
+        assert not (await store.get(vm2))["status"].get("host")
         code, body = await admin(
             "PUT", "/os-services/enable", {"host": "sim-1", "binary": "nova-compute"}
         )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+from apiserver.compute.create_batches import CreateBatches
 from state import quota
 from state.envelope import Ref
+from state.errors import AlreadyExists
 from state.store import Store
 from tests.integration.test_compute_api import token_of
 from tests.integration.test_compute_servers import Nova
@@ -77,9 +79,39 @@ async def test_quotas_are_enforced_race_free(cloud: str, store: Store) -> None: 
     assert body["quota_set"]["instances"] == 10
     _, body = await demo("GET", f"/os-quota-sets/{pid}/defaults")
     assert body["quota_set"]["cores"] == 20
-    # racing creates (committed together when they meet) of which one takes a name that
-    # exists: only that one fails, and only the others are charged
-    names = ("vm-late", "vm-x", "vm-y")
-    results = await asyncio.gather(*(demo("POST", "/servers", server(n)) for n in names))
-    assert [code for code, _ in results] == [409, 202, 202]
-    assert (await quota.usage(store, "demo"))[0]["instances"] == 7
+
+
+def _instance(name: str) -> dict:
+    return {
+        "kind": "Instance",
+        "metadata": {"name": name, "project": "p"},
+        "spec": {"flavor": "small", "image": "tiny"},
+    }
+
+
+async def test_creates_committed_together_answer_each_alone(store: Store) -> None:
+    """Creates that meet are one transaction; a taken name or the quota fails only its own."""
+    batches = CreateBatches(store)
+    size = {"instances": 1, "cores": 1, "ram": 64}
+    await store.create(_instance("taken"))
+    names = ("taken", "a", "b")
+    results = await asyncio.gather(
+        *(batches.create("p", _instance(n), size) for n in names), return_exceptions=True
+    )
+    assert isinstance(results[0], AlreadyExists)
+    assert [r["metadata"]["name"] for r in results[1:]] == ["a", "b"]  # type: ignore[index]
+    assert (await quota.usage(store, "p"))[0] == {"instances": 2, "cores": 2, "ram": 128}
+    # room for three more: of five that meet, the first three in line get it
+    await store.create(
+        {
+            "kind": "Quota",
+            "metadata": {"name": "default", "project": "p"},
+            "spec": {"limits": {"instances": 5}},
+        }
+    )
+    results = await asyncio.gather(
+        *(batches.create("p", _instance(n), size) for n in "cdefg"), return_exceptions=True
+    )
+    assert [type(r).__name__ for r in results] == ["dict"] * 3 + ["QuotaExceeded"] * 2
+    assert (await quota.usage(store, "p"))[0]["instances"] == 5
+    assert len((await store.list("Instance", "p")).items) == 6  # with "taken", made directly

@@ -21,6 +21,15 @@ from tests.integration.test_hostd import cloud as hostd_cloud
 from tests.integration.test_identity import cloud  # noqa: F401 -- the fixture
 
 
+async def object_name_of(store: Store, created: dict[str, Any]) -> str:
+    """The Instance name of a server the Compute API created."""
+    uid = created["server"]["id"]
+    (inst,) = [
+        i for i in (await store.list("Instance", "demo")).items if i["metadata"]["uid"] == uid
+    ]
+    return str(inst["metadata"]["name"])
+
+
 class Nova:
     def __init__(self, base: str, token: str) -> None:
         self.base = f"{base}/compute/v2.1"
@@ -171,13 +180,29 @@ async def test_servers_through_the_compute_api(
         bad = dict(request["server"], name="vm2", imageRef="nope", block_device_mapping_v2=[])
         code, body = await nova("POST", "/servers", {"server": bad})
         assert code == 400 and "Image nope" in body["badRequest"]["message"]
-        code, body = await nova("POST", "/servers", request)
-        assert code == 409
         code, body = await nova("POST", "/servers", {"server": {"imageRef": image_id}})
         assert code == 400
-        assert [i["metadata"]["name"] for i in (await store.list("Instance", "demo")).items] == [
+        code, body = await nova("POST", "/servers", {"server": dict(request["server"], name=" x")})
+        assert code == 400
+        assert [i["spec"]["displayName"] for i in (await store.list("Instance", "demo")).items] == [
             "vm1"
         ]
+        # names are free text and need not be unique, as Nova's
+        named = dict(request["server"], name="Web Server #1")
+        twins = [await nova("POST", "/servers", {"server": named}) for _ in range(2)]
+        assert [code for code, _ in twins] == [202, 202]
+        for _, body in twins:
+            code, shown_twin = await nova("GET", f"/servers/{body['server']['id']}")
+            assert shown_twin["server"]["name"] == "Web Server #1"
+        _, listed = await nova("GET", "/servers?name=Web Server")
+        assert sorted(s["id"] for s in listed["servers"]) == sorted(
+            b["server"]["id"] for _, b in twins
+        )
+        twin = await store.get(Ref("Instance", "demo", (await object_name_of(store, twins[0][1]))))
+        assert twin["metadata"]["name"].startswith("web-server-1-")
+        assert twin["spec"]["hostname"] == "web-server-1"
+        for _, body in twins:
+            assert (await nova("DELETE", f"/servers/{body['server']['id']}"))[0] == 204
 
         code, _ = await nova("DELETE", f"/servers/{sid}")
         assert code == 204
