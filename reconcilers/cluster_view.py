@@ -1,8 +1,10 @@
 """The scheduler's view of the cluster: host records, liveness, allocations, Host settings.
 
-Owns: a cache of ``/hosts/``, ``/alive/``, ``/alloc/`` and the Host
-objects, each kept by a watch (``state.keywatch``), and building the
-``Cluster`` placement works on without reading etcd each time. The
+Owns: a cache of ``/hosts/``, ``/alive/``, ``/alloc/``, the Host objects and
+the Aggregate objects, each kept by a watch (``state.keywatch``), and
+building the ``Cluster`` placement works on without reading etcd each time.
+A host's settings are its Host spec with its aggregates folded in: their
+metadata (the Host's own wins) and availability zone. The
 scheduler's own allocation writes are folded in at once, so that its next
 placement does not wait for the watch to echo them.
 
@@ -70,6 +72,31 @@ def host_state(
     )
 
 
+def with_aggregates(
+    settings: dict[str, dict[str, Any]], aggregates: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Every host's Host spec with the metadata and availability zone of the aggregates
+    it is in (listed in an Aggregate's hosts, or naming the aggregate itself)."""
+    merged = {name: dict(spec) for name, spec in settings.items()}
+    members: dict[str, list[str]] = {}
+    for agg, spec in sorted(aggregates.items()):
+        for host in spec.get("hosts") or []:
+            members.setdefault(host, []).append(agg)
+    for host, spec in settings.items():
+        for agg in spec.get("aggregates") or []:
+            if agg in aggregates and agg not in members.get(host, []):
+                members.setdefault(host, []).append(agg)
+    for host, aggs in members.items():
+        spec = merged.setdefault(host, {})
+        metadata: dict[str, Any] = {}
+        for agg in aggs:
+            metadata.update(aggregates[agg].get("metadata") or {})
+            if aggregates[agg].get("availabilityZone"):
+                spec["zone"] = aggregates[agg]["availabilityZone"]
+        spec["metadata"] = {**metadata, **(spec.get("metadata") or {})}
+    return merged
+
+
 def build(
     records: dict[str, dict[str, Any]],
     alive: set[str],
@@ -92,6 +119,9 @@ class ClusterView:
         self.alive: set[str] = set()
         self.allocs: dict[str, tuple[dict[str, Any], int]] = {}
         self.settings: dict[str, dict[str, Any]] = {}
+        self.aggregates: dict[str, dict[str, Any]] = {}
+        #: settings with aggregates folded in; None after either changed
+        self._merged: dict[str, dict[str, Any]] | None = None
         self.synced = asyncio.Event()
         #: set at every change seen; whoever waits on it clears it
         self.changed = asyncio.Event()
@@ -107,8 +137,13 @@ class ClusterView:
     def snapshot(self) -> Cluster:
         """The cluster as placement sees it; built again only after a change from outside."""
         if self._cluster is None:
-            self._cluster = build(self.records, self.alive, self.allocs, self.settings)
+            self._cluster = build(self.records, self.alive, self.allocs, self._settings())
         return self._cluster
+
+    def _settings(self) -> dict[str, dict[str, Any]]:
+        if self._merged is None:
+            self._merged = with_aggregates(self.settings, self.aggregates)
+        return self._merged
 
     def _set_alloc(self, host: str, alloc: dict[str, Any], revision: int) -> None:
         self.allocs[host] = (alloc, revision)
@@ -116,7 +151,7 @@ class ClusterView:
         if cluster is not None and rec is not None:
             cluster.allocs[host] = (alloc, revision)
             cluster.hosts[host] = host_state(
-                host, rec, host in self.alive, alloc, self.settings.get(host, {})
+                host, rec, host in self.alive, alloc, self._settings().get(host, {})
             )
 
     def reserve(self, host: str, alloc: dict[str, Any]) -> None:
@@ -142,7 +177,7 @@ class ClusterView:
         async for ev in KeyWatch(self.etcd, prefix):
             if ev.type == BOOKMARK:
                 self._synced_parts += 1
-                if self._synced_parts == 4:
+                if self._synced_parts == 5:
                     self.synced.set()
                 continue
             self.changed.set()
@@ -165,10 +200,13 @@ class ClusterView:
                     handler(name, not gone)
             elif part == "alloc":
                 self.allocs.pop(name, None)
-            elif gone:
-                self.settings.pop(name, None)
             else:
-                self.settings[name] = json.loads(ev.value).get("spec", {})
+                self._merged = None
+                objects = self.settings if part == "settings" else self.aggregates
+                if gone:
+                    objects.pop(name, None)
+                else:
+                    objects[name] = json.loads(ev.value).get("spec", {})
 
     async def run(self) -> None:
         await asyncio.gather(
@@ -176,4 +214,5 @@ class ClusterView:
             self._follow(keys.alive_prefix(), "alive"),
             self._follow(keys.alloc_prefix(), "alloc"),
             self._follow(keys.spec_prefix("Host"), "settings"),
+            self._follow(keys.spec_prefix("Aggregate"), "aggregates"),
         )

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from apiserver.compute import (
     actions,
+    aggregates,
     flavors,
     hypervisors,
     keypairs,
@@ -130,4 +131,5 @@ def make_app(
     actions.add_routes(app)
     hypervisors.add_routes(app)
     services.add_routes(app)
+    aggregates.add_routes(app)
     return app

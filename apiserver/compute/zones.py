@@ -1,7 +1,8 @@
 """Compute API availability zones: ``/os-availability-zone`` and ``/detail`` (admins).
 
-Owns: the zones of the Host objects (``spec.zone``), available when a live
-and enabled host is in them; the detail view lists each host's
+Owns: the zones of the compute hosts as the conductor's SQL has them (a
+Host's ``spec.zone``, or the zone of an aggregate it is in), available when
+a live and enabled host is in them; the detail view lists each host's
 ``nova-compute`` service.
 
 Must never: show hosts to non-admins.
@@ -13,19 +14,16 @@ from typing import Any
 
 from aiohttp import web
 
-from apiserver.compute.context import caller, store_of
-from apiserver.compute.faults import ComputeFault
-from state import keys
+from apiserver.compute.context import VIEWS, require_admin, store_of
+from state.sql.hosts import HostRow
 
 
-async def _zones(request: web.Request) -> dict[str, list[tuple[str, bool, bool]]]:
-    store = store_of(request)
-    zones: dict[str, list[tuple[str, bool, bool]]] = {}
-    for host in (await store.list("Host")).items:
-        name = host["metadata"]["name"]
-        alive = await store.etcd.get(keys.alive(name)) is not None
-        enabled = bool(host["spec"].get("enabled", True))
-        zones.setdefault(host["spec"].get("zone", "nova"), []).append((name, alive, enabled))
+async def _zones(request: web.Request) -> dict[str, list[HostRow]]:
+    views = request.app[VIEWS]
+    await views.caught_up(store_of(request).written)
+    zones: dict[str, list[HostRow]] = {}
+    for host in await views.hosts():
+        zones.setdefault(host.node.zone, []).append(host)
     return zones
 
 
@@ -33,7 +31,7 @@ async def list_zones(request: web.Request) -> web.Response:
     info = [
         {
             "zoneName": zone,
-            "zoneState": {"available": any(a and e for _, a, e in hosts)},
+            "zoneState": {"available": any(h.up and h.enabled for h in hosts)},
             "hosts": None,
         }
         for zone, hosts in sorted((await _zones(request)).items())
@@ -42,19 +40,22 @@ async def list_zones(request: web.Request) -> web.Response:
 
 
 async def detail(request: web.Request) -> web.Response:
-    if "admin" not in caller(request).roles:
-        raise ComputeFault(403, "Policy doesn't allow os_compute_api:os-availability-zone:detail")
+    require_admin(request, "os_compute_api:os-availability-zone:detail")
     info: list[dict[str, Any]] = []
     for zone, hosts in sorted((await _zones(request)).items()):
         info.append(
             {
                 "zoneName": zone,
-                "zoneState": {"available": any(a and e for _, a, e in hosts)},
+                "zoneState": {"available": any(h.up and h.enabled for h in hosts)},
                 "hosts": {
-                    name: {
-                        "nova-compute": {"available": alive, "active": enabled, "updated_at": None}
+                    h.node.host: {
+                        "nova-compute": {
+                            "available": h.up,
+                            "active": h.enabled,
+                            "updated_at": h.updated_at.strftime("%Y-%m-%dT%H:%M:%S.%f"),
+                        }
                     }
-                    for name, alive, enabled in hosts
+                    for h in hosts
                 },
             }
         )

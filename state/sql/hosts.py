@@ -1,8 +1,9 @@
 """Compute hosts from the conductor's SQL: their nodes (capacity, usage, facts) joined
-with their Host objects (enabled, reason, forced down), and the servers on one.
+with their Host objects (enabled, reason, forced down), the servers on one, and the
+objects of a kind with their row ids (aggregates).
 
-Owns: the rows os-hypervisors and os-services show, each with a stable
-integer id (the Host object's row id).
+Owns: the rows os-hypervisors, os-services and os-aggregates show, each with
+a stable integer id (the object's row id in ``resources``).
 
 Must never: write.
 """
@@ -78,3 +79,32 @@ def servers_on(session: Session, host: str) -> list[tuple[str, str]]:
         .order_by(InstanceRow.created_at, InstanceRow.uid)
     )
     return [(uid, name) for uid, name in rows]
+
+
+@dataclass(frozen=True)
+class ObjectRow:
+    id: int
+    name: str
+    uid: str
+    spec: dict[str, Any]
+    generation: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+def objects_of(session: Session, kind: str) -> list[ObjectRow]:
+    """The live cluster-scoped objects of ``kind`` in row id order."""
+    rows = session.execute(
+        select(
+            Resource.id,
+            Resource.name,
+            Resource.uid,
+            Resource.spec,
+            Resource.generation,
+            Resource.created_at,
+            Resource.updated_at,
+        )
+        .where(Resource.kind == kind, Resource.deleted_at.is_(None))
+        .order_by(Resource.id)
+    )
+    return [ObjectRow(*row) for row in rows]

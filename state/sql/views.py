@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select
 
 from state.sql.engine import make_engine, make_sessionmaker, session_scope
-from state.sql.hosts import HostRow, hosts, servers_on
+from state.sql.hosts import HostRow, ObjectRow, hosts, objects_of, servers_on
 from state.sql.models import InstanceAction, InstanceActionEvent
 from state.sql.projection import progress
 from state.sql.server_lists import (
@@ -122,6 +122,10 @@ class ComputeViews:
     async def hosts(self, name: str | None = None) -> list[HostRow]:
         """Every compute host (or the one named) with its node and Host spec."""
         return await asyncio.to_thread(self._read, hosts, name)
+
+    async def objects(self, kind: str) -> list[ObjectRow]:
+        """The live cluster-scoped objects of ``kind`` with their row ids."""
+        return await asyncio.to_thread(self._read, objects_of, kind)
 
     async def servers_on(self, host: str) -> list[tuple[str, str]]:
         return await asyncio.to_thread(self._read, servers_on, host)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from reconcilers.cluster_view import with_aggregates
 from reconcilers.placement import (
     HostState,
     Request,
@@ -123,3 +124,24 @@ def test_aggregates_image_properties_and_traits() -> None:
     assert traits == frozenset({"CUSTOM_GPU"})
     gpu = choose(hosts, req(required_traits=traits))
     assert gpu.host is not None and gpu.host.name == "ssd"
+
+
+def test_aggregates_fold_into_host_settings() -> None:
+    settings = {
+        "h1": {"metadata": {"ssd": "false", "own": "1"}},
+        "h2": {"aggregates": ["fast"]},
+        "h3": {"zone": "nova"},
+    }
+    aggregates = {
+        "fast": {"hosts": ["h1"], "metadata": {"ssd": "true", "gpu": "no"}},
+        "london": {"hosts": ["h1", "h4"], "availabilityZone": "london"},
+    }
+    merged = with_aggregates(settings, aggregates)
+    # the Host's own metadata wins over its aggregates'
+    assert merged["h1"] == {"metadata": {"ssd": "false", "gpu": "no", "own": "1"}, "zone": "london"}
+    # a Host naming an aggregate is in it too
+    assert merged["h2"]["metadata"] == {"ssd": "true", "gpu": "no"}
+    assert merged["h3"] == {"zone": "nova"}
+    # an aggregate may list a host that has no Host object yet
+    assert merged["h4"] == {"metadata": {}, "zone": "london"}
+    assert settings["h1"] == {"metadata": {"ssd": "false", "own": "1"}}  # not changed
