@@ -1,5 +1,7 @@
 """Compute API os-hypervisors (admins): list, detail, show, statistics, search, servers.
 
+Uptime is answered 501, as Nova does for a virt driver without it.
+
 Owns: Nova's 2.1 hypervisor views of the compute hosts the conductor keeps
 in SQL (capacity and usage, libvirt's type and version, CPU, address,
 liveness) with the enabled flag and reason of their Host objects. A
@@ -110,6 +112,13 @@ async def statistics(request: web.Request) -> web.Response:
     return web.json_response({"hypervisor_statistics": stats})
 
 
+async def uptime(request: web.Request) -> web.Response:
+    """Nova's answer for a virt driver that cannot tell a host's uptime (clients show the
+    hypervisor without it)."""
+    await show(request)  # 403 and 404 first
+    raise ComputeFault(501, "Virt driver does not implement uptime function.")
+
+
 async def _matching(request: web.Request) -> list[HostRow]:
     pattern = request.match_info["pattern"]
     found = [h for h in await _hosts(request) if pattern in h.node.host]
@@ -140,3 +149,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v2.1/os-hypervisors/{pattern}/search", search)
     app.router.add_get("/v2.1/os-hypervisors/{pattern}/servers", servers)
     app.router.add_get("/v2.1/os-hypervisors/{hypervisor_id}", show)
+    app.router.add_get("/v2.1/os-hypervisors/{hypervisor_id}/uptime", uptime)

@@ -151,3 +151,58 @@ def test_openstack_cli_quotas_and_limits(up: Up) -> None:
     assert values["instances"] == 3
     denied = openstack(up, "quota", "set", "--instances", "30", "demo")
     assert denied.returncode != 0 and "403" in denied.stderr
+
+
+def test_openstack_cli_admin_hosts(up: Up) -> None:
+    """Hypervisors, compute services and aggregates, as an admin runs them."""
+
+    def admin(*args: str) -> str:
+        return ok(openstack(up, *args, cloud="desired-admin"))
+
+    (hyp,) = json.loads(admin("hypervisor", "list", "-f", "json"))
+    host = hyp["Hypervisor Hostname"]
+    assert hyp["State"] == "up"
+    shown = json.loads(admin("hypervisor", "show", host, "-f", "json"))
+    assert shown["state"] == "up" and shown["vcpus"] > 0
+    denied = openstack(up, "hypervisor", "list")
+    assert denied.returncode != 0 and "403" in denied.stderr
+
+    admin(
+        "compute",
+        "service",
+        "set",
+        "--disable",
+        "--disable-reason",
+        "maintenance",
+        host,
+        "nova-compute",
+    )
+    (svc,) = json.loads(admin("compute", "service", "list", "--long", "-f", "json"))
+    assert (svc["Binary"], svc["Host"], svc["Status"], svc["Disabled Reason"]) == (
+        "nova-compute",
+        host,
+        "disabled",
+        "maintenance",
+    )
+    admin("compute", "service", "set", "--enable", host, "nova-compute")
+    (svc,) = json.loads(admin("compute", "service", "list", "-f", "json"))
+    assert (svc["Status"], svc["State"]) == ("enabled", "up")
+
+    admin("aggregate", "create", "--zone", "london", "Fast Hosts")
+    admin("aggregate", "add", "host", "Fast Hosts", host)
+    admin("aggregate", "set", "--property", "ssd=true", "Fast Hosts")
+    agg = json.loads(admin("aggregate", "show", "Fast Hosts", "-f", "json"))
+    assert (agg["hosts"], agg["properties"], agg["availability_zone"]) == (
+        [host],
+        {"ssd": "true"},
+        "london",
+    )
+    deadline = time.monotonic() + 10
+    while "london" not in {
+        z["Zone Name"] for z in json.loads(admin("availability", "zone", "list", "-f", "json"))
+    }:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    admin("aggregate", "remove", "host", "Fast Hosts", host)
+    admin("aggregate", "delete", "Fast Hosts")
+    assert json.loads(admin("aggregate", "list", "-f", "json")) == []
