@@ -58,7 +58,21 @@ def _fail(code: int, message: str) -> KeystoneError:
 
 
 def keystone_id(obj: Obj) -> str:
-    return str(obj["metadata"]["uid"]).replace("-", "")
+    return keystone_id_of(str(obj["metadata"]["uid"]))
+
+
+def keystone_id_of(uid: str) -> str:
+    """Keystone's form of an object's uid (32 hex digits)."""
+    return uid.replace("-", "")
+
+
+def uid_of(ident: str) -> str:
+    """The uid a Keystone id stands for (ids without dashes, as Keystone shows them, or
+    with); other text is returned as it is."""
+    try:
+        return str(uuid.UUID(ident))
+    except ValueError:
+        return ident
 
 
 def _stamp(seconds: float) -> str:

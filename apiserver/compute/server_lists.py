@@ -25,6 +25,7 @@ from aiohttp import web
 from apiserver.compute.context import MAX_LIMIT, VIEWS, caller, store_of
 from apiserver.compute.faults import ComputeFault
 from apiserver.compute.server_views import Refs, links, view
+from apiserver.identity import keystone_id_of, uid_of
 from apiserver.urls import base_url
 from state.envelope import Obj
 from state.instance_states import states_of
@@ -203,7 +204,7 @@ async def _query(request: web.Request) -> ServerQuery | None:
         project = None
         wanted = opts.get("project_id") or opts.get("tenant_id")
         if wanted:
-            project = await views.name_by_uid("Project", wanted) or wanted
+            project = await views.name_by_uid("Project", uid_of(wanted)) or wanted
     elif token.project:
         project = token.project
     else:
@@ -297,7 +298,7 @@ async def refs_for(views: ComputeViews, objects: Iterable[Obj]) -> dict[str, Ref
         out[meta["uid"]] = Refs(
             flavor_id=uids.get(("Flavor", "", spec.get("flavor", "")), ""),
             image_id=uids.get(("Image", project, image)) or uids.get(("Image", "", image), ""),
-            project_id=uids.get(("Project", "", project), project),
+            project_id=keystone_id_of(uids.get(("Project", "", project), project)),
         )
     return out
 
