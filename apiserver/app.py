@@ -11,6 +11,7 @@ Must never: hold handlers of its own beyond health and metrics.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 from aiohttp import web
 
@@ -39,11 +40,12 @@ def make_app(
     token_ttl: int = 3600,
     sql_url: str | None = None,
     max_limit: int = 1000,
+    policy_file: Path | None = None,
 ) -> web.Application:
     """The root app; ``metrics_text`` (Prometheus text) is served at ``/metrics`` when given;
     identity tokens live ``token_ttl`` seconds; ``sql_url`` is the conductor's database,
     which the Compute API reads (no Compute API without it); a server list answers at
-    most ``max_limit`` servers."""
+    most ``max_limit`` servers; ``policy_file`` overrides the Compute API's policy."""
     root = web.Application()
     root[ETCD] = etcd
     root.router.add_get("/healthz", healthz)
@@ -60,7 +62,10 @@ def make_app(
     views = ComputeViews(sql_url) if sql_url else None
     if views is not None:
         root.add_subapp(
-            "/compute", compute_app.make_app(Store(etcd), ident, views, max_limit=max_limit)
+            "/compute",
+            compute_app.make_app(
+                Store(etcd), ident, views, max_limit=max_limit, policy_file=policy_file
+            ),
         )
     root.add_subapp("/image", images.make_app(Store(etcd), ident))
 

@@ -59,6 +59,7 @@ async def _serve_api(
         token_ttl=cfg.api.token_ttl,
         sql_url=cfg.sql_url(),
         max_limit=cfg.api.max_limit,
+        policy_file=Path(cfg.api.policy_file) if cfg.api.policy_file else None,
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

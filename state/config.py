@@ -49,6 +49,8 @@ class ApiConfig:
     token_ttl: int = 3600
     #: the most servers one Compute API list answers (Nova's ``[api] max_limit``)
     max_limit: int = 1000
+    #: a YAML file of policy rules in oslo.policy's syntax over the Compute API's defaults
+    policy_file: str = ""
 
 
 @dataclass(frozen=True)

@@ -14,25 +14,30 @@ from typing import Any
 
 from aiohttp import web
 
-from apiserver.compute.context import VIEWS, caller, store_of
+from apiserver.compute.context import VIEWS, allowed, store_of
 from apiserver.compute.faults import ComputeFault
+from apiserver.compute.server_lists import refs_for
 from apiserver.compute.servers import find
 from state.envelope import USER_ANNOTATION, Obj
 
 
-async def _log(request: web.Request) -> tuple[Obj, list[dict[str, Any]]]:
-    inst = await find(request, request.match_info["server_id"])
+async def _log(request: web.Request, verb: str) -> tuple[Obj, str, list[dict[str, Any]]]:
+    """The server, its project's id and its action log."""
+    inst = await find(
+        request, request.match_info["server_id"], f"os_compute_api:os-instance-actions:{verb}"
+    )
     views = request.app[VIEWS]
+    project_id = (await refs_for(views, [inst]))[inst["metadata"]["uid"]].project_id
     await views.caught_up(await store_of(request).etcd.revision())
-    return inst, await views.actions(inst["metadata"]["uid"])
+    return inst, project_id, await views.actions(inst["metadata"]["uid"])
 
 
-def _view(request: web.Request, inst: Obj, action: dict[str, Any]) -> dict[str, Any]:
+def _view(inst: Obj, project_id: str, action: dict[str, Any]) -> dict[str, Any]:
     return {
         "action": action["action"],
         "instance_uuid": action["instance_uuid"],
         "message": action["message"],
-        "project_id": caller(request).project_id,
+        "project_id": project_id,
         "request_id": action["request_id"],
         "start_time": action["start_time"],
         "user_id": (inst["metadata"].get("annotations") or {}).get(USER_ANNOTATION, ""),
@@ -40,17 +45,17 @@ def _view(request: web.Request, inst: Obj, action: dict[str, Any]) -> dict[str, 
 
 
 async def list_actions(request: web.Request) -> web.Response:
-    inst, log = await _log(request)
-    return web.json_response({"instanceActions": [_view(request, inst, a) for a in log]})
+    inst, project_id, log = await _log(request, "list")
+    return web.json_response({"instanceActions": [_view(inst, project_id, a) for a in log]})
 
 
 async def show_action(request: web.Request) -> web.Response:
-    inst, log = await _log(request)
+    inst, project_id, log = await _log(request, "show")
     wanted = request.match_info["request_id"]
     for action in log:
         if action["request_id"] == wanted:
-            body = _view(request, inst, action)
-            if "admin" in caller(request).roles:
+            body = _view(inst, project_id, action)
+            if allowed(request, "os_compute_api:os-instance-actions:events", project_id):
                 body["events"] = await request.app[VIEWS].events(action["id"])
             return web.json_response({"instanceAction": body})
     raise ComputeFault(

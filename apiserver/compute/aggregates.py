@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from apiserver.compute.context import VIEWS, require_admin, store_of
+from apiserver.compute.context import VIEWS, authorize, store_of
 from apiserver.compute.faults import ComputeFault
 from state.envelope import Ref
 from state.errors import AlreadyExists, Conflict, NotFound
@@ -58,7 +58,7 @@ def _view(row: ObjectRow, members: bool = True) -> dict[str, Any]:
 
 
 async def _rows(request: web.Request, rule: str) -> list[ObjectRow]:
-    require_admin(request, f"os_compute_api:os-aggregates:{rule}")
+    authorize(request, f"os_compute_api:os-aggregates:{rule}")
     views = request.app[VIEWS]
     await views.caught_up(store_of(request).written)
     return await views.objects("Aggregate")
@@ -223,7 +223,7 @@ async def action(request: web.Request) -> web.Response:
 async def _membership(
     request: web.Request, row: ObjectRow, verb: str, host: str | None
 ) -> web.Response:
-    require_admin(request, f"os_compute_api:os-aggregates:{verb}")
+    authorize(request, f"os_compute_api:os-aggregates:{verb}")
     assert host is not None
     hosts = list(row.spec.get("hosts") or [])
     if verb == "add_host":
@@ -242,7 +242,7 @@ async def _membership(
 
 
 async def _set_metadata(request: web.Request, row: ObjectRow, metadata: Any) -> web.Response:
-    require_admin(request, "os_compute_api:os-aggregates:set_metadata")
+    authorize(request, "os_compute_api:os-aggregates:set_metadata")
     if not isinstance(metadata, dict) or not all(
         isinstance(k, str) and 0 < len(k) <= 255 and (v is None or isinstance(v, str))
         for k, v in metadata.items()

@@ -11,6 +11,7 @@ Must never: answer a resource request without a valid token.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -26,11 +27,13 @@ from apiserver.compute import (
     services,
     zones,
 )
-from apiserver.compute.context import CALLER, CREATES, MAX_LIMIT, STORE, VIEWS
+from apiserver.compute.context import CALLER, CREATES, MAX_LIMIT, POLICY, STORE, VIEWS
 from apiserver.compute.create_batches import CreateBatches
 from apiserver.compute.faults import ComputeFault, render
 from apiserver.compute.microversions import MAX, MIN, Version, check, requested, stamp
+from apiserver.compute.policies import DEFAULTS
 from apiserver.identity import Identity
+from apiserver.policy import Policy
 from apiserver.urls import base_url
 from state.errors import DesiredError, Invalid
 from state.sql.views import ComputeViews
@@ -109,11 +112,18 @@ def _middleware(identity: Identity) -> Any:
 
 
 def make_app(
-    store: Store, identity: Identity, views: ComputeViews, *, max_limit: int = 1000
+    store: Store,
+    identity: Identity,
+    views: ComputeViews,
+    *,
+    max_limit: int = 1000,
+    policy_file: Path | None = None,
 ) -> web.Application:
     """``views``: the conductor's SQL, which server lists and the action log read;
-    ``max_limit``: the most servers one list answers."""
+    ``max_limit``: the most servers one list answers; ``policy_file``: rules over the
+    defaults of ``policies`` (a bad file raises PolicyError)."""
     app = web.Application(middlewares=[_middleware(identity)])
+    app[POLICY] = Policy.load(DEFAULTS, policy_file)
     app[STORE] = store
     app[CREATES] = CreateBatches(store)
     app[VIEWS] = views

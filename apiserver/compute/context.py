@@ -1,7 +1,9 @@
-"""What every Compute handler reads from its request: the caller, the store, the base URL.
+"""What every Compute handler reads from its request: the caller, the store, the policy.
 
 Owns: the request and app keys the Compute sub-app shares with its handlers
-(the store, the SQL views, the caller); the base URL comes from ``apiserver.urls``.
+(the store, the SQL views, the policy, the caller), and asking the policy
+whether the caller may do an action (Nova's 403 when not); the base URL
+comes from ``apiserver.urls``.
 
 Must never: hand a handler a caller whose token did not check.
 """
@@ -12,6 +14,7 @@ from aiohttp import web
 
 from apiserver.compute.create_batches import CreateBatches
 from apiserver.compute.faults import ComputeFault
+from apiserver.policy import Creds, Policy
 from apiserver.tokens import Token
 from state.sql.views import ComputeViews
 from state.store import Store
@@ -23,12 +26,29 @@ CREATES = web.AppKey("compute_creates", CreateBatches)
 VIEWS = web.AppKey("compute_views", ComputeViews)
 #: the most servers one list answers (Nova's ``api.max_limit``)
 MAX_LIMIT = web.AppKey("compute_max_limit", int)
+POLICY = web.AppKey("compute_policy", Policy)
 CALLER = web.RequestKey("compute_caller", Token)
 
 
-def require_admin(request: web.Request, rule: str) -> None:
-    """Nova's 403 for a caller without the admin role, naming the policy rule."""
-    if "admin" not in caller(request).roles:
+def _creds(request: web.Request) -> Creds:
+    token = caller(request)
+    return Creds.of(token.user_id, token.project_id, token.roles)
+
+
+def allowed(request: web.Request, rule: str, project_id: str | None = None) -> bool:
+    """Whether the policy lets the caller do ``rule`` on a target of ``project_id`` (the
+    caller's own project when not given)."""
+    token = caller(request)
+    target = {
+        "project_id": token.project_id if project_id is None else project_id,
+        "user_id": token.user_id,
+    }
+    return request.app[POLICY].allows(rule, _creds(request), target)
+
+
+def authorize(request: web.Request, rule: str, project_id: str | None = None) -> None:
+    """Nova's 403, naming the rule, unless the policy allows it (see ``allowed``)."""
+    if not allowed(request, rule, project_id):
         raise ComputeFault(403, f"Policy doesn't allow {rule} to be performed.")
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from apiserver.compute.context import caller, store_of
+from apiserver.compute.context import allowed, store_of
 from apiserver.compute.faults import ComputeFault
 from apiserver.urls import base_url
 from state.envelope import Obj
@@ -53,7 +53,7 @@ def full(request: web.Request, flavor: Obj) -> dict[str, Any]:
 
 
 async def _visible(request: web.Request) -> list[Obj]:
-    admin = "admin" in caller(request).roles
+    admin = allowed(request, "os_compute_api:os-flavor-access")  # sees private flavors
     flavors = (await store_of(request).list("Flavor")).items
     wanted = request.query.get("is_public", "true" if not admin else "none").lower()
     out = []

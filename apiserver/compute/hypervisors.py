@@ -16,11 +16,9 @@ from typing import Any
 
 from aiohttp import web
 
-from apiserver.compute.context import VIEWS, require_admin, store_of
+from apiserver.compute.context import VIEWS, authorize, store_of
 from apiserver.compute.faults import ComputeFault
 from state.sql.hosts import HostRow
-
-_RULE = "os_compute_api:os-hypervisors:list"
 
 
 def brief(h: HostRow) -> dict[str, Any]:
@@ -70,31 +68,33 @@ def detail(h: HostRow) -> dict[str, Any]:
     }
 
 
-async def _hosts(request: web.Request) -> list[HostRow]:
-    require_admin(request, _RULE)
+async def _hosts(request: web.Request, verb: str) -> list[HostRow]:
+    authorize(request, f"os_compute_api:os-hypervisors:{verb}")
     views = request.app[VIEWS]
     await views.caught_up(store_of(request).written)
     return await views.hosts()
 
 
 async def index(request: web.Request) -> web.Response:
-    return web.json_response({"hypervisors": [brief(h) for h in await _hosts(request)]})
+    return web.json_response({"hypervisors": [brief(h) for h in await _hosts(request, "list")]})
 
 
 async def index_detail(request: web.Request) -> web.Response:
-    return web.json_response({"hypervisors": [detail(h) for h in await _hosts(request)]})
+    return web.json_response(
+        {"hypervisors": [detail(h) for h in await _hosts(request, "list-detail")]}
+    )
 
 
-async def show(request: web.Request) -> web.Response:
+async def show(request: web.Request, verb: str = "show") -> web.Response:
     ident = request.match_info["hypervisor_id"]
-    for h in await _hosts(request):
+    for h in await _hosts(request, verb):
         if str(h.id) == ident:
             return web.json_response({"hypervisor": detail(h)})
     raise ComputeFault(404, f"Hypervisor with ID '{ident}' could not be found.")
 
 
 async def statistics(request: web.Request) -> web.Response:
-    rows = [detail(h) for h in await _hosts(request)]
+    rows = [detail(h) for h in await _hosts(request, "statistics")]
     summed = (
         "current_workload",
         "disk_available_least",
@@ -115,25 +115,27 @@ async def statistics(request: web.Request) -> web.Response:
 async def uptime(request: web.Request) -> web.Response:
     """Nova's answer for a virt driver that cannot tell a host's uptime (clients show the
     hypervisor without it)."""
-    await show(request)  # 403 and 404 first
+    await show(request, "uptime")  # 403 and 404 first
     raise ComputeFault(501, "Virt driver does not implement uptime function.")
 
 
-async def _matching(request: web.Request) -> list[HostRow]:
+async def _matching(request: web.Request, verb: str) -> list[HostRow]:
     pattern = request.match_info["pattern"]
-    found = [h for h in await _hosts(request) if pattern in h.node.host]
+    found = [h for h in await _hosts(request, verb) if pattern in h.node.host]
     if not found:
         raise ComputeFault(404, f"No hypervisor matching '{pattern}' could be found.")
     return found
 
 
 async def search(request: web.Request) -> web.Response:
-    return web.json_response({"hypervisors": [brief(h) for h in await _matching(request)]})
+    return web.json_response(
+        {"hypervisors": [brief(h) for h in await _matching(request, "search")]}
+    )
 
 
 async def servers(request: web.Request) -> web.Response:
     out = []
-    for h in await _matching(request):
+    for h in await _matching(request, "servers"):
         hypervisor = brief(h)
         on = await request.app[VIEWS].servers_on(h.node.host)
         if on:

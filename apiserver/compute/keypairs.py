@@ -19,7 +19,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from apiserver.compute.context import caller, store_of
+from apiserver.compute.context import authorize, caller, store_of
 from apiserver.compute.faults import ComputeFault
 from state.envelope import Obj, Ref
 from state.errors import AlreadyExists, Invalid, NotFound
@@ -50,10 +50,12 @@ def generate() -> tuple[str, str]:
     return public.decode() + " Generated-by-Nova\n", private
 
 
-def _project(request: web.Request) -> str:
+def _project(request: web.Request, verb: str) -> str:
+    """The caller's project, once the policy lets it do ``verb`` to key pairs there."""
     project = caller(request).project
     if not project:
         raise ComputeFault(403, "a project-scoped token is needed for key pairs")
+    authorize(request, f"os_compute_api:os-keypairs:{verb}")
     return project
 
 
@@ -65,20 +67,20 @@ def _brief(kp: Obj) -> dict[str, Any]:
     }
 
 
-async def _get(request: web.Request, name: str) -> Obj:
-    kp = await store_of(request).get_or_none(Ref("KeyPair", _project(request), name))
+async def _get(request: web.Request, name: str, verb: str) -> Obj:
+    kp = await store_of(request).get_or_none(Ref("KeyPair", _project(request, verb), name))
     if kp is None:
         raise ComputeFault(404, f"Keypair {name} not found for user {caller(request).user_id}")
     return kp
 
 
 async def list_keypairs(request: web.Request) -> web.Response:
-    pairs = (await store_of(request).list("KeyPair", _project(request))).items
+    pairs = (await store_of(request).list("KeyPair", _project(request, "index"))).items
     return web.json_response({"keypairs": [{"keypair": _brief(kp)} for kp in pairs]})
 
 
 async def show(request: web.Request) -> web.Response:
-    kp = await _get(request, request.match_info["name"])
+    kp = await _get(request, request.match_info["name"], "show")
     body = _brief(kp)
     body.update(
         {
@@ -94,6 +96,7 @@ async def show(request: web.Request) -> web.Response:
 
 
 async def create(request: web.Request) -> web.Response:
+    project = _project(request, "create")
     try:
         body = await request.json()
         wanted = body["keypair"]
@@ -111,7 +114,7 @@ async def create(request: web.Request) -> web.Response:
     obj = {
         "apiVersion": "desired/v1",
         "kind": "KeyPair",
-        "metadata": {"name": name, "project": _project(request)},
+        "metadata": {"name": name, "project": project},
         "spec": {"publicKey": public, "type": "ssh", "fingerprint": fingerprint(public)},
     }
     try:
@@ -128,9 +131,11 @@ async def create(request: web.Request) -> web.Response:
 
 
 async def delete(request: web.Request) -> web.Response:
-    kp = await _get(request, request.match_info["name"])
+    kp = await _get(request, request.match_info["name"], "delete")
     try:
-        await store_of(request).delete(Ref("KeyPair", _project(request), kp["metadata"]["name"]))
+        await store_of(request).delete(
+            Ref("KeyPair", kp["metadata"]["project"], kp["metadata"]["name"])
+        )
     except NotFound:
         pass
     return web.Response(status=202)

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from apiserver.compute.context import caller, store_of
+from apiserver.compute.context import authorize, caller, store_of
 from apiserver.compute.faults import ComputeFault
 from apiserver.identity import keystone_id
 from state import quota
@@ -42,16 +42,14 @@ FIELDS = (
 )
 
 
-async def _project(request: web.Request) -> tuple[str, str]:
-    """(Keystone id, name) of the project in the path, if the caller may see it."""
+async def _project(request: web.Request, rule: str) -> tuple[str, str]:
+    """(Keystone id, name) of the project in the path, if the policy lets the caller do
+    ``rule`` on it."""
     wanted = request.match_info["project_id"]
-    token = caller(request)
     for p in (await store_of(request).list("Project")).items:
         if wanted in (keystone_id(p), p["metadata"]["name"]):
-            name = p["metadata"]["name"]
-            if "admin" not in token.roles and name != token.project:
-                raise ComputeFault(403, "Policy doesn't allow os_compute_api:os-quota-sets:show")
-            return keystone_id(p), name
+            authorize(request, f"os_compute_api:os-quota-sets:{rule}", keystone_id(p))
+            return keystone_id(p), p["metadata"]["name"]
     raise ComputeFault(404, f"Project {wanted} could not be found.")
 
 
@@ -70,18 +68,18 @@ async def _in_use(request: web.Request, project: str) -> dict[str, int]:
 
 
 async def show(request: web.Request) -> web.Response:
-    pid, name = await _project(request)
+    pid, name = await _project(request, "show")
     limits = await quota.limits(store_of(request), name)
     return web.json_response({"quota_set": {"id": pid, **_limits_view(limits)}})
 
 
 async def defaults(request: web.Request) -> web.Response:
-    pid, _ = await _project(request)
+    pid, _ = await _project(request, "defaults")
     return web.json_response({"quota_set": {"id": pid, **_limits_view(quota.DEFAULT_LIMITS)}})
 
 
 async def detail(request: web.Request) -> web.Response:
-    pid, name = await _project(request)
+    pid, name = await _project(request, "detail")
     limits = _limits_view(await quota.limits(store_of(request), name))
     used = await _in_use(request, name)
     body: dict[str, Any] = {
@@ -90,14 +88,8 @@ async def detail(request: web.Request) -> web.Response:
     return web.json_response({"quota_set": {"id": pid, **body}})
 
 
-def _admin(request: web.Request) -> None:
-    if "admin" not in caller(request).roles:
-        raise ComputeFault(403, "Policy doesn't allow os_compute_api:os-quota-sets:update")
-
-
 async def update(request: web.Request) -> web.Response:
-    _admin(request)
-    _, name = await _project(request)
+    _, name = await _project(request, "delete")
     try:
         asked = (await request.json())["quota_set"]
     except (ValueError, KeyError, TypeError):
@@ -134,8 +126,7 @@ async def update(request: web.Request) -> web.Response:
 
 
 async def reset(request: web.Request) -> web.Response:
-    _admin(request)
-    _, name = await _project(request)
+    _, name = await _project(request, "delete")
     try:
         await store_of(request).delete(Ref("Quota", name, "default"))
     except NotFound:
@@ -144,6 +135,7 @@ async def reset(request: web.Request) -> web.Response:
 
 
 async def limits_view(request: web.Request) -> web.Response:
+    authorize(request, "os_compute_api:limits")
     token = caller(request)
     if not token.project:
         raise ComputeFault(403, "a project-scoped token is needed for limits")

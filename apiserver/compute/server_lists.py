@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from apiserver.compute.context import MAX_LIMIT, VIEWS, caller, store_of
+from apiserver.compute.context import MAX_LIMIT, VIEWS, allowed, authorize, caller, store_of
 from apiserver.compute.faults import ComputeFault
 from apiserver.compute.server_views import Refs, links, view
 from apiserver.identity import keystone_id_of, uid_of
@@ -182,7 +182,9 @@ def _limit(request: web.Request) -> int:
 async def _query(request: web.Request) -> ServerQuery | None:
     """The SQL query a list request stands for; None when no server can match."""
     token = caller(request)
-    admin = "admin" in token.roles
+    action = "detail" if request.path.endswith("/detail") else "index"
+    authorize(request, f"os_compute_api:servers:{action}")
+    admin = allowed(request, "os_compute_api:servers:allow_all_filters")
     views = request.app[VIEWS]
     opts = {k: request.query.getone(k) for k in request.query if k not in _PAGING}
     if not admin:
@@ -193,12 +195,8 @@ async def _query(request: web.Request) -> ServerQuery | None:
     all_tenants = "all_tenants" in opts and (
         opts["all_tenants"] == "" or _flag("all_tenants", opts["all_tenants"])
     )
-    if all_tenants and not admin:
-        action = "detail" if request.path.endswith("/detail") else "index"
-        raise ComputeFault(
-            403,
-            f"Policy doesn't allow os_compute_api:servers:{action}:get_all_tenants to be performed.",
-        )
+    if all_tenants:
+        authorize(request, f"os_compute_api:servers:{action}:get_all_tenants")
     project: str | None
     if all_tenants:
         project = None
@@ -253,7 +251,7 @@ async def _query(request: web.Request) -> ServerQuery | None:
         deleted=deleted,
         changes_since=changes_since,
         equal=equal,
-        sort=_sort(request, admin),
+        sort=_sort(request, allowed(request, "context_is_admin")),
         limit=_limit(request),
         marker=request.query.get("marker"),
     )

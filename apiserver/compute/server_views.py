@@ -4,7 +4,8 @@ Owns: the fields of Nova's 2.1 server view built from an Instance (spec,
 status, metadata) and the ids it refers to (flavor, image, project), the
 links of a server, and the ``hostId`` digest.
 
-Must never: read etcd or SQL (callers hand in the object and the ids).
+Must never: read etcd or SQL (callers hand in the object and the ids); show
+the host to a caller the policy keeps from it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from apiserver.compute.context import caller
+from apiserver.compute.context import allowed
 from apiserver.urls import base_url
 from state.envelope import USER_ANNOTATION, Obj, display_name
 
@@ -91,7 +92,7 @@ def view(request: web.Request, inst: Obj, refs: Refs) -> dict[str, Any]:
         "os-extended-volumes:volumes_attached": [],
         "security_groups": [{"name": g} for g in spec.get("securityGroups") or ["default"]],
     }
-    if "admin" in caller(request).roles:
+    if allowed(request, "os_compute_api:os-extended-server-attributes", refs.project_id):
         server["OS-EXT-SRV-ATTR:host"] = status.get("host")
         server["OS-EXT-SRV-ATTR:hypervisor_hostname"] = status.get("host")
         server["OS-EXT-SRV-ATTR:instance_name"] = f"desired-{meta['uid']}"

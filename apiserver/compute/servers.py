@@ -25,13 +25,15 @@ from typing import Any
 from aiohttp import web
 
 from apiserver.compute import flavors, server_lists
-from apiserver.compute.context import CREATES, VIEWS, caller, store_of
+from apiserver.compute.context import CREATES, VIEWS, allowed, authorize, caller, store_of
 from apiserver.compute.faults import ComputeFault
 from apiserver.compute.server_lists import refs_for
 from apiserver.compute.server_views import links, view
+from apiserver.identity import keystone_id_of
 from state import quota
 from state.envelope import USER_ANNOTATION, Obj, Ref
 from state.errors import AlreadyExists, Conflict, NotFound
+from state.sql.server_lists import ServerRef
 from state.validation import validate
 
 #: tries of a change whose usage another change moved meanwhile
@@ -64,7 +66,7 @@ def _project(request: web.Request) -> str:
     return token.project
 
 
-async def _located(request: web.Request, ident: str) -> tuple[str, str, dt.datetime] | None:
+async def _located(request: web.Request, ident: str) -> ServerRef | None:
     """Where SQL says the server is, once SQL has this API server's own writes; if it
     does not know the server, once it has caught up with etcd (another API server may
     have just made it)."""
@@ -77,27 +79,28 @@ async def _located(request: web.Request, ident: str) -> tuple[str, str, dt.datet
     return where
 
 
-async def find_located(request: web.Request, ident: str) -> tuple[Obj, dt.datetime]:
-    """The server as etcd has it now, and when SQL saw it change: the caller's project's,
-    or any for admins."""
-    token = caller(request)
-    admin = "admin" in token.roles
-    if not admin:
-        _project(request)
+async def find_located(request: web.Request, ident: str, rule: str) -> tuple[Obj, dt.datetime]:
+    """The server as etcd has it now, and when SQL saw it change, once the policy lets
+    the caller do ``rule`` to it. A server the caller may not even see is not found."""
     where = await _located(request, ident)
-    if where is not None and (admin or where[0] == token.project):
-        inst = await store_of(request).get_or_none(Ref("Instance", where[0], where[1]))
-        if inst is not None and inst["metadata"]["uid"] == ident:
-            return inst, where[2]
+    if where is not None:
+        project_id = keystone_id_of(where.project_uid)
+        if allowed(request, "os_compute_api:servers:show", project_id):
+            authorize(request, rule, project_id)
+            inst = await store_of(request).get_or_none(Ref("Instance", where.project, where.name))
+            if inst is not None and inst["metadata"]["uid"] == ident:
+                return inst, where.updated_at
     raise ComputeFault(404, f"Instance {ident} could not be found.")
 
 
-async def find(request: web.Request, ident: str) -> Obj:
-    return (await find_located(request, ident))[0]
+async def find(request: web.Request, ident: str, rule: str) -> Obj:
+    return (await find_located(request, ident, rule))[0]
 
 
 async def show(request: web.Request) -> web.Response:
-    inst, updated = await find_located(request, request.match_info["server_id"])
+    inst, updated = await find_located(
+        request, request.match_info["server_id"], "os_compute_api:servers:show"
+    )
     refs = (await refs_for(request.app[VIEWS], [inst]))[inst["metadata"]["uid"]]
     refs = dataclasses.replace(refs, updated=updated)
     return web.json_response({"server": view(request, inst, refs)})
@@ -140,6 +143,7 @@ async def create(request: web.Request) -> web.Response:
     if not isinstance(name, str) or not name.strip() or name != name.strip() or len(name) > 255:
         raise ComputeFault(400, "Invalid input for field/attribute name.")
     project = _project(request)
+    authorize(request, "os_compute_api:servers:create")
     image_id = _ref_id(server.get("imageRef"))
     for bdm in server.get("block_device_mapping_v2") or []:
         if isinstance(bdm, dict) and bdm.get("source_type") == "image" and not image_id:
@@ -213,7 +217,7 @@ async def delete(request: web.Request) -> web.Response:
     """Marks the server deleted and gives its quota back, in one transaction."""
     store = store_of(request)
     for _ in range(_QUOTA_RETRIES):
-        inst = await find(request, request.match_info["server_id"])
+        inst = await find(request, request.match_info["server_id"], "os_compute_api:servers:delete")
         meta = inst["metadata"]
         r = Ref("Instance", meta["project"], meta["name"])
         release = {k: -v for k, v in quota.charged(inst).items()}
@@ -244,12 +248,28 @@ _POWER = {
 }
 
 
+#: the policy rule of each server action
+_ACTION_RULES = {
+    "os-start": "os_compute_api:servers:start",
+    "os-stop": "os_compute_api:servers:stop",
+    "reboot": "os_compute_api:servers:reboot",
+    "resize": "os_compute_api:servers:resize",
+    "confirmResize": "os_compute_api:servers:confirm_resize",
+    "revertResize": "os_compute_api:servers:revert_resize",
+    "pause": "os_compute_api:os-pause-server:pause",
+    "unpause": "os_compute_api:os-pause-server:unpause",
+    "suspend": "os_compute_api:os-suspend-server:suspend",
+    "resume": "os_compute_api:os-suspend-server:resume",
+}
+
+
 async def action(request: web.Request) -> web.Response:
-    inst = await find(request, request.match_info["server_id"])
     body = await _body(request)
     if len(body) != 1:
         raise ComputeFault(400, "There is either no action or more than one in the request")
     ((name, arg),) = body.items()
+    rule = _ACTION_RULES.get(name, "os_compute_api:servers:show")  # unknown ones: 400 below
+    inst = await find(request, request.match_info["server_id"], rule)
     status = inst.get("status", {}).get("novaStatus", "BUILD")
     spec = dict(inst["spec"])
     code = 202
@@ -346,13 +366,18 @@ def _pairs(body: Any, field: str) -> dict[str, str]:
 
 
 async def get_metadata(request: web.Request) -> web.Response:
-    inst = await find(request, request.match_info["server_id"])
+    inst = await find(
+        request, request.match_info["server_id"], "os_compute_api:server-metadata:index"
+    )
     return web.json_response({"metadata": dict(inst["spec"].get("metadata") or {})})
 
 
 async def change_metadata(request: web.Request) -> web.Response:
     """POST merges, PUT replaces."""
-    inst = await find(request, request.match_info["server_id"])
+    verb = "create" if request.method == "POST" else "update_all"
+    inst = await find(
+        request, request.match_info["server_id"], f"os_compute_api:server-metadata:{verb}"
+    )
     given = _pairs(await _body(request), "metadata")
     merged = (
         {**(inst["spec"].get("metadata") or {}), **given} if request.method == "POST" else given
@@ -362,7 +387,9 @@ async def change_metadata(request: web.Request) -> web.Response:
 
 
 async def get_item(request: web.Request) -> web.Response:
-    inst = await find(request, request.match_info["server_id"])
+    inst = await find(
+        request, request.match_info["server_id"], "os_compute_api:server-metadata:show"
+    )
     key = request.match_info["key"]
     metadata = inst["spec"].get("metadata") or {}
     if key not in metadata:
@@ -371,7 +398,9 @@ async def get_item(request: web.Request) -> web.Response:
 
 
 async def put_item(request: web.Request) -> web.Response:
-    inst = await find(request, request.match_info["server_id"])
+    inst = await find(
+        request, request.match_info["server_id"], "os_compute_api:server-metadata:update"
+    )
     key = request.match_info["key"]
     meta = _pairs(await _body(request), "meta")
     if list(meta) != [key]:
@@ -381,7 +410,9 @@ async def put_item(request: web.Request) -> web.Response:
 
 
 async def delete_item(request: web.Request) -> web.Response:
-    inst = await find(request, request.match_info["server_id"])
+    inst = await find(
+        request, request.match_info["server_id"], "os_compute_api:server-metadata:delete"
+    )
     key = request.match_info["key"]
     metadata = dict(inst["spec"].get("metadata") or {})
     if key not in metadata:

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from apiserver.compute.context import VIEWS, require_admin, store_of
+from apiserver.compute.context import VIEWS, authorize, store_of
 from apiserver.compute.faults import ComputeFault
 from state.envelope import Ref
 from state.errors import Conflict, NotFound
@@ -42,7 +42,7 @@ def _view(h: HostRow) -> dict[str, Any]:
 
 
 async def index(request: web.Request) -> web.Response:
-    require_admin(request, "os_compute_api:os-services:list")
+    authorize(request, "os_compute_api:os-services:list")
     views = request.app[VIEWS]
     await views.caught_up(store_of(request).written)
     host, binary = request.query.get("host"), request.query.get("binary")
@@ -58,7 +58,7 @@ def _field(body: dict[str, Any], name: str) -> str:
 
 
 async def update(request: web.Request) -> web.Response:
-    require_admin(request, "os_compute_api:os-services:update")
+    authorize(request, "os_compute_api:os-services:update")
     action = request.match_info["action"]
     if action not in ("enable", "disable", "disable-log-reason"):
         raise ComputeFault(404, "Unknown action")

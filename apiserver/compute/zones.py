@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from apiserver.compute.context import VIEWS, require_admin, store_of
+from apiserver.compute.context import VIEWS, authorize, store_of
 from state.sql.hosts import HostRow
 
 
@@ -28,6 +28,7 @@ async def _zones(request: web.Request) -> dict[str, list[HostRow]]:
 
 
 async def list_zones(request: web.Request) -> web.Response:
+    authorize(request, "os_compute_api:os-availability-zone:list")
     info = [
         {
             "zoneName": zone,
@@ -40,7 +41,7 @@ async def list_zones(request: web.Request) -> web.Response:
 
 
 async def detail(request: web.Request) -> web.Response:
-    require_admin(request, "os_compute_api:os-availability-zone:detail")
+    authorize(request, "os_compute_api:os-availability-zone:detail")
     info: list[dict[str, Any]] = []
     for zone, hosts in sorted((await _zones(request)).items()):
         info.append(

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from state.errors import BadRequest
 from state.sql.models import InstanceRow, Resource
@@ -181,14 +181,35 @@ def _columns_meta(row: InstanceRow) -> dict[str, Any]:
     }
 
 
-def server_ref(session: Session, uid: str) -> tuple[str, str, dt.datetime] | None:
-    """The (project, object name, last change) of the live server ``uid``."""
+@dataclass(frozen=True)
+class ServerRef:
+    """Where a server's object is, and what the policy checks of it."""
+
+    project: str
+    #: the Instance's object name
+    name: str
+    updated_at: dt.datetime
+    #: its project's uid ("" when the project is gone)
+    project_uid: str
+
+
+def server_ref(session: Session, uid: str) -> ServerRef | None:
+    """Where the live server ``uid`` is."""
+    project = aliased(Resource)
     row = session.execute(
-        select(InstanceRow.project, Resource.name, InstanceRow.updated_at)
+        select(InstanceRow.project, Resource.name, InstanceRow.updated_at, project.uid)
         .join(Resource, Resource.uid == InstanceRow.uid)
+        .outerjoin(
+            project,
+            and_(
+                project.kind == "Project",
+                project.name == InstanceRow.project,
+                project.deleted_at.is_(None),
+            ),
+        )
         .where(InstanceRow.uid == uid, InstanceRow.deleted_at.is_(None))
     ).first()
-    return (row[0], row[1], row[2]) if row else None
+    return ServerRef(row[0], row[1], row[2], row[3] or "") if row else None
 
 
 def name_by_uid(session: Session, kind: str, uid: str) -> str | None:

@@ -22,6 +22,7 @@ from state.sql.models import InstanceAction, InstanceActionEvent
 from state.sql.projection import progress
 from state.sql.server_lists import (
     ServerQuery,
+    ServerRef,
     ServerRow,
     list_servers,
     name_by_uid,
@@ -108,8 +109,8 @@ class ComputeViews:
     async def servers(self, query: ServerQuery) -> list[ServerRow]:
         return await asyncio.to_thread(self._read, list_servers, query)
 
-    async def server_ref(self, uid: str) -> tuple[str, str, dt.datetime] | None:
-        """The (project, name, last change) of the live server ``uid``."""
+    async def server_ref(self, uid: str) -> ServerRef | None:
+        """Where the live server ``uid`` is."""
         return await asyncio.to_thread(self._read, server_ref, uid)
 
     async def name_by_uid(self, kind: str, uid: str) -> str | None:

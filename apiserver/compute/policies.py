@@ -1,0 +1,80 @@
+"""The Compute API's policy rules and their defaults, named as Nova names them.
+
+Owns: the default rule of every Compute action (project readers read,
+members change, admins do everything and the admin-only resources); a
+policy file (``api.policy_file``) overrides any of them.
+
+Must never: leave an action of the Compute API without a rule here.
+"""
+
+from __future__ import annotations
+
+from apiserver.policy import ADMIN, ANY, MEMBER_OR_ADMIN, READER_OR_ADMIN
+
+_SERVERS = "os_compute_api:servers"
+
+DEFAULTS: dict[str, str] = {
+    # servers
+    f"{_SERVERS}:index": READER_OR_ADMIN,
+    f"{_SERVERS}:detail": READER_OR_ADMIN,
+    f"{_SERVERS}:index:get_all_tenants": ADMIN,
+    f"{_SERVERS}:detail:get_all_tenants": ADMIN,
+    f"{_SERVERS}:allow_all_filters": ADMIN,
+    f"{_SERVERS}:show": READER_OR_ADMIN,
+    f"{_SERVERS}:create": MEMBER_OR_ADMIN,
+    f"{_SERVERS}:delete": MEMBER_OR_ADMIN,
+    f"{_SERVERS}:start": MEMBER_OR_ADMIN,
+    f"{_SERVERS}:stop": MEMBER_OR_ADMIN,
+    f"{_SERVERS}:reboot": MEMBER_OR_ADMIN,
+    f"{_SERVERS}:resize": MEMBER_OR_ADMIN,
+    f"{_SERVERS}:confirm_resize": MEMBER_OR_ADMIN,
+    f"{_SERVERS}:revert_resize": MEMBER_OR_ADMIN,
+    "os_compute_api:os-pause-server:pause": MEMBER_OR_ADMIN,
+    "os_compute_api:os-pause-server:unpause": MEMBER_OR_ADMIN,
+    "os_compute_api:os-suspend-server:suspend": MEMBER_OR_ADMIN,
+    "os_compute_api:os-suspend-server:resume": MEMBER_OR_ADMIN,
+    "os_compute_api:os-extended-server-attributes": ADMIN,
+    "os_compute_api:server-metadata:index": READER_OR_ADMIN,
+    "os_compute_api:server-metadata:show": READER_OR_ADMIN,
+    "os_compute_api:server-metadata:create": MEMBER_OR_ADMIN,
+    "os_compute_api:server-metadata:update": MEMBER_OR_ADMIN,
+    "os_compute_api:server-metadata:update_all": MEMBER_OR_ADMIN,
+    "os_compute_api:server-metadata:delete": MEMBER_OR_ADMIN,
+    "os_compute_api:os-instance-actions:list": READER_OR_ADMIN,
+    "os_compute_api:os-instance-actions:show": READER_OR_ADMIN,
+    "os_compute_api:os-instance-actions:events": ADMIN,
+    # flavors, key pairs, quotas, limits, zones
+    "os_compute_api:os-flavor-access": ADMIN,
+    "os_compute_api:os-keypairs:index": READER_OR_ADMIN,
+    "os_compute_api:os-keypairs:show": READER_OR_ADMIN,
+    "os_compute_api:os-keypairs:create": MEMBER_OR_ADMIN,
+    "os_compute_api:os-keypairs:delete": MEMBER_OR_ADMIN,
+    "os_compute_api:os-quota-sets:show": READER_OR_ADMIN,
+    "os_compute_api:os-quota-sets:detail": READER_OR_ADMIN,
+    "os_compute_api:os-quota-sets:defaults": ANY,
+    "os_compute_api:os-quota-sets:update": ADMIN,
+    "os_compute_api:os-quota-sets:delete": ADMIN,
+    "os_compute_api:limits": ANY,
+    "os_compute_api:os-availability-zone:list": ANY,
+    "os_compute_api:os-availability-zone:detail": ADMIN,
+    # admin resources
+    **{
+        f"os_compute_api:os-hypervisors:{verb}": ADMIN
+        for verb in ("list", "list-detail", "show", "statistics", "search", "servers", "uptime")
+    },
+    "os_compute_api:os-services:list": ADMIN,
+    "os_compute_api:os-services:update": ADMIN,
+    **{
+        f"os_compute_api:os-aggregates:{verb}": ADMIN
+        for verb in (
+            "index",
+            "create",
+            "show",
+            "update",
+            "delete",
+            "add_host",
+            "remove_host",
+            "set_metadata",
+        )
+    },
+}

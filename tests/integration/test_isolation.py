@@ -1,0 +1,148 @@
+"""Project isolation and the policy, as a matrix: what a member and a reader of one project,
+a member of another project and an admin may see and do; and a policy file that changes it.
+
+Real etcd, conductor, scheduler, a simulated host and the API server; tokens from the
+identity service.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from apiserver.app import make_app
+from apiserver.policy import PolicyError
+from state.envelope import Ref
+from state.etcd import EtcdClient
+from state.passwords import hash_password
+from state.store import Store
+from tests.conftest import eventually
+from tests.integration.test_compute_api import token_of
+from tests.integration.test_compute_servers import Nova
+from tests.integration.test_hostd import cloud as hostd_cloud
+from tests.integration.test_identity import api_cloud
+
+CALLERS = ("member", "reader", "other", "admin")
+
+
+async def _callers(base: str, store: Store) -> dict[str, Nova]:
+    await store.create(
+        {
+            "kind": "User",
+            "metadata": {"name": "watcher"},
+            "spec": {
+                "passwordHash": hash_password("watcher-secret", iterations=1000),
+                "roles": [{"role": "reader", "project": "demo"}],
+            },
+        }
+    )
+    logins = {
+        "member": ("demo", "demo-secret", "demo"),
+        "reader": ("watcher", "watcher-secret", "demo"),
+        "other": ("other", "other-secret", "other"),
+        "admin": ("admin", "admin-secret", "admin"),
+    }
+    return {who: Nova(base, await token_of(base, *login)) for who, login in logins.items()}
+
+
+async def test_isolation_matrix(store: Store, tmp_path: Path) -> None:
+    sql_url = f"sqlite:///{tmp_path / 'api.sqlite'}"
+    async with hostd_cloud(store, tmp_path), api_cloud(store, sql_url) as base:
+        nova = await _callers(base, store)
+        image_id = (await store.get(Ref("Image", None, "tiny")))["metadata"]["uid"]
+        server = {"name": "vm", "imageRef": image_id, "flavorRef": "small"}
+        code, body = await nova["member"]("POST", "/servers", {"server": server})
+        assert code == 202
+        sid = body["server"]["id"]
+        code, _ = await nova["member"]("POST", "/os-keypairs", {"keypair": {"name": "demo-key"}})
+        assert code == 200
+        demo_id = (await store.get(Ref("Project", None, "demo")))["metadata"]["uid"].replace(
+            "-", ""
+        )
+        await store.create(
+            {
+                "kind": "Image",
+                "metadata": {"name": "secret", "project": "demo"},
+                "spec": {"visibility": "private"},
+            }
+        )
+        private_id = (await store.get(Ref("Image", "demo", "secret")))["metadata"]["uid"]
+
+        # (method, path, body): expected status for member, reader, other, admin
+        matrix: list[tuple[str, str, object, tuple[int, int, int, int]]] = [
+            ("GET", f"/servers/{sid}", None, (200, 200, 404, 200)),
+            ("GET", f"/servers/{sid}/metadata", None, (200, 200, 404, 200)),
+            ("PUT", f"/servers/{sid}/metadata/k", {"meta": {"k": "v"}}, (200, 403, 404, 200)),
+            ("GET", f"/servers/{sid}/os-instance-actions", None, (200, 200, 404, 200)),
+            ("POST", f"/servers/{sid}/action", {"pause": None}, (409, 403, 404, 409)),
+            ("GET", "/servers?all_tenants=1", None, (403, 403, 403, 200)),
+            ("POST", "/servers", {"server": dict(server, flavorRef="nope")}, (400, 403, 400, 400)),
+            ("GET", "/os-keypairs/demo-key", None, (200, 200, 404, 404)),
+            ("POST", "/os-keypairs", {"keypair": {"name": ""}}, (400, 403, 400, 400)),
+            ("DELETE", "/os-keypairs/nope", None, (404, 403, 404, 404)),
+            ("GET", f"/os-quota-sets/{demo_id}", None, (200, 200, 403, 200)),
+            ("PUT", f"/os-quota-sets/{demo_id}", {"quota_set": {}}, (403, 403, 403, 200)),
+            ("GET", "/os-hypervisors", None, (403, 403, 403, 200)),
+            ("GET", "/os-services", None, (403, 403, 403, 200)),
+            ("GET", "/os-aggregates", None, (403, 403, 403, 200)),
+            ("GET", "/os-availability-zone/detail", None, (403, 403, 403, 200)),
+            ("DELETE", f"/servers/{sid}", None, (None, 403, 404, None)),  # type: ignore[arg-type]
+        ]
+
+        async def active() -> bool:
+            return await nova["member"].status_of(sid) == "ACTIVE"
+
+        await eventually(active)
+        await nova["member"]("POST", f"/servers/{sid}/action", {"os-stop": None})
+
+        async def stopped() -> bool:
+            return await nova["member"].status_of(sid) == "SHUTOFF"
+
+        await eventually(stopped)  # so that pause is a 409 for those allowed to try
+        failures = []
+        for method, path, body, expected in matrix:
+            for who, want in zip(CALLERS, expected, strict=True):
+                if want is None:
+                    continue
+                code, answer = await nova[who](method, path, body)
+                if code != want:
+                    failures.append(f"{who} {method} {path}: {code} (wanted {want}) {answer}")
+        assert not failures, "\n".join(failures)
+
+        # lists show only the caller's project
+        for who, seen in (("member", [sid]), ("reader", [sid]), ("other", []), ("admin", [])):
+            _, body = await nova[who]("GET", "/servers")
+            assert [s["id"] for s in body["servers"]] == seen, who
+        for who, seen in (("member", ["demo-key"]), ("other", [])):
+            _, body = await nova[who]("GET", "/os-keypairs")
+            assert [k["keypair"]["name"] for k in body["keypairs"]] == seen, who
+        # a private image: its project sees it, another does not
+        for who, want in (("member", 200), ("other", 404), ("admin", 200)):
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"{base}/image/v2/images/{private_id}", headers=nova[who].headers) as resp,
+            ):
+                assert resp.status == want, who
+
+
+async def test_a_policy_file_changes_the_rules(store: Store, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        '"os_compute_api:servers:index": "rule:context_is_admin"\n'
+        '"os_compute_api:os-hypervisors:list": "role:reader"\n'
+    )
+    sql_url = f"sqlite:///{tmp_path / 'api.sqlite'}"
+    async with api_cloud(store, sql_url, policy_file=policy) as base:
+        member = Nova(base, await token_of(base, "demo", "demo-secret", "demo"))
+        code, body = await member("GET", "/servers")
+        assert (code, body["forbidden"]["message"]) == (
+            403,
+            "Policy doesn't allow os_compute_api:servers:index to be performed.",
+        )
+        assert (await member("GET", "/servers/detail"))[0] == 200  # its own rule
+        assert (await member("GET", "/os-hypervisors"))[0] == 200
+    policy.write_text('"os_compute_api:servers:index": "role:admin or"\n')
+    with pytest.raises(PolicyError, match="cannot parse"):
+        make_app(EtcdClient("http://127.0.0.1:1"), "t", sql_url=sql_url, policy_file=policy)
