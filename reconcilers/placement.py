@@ -13,7 +13,7 @@ choice.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -212,7 +212,13 @@ def choose(
     weigher: Callable[[HostState], float] = spread,
     filters: Sequence[Filter] = FILTERS,
 ) -> Choice:
-    """The best host for ``req`` (ties broken by name), with the reasons others failed."""
+    """The best host for ``req`` (ties broken by name), with the reasons others failed.
+
+    Only server group members placed on some host count: the first member of an
+    affinity group may go anywhere."""
+    if req.group_members:
+        placed = req.group_members & frozenset().union(*(h.instances for h in hosts))
+        req = replace(req, group_members=placed)
     fits: list[HostState] = []
     rejected: dict[str, str] = {}
     for host in hosts:

@@ -23,6 +23,7 @@ from apiserver.compute import (
     hypervisors,
     keypairs,
     quotas,
+    server_groups,
     servers,
     services,
     zones,
@@ -142,4 +143,5 @@ def make_app(
     hypervisors.add_routes(app)
     services.add_routes(app)
     aggregates.add_routes(app)
+    server_groups.add_routes(app)
     return app

@@ -43,6 +43,12 @@ DEFAULTS: dict[str, str] = {
     "os_compute_api:os-instance-actions:list": READER_OR_ADMIN,
     "os_compute_api:os-instance-actions:show": READER_OR_ADMIN,
     "os_compute_api:os-instance-actions:events": ADMIN,
+    # server groups
+    "os_compute_api:os-server-groups:index": READER_OR_ADMIN,
+    "os_compute_api:os-server-groups:index:all_projects": ADMIN,
+    "os_compute_api:os-server-groups:show": READER_OR_ADMIN,
+    "os_compute_api:os-server-groups:create": MEMBER_OR_ADMIN,
+    "os_compute_api:os-server-groups:delete": MEMBER_OR_ADMIN,
     # flavors, key pairs, quotas, limits, zones
     "os_compute_api:os-flavor-access": ADMIN,
     "os_compute_api:os-keypairs:index": READER_OR_ADMIN,

@@ -13,6 +13,7 @@ Must never: show or touch another project's servers (admins excepted).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import dataclasses
@@ -24,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from apiserver.compute import flavors, server_lists
+from apiserver.compute import flavors, server_groups, server_lists
 from apiserver.compute.context import CREATES, VIEWS, allowed, authorize, caller, store_of
 from apiserver.compute.faults import ComputeFault
 from apiserver.compute.server_lists import refs_for
@@ -42,6 +43,76 @@ _QUOTA_RETRIES = 10
 _NAME_TRIES = 3
 #: Nova's default quota of metadata items per server
 METADATA_ITEMS = 128
+
+
+def _counts(server: dict[str, Any]) -> tuple[int, int]:
+    """``min_count`` and ``max_count`` of a create (1 and 1 when not given)."""
+    counts = []
+    for field in ("min_count", "max_count"):
+        value = server.get(field, 1)
+        if isinstance(value, str) and value.isdigit():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ComputeFault(400, f"Invalid input for field/attribute {field}.")
+        counts.append(value)
+    low, high = counts
+    if "max_count" not in server:
+        high = max(low, high)
+    if low > high:
+        raise ComputeFault(400, "min_count must be <= max_count")
+    return low, high
+
+
+async def _fitting(
+    request: web.Request, project: str, size: dict[str, int], low: int, high: int
+) -> int:
+    """How many of ``high`` servers of ``size`` the project's quota has room for now; 403
+    as Nova words it when fewer than ``low``."""
+    store = store_of(request)
+    used, _ = await quota.usage(store, project)
+    limits = await quota.limits(store, project)
+    fit = high
+    for resource, each in size.items():
+        limit = limits.get(resource, -1)
+        if limit >= 0 and each > 0:
+            fit = min(fit, max(0, (limit - used.get(resource, 0)) // each))
+    if fit < low:
+        short = next(
+            r for r, each in size.items() if 0 <= limits.get(r, -1) < used.get(r, 0) + each * low
+        )
+        raise ComputeFault(
+            403,
+            f"Quota exceeded for {short}: Requested {size[short] * low}, but already used "
+            f"{used.get(short, 0)} of {limits[short]} {short}",
+        )
+    return fit
+
+
+async def _create_one(
+    request: web.Request, project: str, spec: dict[str, Any], name: str, size: dict[str, int]
+) -> Obj:
+    """One server's Instance, named after ``name``, committed with the project's other
+    creates of the moment (403 when over quota)."""
+    spec = {**spec, "displayName": name}
+    hostname = guest_hostname(name)
+    if hostname:
+        spec["hostname"] = hostname
+    annotations = {
+        USER_ANNOTATION: caller(request).user_id,
+        quota.ANNOTATION: json.dumps(size, sort_keys=True),
+    }
+    for _ in range(_NAME_TRIES):
+        obj: Obj = {
+            "apiVersion": "desired/v1",
+            "kind": "Instance",
+            "metadata": {"name": object_name(name), "project": project, "annotations": annotations},
+            "spec": spec,
+        }
+        try:
+            return await request.app[CREATES].create(project, validate(obj), size)
+        except AlreadyExists:
+            continue  # the random suffix was taken: draw another
+    raise ComputeFault(409, "No free object name for this server; retry")
 
 
 def object_name(display: str) -> str:
@@ -175,29 +246,21 @@ async def create(request: web.Request) -> web.Response:
     groups = [g.get("name") for g in server.get("security_groups") or [] if isinstance(g, dict)]
     if groups:
         spec["securityGroups"] = [str(g) for g in groups if g]
-    spec["displayName"] = name
-    hostname = guest_hostname(name)
-    if hostname:
-        spec["hostname"] = hostname
+    low, high = _counts(server)
+    hints = body.get("os:scheduler_hints") or {}
+    if not isinstance(hints, dict):
+        raise ComputeFault(400, "Invalid input for field/attribute os:scheduler_hints.")
+    if hints.get("group"):
+        spec["serverGroup"] = await server_groups.group_for_server(
+            request, str(hints["group"]), project, high
+        )
+    if {k: v for k, v in hints.items() if k != "group"}:
+        spec["schedulerHints"] = {k: v for k, v in hints.items() if k != "group"}
     size = {"instances": 1, "cores": flavor["spec"]["vcpus"], "ram": flavor["spec"]["ramMiB"]}
-    annotations = {
-        USER_ANNOTATION: caller(request).user_id,
-        quota.ANNOTATION: json.dumps(size, sort_keys=True),
-    }
-    for _ in range(_NAME_TRIES):
-        obj: Obj = {
-            "apiVersion": "desired/v1",
-            "kind": "Instance",
-            "metadata": {"name": object_name(name), "project": project, "annotations": annotations},
-            "spec": spec,
-        }
-        try:  # committed with the project's other creates of the moment; 403 when over quota
-            created = await request.app[CREATES].create(project, validate(obj), size)
-            break
-        except AlreadyExists:
-            continue  # the random suffix was taken: draw another
-    else:
-        raise ComputeFault(409, "No free object name for this server; retry")
+    count = await _fitting(request, project, size, low, high)
+    names = [name] if count == 1 else [f"{name}-{i}" for i in range(1, count + 1)]
+    made = await asyncio.gather(*(_create_one(request, project, spec, n, size) for n in names))
+    created = made[0]
     uid = created["metadata"]["uid"]
     return web.json_response(
         {

@@ -68,6 +68,9 @@ def test_server_group_policies() -> None:
     assert anti.host is not None and anti.host.name == "b"
     aff = choose([a, b], req(group_members=frozenset({"m1"}), group_policy="affinity"))
     assert aff.host is not None and aff.host.name == "a"
+    # members not placed yet do not count: the first placed member may go anywhere
+    unplaced = req(group_members=frozenset({"m2"}), group_policy="affinity")
+    assert choose([b], unplaced).host is not None
 
 
 def test_spread_and_pack() -> None:
