@@ -207,7 +207,12 @@ class LibvirtDriver:
     async def observe(self, uid: str) -> Observed:
         def read() -> Observed:
             dom = self._lookup(uid)
-            seen = self._observe(dom) if dom is not None else None
+            try:
+                seen = self._observe(dom) if dom is not None else None
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                    raise
+                seen = None  # undefined between the look-up and the read
             return seen or Observed(uid, MISSING, 0)
 
         return await self._run(read)
