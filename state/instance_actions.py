@@ -24,7 +24,8 @@ _POWER_ACTIONS = {
 }
 _TOWARDS = {"stopped": "stop", "running": "start", "paused": "pause", "suspended": "suspend"}
 
-#: the event each action records, as Nova's compute manager names them
+#: the event each action records, as Nova's compute manager names them (lock and unlock,
+#: done by the API alone, record none)
 EVENTS = {
     "create": "compute__do_build_and_run_instance",
     "stop": "compute_stop_instance",
@@ -74,6 +75,8 @@ def actions_between(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str
         found.append("revertResize" if revert else "confirmResize")
     elif after.get("flavor") != before.get("flavor"):
         found.append("resize")
+    if bool(after.get("locked")) != bool(before.get("locked")):
+        found.append("lock" if after.get("locked") else "unlock")
     return found
 
 

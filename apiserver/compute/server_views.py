@@ -52,6 +52,34 @@ def _stamp(value: str) -> str:
     return value[:19] + "Z"
 
 
+#: the fields of Nova's basic server view (the answers of update and rebuild at 2.1)
+BASIC = (
+    "OS-DCF:diskConfig",
+    "accessIPv4",
+    "accessIPv6",
+    "addresses",
+    "created",
+    "flavor",
+    "hostId",
+    "id",
+    "image",
+    "links",
+    "metadata",
+    "name",
+    "progress",
+    "status",
+    "tenant_id",
+    "updated",
+    "user_id",
+)
+
+
+def basic(request: web.Request, inst: Obj, refs: Refs) -> dict[str, Any]:
+    """Nova's basic server view: ``view`` without the extensions' fields."""
+    full = view(request, inst, refs)
+    return {k: full[k] for k in BASIC}
+
+
 def view(request: web.Request, inst: Obj, refs: Refs) -> dict[str, Any]:
     meta, spec, status = inst["metadata"], inst["spec"], inst.get("status", {})
     created = _stamp(meta.get("creationTimestamp", ""))

@@ -29,7 +29,7 @@ from apiserver.compute import flavors, server_groups, server_lists
 from apiserver.compute.context import CREATES, VIEWS, allowed, authorize, caller, store_of
 from apiserver.compute.faults import ComputeFault
 from apiserver.compute.server_lists import refs_for
-from apiserver.compute.server_views import links, view
+from apiserver.compute.server_views import basic, links, view
 from apiserver.identity import keystone_id_of
 from state import quota
 from state.envelope import USER_ANNOTATION, Obj, Ref
@@ -281,6 +281,7 @@ async def delete(request: web.Request) -> web.Response:
     store = store_of(request)
     for _ in range(_QUOTA_RETRIES):
         inst = await find(request, request.match_info["server_id"], "os_compute_api:servers:delete")
+        _unlocked(request, inst)
         meta = inst["metadata"]
         r = Ref("Instance", meta["project"], meta["name"])
         release = {k: -v for k, v in quota.charged(inst).items()}
@@ -323,7 +324,16 @@ _ACTION_RULES = {
     "unpause": "os_compute_api:os-pause-server:unpause",
     "suspend": "os_compute_api:os-suspend-server:suspend",
     "resume": "os_compute_api:os-suspend-server:resume",
+    "rebuild": "os_compute_api:servers:rebuild",
+    "lock": "os_compute_api:os-lock-server:lock",
+    "unlock": "os_compute_api:os-lock-server:unlock",
 }
+
+
+def _unlocked(request: web.Request, inst: Obj) -> None:
+    """Nova's 409 for a change of a locked server by someone not an admin."""
+    if inst["spec"].get("locked") and not allowed(request, "context_is_admin"):
+        raise ComputeFault(409, f"Instance {inst['metadata']['uid']} is locked")
 
 
 async def action(request: web.Request) -> web.Response:
@@ -333,6 +343,8 @@ async def action(request: web.Request) -> web.Response:
     ((name, arg),) = body.items()
     rule = _ACTION_RULES.get(name, "os_compute_api:servers:show")  # unknown ones: 400 below
     inst = await find(request, request.match_info["server_id"], rule)
+    if name not in ("lock", "unlock"):
+        _unlocked(request, inst)
     status = inst.get("status", {}).get("novaStatus", "BUILD")
     spec = dict(inst["spec"])
     code = 202
@@ -378,6 +390,10 @@ async def action(request: web.Request) -> web.Response:
         else:
             spec["resize"] = {"generation": generation, "action": "confirm"}
             code = 204
+    elif name in ("lock", "unlock"):
+        spec["locked"] = name == "lock"
+    elif name == "rebuild":
+        return await _rebuild(request, inst, arg)
     else:
         raise ComputeFault(400, f"There is no such action: {name}")
     extra = []
@@ -389,6 +405,75 @@ async def action(request: web.Request) -> web.Response:
     except Conflict:
         raise ComputeFault(409, "The server changed meanwhile; try again") from None
     return web.Response(status=code)
+
+
+async def _rebuild(request: web.Request, inst: Obj, arg: Any) -> web.Response:
+    """A fresh root disk from ``imageRef`` (the same image or another), optionally with a
+    new name and metadata; answers with the basic view and a new admin password."""
+    status = inst.get("status", {}).get("novaStatus", "BUILD")
+    if status not in ("ACTIVE", "SHUTOFF", "ERROR"):
+        vm_state = inst.get("status", {}).get("vmState", "building")
+        raise ComputeFault(
+            409,
+            f"Cannot 'rebuild' instance {inst['metadata']['uid']} while it is in "
+            f"vm_state {vm_state}",
+        )
+    if not isinstance(arg, dict):
+        raise ComputeFault(400, "Invalid input for field/attribute rebuild.")
+    image_id = _ref_id(arg.get("imageRef"))
+    if not image_id:
+        raise ComputeFault(400, "Invalid input for field/attribute imageRef.")
+    image = await _image_by_id(request, image_id, inst["metadata"]["project"])
+    spec = dict(inst["spec"])
+    spec["image"] = image["metadata"]["name"]
+    spec["rebuild"] = {"generation": int((spec.get("rebuild") or {}).get("generation", 0)) + 1}
+    if "name" in arg:
+        name = arg["name"]
+        if not isinstance(name, str) or not name.strip() or name != name.strip() or len(name) > 255:
+            raise ComputeFault(400, "Invalid input for field/attribute name.")
+        spec["displayName"] = name
+    if "metadata" in arg:
+        spec["metadata"] = _pairs(arg, "metadata")
+    updated = await _write_spec(request, inst, spec)
+    refs = (await refs_for(request.app[VIEWS], [updated]))[updated["metadata"]["uid"]]
+    body = basic(request, updated, refs)
+    body["adminPass"] = secrets.token_urlsafe(9)
+    return web.json_response({"server": body}, status=202)
+
+
+async def _write_spec(request: web.Request, inst: Obj, spec: dict[str, Any]) -> Obj:
+    """Writes ``spec`` over the server's, if nobody changed the server meanwhile."""
+    try:
+        written = await store_of(request).update(
+            dict(inst, spec=validate(dict(inst, spec=spec))["spec"])
+        )
+    except Conflict:
+        raise ComputeFault(409, "The server changed meanwhile; try again") from None
+    assert written is not None
+    return written
+
+
+async def update(request: web.Request) -> web.Response:
+    """PUT /servers/{id}: a new name (the other 2.1 fields, access IPs and disk config,
+    are accepted and not kept)."""
+    inst = await find(request, request.match_info["server_id"], "os_compute_api:servers:update")
+    body = (await _body(request)).get("server")
+    if not isinstance(body, dict) or set(body) - {
+        "name",
+        "accessIPv4",
+        "accessIPv6",
+        "OS-DCF:diskConfig",
+    }:
+        raise ComputeFault(400, "Invalid input for field/attribute server.")
+    spec = dict(inst["spec"])
+    if "name" in body:
+        name = body["name"]
+        if not isinstance(name, str) or not name.strip() or name != name.strip() or len(name) > 255:
+            raise ComputeFault(400, "Invalid input for field/attribute name.")
+        spec["displayName"] = name
+    updated = await _write_spec(request, inst, spec) if spec != inst["spec"] else inst
+    refs = (await refs_for(request.app[VIEWS], [updated]))[updated["metadata"]["uid"]]
+    return web.json_response({"server": basic(request, updated, refs)})
 
 
 async def _charge_resize(request: web.Request, inst: Obj, flavor_name: str) -> tuple[Any, Any]:
@@ -410,6 +495,7 @@ async def _charge_resize(request: web.Request, inst: Obj, flavor_name: str) -> t
 
 
 async def _set_metadata(request: web.Request, inst: Obj, metadata: dict[str, str]) -> None:
+    _unlocked(request, inst)
     if len(metadata) > METADATA_ITEMS:
         raise ComputeFault(403, "Quota exceeded for metadata_items: the limit is 128")
     try:
@@ -496,5 +582,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v2.1/servers", create)
     app.router.add_get("/v2.1/servers/detail", server_lists.list_detail)
     app.router.add_get("/v2.1/servers/{server_id}", show)
+    app.router.add_put("/v2.1/servers/{server_id}", update)
     app.router.add_delete("/v2.1/servers/{server_id}", delete)
     app.router.add_post("/v2.1/servers/{server_id}/action", action)

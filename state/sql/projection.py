@@ -173,18 +173,18 @@ def record_actions(session: Session, changes: list[dict[str, Any]]) -> None:
             InstanceAction.request_id.in_([r["request_id"] for r in new])
         )
     )
-    session.connection().execute(
-        insert(InstanceActionEvent),
-        [
-            {
-                "action_id": action_id,
-                "event": EVENTS[rows[rid]["action"]],
-                "start_time": now,
-                "host": hosts[rid],
-            }
-            for rid, action_id in ids
-        ],
-    )
+    events = [
+        {
+            "action_id": action_id,
+            "event": EVENTS[rows[rid]["action"]],
+            "start_time": now,
+            "host": hosts[rid],
+        }
+        for rid, action_id in ids
+        if rows[rid]["action"] in EVENTS  # lock and unlock are the API's alone: no event
+    ]
+    if events:
+        session.connection().execute(insert(InstanceActionEvent), events)
 
 
 def finish_actions(session: Session, latest: dict[str, dict[str, Any] | None]) -> None:
