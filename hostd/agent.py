@@ -31,10 +31,10 @@ from hostd.assignments import Assignments
 from hostd.images import ImageError
 from hostd.render import DomainSpec
 from hostd.storage import Storage
-from hostd.virt import MISSING, PAUSED, STOPPED, SUSPENDED, VirtDriver
+from hostd.virt import MISSING, PAUSED, RUNNING, STOPPED, SUSPENDED, VirtDriver
 from reconcilers.runtime.controller import Controller, Requeue
 from state import keys
-from state.envelope import Ref, set_condition
+from state.envelope import Ref, now, set_condition
 from state.errors import AlreadyExists, DesiredError, NotFound
 from state.etcd import EtcdClient
 from state.instance_states import nova_state
@@ -297,6 +297,8 @@ class HostAgent:
             )
             if new["resize"] is None:
                 del new["resize"]
+            if observed.state == RUNNING and not new.get("launchedAt"):
+                new["launchedAt"] = now()  # Nova's launched_at: first running
             new.pop("fault", None)
             if self.storage is not None:
                 new["consoleLog"] = spec.console_log

@@ -26,6 +26,7 @@ from apiserver.compute import (
     server_groups,
     servers,
     services,
+    usage,
     zones,
 )
 from apiserver.compute.context import CALLER, CREATES, MAX_LIMIT, POLICY, STORE, VIEWS
@@ -144,4 +145,5 @@ def make_app(
     services.add_routes(app)
     aggregates.add_routes(app)
     server_groups.add_routes(app)
+    usage.add_routes(app)
     return app

@@ -53,6 +53,9 @@ DEFAULTS: dict[str, str] = {
     "os_compute_api:os-server-groups:show": READER_OR_ADMIN,
     "os_compute_api:os-server-groups:create": MEMBER_OR_ADMIN,
     "os_compute_api:os-server-groups:delete": MEMBER_OR_ADMIN,
+    # usage
+    "os_compute_api:os-simple-tenant-usage:list": ADMIN,
+    "os_compute_api:os-simple-tenant-usage:show": READER_OR_ADMIN,
     # flavors, key pairs, quotas, limits, zones
     "os_compute_api:os-flavor-access": ADMIN,
     "os_compute_api:os-keypairs:index": READER_OR_ADMIN,

@@ -124,6 +124,8 @@ class InstanceRow(Base):
     user_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     key_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
     availability_zone: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    #: when it first ran (hostd's ``status.launchedAt``)
+    launched_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class InstanceAction(Base):

@@ -101,6 +101,7 @@ def _instance_row(obj: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
         "user_id": (meta.get("annotations") or {}).get(USER_ANNOTATION),
         "key_name": spec.get("keyName"),
         "availability_zone": spec.get("availabilityZone"),
+        "launched_at": _time(status["launchedAt"]) if status.get("launchedAt") else None,
     }
 
 

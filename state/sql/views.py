@@ -29,6 +29,7 @@ from state.sql.server_lists import (
     server_ref,
     uids_by_name,
 )
+from state.sql.usage import ServerUsage, server_usages
 
 
 def _stamp(when: dt.datetime | None) -> str | None:
@@ -130,6 +131,12 @@ class ComputeViews:
 
     async def servers_on(self, host: str) -> list[tuple[str, str]]:
         return await asyncio.to_thread(self._read, servers_on, host)
+
+    async def usages(
+        self, start: dt.datetime, stop: dt.datetime, project: str | None = None
+    ) -> list[ServerUsage]:
+        """The servers (of ``project``, or all) that ran between ``start`` and ``stop``."""
+        return await asyncio.to_thread(self._read, server_usages, start, stop, project)
 
     def close(self) -> None:
         self.engine.dispose()

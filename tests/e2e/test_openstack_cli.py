@@ -203,6 +203,9 @@ def test_openstack_cli_admin_hosts(up: Up) -> None:
     }:
         assert time.monotonic() < deadline
         time.sleep(0.2)
+    # usage: the demo instance `desired up` made has been running
+    usages = json.loads(admin("usage", "list", "-f", "json"))
+    assert any(u["Servers"] for u in usages) and all(u["CPU Hours"] >= 0 for u in usages)
     admin("aggregate", "remove", "host", "Fast Hosts", host)
     admin("aggregate", "delete", "Fast Hosts")
     assert json.loads(admin("aggregate", "list", "-f", "json")) == []
