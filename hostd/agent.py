@@ -267,7 +267,11 @@ class HostAgent:
                 await self._not_ready(ref, uid, "Failed", 500, str(exc))
                 return None  # a change of the spec or the image brings it back
         observed = await self.driver.ensure(spec, want)
-        if before.state not in (want, MISSING) and status.get("domainState") == want:
+        # drift: what hostd found (before, or when ensure looked: it may have changed in
+        # between) is not what it reported, and hostd did not change it itself
+        found = before.state if before.state not in (want, MISSING) else observed.was
+        drifted = found not in (want, MISSING, "")
+        if drifted and status.get("domainState") == want:
             await self.store.record_event(
                 {
                     "kind": "Instance",
@@ -275,7 +279,7 @@ class HostAgent:
                 },
                 "Warning",
                 "DriftRepaired",
-                f"domain was {before.state} behind hostd's back; brought back to {want}",
+                f"domain was {found} behind hostd's back; brought back to {want}",
             )
         reboot = a.get("reboot", {})
         rebooted = status.get("rebootGeneration", 0)

@@ -12,6 +12,7 @@ Must never: touch a domain without desired's metadata.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable
@@ -242,8 +243,10 @@ class LibvirtDriver:
 
     def _ensure(self, spec: DomainSpec, power: str) -> Observed:
         dom = self._lookup(spec.uid)
+        was = MISSING
         if dom is not None:
             seen = self._observe(dom)
+            was = seen.state if seen is not None else MISSING
             if seen is not None and seen.generation != spec.generation:
                 # a new generation: the definition changes while the domain is down
                 if dom.isActive():
@@ -256,7 +259,7 @@ class LibvirtDriver:
         self._converge_power(dom, power)
         observed = self._observe(dom)
         assert observed is not None
-        return observed
+        return dataclasses.replace(observed, was=was)
 
     def _converge_power(self, dom: Any, power: str) -> None:
         state = _state_of(dom)

@@ -66,6 +66,8 @@ class Observed:
     name: str = ""
     #: the hostd host that defined it
     host: str = ""
+    #: from ``ensure``: the state it found the domain in before it acted ("" otherwise)
+    was: str = ""
 
 
 @dataclass(frozen=True)

@@ -159,7 +159,12 @@ def test_openstack_cli_admin_hosts(up: Up) -> None:
     def admin(*args: str) -> str:
         return ok(openstack(up, *args, cloud="desired-admin"))
 
-    (hyp,) = json.loads(admin("hypervisor", "list", "-f", "json"))
+    deadline = time.monotonic() + 10
+    while True:  # the conductor projects the host a moment after it registered
+        (hyp,) = json.loads(admin("hypervisor", "list", "-f", "json"))
+        if hyp["State"] == "up" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     host = hyp["Hypervisor Hostname"]
     assert hyp["State"] == "up"
     shown = json.loads(admin("hypervisor", "show", host, "-f", "json"))
