@@ -158,9 +158,13 @@ async def find_located(request: web.Request, ident: str, rule: str) -> tuple[Obj
         project_id = keystone_id_of(where.project_uid)
         if allowed(request, "os_compute_api:servers:show", project_id):
             authorize(request, rule, project_id)
-            inst = await store_of(request).get_or_none(Ref("Instance", where.project, where.name))
+            store, views = store_of(request), request.app[VIEWS]
+            inst = await store.get_or_none(Ref("Instance", where.project, where.name))
             if inst is not None and inst["metadata"]["uid"] == ident:
+                # what this answer shows, a list shows from now on (SQL has it too)
+                await views.caught_up(int(inst["metadata"]["resourceVersion"]))
                 return inst, where.updated_at
+            await views.caught_up(await store.etcd.revision())  # and its deletion
     raise ComputeFault(404, f"Instance {ident} could not be found.")
 
 
