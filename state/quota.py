@@ -1,7 +1,8 @@
 """Quotas: each project's limits and usage, charged in the same transaction as the change.
 
-Owns: the cloud's default limits (Nova's), a project's limits (its Quota
-object ``default`` over the defaults; -1 is unlimited), its usage under
+Owns: the cloud's default limits (Nova's, under the QuotaClass object
+``default`` that admins set), a project's limits (its Quota object
+``default`` over the defaults; -1 is unlimited), its usage under
 ``/desired/v1/usage/<project>`` (instances, cores, ram), and ``charge``: the
 compare and put that move usage by a delta, refusing what would pass a limit
 (``QuotaExceeded``). A caller joins them to the transaction that resizes or
@@ -50,10 +51,16 @@ class QuotaExceeded(Forbidden):
     """Nova's 403 for a request over quota."""
 
 
+async def defaults(store: Store) -> dict[str, int]:
+    """Every project's default limits: the built-in ones under the QuotaClass "default"."""
+    quota_class = await store.get_or_none(Ref("QuotaClass", None, "default"))
+    return {**DEFAULT_LIMITS, **(quota_class or {}).get("spec", {}).get("limits", {})}
+
+
 async def limits(store: Store, project: str) -> dict[str, int]:
     quota = await store.get_or_none(Ref("Quota", project, "default"))
     own = (quota or {}).get("spec", {}).get("limits", {})
-    return {**DEFAULT_LIMITS, **own}
+    return {**await defaults(store), **own}
 
 
 async def usage(store: Store, project: str) -> tuple[dict[str, int], int]:

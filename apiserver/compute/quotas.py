@@ -75,7 +75,8 @@ async def show(request: web.Request) -> web.Response:
 
 async def defaults(request: web.Request) -> web.Response:
     pid, _ = await _project(request, "defaults")
-    return web.json_response({"quota_set": {"id": pid, **_limits_view(quota.DEFAULT_LIMITS)}})
+    defaults = await quota.defaults(store_of(request))
+    return web.json_response({"quota_set": {"id": pid, **_limits_view(defaults)}})
 
 
 async def detail(request: web.Request) -> web.Response:
@@ -89,27 +90,15 @@ async def detail(request: web.Request) -> web.Response:
 
 
 async def update(request: web.Request) -> web.Response:
-    _, name = await _project(request, "delete")
+    _, name = await _project(request, "update")
     try:
-        asked = (await request.json())["quota_set"]
-    except (ValueError, KeyError, TypeError):
-        raise ComputeFault(400, "Invalid input for field/attribute quota_set.") from None
-    if not isinstance(asked, dict):
-        raise ComputeFault(400, "Invalid input for field/attribute quota_set.")
-    asked = {k: v for k, v in asked.items() if k not in ("force", "fixed_ips")}
-    unknown = sorted(set(asked) - set(FIELDS))
-    if unknown:
-        raise ComputeFault(
-            400, f"Additional properties are not allowed ({unknown} were unexpected)"
-        )
+        body = await request.json()
+    except ValueError:
+        raise ComputeFault(400, "Malformed request body") from None
+    asked = _asked(body, "quota_set", FIELDS)
     store = store_of(request)
     current = await store.get_or_none(Ref("Quota", name, "default"))
-    limits = {**((current or {}).get("spec", {}).get("limits") or {})}
-    for field, value in asked.items():
-        try:
-            limits[field] = int(value)
-        except (TypeError, ValueError):
-            raise ComputeFault(400, f"Invalid input for field/attribute {field}.") from None
+    limits = {**((current or {}).get("spec", {}).get("limits") or {}), **asked}
     obj = {
         "apiVersion": "desired/v1",
         "kind": "Quota",
@@ -132,6 +121,64 @@ async def reset(request: web.Request) -> web.Response:
     except NotFound:
         pass
     return web.Response(status=202)
+
+
+#: the fields of a 2.1 quota class set
+CLASS_FIELDS = tuple(f for f in FIELDS if not f.startswith("server_group"))
+
+
+def _asked(body: Any, key: str, fields: tuple[str, ...]) -> dict[str, int]:
+    """The limits a PUT asks for, in Nova's names (``force`` and ``fixed_ips`` ignored)."""
+    asked = body.get(key) if isinstance(body, dict) else None
+    if not isinstance(asked, dict):
+        raise ComputeFault(400, f"Invalid input for field/attribute {key}.")
+    asked = {k: v for k, v in asked.items() if k not in ("force", "fixed_ips")}
+    unknown = sorted(set(asked) - set(fields))
+    if unknown:
+        raise ComputeFault(
+            400, f"Additional properties are not allowed ({unknown} were unexpected)"
+        )
+    out = {}
+    for field, value in asked.items():
+        try:
+            out[field] = int(value)
+        except (TypeError, ValueError):
+            raise ComputeFault(400, f"Invalid input for field/attribute {field}.") from None
+    return out
+
+
+def _class_view(limits: dict[str, int]) -> dict[str, int]:
+    return {f: limits.get(f, -1) for f in CLASS_FIELDS}
+
+
+async def show_class(request: web.Request) -> web.Response:
+    authorize(request, "os_compute_api:os-quota-class-sets:show")
+    name = request.match_info["class_name"]
+    defaults = await quota.defaults(store_of(request))
+    return web.json_response({"quota_class_set": {"id": name, **_class_view(defaults)}})
+
+
+async def update_class(request: web.Request) -> web.Response:
+    """Only the class ``default`` has an effect (as in Nova); others are accepted and kept
+    nowhere."""
+    authorize(request, "os_compute_api:os-quota-class-sets:update")
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ComputeFault(400, "Malformed request body") from None
+    asked = _asked(body, "quota_class_set", CLASS_FIELDS)
+    store = store_of(request)
+    if request.match_info["class_name"] == "default":
+        ref = Ref("QuotaClass", None, "default")
+        current = await store.get_or_none(ref)
+        limits = {**((current or {}).get("spec", {}).get("limits") or {}), **asked}
+        obj = {"kind": "QuotaClass", "metadata": {"name": "default"}, "spec": {"limits": limits}}
+        checked = validate(obj)
+        if current is None:
+            await store.create(checked)
+        else:
+            await store.update(dict(current, spec=checked["spec"]))
+    return web.json_response({"quota_class_set": _class_view(await quota.defaults(store))})
 
 
 async def limits_view(request: web.Request) -> web.Response:
@@ -172,3 +219,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v2.1/os-quota-sets/{project_id}/defaults", defaults)
     app.router.add_get("/v2.1/os-quota-sets/{project_id}/detail", detail)
     app.router.add_get("/v2.1/limits", limits_view)
+    app.router.add_get("/v2.1/os-quota-class-sets/{class_name}", show_class)
+    app.router.add_put("/v2.1/os-quota-class-sets/{class_name}", update_class)

@@ -11,6 +11,7 @@ from state.errors import AlreadyExists
 from state.store import Store
 from tests.integration.test_compute_api import token_of
 from tests.integration.test_compute_servers import Nova
+from tests.integration.test_hostd import flavor_and_image
 from tests.integration.test_identity import cloud  # noqa: F401 -- the fixture
 
 
@@ -115,3 +116,35 @@ async def test_creates_committed_together_answer_each_alone(store: Store) -> Non
     assert [type(r).__name__ for r in results] == ["dict"] * 3 + ["QuotaExceeded"] * 2
     assert (await quota.usage(store, "p"))[0]["instances"] == 5
     assert len((await store.list("Instance", "p")).items) == 6  # with "taken", made directly
+
+
+async def test_admins_set_the_default_quotas(cloud: str, store: Store) -> None:  # noqa: F811
+    demo = Nova(cloud, await token_of(cloud, "demo", "demo-secret", "demo"))
+    admin = Nova(cloud, await token_of(cloud, "admin", "admin-secret", "admin"))
+    code, body = await admin("GET", "/os-quota-class-sets/default")
+    assert code == 200 and body["quota_class_set"]["instances"] == 10
+    assert "server_groups" not in body["quota_class_set"]  # not in 2.1's class view
+    code, body = await admin(
+        "PUT", "/os-quota-class-sets/default", {"quota_class_set": {"instances": 2}}
+    )
+    assert (
+        code == 200
+        and body["quota_class_set"]["instances"] == 2
+        and "id" not in body["quota_class_set"]
+    )
+    assert (
+        await demo("PUT", "/os-quota-class-sets/default", {"quota_class_set": {"instances": 9}})
+    )[0] == 403
+    code, _ = await admin("PUT", "/os-quota-class-sets/default", {"quota_class_set": {"bogus": 1}})
+    assert code == 400
+    pid = (await store.get(Ref("Project", None, "demo")))["metadata"]["uid"].replace("-", "")
+    _, body = await demo("GET", f"/os-quota-sets/{pid}/defaults")
+    assert body["quota_set"]["instances"] == 2
+    # every project without limits of its own gets the new default
+    await flavor_and_image(store)
+    image_id = (await store.get(Ref("Image", None, "tiny")))["metadata"]["uid"]
+    codes = []
+    for i in range(3):
+        server = {"name": f"vm{i}", "imageRef": image_id, "flavorRef": "small"}
+        codes.append((await demo("POST", "/servers", {"server": server}))[0])
+    assert codes == [202, 202, 403]
