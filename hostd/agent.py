@@ -180,6 +180,12 @@ class HostAgent:
             if self._lease:
                 await asyncio.shield(self.etcd.lease_revoke(self._lease))
 
+    def console_log(self, uid: str) -> str | None:
+        """The serial console log of an instance assigned here (None on simulated hosts)."""
+        if self.storage is None or self.assignments.get(uid) is None:
+            return None
+        return str(self.storage.files.console_log(uid))
+
     # --- convergence ------------------------------------------------------------------
 
     def domain_spec(self, a: dict[str, Any]) -> DomainSpec:

@@ -14,6 +14,7 @@ import shutil
 import socket
 
 from hostd.agent import HostAgent
+from hostd.console import serve_console
 from hostd.host_traits import this_host
 from hostd.libvirt_driver import LibvirtDriver, VirtError
 from hostd.simulated import simulated_uri
@@ -73,7 +74,8 @@ def try_real_agent(cfg: Config, etcd: EtcdClient) -> tuple[HostAgent | None, str
 async def run_agents(agents: list[HostAgent], etcd: EtcdClient) -> None:
     """Runs the agents until cancelled, then closes their drivers and the etcd client."""
     try:
-        await asyncio.gather(*(a.run() for a in agents))
+        consoles = serve_console(etcd, {a.host: a.console_log for a in agents})
+        await asyncio.gather(*(a.run() for a in agents), consoles)
     finally:
         for a in agents:
             await a.driver.close()

@@ -152,3 +152,18 @@ def revoked_prefix() -> bytes:
 def revoked(audit_id: str) -> bytes:
     """A revoked token's audit id, on a lease that ends when the token would have."""
     return revoked_prefix() + audit_id.encode()
+
+
+def console_requests_prefix() -> bytes:
+    return f"{ROOT}/console/request/".encode()
+
+
+def console_request(host_name: str, uid: str) -> bytes:
+    """An API server asks the hostd of ``host_name`` for the console log of ``uid`` (on a
+    short lease)."""
+    return f"{ROOT}/console/request/{host_name}/{uid}".encode()
+
+
+def console_output(uid: str) -> bytes:
+    """hostd's answer: the tail of the instance's serial console log (on a lease)."""
+    return f"{ROOT}/console/output/{uid}".encode()

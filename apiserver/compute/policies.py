@@ -32,6 +32,7 @@ DEFAULTS: dict[str, str] = {
     f"{_SERVERS}:rebuild": MEMBER_OR_ADMIN,
     f"{_SERVERS}:update": MEMBER_OR_ADMIN,
     "os_compute_api:os-lock-server:lock": MEMBER_OR_ADMIN,
+    "os_compute_api:os-console-output": MEMBER_OR_ADMIN,
     "os_compute_api:os-lock-server:unlock": MEMBER_OR_ADMIN,
     "os_compute_api:os-pause-server:pause": MEMBER_OR_ADMIN,
     "os_compute_api:os-pause-server:unpause": MEMBER_OR_ADMIN,

@@ -21,6 +21,7 @@ import datetime as dt
 import json
 import re
 import secrets
+import time
 from typing import Any
 
 from aiohttp import web
@@ -31,7 +32,7 @@ from apiserver.compute.faults import ComputeFault
 from apiserver.compute.server_lists import refs_for
 from apiserver.compute.server_views import basic, links, view
 from apiserver.identity import keystone_id_of
-from state import quota
+from state import keys, quota
 from state.envelope import USER_ANNOTATION, Obj, Ref
 from state.errors import AlreadyExists, Conflict, NotFound
 from state.sql.server_lists import ServerRef
@@ -331,7 +332,10 @@ _ACTION_RULES = {
     "rebuild": "os_compute_api:servers:rebuild",
     "lock": "os_compute_api:os-lock-server:lock",
     "unlock": "os_compute_api:os-lock-server:unlock",
+    "os-getConsoleOutput": "os_compute_api:os-console-output",
 }
+#: seconds to wait for a host's answer to a console request
+_CONSOLE_WAIT = 10.0
 
 
 def _unlocked(request: web.Request, inst: Obj) -> None:
@@ -347,6 +351,8 @@ async def action(request: web.Request) -> web.Response:
     ((name, arg),) = body.items()
     rule = _ACTION_RULES.get(name, "os_compute_api:servers:show")  # unknown ones: 400 below
     inst = await find(request, request.match_info["server_id"], rule)
+    if name == "os-getConsoleOutput":
+        return await _console_output(request, inst, arg)
     if name not in ("lock", "unlock"):
         _unlocked(request, inst)
     status = inst.get("status", {}).get("novaStatus", "BUILD")
@@ -409,6 +415,36 @@ async def action(request: web.Request) -> web.Response:
     except Conflict:
         raise ComputeFault(409, "The server changed meanwhile; try again") from None
     return web.Response(status=code)
+
+
+async def _console_output(request: web.Request, inst: Obj, arg: Any) -> web.Response:
+    """The end of the server's serial console log, asked of its host through etcd: the
+    last ``length`` lines (all when absent or -1)."""
+    length = arg.get("length") if isinstance(arg, dict) else None
+    if isinstance(length, str) and length.lstrip("-").isdigit():
+        length = int(length)
+    if length is not None and (not isinstance(length, int) or length < -1):
+        raise ComputeFault(400, "Invalid input for field/attribute length.")
+    uid, host = inst["metadata"]["uid"], inst.get("status", {}).get("host")
+    if not host:
+        raise ComputeFault(409, f"Instance {uid} is not ready")
+    etcd = store_of(request).etcd
+    lease = await etcd.lease_grant(int(_CONSOLE_WAIT) + 5)
+    asked = await etcd.put(keys.console_request(host, uid), b"{}", lease=lease)
+    try:
+        deadline = time.monotonic() + _CONSOLE_WAIT
+        while (answer := await etcd.get(keys.console_output(uid))) is None or (
+            answer.mod_revision < asked
+        ):
+            if time.monotonic() > deadline:
+                raise ComputeFault(409, f"Console log of instance {uid} is not available now")
+            await asyncio.sleep(0.05)
+    finally:
+        await etcd.lease_revoke(lease)
+    lines = answer.value.decode("utf-8", errors="replace").splitlines(keepends=True)
+    if length is not None and length >= 0:
+        lines = lines[-length:] if length else []
+    return web.json_response({"output": "".join(lines)})
 
 
 async def _rebuild(request: web.Request, inst: Obj, arg: Any) -> web.Response:

@@ -299,6 +299,10 @@ def test_openstack_cli_boots_a_real_guest(tmp_path: Path, storage: Path) -> None
         while f"{BOOT_MARKER} {server['id']}" not in log.read_text(errors="replace"):
             assert time.monotonic() < deadline, log.read_text(errors="replace")
             time.sleep(0.3)
+        # the same through the Compute API (asked of hostd through etcd)
+        res = openstack(up, "console", "log", "show", "--lines", "50", "vm1")
+        assert res.returncode == 0, res.stderr
+        assert f"{BOOT_MARKER} {server['id']}" in res.stdout
         res = openstack(up, "server", "delete", "--wait", "vm1")
         assert res.returncode == 0, res.stderr
         assert domain not in virsh("list", "--all", "--name").split()

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from hostd.agent import HostAgent
+from hostd.console import serve_console
 from hostd.libvirt_driver import LibvirtDriver
 from hostd.render import DomainSpec, render
 from hostd.simulated import simulated_uri
@@ -76,6 +77,7 @@ async def cloud(store: Store, tmp_path: Path) -> AsyncIterator[HostAgent]:
     tasks = [
         asyncio.create_task(agent.run()),
         asyncio.create_task(Manager([informer, view, *catalog.informers], [scheduler]).run()),
+        asyncio.create_task(serve_console(store.etcd, {agent.host: agent.console_log})),
     ]
     try:
         yield agent

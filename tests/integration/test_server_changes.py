@@ -68,5 +68,14 @@ async def test_update_lock_and_rebuild(store: Store, tmp_path: Path) -> None:
         await eventually(rebuilt)
         code, body = await demo("POST", f"/servers/{sid}/action", {"rebuild": {"imageRef": "nope"}})
         assert code == 400
+        # console output: a simulated host has no console log, and answers so
+        code, body = await demo(
+            "POST", f"/servers/{sid}/action", {"os-getConsoleOutput": {"length": 5}}
+        )
+        assert (code, body) == (200, {"output": ""})
+        code, _ = await demo(
+            "POST", f"/servers/{sid}/action", {"os-getConsoleOutput": {"length": "x"}}
+        )
+        assert code == 400
         _, events = await demo("GET", f"/servers/{sid}/os-instance-actions")
         assert {"rebuild", "lock", "unlock"} <= {a["action"] for a in events["instanceActions"]}
