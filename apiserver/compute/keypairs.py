@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from typing import Any
 
 from aiohttp import web
@@ -59,16 +60,32 @@ def _project(request: web.Request, verb: str) -> str:
     return project
 
 
+#: Nova's key pair names at 2.1
+_NAME = re.compile(r"^(?! )[a-zA-Z0-9. _@-]+(?<! )$")
+_OBJECT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9._]*[a-z0-9])?$")
+
+
+def object_name(name: str) -> str:
+    """The KeyPair object of a key pair name: the name itself when it is a valid object
+    name, else its readable part and a digest of it (so one name is one object)."""
+    if _OBJECT_NAME.match(name) and len(name) <= 253:
+        return name
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40].strip("-") or "key"
+    return f"{slug}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
 def _brief(kp: Obj) -> dict[str, Any]:
     return {
-        "name": kp["metadata"]["name"],
+        "name": kp["spec"].get("displayName") or kp["metadata"]["name"],
         "public_key": kp["spec"]["publicKey"],
         "fingerprint": kp["spec"].get("fingerprint", ""),
     }
 
 
 async def _get(request: web.Request, name: str, verb: str) -> Obj:
-    kp = await store_of(request).get_or_none(Ref("KeyPair", _project(request, verb), name))
+    kp = await store_of(request).get_or_none(
+        Ref("KeyPair", _project(request, verb), object_name(name))
+    )
     if kp is None:
         raise ComputeFault(404, f"Keypair {name} not found for user {caller(request).user_id}")
     return kp
@@ -105,6 +122,8 @@ async def create(request: web.Request) -> web.Response:
         raise ComputeFault(400, "Invalid input for field/attribute keypair.") from None
     if not isinstance(name, str) or not name.strip() or len(name) > 255:
         raise ComputeFault(400, "Keypair data is invalid: Keypair name must be a string")
+    if not _NAME.match(name):
+        raise ComputeFault(400, "Keypair data is invalid: Keypair name contains unsafe characters")
     private = None
     public = wanted.get("public_key")
     if public is None:
@@ -114,8 +133,13 @@ async def create(request: web.Request) -> web.Response:
     obj = {
         "apiVersion": "desired/v1",
         "kind": "KeyPair",
-        "metadata": {"name": name, "project": project},
-        "spec": {"publicKey": public, "type": "ssh", "fingerprint": fingerprint(public)},
+        "metadata": {"name": object_name(name), "project": project},
+        "spec": {
+            "publicKey": public,
+            "type": "ssh",
+            "fingerprint": fingerprint(public),
+            **({"displayName": name} if object_name(name) != name else {}),
+        },
     }
     try:
         await store_of(request).create(validate(obj))

@@ -21,6 +21,9 @@ from apiserver.compute.context import allowed
 from apiserver.urls import base_url
 from state.envelope import USER_ANNOTATION, Obj, display_name
 
+#: the key pair's name as the user gave it, when it is not its object's name
+KEY_NAME_ANNOTATION = "desired/key-name"
+
 
 @dataclass(frozen=True)
 class Refs:
@@ -107,7 +110,7 @@ def view(request: web.Request, inst: Obj, refs: Refs) -> dict[str, Any]:
         "accessIPv4": "",
         "accessIPv6": "",
         "links": links(request, "servers", meta["uid"]),
-        "key_name": spec.get("keyName"),
+        "key_name": (meta.get("annotations") or {}).get(KEY_NAME_ANNOTATION) or spec.get("keyName"),
         "progress": 0,
         "config_drive": "",
         "OS-DCF:diskConfig": "MANUAL",

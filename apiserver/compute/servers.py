@@ -26,11 +26,11 @@ from typing import Any
 
 from aiohttp import web
 
-from apiserver.compute import flavors, server_groups, server_lists
+from apiserver.compute import flavors, keypairs, server_groups, server_lists
 from apiserver.compute.context import CREATES, VIEWS, allowed, authorize, caller, store_of
 from apiserver.compute.faults import ComputeFault
 from apiserver.compute.server_lists import refs_for
-from apiserver.compute.server_views import basic, links, view
+from apiserver.compute.server_views import KEY_NAME_ANNOTATION, basic, links, view
 from apiserver.identity import keystone_id_of
 from state import keys, quota
 from state.envelope import USER_ANNOTATION, Obj, Ref
@@ -90,10 +90,15 @@ async def _fitting(
 
 
 async def _create_one(
-    request: web.Request, project: str, spec: dict[str, Any], name: str, size: dict[str, int]
+    request: web.Request,
+    project: str,
+    spec: dict[str, Any],
+    name: str,
+    size: dict[str, int],
+    noted: dict[str, str],
 ) -> Obj:
     """One server's Instance, named after ``name``, committed with the project's other
-    creates of the moment (403 when over quota)."""
+    creates of the moment (403 when over quota); ``noted``: more annotations."""
     spec = {**spec, "displayName": name}
     hostname = guest_hostname(name)
     if hostname:
@@ -101,6 +106,7 @@ async def _create_one(
     annotations = {
         USER_ANNOTATION: caller(request).user_id,
         quota.ANNOTATION: json.dumps(size, sort_keys=True),
+        **noted,
     }
     for _ in range(_NAME_TRIES):
         obj: Obj = {
@@ -236,8 +242,14 @@ async def create(request: web.Request) -> web.Response:
         "flavor": flavor["metadata"]["name"],
         "image": image["metadata"]["name"],
     }
+    noted: dict[str, str] = {}
     if server.get("key_name"):
-        spec["keyName"] = server["key_name"]
+        key = keypairs.object_name(str(server["key_name"]))
+        if await store_of(request).get_or_none(Ref("KeyPair", project, key)) is None:
+            raise ComputeFault(400, "Invalid key_name provided.")
+        spec["keyName"] = key
+        if key != server["key_name"]:
+            noted[KEY_NAME_ANNOTATION] = str(server["key_name"])
     if server.get("availability_zone"):
         spec["availabilityZone"] = server["availability_zone"]
     if isinstance(server.get("metadata"), dict):
@@ -264,7 +276,9 @@ async def create(request: web.Request) -> web.Response:
     size = {"instances": 1, "cores": flavor["spec"]["vcpus"], "ram": flavor["spec"]["ramMiB"]}
     count = await _fitting(request, project, size, low, high)
     names = [name] if count == 1 else [f"{name}-{i}" for i in range(1, count + 1)]
-    made = await asyncio.gather(*(_create_one(request, project, spec, n, size) for n in names))
+    made = await asyncio.gather(
+        *(_create_one(request, project, spec, n, size, noted) for n in names)
+    )
     created = made[0]
     uid = created["metadata"]["uid"]
     return web.json_response(

@@ -68,6 +68,24 @@ async def test_update_lock_and_rebuild(store: Store, tmp_path: Path) -> None:
         await eventually(rebuilt)
         code, body = await demo("POST", f"/servers/{sid}/action", {"rebuild": {"imageRef": "nope"}})
         assert code == 400
+        # key pairs with names that are no object names, as Nova allows them
+        code, body = await demo("POST", "/os-keypairs", {"keypair": {"name": "My Key@laptop"}})
+        assert code == 200 and body["keypair"]["name"] == "My Key@laptop"
+        assert (await demo("GET", "/os-keypairs/My%20Key@laptop"))[1]["keypair"]["name"] == (
+            "My Key@laptop"
+        )
+        code, body = await demo("POST", "/os-keypairs", {"keypair": {"name": "bad/name"}})
+        assert code == 400 and "unsafe" in body["badRequest"]["message"]
+        keyed = {"name": "keyed", "imageRef": image_id, "flavorRef": "small"}
+        code, body = await demo(
+            "POST", "/servers", {"server": {**keyed, "key_name": "My Key@laptop"}}
+        )
+        assert code == 202
+        shown = (await demo("GET", f"/servers/{body['server']['id']}"))[1]["server"]
+        assert shown["key_name"] == "My Key@laptop"
+        code, body = await demo("POST", "/servers", {"server": {**keyed, "key_name": "nope"}})
+        assert (code, body["badRequest"]["message"]) == (400, "Invalid key_name provided.")
+
         # console output: a simulated host has no console log, and answers so
         code, body = await demo(
             "POST", f"/servers/{sid}/action", {"os-getConsoleOutput": {"length": 5}}

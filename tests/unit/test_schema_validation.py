@@ -48,7 +48,7 @@ def test_unknown_field_lists_allowed_ones() -> None:
     kp["spec"]["pubkey"] = "x"
     [(path, message)] = errors_of(kp)
     assert path == "spec.pubkey"
-    assert message.startswith("unknown field (allowed: fingerprint, publicKey, type)")
+    assert message.startswith("unknown field (allowed: displayName, fingerprint, publicKey, type)")
 
 
 def test_nested_list_paths_and_ranges() -> None:
