@@ -1,7 +1,7 @@
 """The Compute API with many servers: list and show latency, create throughput, token checks.
 
 Starts its own etcd, ``desired reconcilers`` running only the conductor
-(into SQLite) and ``desired apiserver`` as separate processes, makes a
+(into SQLite, or with ``--postgresql`` into a PostgreSQL it starts) and ``desired apiserver`` as separate processes, makes a
 project with a member, puts ``--servers`` Instances into etcd (32 writers)
 and waits until SQL has them all, then times over HTTP:
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import re
@@ -33,6 +34,7 @@ import aiohttp
 
 from apiserver.identity import Identity
 from fixtures.etcd import EtcdServer
+from fixtures.postgres import PostgresServer
 from state.envelope import USER_ANNOTATION, Ref
 from state.etcd import EtcdClient
 from state.passwords import hash_password
@@ -205,12 +207,23 @@ def main() -> None:
     p.add_argument("--shows", type=int, default=500)
     p.add_argument("--creates", type=int, default=1000)
     p.add_argument("--clients", type=int, default=50)
+    p.add_argument(
+        "--postgresql", action="store_true", help="project into a PostgreSQL it starts, not SQLite"
+    )
     args = p.parse_args()
-    with EtcdServer() as etcd, tempfile.TemporaryDirectory() as data:
+    with contextlib.ExitStack() as stack:
+        etcd = stack.enter_context(EtcdServer())
+        data = stack.enter_context(tempfile.TemporaryDirectory())
+        sql_url = f"sqlite:///{data}/desired.sqlite"
+        if args.postgresql:
+            postgres = stack.enter_context(PostgresServer())
+            postgres.create_database("bench")
+            sql_url = postgres.url.rsplit("/", 1)[0] + "/bench"
         env = dict(
             os.environ,
             DESIRED_ETCD_URL=etcd.url,
             DESIRED_DATA_DIR=data,
+            DESIRED_SQL_URL=sql_url,
             DESIRED_RECONCILERS_RUN="conductor",
             DESIRED_API_PORT="0",
         )
@@ -226,7 +239,8 @@ def main() -> None:
             found = re.search(r"http://\S+", line)
             if found is None:
                 raise SystemExit(f"the API server did not start: {line!r}")
-            asyncio.run(run(args, etcd.url, found.group(0), f"sqlite:///{data}/desired.sqlite"))
+            print(f"SQL: {sql_url.split(':', 1)[0]}")
+            asyncio.run(run(args, etcd.url, found.group(0), sql_url))
         finally:
             for proc in (api, conductor):
                 proc.terminate()
