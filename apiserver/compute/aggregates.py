@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from apiserver.compute.context import VIEWS, authorize, store_of
+from apiserver.compute.context import VIEWS, authorize, json_body, store_of
 from apiserver.compute.faults import ComputeFault
 from state.envelope import Ref
 from state.errors import AlreadyExists, Conflict, NotFound
@@ -72,17 +72,6 @@ async def _find(request: web.Request, rule: str) -> ObjectRow:
     raise ComputeFault(404, f"Aggregate {ident} could not be found.")
 
 
-async def _body(request: web.Request, key: str) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ComputeFault(400, "Malformed request body") from None
-    inner = body.get(key) if isinstance(body, dict) else None
-    if not isinstance(inner, dict):
-        raise ComputeFault(400, f"Invalid input for field/attribute {key}.")
-    return inner
-
-
 def _text(value: Any, field: str, optional: bool = False) -> str | None:
     if value is None and optional:
         return None
@@ -110,7 +99,7 @@ async def index(request: web.Request) -> web.Response:
 
 async def create(request: web.Request) -> web.Response:
     rows = await _rows(request, "create")
-    body = await _body(request, "aggregate")
+    body = await json_body(request, "aggregate")
     name = _text(body.get("name"), "name")
     assert name is not None
     zone = _text(body.get("availability_zone"), "availability_zone", optional=True)
@@ -168,7 +157,7 @@ async def _change(
 
 async def update(request: web.Request) -> web.Response:
     row = await _find(request, "update")
-    body = await _body(request, "aggregate")
+    body = await json_body(request, "aggregate")
     if not body or set(body) - {"name", "availability_zone"}:
         raise ComputeFault(400, "Invalid input for field/attribute aggregate.")
     name = _text(body["name"], "name") if "name" in body else None
@@ -204,11 +193,8 @@ async def delete(request: web.Request) -> web.Response:
 
 async def action(request: web.Request) -> web.Response:
     row = await _find(request, "index")
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ComputeFault(400, "Malformed request body") from None
-    if not isinstance(body, dict) or len(body) != 1:
+    body = await json_body(request)
+    if len(body) != 1:
         raise ComputeFault(400, "There is either no action or more than one in the request")
     ((name, arg),) = body.items()
     if not isinstance(arg, dict):

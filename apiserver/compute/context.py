@@ -10,6 +10,8 @@ Must never: hand a handler a caller whose token did not check.
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from apiserver.compute.create_batches import CreateBatches
@@ -50,6 +52,31 @@ def authorize(request: web.Request, rule: str, project_id: str | None = None) ->
     """Nova's 403, naming the rule, unless the policy allows it (see ``allowed``)."""
     if not allowed(request, rule, project_id):
         raise ComputeFault(403, f"Policy doesn't allow {rule} to be performed.")
+
+
+async def json_body(request: web.Request, key: str | None = None) -> dict[str, Any]:
+    """The request's JSON object (Nova's 400 when it is none), or the object under ``key``
+    in it."""
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ComputeFault(400, "Malformed request body") from None
+    if not isinstance(body, dict):
+        raise ComputeFault(400, "Malformed request body")
+    if key is None:
+        return body
+    inner = body.get(key)
+    if not isinstance(inner, dict):
+        raise ComputeFault(400, f"Invalid input for field/attribute {key}.")
+    return inner
+
+
+def own_project(request: web.Request, what: str) -> str:
+    """The caller's project (Nova's 403 for a token scoped to none), for ``what``."""
+    project = caller(request).project
+    if not project:
+        raise ComputeFault(403, f"a project-scoped token is needed for {what}")
+    return project
 
 
 def store_of(request: web.Request) -> Store:

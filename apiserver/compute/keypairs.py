@@ -20,7 +20,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from apiserver.compute.context import authorize, caller, store_of
+from apiserver.compute.context import authorize, caller, own_project, store_of
 from apiserver.compute.faults import ComputeFault
 from state.envelope import Obj, Ref
 from state.errors import AlreadyExists, Invalid, NotFound
@@ -53,9 +53,7 @@ def generate() -> tuple[str, str]:
 
 def _project(request: web.Request, verb: str) -> str:
     """The caller's project, once the policy lets it do ``verb`` to key pairs there."""
-    project = caller(request).project
-    if not project:
-        raise ComputeFault(403, "a project-scoped token is needed for key pairs")
+    project = own_project(request, "key pairs")
     authorize(request, f"os_compute_api:os-keypairs:{verb}")
     return project
 

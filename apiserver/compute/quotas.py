@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from apiserver.compute.context import authorize, caller, store_of
+from apiserver.compute.context import authorize, json_body, own_project, store_of
 from apiserver.compute.faults import ComputeFault
 from apiserver.identity import keystone_id
 from state import quota
@@ -91,11 +91,7 @@ async def detail(request: web.Request) -> web.Response:
 
 async def update(request: web.Request) -> web.Response:
     _, name = await _project(request, "update")
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ComputeFault(400, "Malformed request body") from None
-    asked = _asked(body, "quota_set", FIELDS)
+    asked = _asked(await json_body(request), "quota_set", FIELDS)
     store = store_of(request)
     current = await store.get_or_none(Ref("Quota", name, "default"))
     limits = {**((current or {}).get("spec", {}).get("limits") or {}), **asked}
@@ -162,11 +158,7 @@ async def update_class(request: web.Request) -> web.Response:
     """Only the class ``default`` has an effect (as in Nova); others are accepted and kept
     nowhere."""
     authorize(request, "os_compute_api:os-quota-class-sets:update")
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ComputeFault(400, "Malformed request body") from None
-    asked = _asked(body, "quota_class_set", CLASS_FIELDS)
+    asked = _asked(await json_body(request), "quota_class_set", CLASS_FIELDS)
     store = store_of(request)
     if request.match_info["class_name"] == "default":
         ref = Ref("QuotaClass", None, "default")
@@ -183,11 +175,9 @@ async def update_class(request: web.Request) -> web.Response:
 
 async def limits_view(request: web.Request) -> web.Response:
     authorize(request, "os_compute_api:limits")
-    token = caller(request)
-    if not token.project:
-        raise ComputeFault(403, "a project-scoped token is needed for limits")
-    limits = await quota.limits(store_of(request), token.project)
-    used = await _in_use(request, token.project)
+    project = own_project(request, "limits")
+    limits = await quota.limits(store_of(request), project)
+    used = await _in_use(request, project)
     absolute = {
         "maxImageMeta": limits["metadata_items"],
         "maxPersonality": limits["injected_files"],

@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from apiserver.compute.context import allowed, authorize, caller, store_of
+from apiserver.compute.context import allowed, authorize, own_project, store_of
 from apiserver.compute.faults import ComputeFault
 from state import quota
 from state.envelope import Obj, Ref
@@ -50,9 +50,7 @@ def _view(group: Obj, instances: list[Obj]) -> dict[str, Any]:
 
 
 def _project(request: web.Request, verb: str) -> str:
-    project = caller(request).project
-    if not project:
-        raise ComputeFault(403, "a project-scoped token is needed for server groups")
+    project = own_project(request, "server groups")
     authorize(request, f"{_RULE}:{verb}")
     return project
 

@@ -22,7 +22,14 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from apiserver.compute.context import MAX_LIMIT, VIEWS, allowed, authorize, caller, store_of
+from apiserver.compute.context import (
+    MAX_LIMIT,
+    VIEWS,
+    allowed,
+    authorize,
+    own_project,
+    store_of,
+)
 from apiserver.compute.faults import ComputeFault
 from apiserver.compute.server_views import Refs, links, view
 from apiserver.identity import keystone_id_of, uid_of
@@ -181,7 +188,6 @@ def _limit(request: web.Request) -> int:
 
 async def _query(request: web.Request) -> ServerQuery | None:
     """The SQL query a list request stands for; None when no server can match."""
-    token = caller(request)
     action = "detail" if request.path.endswith("/detail") else "index"
     authorize(request, f"os_compute_api:servers:{action}")
     admin = allowed(request, "os_compute_api:servers:allow_all_filters")
@@ -203,10 +209,8 @@ async def _query(request: web.Request) -> ServerQuery | None:
         wanted = opts.get("project_id") or opts.get("tenant_id")
         if wanted:
             project = await views.name_by_uid("Project", uid_of(wanted)) or wanted
-    elif token.project:
-        project = token.project
     else:
-        raise ComputeFault(403, "a project-scoped token is needed for servers")
+        project = own_project(request, "servers")
     name = opts.get("name", opts.get("display_name"))
     if name is not None:
         try:

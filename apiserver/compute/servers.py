@@ -27,7 +27,16 @@ from typing import Any
 from aiohttp import web
 
 from apiserver.compute import flavors, keypairs, server_groups, server_lists
-from apiserver.compute.context import CREATES, VIEWS, allowed, authorize, caller, store_of
+from apiserver.compute.context import (
+    CREATES,
+    VIEWS,
+    allowed,
+    authorize,
+    caller,
+    json_body,
+    own_project,
+    store_of,
+)
 from apiserver.compute.faults import ComputeFault
 from apiserver.compute.server_lists import refs_for
 from apiserver.compute.server_views import KEY_NAME_ANNOTATION, basic, links, view
@@ -137,13 +146,6 @@ def guest_hostname(display: str) -> str | None:
     return name or None
 
 
-def _project(request: web.Request) -> str:
-    token = caller(request)
-    if not token.project:
-        raise ComputeFault(403, "a project-scoped token is needed for servers")
-    return token.project
-
-
 async def _located(request: web.Request, ident: str) -> ServerRef | None:
     """Where SQL says the server is, once SQL has this API server's own writes; if it
     does not know the server, once it has caught up with etcd (another API server may
@@ -188,16 +190,6 @@ async def show(request: web.Request) -> web.Response:
     return web.json_response({"server": view(request, inst, refs)})
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ComputeFault(400, "Malformed request body") from None
-    if not isinstance(body, dict):
-        raise ComputeFault(400, "Malformed request body")
-    return body
-
-
 def _ref_id(value: Any) -> str:
     """An id from a ref that may be a URL (``.../flavors/1``)."""
     if not isinstance(value, str) or not value:
@@ -217,14 +209,14 @@ async def _image_by_id(request: web.Request, image_id: str, project: str) -> Obj
 
 
 async def create(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await json_body(request)
     server = body.get("server")
     if not isinstance(server, dict):
         raise ComputeFault(400, "Invalid input for field/attribute server.")
     name = server.get("name")
     if not isinstance(name, str) or not name.strip() or name != name.strip() or len(name) > 255:
         raise ComputeFault(400, "Invalid input for field/attribute name.")
-    project = _project(request)
+    project = own_project(request, "servers")
     authorize(request, "os_compute_api:servers:create")
     image_id = _ref_id(server.get("imageRef"))
     for bdm in server.get("block_device_mapping_v2") or []:
@@ -359,7 +351,7 @@ def _unlocked(request: web.Request, inst: Obj) -> None:
 
 
 async def action(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await json_body(request)
     if len(body) != 1:
         raise ComputeFault(400, "There is either no action or more than one in the request")
     ((name, arg),) = body.items()
@@ -511,7 +503,7 @@ async def update(request: web.Request) -> web.Response:
     """PUT /servers/{id}: a new name (the other 2.1 fields, access IPs and disk config,
     are accepted and not kept)."""
     inst = await find(request, request.match_info["server_id"], "os_compute_api:servers:update")
-    body = (await _body(request)).get("server")
+    body = (await json_body(request)).get("server")
     if not isinstance(body, dict) or set(body) - {
         "name",
         "accessIPv4",
@@ -581,7 +573,7 @@ async def change_metadata(request: web.Request) -> web.Response:
     inst = await find(
         request, request.match_info["server_id"], f"os_compute_api:server-metadata:{verb}"
     )
-    given = _pairs(await _body(request), "metadata")
+    given = _pairs(await json_body(request), "metadata")
     merged = (
         {**(inst["spec"].get("metadata") or {}), **given} if request.method == "POST" else given
     )
@@ -605,7 +597,7 @@ async def put_item(request: web.Request) -> web.Response:
         request, request.match_info["server_id"], "os_compute_api:server-metadata:update"
     )
     key = request.match_info["key"]
-    meta = _pairs(await _body(request), "meta")
+    meta = _pairs(await json_body(request), "meta")
     if list(meta) != [key]:
         raise ComputeFault(400, "Request body and URI mismatch")
     await _set_metadata(request, inst, {**(inst["spec"].get("metadata") or {}), **meta})

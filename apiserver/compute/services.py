@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from apiserver.compute.context import VIEWS, authorize, store_of
+from apiserver.compute.context import VIEWS, authorize, json_body, store_of
 from apiserver.compute.faults import ComputeFault
 from state.envelope import Ref
 from state.errors import Conflict, NotFound
@@ -62,12 +62,7 @@ async def update(request: web.Request) -> web.Response:
     action = request.match_info["action"]
     if action not in ("enable", "disable", "disable-log-reason"):
         raise ComputeFault(404, "Unknown action")
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ComputeFault(400, "Malformed request body") from None
-    if not isinstance(body, dict):
-        raise ComputeFault(400, "Malformed request body")
+    body = await json_body(request)
     host, binary = _field(body, "host"), _field(body, "binary")
     reason = _field(body, "disabled_reason") if action == "disable-log-reason" else None
     if binary != BINARY:

@@ -14,8 +14,9 @@ from state.store import Store
 from tests.integration.test_identity import cloud  # noqa: F401 -- the fixture
 
 
-async def token_of(base: str, user: str, password: str, project: str) -> str:
-    sess = ks_session.Session(
+def password_session(base: str, user: str, password: str, project: str) -> ks_session.Session:
+    """A keystoneauth1 session of ``user`` scoped to ``project``, as the clients make it."""
+    return ks_session.Session(
         auth=v3.Password(
             auth_url=f"{base}/identity",
             username=user,
@@ -25,6 +26,10 @@ async def token_of(base: str, user: str, password: str, project: str) -> str:
             project_domain_name="Default",
         )
     )
+
+
+async def token_of(base: str, user: str, password: str, project: str) -> str:
+    sess = password_session(base, user, password, project)
     token: str = await asyncio.to_thread(sess.get_token)
     return token
 

@@ -9,27 +9,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from keystoneauth1 import session as ks_session
-from keystoneauth1.identity import v3
 from novaclient import client as nova_client
 from novaclient import exceptions as nova_exceptions
 
 from state.envelope import Ref
 from state.store import Store
+from tests.integration.test_compute_api import password_session
 from tests.integration.test_hostd import cloud as hostd_cloud
 from tests.integration.test_identity import api_cloud
 
 
 def _nova(base: str, user: str, password: str, project: str) -> Any:
-    auth = v3.Password(
-        auth_url=f"{base}/identity",
-        username=user,
-        password=password,
-        user_domain_name="Default",
-        project_name=project,
-        project_domain_name="Default",
-    )
-    return nova_client.Client("2.1", session=ks_session.Session(auth=auth))
+    return nova_client.Client("2.1", session=password_session(base, user, password, project))
 
 
 def _until(check: Callable[[], bool], timeout: float = 20.0) -> None:
