@@ -140,14 +140,10 @@ class Identity:
             return None
         if "name" in ident:
             domain = ident.get("domain") or {}
+            # everything is in the Default domain: another, by id or by name, has nothing
             if (
-                domain
-                and domain.get("id", "default") != "default"
-                and domain.get("name")
-                not in (
-                    None,
-                    "Default",
-                )
+                domain.get("id", "default") != "default"
+                or domain.get("name", "Default") != "Default"
             ):
                 return None
             return await self.store.get_or_none(Ref(kind, None, str(ident["name"])))

@@ -112,6 +112,20 @@ async def test_wrong_password_other_project_and_revocation(cloud: str) -> None:
     )
     with pytest.raises(ks_exceptions.Unauthorized):
         await asyncio.to_thread(elsewhere.get_token)
+    # every user and project is in the Default domain: named in another, they are not found
+    for user_domain, project_domain in (("Elsewhere", "Default"), ("Default", "Elsewhere")):
+        other_domain = ks_session.Session(
+            auth=v3.Password(
+                auth_url=f"{cloud}/identity",
+                username="demo",
+                password="demo-secret",
+                user_domain_name=user_domain,
+                project_name="demo",
+                project_domain_name=project_domain,
+            )
+        )
+        with pytest.raises(ks_exceptions.Unauthorized):
+            await asyncio.to_thread(other_domain.get_token)
     async with aiohttp.ClientSession() as http:
         body = {
             "auth": {
