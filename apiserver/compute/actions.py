@@ -2,8 +2,8 @@
 
 Owns: Nova's 2.1 views of the action log the conductor keeps in SQL
 (newest first; the events of one action for admins), read after SQL has
-caught up with etcd as it was when the request came (a client sees the
-action of the change it just made).
+caught up with the server as the request found it in etcd (a client sees
+the action of the change it just made).
 
 Must never: show another project's actions.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from apiserver.compute.context import VIEWS, allowed, store_of
+from apiserver.compute.context import VIEWS, allowed
 from apiserver.compute.faults import ComputeFault
 from apiserver.compute.server_lists import refs_for
 from apiserver.compute.servers import find
@@ -28,7 +28,8 @@ async def _log(request: web.Request, verb: str) -> tuple[Obj, str, list[dict[str
     )
     views = request.app[VIEWS]
     project_id = (await refs_for(views, [inst]))[inst["metadata"]["uid"]].project_id
-    await views.caught_up(await store_of(request).etcd.revision())
+    # the actions of every change of the instance so far are in SQL with it
+    await views.caught_up(int(inst["metadata"]["resourceVersion"]))
     return inst, project_id, await views.actions(inst["metadata"]["uid"])
 
 

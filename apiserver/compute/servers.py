@@ -173,8 +173,19 @@ async def find_located(request: web.Request, ident: str, rule: str) -> tuple[Obj
                 # what this answer shows, a list shows from now on (SQL has it too)
                 await views.caught_up(int(inst["metadata"]["resourceVersion"]))
                 return inst, where.updated_at
-            await views.caught_up(await store.etcd.revision())  # and its deletion
+            await _deletion_in_sql(request, ident)
     raise ComputeFault(404, f"Instance {ident} could not be found.")
+
+
+async def _deletion_in_sql(request: web.Request, ident: str, timeout: float = 5.0) -> None:
+    """Waits (briefly) until SQL has the deletion etcd shows, so that a list after this
+    404 does not show the server."""
+    views = request.app[VIEWS]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await views.server_ref(ident) is None:
+            return
+        await asyncio.sleep(0.01)
 
 
 async def find(request: web.Request, ident: str, rule: str) -> Obj:
