@@ -15,7 +15,6 @@ Must never: answer a non-admin; add a host that is not a compute host.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +22,7 @@ from aiohttp import web
 
 from apiserver.compute.context import VIEWS, authorize, json_body, store_of
 from apiserver.compute.faults import ComputeFault
+from apiserver.compute.names import display_name, slug
 from state.envelope import Ref
 from state.errors import AlreadyExists, Conflict, NotFound
 from state.sql.hosts import ObjectRow
@@ -75,18 +75,7 @@ async def _find(request: web.Request, rule: str) -> ObjectRow:
 def _text(value: Any, field: str, optional: bool = False) -> str | None:
     if value is None and optional:
         return None
-    if (
-        not isinstance(value, str)
-        or not value.strip()
-        or value != value.strip()
-        or len(value) > 255
-    ):
-        raise ComputeFault(400, f"Invalid input for field/attribute {field}.")
-    return value
-
-
-def _object_name(display: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", display.lower()).strip("-")[:63].strip("-") or "aggregate"
+    return display_name(value, field)
 
 
 def _taken(rows: list[ObjectRow], name: str, but: int | None = None) -> bool:
@@ -108,7 +97,7 @@ async def create(request: web.Request) -> web.Response:
     spec: dict[str, Any] = {"displayName": name, "hosts": [], "metadata": {}}
     if zone:
         spec["availabilityZone"] = zone
-    obj = {"kind": "Aggregate", "metadata": {"name": _object_name(name)}, "spec": spec}
+    obj = {"kind": "Aggregate", "metadata": {"name": slug(name, "aggregate", 63)}, "spec": spec}
     store = store_of(request)
     try:
         created = await store.create(validate(obj))

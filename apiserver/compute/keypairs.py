@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from apiserver.compute.context import authorize, caller, own_project, store_of
 from apiserver.compute.faults import ComputeFault
+from apiserver.compute.names import slug
 from state.envelope import Obj, Ref
 from state.errors import AlreadyExists, Invalid, NotFound
 from state.validation import validate
@@ -68,8 +69,7 @@ def object_name(name: str) -> str:
     name, else its readable part and a digest of it (so one name is one object)."""
     if _OBJECT_NAME.match(name) and len(name) <= 253:
         return name
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40].strip("-") or "key"
-    return f"{slug}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+    return f"{slug(name, 'key')}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
 def _brief(kp: Obj) -> dict[str, Any]:

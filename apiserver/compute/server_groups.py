@@ -13,7 +13,6 @@ Must never: show or touch another project's group (admins excepted).
 
 from __future__ import annotations
 
-import re
 import secrets
 from typing import Any
 
@@ -21,6 +20,7 @@ from aiohttp import web
 
 from apiserver.compute.context import allowed, authorize, own_project, store_of
 from apiserver.compute.faults import ComputeFault
+from apiserver.compute.names import display_name, slug
 from state import quota
 from state.envelope import Obj, Ref
 from state.errors import NotFound
@@ -89,18 +89,16 @@ async def create(request: web.Request) -> web.Response:
         name, policies = body["name"], body["policies"]
     except (ValueError, KeyError, TypeError):
         raise ComputeFault(400, "Invalid input for field/attribute server_group.") from None
-    if not isinstance(name, str) or not name.strip() or name != name.strip() or len(name) > 255:
-        raise ComputeFault(400, "Invalid input for field/attribute name.")
+    name = display_name(name)
     if not isinstance(policies, list) or len(policies) != 1 or policies[0] not in _POLICIES:
         raise ComputeFault(400, "Invalid input for field/attribute policies.")
     store = store_of(request)
     limit = (await quota.limits(store, project))["server_groups"]
     if 0 <= limit <= len((await store.list("ServerGroup", project)).items):
         raise ComputeFault(403, "Quota exceeded, too many server groups.")
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40].strip("-") or "group"
     obj = {
         "kind": "ServerGroup",
-        "metadata": {"name": f"{slug}-{secrets.token_hex(3)}", "project": project},
+        "metadata": {"name": f"{slug(name, 'group')}-{secrets.token_hex(3)}", "project": project},
         "spec": {"displayName": name, "policy": policies[0]},
     }
     created = await store.create(validate(obj))

@@ -38,6 +38,7 @@ from apiserver.compute.context import (
     store_of,
 )
 from apiserver.compute.faults import ComputeFault
+from apiserver.compute.names import display_name, slug
 from apiserver.compute.server_lists import refs_for
 from apiserver.compute.server_views import KEY_NAME_ANNOTATION, basic, links, view
 from apiserver.identity import keystone_id_of
@@ -134,8 +135,7 @@ async def _create_one(
 def object_name(display: str) -> str:
     """An Instance name for a server named ``display``: its readable part and a random
     suffix (Nova's names are free text and need not be unique)."""
-    slug = re.sub(r"[^a-z0-9]+", "-", display.lower()).strip("-")[:40].strip("-")
-    return f"{slug or 'server'}-{secrets.token_hex(3)}"
+    return f"{slug(display, 'server')}-{secrets.token_hex(3)}"
 
 
 def guest_hostname(display: str) -> str | None:
@@ -224,9 +224,7 @@ async def create(request: web.Request) -> web.Response:
     server = body.get("server")
     if not isinstance(server, dict):
         raise ComputeFault(400, "Invalid input for field/attribute server.")
-    name = server.get("name")
-    if not isinstance(name, str) or not name.strip() or name != name.strip() or len(name) > 255:
-        raise ComputeFault(400, "Invalid input for field/attribute name.")
+    name = display_name(server.get("name"))
     project = own_project(request, "servers")
     authorize(request, "os_compute_api:servers:create")
     image_id = _ref_id(server.get("imageRef"))
@@ -485,10 +483,7 @@ async def _rebuild(request: web.Request, inst: Obj, arg: Any) -> web.Response:
     spec["image"] = image["metadata"]["name"]
     spec["rebuild"] = {"generation": int((spec.get("rebuild") or {}).get("generation", 0)) + 1}
     if "name" in arg:
-        name = arg["name"]
-        if not isinstance(name, str) or not name.strip() or name != name.strip() or len(name) > 255:
-            raise ComputeFault(400, "Invalid input for field/attribute name.")
-        spec["displayName"] = name
+        spec["displayName"] = display_name(arg["name"])
     if "metadata" in arg:
         spec["metadata"] = _pairs(arg, "metadata")
     updated = await _write_spec(request, inst, spec)
@@ -524,10 +519,7 @@ async def update(request: web.Request) -> web.Response:
         raise ComputeFault(400, "Invalid input for field/attribute server.")
     spec = dict(inst["spec"])
     if "name" in body:
-        name = body["name"]
-        if not isinstance(name, str) or not name.strip() or name != name.strip() or len(name) > 255:
-            raise ComputeFault(400, "Invalid input for field/attribute name.")
-        spec["displayName"] = name
+        spec["displayName"] = display_name(body["name"])
     updated = await _write_spec(request, inst, spec) if spec != inst["spec"] else inst
     refs = (await refs_for(request.app[VIEWS], [updated]))[updated["metadata"]["uid"]]
     return web.json_response({"server": basic(request, updated, refs)})

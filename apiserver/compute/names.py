@@ -1,0 +1,33 @@
+"""Nova's free-text names, and the object names desired keeps them under.
+
+Owns: checking a display name as Nova does (1 to 255 characters, no white
+space at either end; Nova's 400 otherwise), and the readable part of an
+object name made from one (lowercase letters, digits and "-"), which the
+callers complete with a random or derived suffix.
+
+Must never: decide uniqueness (the store does, by object name).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from apiserver.compute.faults import ComputeFault
+
+
+def display_name(value: Any, field: str = "name") -> str:
+    """``value`` if it is a name Nova accepts, else Nova's 400 naming ``field``."""
+    if (
+        not isinstance(value, str)
+        or not value.strip()
+        or value != value.strip()
+        or len(value) > 255
+    ):
+        raise ComputeFault(400, f"Invalid input for field/attribute {field}.")
+    return value
+
+
+def slug(text: str, fallback: str, limit: int = 40) -> str:
+    """The readable part of an object name for ``text`` (``fallback`` when none is left)."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].strip("-") or fallback
