@@ -85,12 +85,16 @@ async def index_detail(request: web.Request) -> web.Response:
     )
 
 
-async def show(request: web.Request, verb: str = "show") -> web.Response:
+async def _one(request: web.Request, verb: str) -> HostRow:
     ident = request.match_info["hypervisor_id"]
     for h in await _hosts(request, verb):
         if str(h.id) == ident:
-            return web.json_response({"hypervisor": detail(h)})
+            return h
     raise ComputeFault(404, f"Hypervisor with ID '{ident}' could not be found.")
+
+
+async def show(request: web.Request) -> web.Response:
+    return web.json_response({"hypervisor": detail(await _one(request, "show"))})
 
 
 async def statistics(request: web.Request) -> web.Response:
@@ -115,7 +119,7 @@ async def statistics(request: web.Request) -> web.Response:
 async def uptime(request: web.Request) -> web.Response:
     """Nova's answer for a virt driver that cannot tell a host's uptime (clients show the
     hypervisor without it)."""
-    await show(request, "uptime")  # 403 and 404 first
+    await _one(request, "uptime")  # 403 and 404 first
     raise ComputeFault(501, "Virt driver does not implement uptime function.")
 
 

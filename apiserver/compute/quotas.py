@@ -21,6 +21,7 @@ from apiserver.identity import keystone_id
 from state import quota
 from state.envelope import Ref
 from state.errors import NotFound
+from state.store import Store
 from state.validation import validate
 
 #: the fields of a 2.1 quota set, in Nova's names
@@ -93,21 +94,21 @@ async def update(request: web.Request) -> web.Response:
     _, name = await _project(request, "update")
     asked = _asked(await json_body(request), "quota_set", FIELDS)
     store = store_of(request)
-    current = await store.get_or_none(Ref("Quota", name, "default"))
+    await _write_limits(store, Ref("Quota", name, "default"), asked)
+    merged = await quota.limits(store, name)
+    return web.json_response({"quota_set": _limits_view(merged)})
+
+
+async def _write_limits(store: Store, ref: Ref, asked: dict[str, int]) -> None:
+    """Writes ``asked`` over the limits of the Quota or QuotaClass ``ref`` (made if absent)."""
+    current = await store.get_or_none(ref)
     limits = {**((current or {}).get("spec", {}).get("limits") or {}), **asked}
-    obj = {
-        "apiVersion": "desired/v1",
-        "kind": "Quota",
-        "metadata": {"name": "default", "project": name},
-        "spec": {"limits": limits},
-    }
-    checked = validate(obj)
+    metadata = {"name": ref.name, **({"project": ref.project} if ref.project else {})}
+    checked = validate({"kind": ref.kind, "metadata": metadata, "spec": {"limits": limits}})
     if current is None:
         await store.create(checked)
     else:
         await store.update(dict(current, spec=checked["spec"]))
-    merged = await quota.limits(store, name)
-    return web.json_response({"quota_set": _limits_view(merged)})
 
 
 async def reset(request: web.Request) -> web.Response:
@@ -161,15 +162,7 @@ async def update_class(request: web.Request) -> web.Response:
     asked = _asked(await json_body(request), "quota_class_set", CLASS_FIELDS)
     store = store_of(request)
     if request.match_info["class_name"] == "default":
-        ref = Ref("QuotaClass", None, "default")
-        current = await store.get_or_none(ref)
-        limits = {**((current or {}).get("spec", {}).get("limits") or {}), **asked}
-        obj = {"kind": "QuotaClass", "metadata": {"name": "default"}, "spec": {"limits": limits}}
-        checked = validate(obj)
-        if current is None:
-            await store.create(checked)
-        else:
-            await store.update(dict(current, spec=checked["spec"]))
+        await _write_limits(store, Ref("QuotaClass", None, "default"), asked)
     return web.json_response({"quota_class_set": _class_view(await quota.defaults(store))})
 
 
