@@ -212,7 +212,8 @@ def choose(
     weigher: Callable[[HostState], float] = spread,
     filters: Sequence[Filter] = FILTERS,
 ) -> Choice:
-    """The best host for ``req`` (ties broken by name), with the reasons others failed.
+    """The best host for ``req`` (a soft server group policy first, then ``weigher``,
+    ties broken by name), with the reasons others failed.
 
     Only server group members placed on some host count: the first member of an
     affinity group may go anywhere."""
@@ -231,5 +232,18 @@ def choose(
             fits.append(host)
     if not fits:
         return Choice(None, rejected)
-    best = max(fits, key=lambda h: (weigher(h), [-ord(c) for c in h.name]))
+    best = max(
+        fits, key=lambda h: (_group_preference(h, req), weigher(h), [-ord(c) for c in h.name])
+    )
     return Choice(best, rejected)
+
+
+def _group_preference(host: HostState, req: Request) -> int:
+    """The soft server group policies, before any other weigher: as many members (soft
+    affinity) or as few (soft anti-affinity) on the host as can be."""
+    here = len(host.instances & req.group_members)
+    if req.group_policy == "soft-affinity":
+        return here
+    if req.group_policy == "soft-anti-affinity":
+        return -here
+    return 0

@@ -81,6 +81,9 @@ def resource_version(obj: Obj) -> int:
 
 #: the annotation naming the user (identity id) who created an object through an API
 USER_ANNOTATION = "desired/user-id"
+#: the reservation (one create request) a server was made by, and its place in it
+RESERVATION_ANNOTATION = "desired/reservation"
+LAUNCH_INDEX_ANNOTATION = "desired/launch-index"
 #: the scheduler's finalizer: an Instance is gone only once its host has let go of it
 SCHEDULER_FINALIZER = "desired/scheduler"
 #: finalizers a new object of a kind gets at creation, so that its owner need not add

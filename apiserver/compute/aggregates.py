@@ -1,6 +1,6 @@
 """Compute API os-aggregates (admins): host aggregates with availability zones and metadata.
 
-Owns: Nova's 2.1 aggregate views and verbs over Aggregate objects: create
+Owns: Nova's aggregate views (2.41 adds ``uuid``) and verbs over Aggregate objects: create
 (named after the aggregate: its name is ``spec.displayName``, so renaming
 keeps the object), show, list, update (name, availability zone), delete
 (only when empty), and the actions add_host, remove_host and set_metadata
@@ -22,6 +22,7 @@ from aiohttp import web
 
 from apiserver.compute.context import VIEWS, authorize, json_body, store_of
 from apiserver.compute.faults import ComputeFault
+from apiserver.compute.microversions import since
 from apiserver.compute.names import display_name, slug
 from state.envelope import Ref
 from state.errors import AlreadyExists, Conflict, NotFound
@@ -36,7 +37,7 @@ def _stamp(when: dt.datetime | None) -> str | None:
     return when.strftime("%Y-%m-%dT%H:%M:%S.%f") if when is not None else None
 
 
-def _view(row: ObjectRow, members: bool = True) -> dict[str, Any]:
+def _view(request: web.Request, row: ObjectRow, members: bool = True) -> dict[str, Any]:
     spec = row.spec
     zone = spec.get("availabilityZone")
     out: dict[str, Any] = {
@@ -48,6 +49,8 @@ def _view(row: ObjectRow, members: bool = True) -> dict[str, Any]:
         "name": spec.get("displayName") or row.name,
         "updated_at": _stamp(row.updated_at) if row.generation > 1 else None,
     }
+    if since(request, "2.41"):
+        out["uuid"] = row.uid
     if members:
         out["hosts"] = list(spec.get("hosts") or [])
         out["metadata"] = {
@@ -83,7 +86,9 @@ def _taken(rows: list[ObjectRow], name: str, but: int | None = None) -> bool:
 
 
 async def index(request: web.Request) -> web.Response:
-    return web.json_response({"aggregates": [_view(r) for r in await _rows(request, "index")]})
+    return web.json_response(
+        {"aggregates": [_view(request, r) for r in await _rows(request, "index")]}
+    )
 
 
 async def create(request: web.Request) -> web.Response:
@@ -104,7 +109,7 @@ async def create(request: web.Request) -> web.Response:
     except AlreadyExists:
         raise ComputeFault(409, f"Aggregate {name} already exists.") from None
     row = await _row_of(request, created["metadata"]["uid"])
-    return web.json_response({"aggregate": _view(row, members=False)})
+    return web.json_response({"aggregate": _view(request, row, members=False)})
 
 
 async def _row_of(request: web.Request, uid: str) -> ObjectRow:
@@ -118,7 +123,7 @@ async def _row_of(request: web.Request, uid: str) -> ObjectRow:
 
 
 async def show(request: web.Request) -> web.Response:
-    return web.json_response({"aggregate": _view(await _find(request, "show"))})
+    return web.json_response({"aggregate": _view(request, await _find(request, "show"))})
 
 
 async def _change(
@@ -140,7 +145,7 @@ async def _change(
         except Conflict:
             continue
         assert updated is not None
-        return web.json_response({"aggregate": _view(await _row_of(request, row.uid))})
+        return web.json_response({"aggregate": _view(request, await _row_of(request, row.uid))})
     raise ComputeFault(409, f"Aggregate {row.id} kept changing; retry")
 
 

@@ -24,6 +24,7 @@ from apiserver.compute import (
     keypairs,
     quotas,
     server_groups,
+    server_tags,
     servers,
     services,
     usage,
@@ -32,7 +33,15 @@ from apiserver.compute import (
 from apiserver.compute.context import CALLER, CREATES, MAX_LIMIT, POLICY, STORE, VIEWS
 from apiserver.compute.create_batches import CreateBatches
 from apiserver.compute.faults import ComputeFault, render
-from apiserver.compute.microversions import MAX, MIN, Version, check, requested, stamp
+from apiserver.compute.microversions import (
+    MAX,
+    MIN,
+    VERSION,
+    Version,
+    check,
+    requested,
+    stamp,
+)
 from apiserver.compute.policies import DEFAULTS
 from apiserver.identity import Identity
 from apiserver.policy import Policy
@@ -96,6 +105,7 @@ def _middleware(identity: Identity) -> Any:
                     raise ComputeFault(401, "The request you have made requires authentication.")
                 request[CALLER] = token
             version = check(requested(request.headers))
+            request[VERSION] = version
             response = await handler(request)
         except ComputeFault as fault:
             response = render(fault)
@@ -137,6 +147,7 @@ def make_app(
             app.router.add_get(path, _one_version(vid))
     flavors.add_routes(app)
     servers.add_routes(app)
+    server_tags.add_routes(app)
     keypairs.add_routes(app)
     zones.add_routes(app)
     quotas.add_routes(app)

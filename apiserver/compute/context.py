@@ -10,12 +10,14 @@ Must never: hand a handler a caller whose token did not check.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
 
 from apiserver.compute.create_batches import CreateBatches
 from apiserver.compute.faults import ComputeFault
+from apiserver.identity import keystone_id_of
 from apiserver.policy import Creds, Policy
 from apiserver.tokens import Token
 from state.sql.views import ComputeViews
@@ -77,6 +79,14 @@ def own_project(request: web.Request, what: str) -> str:
     if not project:
         raise ComputeFault(403, f"a project-scoped token is needed for {what}")
     return project
+
+
+async def project_ids(request: web.Request, names: Iterable[str]) -> dict[str, str]:
+    """The Keystone ids of projects by their object names (a name SQL does not know
+    stands for itself)."""
+    names = set(names)
+    uids = await request.app[VIEWS].uids_by_name({"Project": names})
+    return {n: keystone_id_of(uids.get(("Project", "", n), n)) for n in names}
 
 
 def store_of(request: web.Request) -> Store:

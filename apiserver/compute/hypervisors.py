@@ -2,7 +2,8 @@
 
 Uptime is answered 501, as Nova does for a virt driver without it.
 
-Owns: Nova's 2.1 hypervisor views of the compute hosts the conductor keeps
+Owns: Nova's hypervisor views up to 2.47 (2.28's ``cpu_info`` object, 2.33's
+paging by id) of the compute hosts the conductor keeps
 in SQL (capacity and usage, libvirt's type and version, CPU, address,
 liveness) with the enabled flag and reason of their Host objects. A
 hypervisor's id is its Host object's row id, the same as its service's.
@@ -12,12 +13,15 @@ Must never: answer a non-admin.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aiohttp import web
 
 from apiserver.compute.context import VIEWS, authorize, store_of
 from apiserver.compute.faults import ComputeFault
+from apiserver.compute.microversions import since
+from apiserver.compute.paging import page
 from state.sql.hosts import HostRow
 
 
@@ -39,13 +43,13 @@ def _reserved(h: HostRow) -> dict[str, int]:
     }
 
 
-def detail(h: HostRow) -> dict[str, Any]:
+def detail(request: web.Request, h: HostRow) -> dict[str, Any]:
     n, reserved = h.node, _reserved(h)
     ram_used = n.ram_mib_used + reserved["ram"]
     disk_used = n.disk_gib_used + reserved["disk"]
     return {
         **brief(h),
-        "cpu_info": n.cpu_info,
+        "cpu_info": _cpu_info(n.cpu_info) if since(request, "2.28") else n.cpu_info,
         "current_workload": h.busy,
         "disk_available_least": n.disk_gib - disk_used,
         "free_disk_gb": n.disk_gib - disk_used,
@@ -68,6 +72,15 @@ def detail(h: HostRow) -> dict[str, Any]:
     }
 
 
+def _cpu_info(text: str | None) -> dict[str, Any]:
+    """2.28's cpu_info: an object ({} when the host gave none)."""
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 async def _hosts(request: web.Request, verb: str) -> list[HostRow]:
     authorize(request, f"os_compute_api:os-hypervisors:{verb}")
     views = request.app[VIEWS]
@@ -75,14 +88,24 @@ async def _hosts(request: web.Request, verb: str) -> list[HostRow]:
     return await views.hosts()
 
 
+async def _listed(request: web.Request, verb: str, path: str) -> tuple[list[HostRow], dict]:
+    """The hosts of one list; from 2.33 a page of them by id, with its link."""
+    hosts = await _hosts(request, verb)
+    if not since(request, "2.33"):
+        return hosts, {}
+    hosts.sort(key=lambda h: h.id)
+    hosts, more = page(request, hosts, lambda h: str(h.id), path, "marker [{marker}] not found")
+    return hosts, {"hypervisors_links": more} if more else {}
+
+
 async def index(request: web.Request) -> web.Response:
-    return web.json_response({"hypervisors": [brief(h) for h in await _hosts(request, "list")]})
+    hosts, more = await _listed(request, "list", "os-hypervisors")
+    return web.json_response({"hypervisors": [brief(h) for h in hosts], **more})
 
 
 async def index_detail(request: web.Request) -> web.Response:
-    return web.json_response(
-        {"hypervisors": [detail(h) for h in await _hosts(request, "list-detail")]}
-    )
+    hosts, more = await _listed(request, "list-detail", "os-hypervisors/detail")
+    return web.json_response({"hypervisors": [detail(request, h) for h in hosts], **more})
 
 
 async def _one(request: web.Request, verb: str) -> HostRow:
@@ -94,11 +117,11 @@ async def _one(request: web.Request, verb: str) -> HostRow:
 
 
 async def show(request: web.Request) -> web.Response:
-    return web.json_response({"hypervisor": detail(await _one(request, "show"))})
+    return web.json_response({"hypervisor": detail(request, await _one(request, "show"))})
 
 
 async def statistics(request: web.Request) -> web.Response:
-    rows = [detail(h) for h in await _hosts(request, "statistics")]
+    rows = [detail(request, h) for h in await _hosts(request, "statistics")]
     summed = (
         "current_workload",
         "disk_available_least",

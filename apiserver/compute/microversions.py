@@ -2,8 +2,10 @@
 
 Owns: reading ``OpenStack-API-Version: compute X.Y`` or the legacy
 ``X-OpenStack-Nova-API-Version`` (``latest`` is the maximum; neither header
-is 2.1), refusing versions out of range (406), and the headers every v2.1
-response carries (the version, ``Vary`` and ``x-openstack-request-id``).
+is 2.1), refusing versions out of range (406), the version a handler asks
+``since`` about, and the headers every v2.1 response carries (the version,
+``Vary`` and the request id as ``x-openstack-request-id`` and
+``x-compute-request-id``).
 
 Must never: answer a request at a version other than the one it was asked at.
 """
@@ -19,7 +21,7 @@ from aiohttp import web
 from apiserver.compute.faults import ComputeFault
 
 #: the highest microversion complete for every implemented resource
-MAX = (2, 1)
+MAX = (2, 47)
 MIN = (2, 1)
 
 
@@ -30,6 +32,22 @@ class Version:
 
     def __str__(self) -> str:
         return f"{self.major}.{self.minor}"
+
+
+#: the version a request was asked at (set before its handler runs)
+VERSION = web.RequestKey("compute_version", Version)
+
+
+def since(request: web.Request, version: str) -> bool:
+    """Whether the request was asked at ``version`` ("2.47") or later."""
+    major, minor = (int(p) for p in version.split("."))
+    return request.get(VERSION, Version(*MIN)) >= Version(major, minor)
+
+
+def require(request: web.Request, version: str) -> None:
+    """Nova's 404 for a route that does not exist below ``version``."""
+    if not since(request, version):
+        raise ComputeFault(404, "The resource could not be found.")
 
 
 def _parse(text: str) -> Version:
@@ -65,7 +83,8 @@ def check(version: Version) -> Version:
 
 def stamp(response: web.StreamResponse, version: Version | None) -> None:
     """The headers every v2.1 response carries."""
-    response.headers.setdefault("x-openstack-request-id", f"req-{uuid.uuid4()}")
+    request_id = response.headers.setdefault("x-openstack-request-id", f"req-{uuid.uuid4()}")
+    response.headers["x-compute-request-id"] = request_id
     if version is not None:
         response.headers["OpenStack-API-Version"] = f"compute {version}"
         response.headers["X-OpenStack-Nova-API-Version"] = str(version)

@@ -1,6 +1,7 @@
 """Compute API quotas and limits: ``/os-quota-sets/{project_id}[/defaults|/detail]``, ``/limits``.
 
-Owns: Nova's 2.1 views of a project's limits (its Quota object over the
+Owns: Nova's views up to 2.47 (2.36 drops the network quotas and limits,
+2.39 ``maxImageMeta``) of a project's limits (its Quota object over the
 cloud's defaults) and usage (``state.quota``'s counters for instances,
 cores and ram; key pairs and server groups counted), admins' updates and
 resets (the project's Quota object ``default``), and who may read what (a
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from apiserver.compute.context import authorize, json_body, own_project, store_of
 from apiserver.compute.faults import ComputeFault
+from apiserver.compute.microversions import since
 from apiserver.identity import keystone_id
 from state import quota
 from state.envelope import Ref
@@ -54,8 +56,19 @@ async def _project(request: web.Request, rule: str) -> tuple[str, str]:
     raise ComputeFault(404, f"Project {wanted} could not be found.")
 
 
-def _limits_view(limits: dict[str, int]) -> dict[str, int]:
-    return {f: limits.get(f, -1) for f in FIELDS}
+#: the network quotas 2.36 removes from quota sets
+NETWORK_FIELDS = ("fixed_ips", "floating_ips", "security_group_rules", "security_groups")
+
+
+def _fields(request: web.Request) -> tuple[str, ...]:
+    """The fields of a quota set at the request's version."""
+    if since(request, "2.36"):
+        return tuple(f for f in FIELDS if f not in NETWORK_FIELDS)
+    return FIELDS
+
+
+def _limits_view(request: web.Request, limits: dict[str, int]) -> dict[str, int]:
+    return {f: limits.get(f, -1) for f in _fields(request)}
 
 
 async def _in_use(request: web.Request, project: str) -> dict[str, int]:
@@ -71,18 +84,18 @@ async def _in_use(request: web.Request, project: str) -> dict[str, int]:
 async def show(request: web.Request) -> web.Response:
     pid, name = await _project(request, "show")
     limits = await quota.limits(store_of(request), name)
-    return web.json_response({"quota_set": {"id": pid, **_limits_view(limits)}})
+    return web.json_response({"quota_set": {"id": pid, **_limits_view(request, limits)}})
 
 
 async def defaults(request: web.Request) -> web.Response:
     pid, _ = await _project(request, "defaults")
     defaults = await quota.defaults(store_of(request))
-    return web.json_response({"quota_set": {"id": pid, **_limits_view(defaults)}})
+    return web.json_response({"quota_set": {"id": pid, **_limits_view(request, defaults)}})
 
 
 async def detail(request: web.Request) -> web.Response:
     pid, name = await _project(request, "detail")
-    limits = _limits_view(await quota.limits(store_of(request), name))
+    limits = _limits_view(request, await quota.limits(store_of(request), name))
     used = await _in_use(request, name)
     body: dict[str, Any] = {
         f: {"in_use": used.get(f, 0), "limit": limit, "reserved": 0} for f, limit in limits.items()
@@ -92,11 +105,11 @@ async def detail(request: web.Request) -> web.Response:
 
 async def update(request: web.Request) -> web.Response:
     _, name = await _project(request, "update")
-    asked = _asked(await json_body(request), "quota_set", FIELDS)
+    asked = _asked(await json_body(request), "quota_set", _fields(request))
     store = store_of(request)
     await _write_limits(store, Ref("Quota", name, "default"), asked)
     merged = await quota.limits(store, name)
-    return web.json_response({"quota_set": _limits_view(merged)})
+    return web.json_response({"quota_set": _limits_view(request, merged)})
 
 
 async def _write_limits(store: Store, ref: Ref, asked: dict[str, int]) -> None:
@@ -192,6 +205,17 @@ async def limits_view(request: web.Request) -> web.Response:
         "totalSecurityGroupsUsed": 0,
         "totalServerGroupsUsed": used["server_groups"],
     }
+    if since(request, "2.36"):
+        for gone in (
+            "maxSecurityGroupRules",
+            "maxSecurityGroups",
+            "maxTotalFloatingIps",
+            "totalFloatingIpsUsed",
+            "totalSecurityGroupsUsed",
+        ):
+            del absolute[gone]
+    if since(request, "2.39"):
+        del absolute["maxImageMeta"]
     return web.json_response({"limits": {"absolute": absolute, "rate": []}})
 
 

@@ -1,7 +1,8 @@
-"""Compute API os-server-groups: a project's server groups at 2.1.
+"""Compute API os-server-groups: a project's server groups.
 
-Owns: Nova's 2.1 server group views and verbs over ServerGroup objects:
-create (``policies``: one of affinity and anti-affinity; the name is
+Owns: Nova's server group views and verbs over ServerGroup objects up to
+2.47 (2.13's ``project_id`` and ``user_id``): create (``policies``: one of
+affinity and anti-affinity, and from 2.15 the soft ones; the name is
 ``spec.displayName`` and the object is named after it with a random suffix),
 list (``all_projects`` for admins), show and delete; members are the
 project's live servers whose ``spec.serverGroup`` names the group; the
@@ -18,16 +19,26 @@ from typing import Any
 
 from aiohttp import web
 
-from apiserver.compute.context import allowed, authorize, own_project, store_of
+from apiserver.compute.context import (
+    allowed,
+    authorize,
+    caller,
+    own_project,
+    project_ids,
+    store_of,
+)
 from apiserver.compute.faults import ComputeFault
+from apiserver.compute.microversions import since
 from apiserver.compute.names import display_name, slug
 from state import quota
-from state.envelope import Obj, Ref
+from state.envelope import USER_ANNOTATION, Obj, Ref
 from state.errors import NotFound
 from state.validation import validate
 
 _RULE = "os_compute_api:os-server-groups"
 _POLICIES = ("affinity", "anti-affinity")
+#: the policies 2.15 adds
+_SOFT_POLICIES = ("soft-affinity", "soft-anti-affinity")
 
 
 def _members(group: Obj, instances: list[Obj]) -> list[str]:
@@ -39,14 +50,22 @@ def _members(group: Obj, instances: list[Obj]) -> list[str]:
     ]
 
 
-def _view(group: Obj, instances: list[Obj]) -> dict[str, Any]:
-    return {
-        "id": group["metadata"]["uid"],
-        "name": group["spec"].get("displayName") or group["metadata"]["name"],
+def _view(
+    request: web.Request, group: Obj, instances: list[Obj], projects: dict[str, str]
+) -> dict[str, Any]:
+    """``projects``: Keystone ids by project name."""
+    meta = group["metadata"]
+    out = {
+        "id": meta["uid"],
+        "name": group["spec"].get("displayName") or meta["name"],
         "policies": [group["spec"]["policy"]],
         "members": _members(group, instances),
         "metadata": {},
     }
+    if since(request, "2.13"):
+        out["project_id"] = projects.get(meta.get("project", ""), "")
+        out["user_id"] = (meta.get("annotations") or {}).get(USER_ANNOTATION, "")
+    return out
 
 
 def _project(request: web.Request, verb: str) -> str:
@@ -72,14 +91,18 @@ async def index(request: web.Request) -> web.Response:
     scope = None if every else project
     groups = (await store.list("ServerGroup", scope)).items
     instances = (await store.list("Instance", scope)).items
-    return web.json_response({"server_groups": [_view(g, instances) for g in groups]})
+    projects = await project_ids(request, (g["metadata"]["project"] for g in groups))
+    return web.json_response(
+        {"server_groups": [_view(request, g, instances, projects) for g in groups]}
+    )
 
 
 async def show(request: web.Request) -> web.Response:
     project = _project(request, "show")
     group = await find(request, request.match_info["group_id"], project)
     instances = (await store_of(request).list("Instance", group["metadata"]["project"])).items
-    return web.json_response({"server_group": _view(group, instances)})
+    projects = await project_ids(request, [group["metadata"]["project"]])
+    return web.json_response({"server_group": _view(request, group, instances, projects)})
 
 
 async def create(request: web.Request) -> web.Response:
@@ -90,7 +113,8 @@ async def create(request: web.Request) -> web.Response:
     except (ValueError, KeyError, TypeError):
         raise ComputeFault(400, "Invalid input for field/attribute server_group.") from None
     name = display_name(name)
-    if not isinstance(policies, list) or len(policies) != 1 or policies[0] not in _POLICIES:
+    known = _POLICIES + _SOFT_POLICIES if since(request, "2.15") else _POLICIES
+    if not isinstance(policies, list) or len(policies) != 1 or policies[0] not in known:
         raise ComputeFault(400, "Invalid input for field/attribute policies.")
     store = store_of(request)
     limit = (await quota.limits(store, project))["server_groups"]
@@ -98,11 +122,16 @@ async def create(request: web.Request) -> web.Response:
         raise ComputeFault(403, "Quota exceeded, too many server groups.")
     obj = {
         "kind": "ServerGroup",
-        "metadata": {"name": f"{slug(name, 'group')}-{secrets.token_hex(3)}", "project": project},
+        "metadata": {
+            "name": f"{slug(name, 'group')}-{secrets.token_hex(3)}",
+            "project": project,
+            "annotations": {USER_ANNOTATION: caller(request).user_id},
+        },
         "spec": {"displayName": name, "policy": policies[0]},
     }
     created = await store.create(validate(obj))
-    return web.json_response({"server_group": _view(created, [])})
+    projects = await project_ids(request, [project])
+    return web.json_response({"server_group": _view(request, created, [], projects)})
 
 
 async def delete(request: web.Request) -> web.Response:

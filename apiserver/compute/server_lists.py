@@ -1,11 +1,13 @@
 """Compute API server lists (``GET /servers`` and ``/servers/detail``) from SQL.
 
-Owns: reading Nova's query parameters as Nova 2.1 does (unknown filters
-dropped for members, admins' extra filters, ``all_tenants``, status names
-to vm and task states, ``changes-since`` bringing deleted servers along,
-sort keys and directions, ``limit`` capped by ``api.max_limit``, markers),
-the ``servers_links`` "next" link, and looking up the ids (flavor, image,
-project) that server views show for the names an Instance holds.
+Owns: reading Nova's query parameters as Nova does up to 2.47 (unknown
+filters dropped for members, admins' extra filters, ``all_tenants``, status
+names to vm and task states (an unknown one is a 400 from 2.38),
+``changes-since`` bringing deleted servers along, reservation ids, 2.26's tag
+filters, sort keys and directions, ``limit`` capped by ``api.max_limit``,
+markers), the ``servers_links`` "next" link, and looking up what server
+views show beside an Instance (flavor, image and project ids, the flavor,
+the host's status).
 
 Must never: list before SQL reflects this API server's own writes (a client
 reads what it just wrote); list another project's servers for a member.
@@ -31,11 +33,13 @@ from apiserver.compute.context import (
     store_of,
 )
 from apiserver.compute.faults import ComputeFault
+from apiserver.compute.microversions import since
 from apiserver.compute.server_views import Refs, links, view
 from apiserver.identity import keystone_id_of, uid_of
 from apiserver.urls import base_url
 from state.envelope import Obj
 from state.instance_states import states_of
+from state.sql.hosts import HostRow
 from state.sql.server_lists import SORT_COLUMNS, ServerQuery, ServerRow
 from state.sql.views import ComputeViews
 
@@ -50,6 +54,8 @@ _MEMBER_FILTERS = {
     "changes-since",
     "all_tenants",
 }
+#: 2.26's tag filters (comma-separated tags each)
+_TAG_FILTERS = ("tags", "tags-any", "not-tags", "not-tags-any")
 _PAGING = {"sort_key", "sort_dir", "limit", "marker"}
 #: filters on joined tables Nova refuses with 400
 _JOINED = {
@@ -194,7 +200,12 @@ async def _query(request: web.Request) -> ServerQuery | None:
     views = request.app[VIEWS]
     opts = {k: request.query.getone(k) for k in request.query if k not in _PAGING}
     if not admin:
-        opts = {k: v for k, v in opts.items() if k in _MEMBER_FILTERS}
+        members = set(_MEMBER_FILTERS)
+        if since(request, "2.5"):
+            members.add("ip6")
+        if since(request, "2.26"):
+            members.update(_TAG_FILTERS)
+        opts = {k: v for k, v in opts.items() if k in members}
     for k in opts:
         if k in _JOINED or k.startswith("_"):
             raise ComputeFault(400, f"Invalid filter field: {k}.")
@@ -224,7 +235,9 @@ async def _query(request: web.Request) -> ServerQuery | None:
     if "status" in request.query and "status" in opts:
         vms, tasks = states_of(request.query.getall("status"))
         if not vms:
-            return None  # Nova 2.1: an unknown status matches nothing
+            if since(request, "2.38"):
+                raise ComputeFault(400, "Invalid status value")
+            return None  # Nova before 2.38: an unknown status matches nothing
         vm_states, task_states = frozenset(vms), frozenset(tasks)
     if "vm_state" in opts and admin:
         vm_states = frozenset(request.query.getall("vm_state"))
@@ -245,8 +258,15 @@ async def _query(request: web.Request) -> ServerQuery | None:
         if filter_ in opts:
             named = await views.name_by_uid(kind, opts[filter_])
             equal[filter_] = named or opts[filter_]
-    if "reservation_id" in opts or "ip" in opts or "ip6" in opts:
-        return None  # no server has a reservation id or an address here yet
+    if "reservation_id" in opts:
+        equal["reservation_id"] = opts["reservation_id"]
+    if "ip" in opts or "ip6" in opts:
+        return None  # no server has an address here yet
+    tags = {
+        f: tuple(t for t in opts[f].split(",") if t)
+        for f in _TAG_FILTERS
+        if f in opts and since(request, "2.26")
+    }
     return ServerQuery(
         project=project,
         name=name,
@@ -258,6 +278,10 @@ async def _query(request: web.Request) -> ServerQuery | None:
         sort=_sort(request, allowed(request, "context_is_admin")),
         limit=_limit(request),
         marker=request.query.get("marker"),
+        tags=tags.get("tags", ()),
+        tags_any=tags.get("tags-any", ()),
+        not_tags=tags.get("not-tags", ()),
+        not_tags_any=tags.get("not-tags-any", ()),
     )
 
 
@@ -282,9 +306,12 @@ def _next_links(request: web.Request, rows: list[ServerRow], path: str) -> list[
     return [{"rel": "next", "href": f"{base_url(request)}/compute/v2.1/{path}?{urlencode(params)}"}]
 
 
-async def refs_for(views: ComputeViews, objects: Iterable[Obj]) -> dict[str, Refs]:
-    """Per Instance uid: the ids of its flavor, image and project, looked up in SQL."""
+async def refs_for(request: web.Request, objects: Iterable[Obj]) -> dict[str, Refs]:
+    """Per Instance uid: what its view shows beside the Instance itself (the ids of its
+    flavor, image and project from SQL; at the microversions that show them, its flavor,
+    its host's status and its image's kernel and ramdisk)."""
     objects = list(objects)
+    views: ComputeViews = request.app[VIEWS]
     uids = await views.uids_by_name(
         {
             "Flavor": {o["spec"].get("flavor", "") for o in objects},
@@ -292,15 +319,65 @@ async def refs_for(views: ComputeViews, objects: Iterable[Obj]) -> dict[str, Ref
             "Project": {o["metadata"].get("project", "") for o in objects},
         }
     )
+    flavors: dict[str, dict[str, Any]] = {}
+    if since(request, "2.47"):
+        flavors = {
+            f["metadata"]["name"]: {"name": f["metadata"]["name"], "spec": f["spec"]}
+            for f in (await store_of(request).list("Flavor")).items
+        }
+    host_status: dict[str, str] | None = None
+    if since(request, "2.16") and allowed(request, "os_compute_api:servers:show:host_status"):
+        host_status = {h.node.host: _host_status(h) for h in await views.hosts()}
+    boots: dict[tuple[str, str], tuple[str, str]] = {}
+    if since(request, "2.3") and allowed(request, "os_compute_api:os-extended-server-attributes"):
+        boots = await _boot_images(request)
     out = {}
     for o in objects:
         meta, spec = o["metadata"], o["spec"]
         project = meta.get("project", "")
         image = spec.get("image", "")
+        host = o.get("status", {}).get("host")
+        kernel, ramdisk = boots.get((project, image)) or boots.get(("", image)) or ("", "")
         out[meta["uid"]] = Refs(
             flavor_id=uids.get(("Flavor", "", spec.get("flavor", "")), ""),
             image_id=uids.get(("Image", project, image)) or uids.get(("Image", "", image), ""),
             project_id=keystone_id_of(uids.get(("Project", "", project), project)),
+            flavor=flavors.get(spec.get("flavor", "")),
+            host_status=None if host_status is None else host_status.get(host or "", ""),
+            kernel_id=kernel,
+            ramdisk_id=ramdisk,
+        )
+    return out
+
+
+def _host_status(h: HostRow) -> str:
+    """Nova's status of a server's host: forced down, disabled, alive or not heard from."""
+    if h.spec.get("forcedDown"):
+        return "DOWN"
+    if not h.enabled:
+        return "MAINTENANCE"
+    return "UP" if h.node.alive else "UNKNOWN"
+
+
+async def _boot_images(request: web.Request) -> dict[tuple[str, str], tuple[str, str]]:
+    """Per image (project, name): the uids of its kernel and ramdisk images."""
+    images = (await store_of(request).list("Image")).items
+    uid = {
+        (i["metadata"].get("project", ""), i["metadata"]["name"]): i["metadata"]["uid"]
+        for i in images
+    }
+
+    def of(project: str, name: str | None) -> str:
+        if not name:
+            return ""
+        return uid.get((project, name)) or uid.get(("", name), "")
+
+    out = {}
+    for i in images:
+        project, spec = i["metadata"].get("project", ""), i["spec"]
+        out[(project, i["metadata"]["name"])] = (
+            of(project, spec.get("kernelImage")),
+            of(project, spec.get("ramdiskImage")),
         )
     return out
 
@@ -318,7 +395,7 @@ async def list_servers(request: web.Request) -> web.Response:
 
 async def list_detail(request: web.Request) -> web.Response:
     rows = await _rows(request)
-    refs = await refs_for(request.app[VIEWS], (r.object for r in rows))
+    refs = await refs_for(request, (r.object for r in rows))
     servers = []
     for r in rows:
         ref = dataclasses.replace(refs[r.uid], updated=r.updated_at, deleted=r.deleted)

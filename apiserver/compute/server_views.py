@@ -1,8 +1,11 @@
-"""Compute API server views at 2.1: what one server looks like in show, detail and lists.
+"""Compute API server views: what one server looks like in show, detail, update, rebuild.
 
-Owns: the fields of Nova's 2.1 server view built from an Instance (spec,
-status, metadata) and the ids it refers to (flavor, image, project), the
-links of a server, and the ``hostId`` digest.
+Owns: the fields of Nova's server view at each microversion up to 2.47,
+built from an Instance (spec, status, metadata) and what it refers to
+(flavor, image, project, host): 2.3's extended attributes for admins, 2.9's
+``locked``, 2.16's ``host_status`` for admins, 2.19's ``description``, 2.26's
+``tags``, 2.47's embedded flavor; the links of a server and the ``hostId``
+digest.
 
 Must never: read etcd or SQL (callers hand in the object and the ids); show
 the host to a caller the policy keeps from it.
@@ -18,11 +21,20 @@ from typing import Any
 from aiohttp import web
 
 from apiserver.compute.context import allowed
+from apiserver.compute.microversions import since
 from apiserver.urls import base_url
-from state.envelope import USER_ANNOTATION, Obj, display_name
+from state.envelope import (
+    LAUNCH_INDEX_ANNOTATION,
+    RESERVATION_ANNOTATION,
+    USER_ANNOTATION,
+    Obj,
+    display_name,
+)
 
 #: the key pair's name as the user gave it, when it is not its object's name
 KEY_NAME_ANNOTATION = "desired/key-name"
+#: the guest's root disk as hostd attaches it (virtio)
+ROOT_DEVICE = "/dev/vda"
 
 
 @dataclass(frozen=True)
@@ -35,6 +47,13 @@ class Refs:
     #: when SQL last saw the server change (its creation when unknown)
     updated: dt.datetime | None = None
     deleted: bool = False
+    #: the Flavor's spec and name (2.47 embeds them); None when the flavor is gone
+    flavor: dict[str, Any] | None = None
+    #: Nova's host status (UP, DOWN, MAINTENANCE, UNKNOWN or ""); None: not shown
+    host_status: str | None = None
+    #: ids of the image's kernel and ramdisk images ("" when none)
+    kernel_id: str = ""
+    ramdisk_id: str = ""
 
 
 def links(request: web.Request, kind: str, ident: str, self_too: bool = True) -> list[dict]:
@@ -55,7 +74,17 @@ def _stamp(value: str) -> str:
     return value[:19] + "Z"
 
 
-#: the fields of Nova's basic server view (the answers of update and rebuild at 2.1)
+def _usage_stamp(value: str | None) -> str | None:
+    """A time as Nova's OS-SRV-USG fields write it (microseconds, no zone)."""
+    if not value:
+        return None
+    when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return when.replace(tzinfo=None).isoformat(timespec="microseconds")
+
+
+#: the fields of Nova's basic server view (the answers of update and rebuild), and the
+#: ones later microversions add to it
+BASIC_LATER = ("locked", "description", "tags")
 BASIC = (
     "OS-DCF:diskConfig",
     "accessIPv4",
@@ -80,7 +109,26 @@ BASIC = (
 def basic(request: web.Request, inst: Obj, refs: Refs) -> dict[str, Any]:
     """Nova's basic server view: ``view`` without the extensions' fields."""
     full = view(request, inst, refs)
-    return {k: full[k] for k in BASIC}
+    return {k: full[k] for k in BASIC + BASIC_LATER if k in full}
+
+
+def embedded_flavor(request: web.Request, flavor: dict[str, Any] | None, project_id: str) -> dict:
+    """2.47's flavor of a server: its sizes and name, with extra specs when the policy
+    allows."""
+    if flavor is None:
+        return {}
+    spec = flavor["spec"]
+    out: dict[str, Any] = {
+        "vcpus": spec["vcpus"],
+        "ram": spec["ramMiB"],
+        "disk": spec["diskGiB"],
+        "ephemeral": spec.get("ephemeralGiB", 0),
+        "swap": spec.get("swapMiB", 0),
+        "original_name": flavor["name"],
+    }
+    if allowed(request, "os_compute_api:servers:show:flavor-extra-specs", project_id):
+        out["extra_specs"] = dict(spec.get("extraSpecs") or {})
+    return out
 
 
 def view(request: web.Request, inst: Obj, refs: Refs) -> dict[str, Any]:
@@ -118,15 +166,26 @@ def view(request: web.Request, inst: Obj, refs: Refs) -> dict[str, Any]:
         "OS-EXT-STS:power_state": 0 if refs.deleted else status.get("powerState", 0),
         "OS-EXT-STS:task_state": task_state,
         "OS-EXT-STS:vm_state": vm_state,
-        "OS-SRV-USG:launched_at": None,
+        "OS-SRV-USG:launched_at": _usage_stamp(status.get("launchedAt")),
         "OS-SRV-USG:terminated_at": None,
         "os-extended-volumes:volumes_attached": [],
         "security_groups": [{"name": g} for g in spec.get("securityGroups") or ["default"]],
     }
+    if since(request, "2.47"):
+        server["flavor"] = embedded_flavor(request, refs.flavor, refs.project_id)
     if allowed(request, "os_compute_api:os-extended-server-attributes", refs.project_id):
-        server["OS-EXT-SRV-ATTR:host"] = status.get("host")
-        server["OS-EXT-SRV-ATTR:hypervisor_hostname"] = status.get("host")
-        server["OS-EXT-SRV-ATTR:instance_name"] = f"desired-{meta['uid']}"
+        server.update(_extended(request, inst, refs))
+    if since(request, "2.3"):
+        for volume in server["os-extended-volumes:volumes_attached"]:
+            volume.setdefault("delete_on_termination", False)
+    if since(request, "2.9"):
+        server["locked"] = bool(spec.get("locked"))
+    if since(request, "2.16") and refs.host_status is not None:
+        server["host_status"] = refs.host_status
+    if since(request, "2.19"):
+        server["description"] = spec.get("description")
+    if since(request, "2.26"):
+        server["tags"] = list(spec.get("tags") or [])
     if server["status"] == "ERROR" and status.get("fault"):
         server["fault"] = {
             "code": status["fault"].get("code", 500),
@@ -134,3 +193,29 @@ def view(request: web.Request, inst: Obj, refs: Refs) -> dict[str, Any]:
             "created": created,
         }
     return server
+
+
+def _extended(request: web.Request, inst: Obj, refs: Refs) -> dict[str, Any]:
+    """The OS-EXT-SRV-ATTR fields an admin sees (more of them from 2.3)."""
+    meta, spec, status = inst["metadata"], inst["spec"], inst.get("status", {})
+    annotations = meta.get("annotations") or {}
+    out: dict[str, Any] = {
+        "OS-EXT-SRV-ATTR:host": status.get("host"),
+        "OS-EXT-SRV-ATTR:hypervisor_hostname": status.get("host"),
+        "OS-EXT-SRV-ATTR:instance_name": f"desired-{meta['uid']}",
+    }
+    if since(request, "2.3"):
+        out.update(
+            {
+                "OS-EXT-SRV-ATTR:reservation_id": annotations.get(
+                    RESERVATION_ANNOTATION, f"r-{meta['uid'][:8]}"
+                ),
+                "OS-EXT-SRV-ATTR:launch_index": int(annotations.get(LAUNCH_INDEX_ANNOTATION, 0)),
+                "OS-EXT-SRV-ATTR:hostname": spec.get("hostname") or meta["name"],
+                "OS-EXT-SRV-ATTR:kernel_id": refs.kernel_id,
+                "OS-EXT-SRV-ATTR:ramdisk_id": refs.ramdisk_id,
+                "OS-EXT-SRV-ATTR:root_device_name": ROOT_DEVICE,
+                "OS-EXT-SRV-ATTR:user_data": spec.get("userData"),
+            }
+        )
+    return out

@@ -22,6 +22,7 @@ import json
 import re
 import secrets
 import time
+import uuid
 from typing import Any
 
 from aiohttp import web
@@ -38,12 +39,24 @@ from apiserver.compute.context import (
     store_of,
 )
 from apiserver.compute.faults import ComputeFault
+from apiserver.compute.microversions import since
 from apiserver.compute.names import display_name, slug
 from apiserver.compute.server_lists import refs_for
-from apiserver.compute.server_views import KEY_NAME_ANNOTATION, basic, links, view
+from apiserver.compute.server_views import (
+    KEY_NAME_ANNOTATION,
+    basic,
+    links,
+    view,
+)
 from apiserver.identity import keystone_id_of
 from state import keys, quota
-from state.envelope import USER_ANNOTATION, Obj, Ref
+from state.envelope import (
+    LAUNCH_INDEX_ANNOTATION,
+    RESERVATION_ANNOTATION,
+    USER_ANNOTATION,
+    Obj,
+    Ref,
+)
 from state.errors import AlreadyExists, Conflict, NotFound
 from state.sql.server_lists import ServerRef
 from state.validation import validate
@@ -196,7 +209,7 @@ async def show(request: web.Request) -> web.Response:
     inst, updated = await find_located(
         request, request.match_info["server_id"], "os_compute_api:servers:show"
     )
-    refs = (await refs_for(request.app[VIEWS], [inst]))[inst["metadata"]["uid"]]
+    refs = (await refs_for(request, [inst]))[inst["metadata"]["uid"]]
     refs = dataclasses.replace(refs, updated=updated)
     return web.json_response({"server": view(request, inst, refs)})
 
@@ -251,6 +264,9 @@ async def create(request: web.Request) -> web.Response:
         spec["keyName"] = key
         if key != server["key_name"]:
             noted[KEY_NAME_ANNOTATION] = str(server["key_name"])
+    _networks(request, server)
+    if "description" in server and since(request, "2.19"):
+        _describe(spec, server["description"])
     if server.get("availability_zone"):
         spec["availabilityZone"] = server["availability_zone"]
     if isinstance(server.get("metadata"), dict):
@@ -277,8 +293,19 @@ async def create(request: web.Request) -> web.Response:
     size = {"instances": 1, "cores": flavor["spec"]["vcpus"], "ram": flavor["spec"]["ramMiB"]}
     count = await _fitting(request, project, size, low, high)
     names = [name] if count == 1 else [f"{name}-{i}" for i in range(1, count + 1)]
+    reservation = f"r-{secrets.token_hex(4)}"
     made = await asyncio.gather(
-        *(_create_one(request, project, spec, n, size, noted) for n in names)
+        *(
+            _create_one(
+                request,
+                project,
+                spec,
+                n,
+                size,
+                {**noted, RESERVATION_ANNOTATION: reservation, LAUNCH_INDEX_ANNOTATION: str(i)},
+            )
+            for i, n in enumerate(names)
+        )
     )
     created = made[0]
     uid = created["metadata"]["uid"]
@@ -294,6 +321,45 @@ async def create(request: web.Request) -> web.Response:
         },
         status=202,
     )
+
+
+def _description(value: Any) -> str:
+    """A server's description (2.19): text of at most 255 characters."""
+    if not isinstance(value, str) or len(value) > 255 or not value.isprintable():
+        raise ComputeFault(400, "Invalid input for field/attribute description.")
+    return value
+
+
+def _describe(spec: dict[str, Any], value: Any) -> None:
+    """Sets (or, for null, removes) the description in ``spec``."""
+    if value is None:
+        spec.pop("description", None)
+    else:
+        spec["description"] = _description(value)
+
+
+def _networks(request: web.Request, server: dict[str, Any]) -> None:
+    """Nova's checks of ``networks``: "auto", "none" or a list of ports (required from
+    2.37, when a port's network uuid must be a UUID)."""
+    if "networks" not in server:
+        if since(request, "2.37"):
+            raise ComputeFault(
+                400, "Invalid input for field/attribute server. 'networks' is a required property"
+            )
+        return
+    nets = server["networks"]
+    if nets in ("auto", "none") and since(request, "2.37"):
+        return
+    if not isinstance(nets, list) or not all(isinstance(n, dict) for n in nets):
+        raise ComputeFault(400, "Invalid input for field/attribute networks.")
+    for net in nets:
+        if since(request, "2.37") and "uuid" in net:
+            try:
+                uuid.UUID(str(net["uuid"]))
+            except ValueError:
+                raise ComputeFault(
+                    400, f"Invalid input for field/attribute uuid. Value: {net['uuid']}."
+                ) from None
 
 
 async def delete(request: web.Request) -> web.Response:
@@ -486,14 +552,16 @@ async def _rebuild(request: web.Request, inst: Obj, arg: Any) -> web.Response:
         spec["displayName"] = display_name(arg["name"])
     if "metadata" in arg:
         spec["metadata"] = _pairs(arg, "metadata")
-    updated = await _write_spec(request, inst, spec)
-    refs = (await refs_for(request.app[VIEWS], [updated]))[updated["metadata"]["uid"]]
+    if "description" in arg and since(request, "2.19"):
+        _describe(spec, arg["description"])
+    updated = await write_spec(request, inst, spec)
+    refs = (await refs_for(request, [updated]))[updated["metadata"]["uid"]]
     body = basic(request, updated, refs)
     body["adminPass"] = secrets.token_urlsafe(9)
     return web.json_response({"server": body}, status=202)
 
 
-async def _write_spec(request: web.Request, inst: Obj, spec: dict[str, Any]) -> Obj:
+async def write_spec(request: web.Request, inst: Obj, spec: dict[str, Any]) -> Obj:
     """Writes ``spec`` over the server's, if nobody changed the server meanwhile."""
     try:
         written = await store_of(request).update(
@@ -506,22 +574,22 @@ async def _write_spec(request: web.Request, inst: Obj, spec: dict[str, Any]) -> 
 
 
 async def update(request: web.Request) -> web.Response:
-    """PUT /servers/{id}: a new name (the other 2.1 fields, access IPs and disk config,
-    are accepted and not kept)."""
+    """PUT /servers/{id}: a new name or (from 2.19) description; access IPs and disk
+    config are accepted and not kept."""
     inst = await find(request, request.match_info["server_id"], "os_compute_api:servers:update")
     body = (await json_body(request)).get("server")
-    if not isinstance(body, dict) or set(body) - {
-        "name",
-        "accessIPv4",
-        "accessIPv6",
-        "OS-DCF:diskConfig",
-    }:
+    fields = {"name", "accessIPv4", "accessIPv6", "OS-DCF:diskConfig"}
+    if since(request, "2.19"):
+        fields.add("description")
+    if not isinstance(body, dict) or set(body) - fields:
         raise ComputeFault(400, "Invalid input for field/attribute server.")
     spec = dict(inst["spec"])
     if "name" in body:
         spec["displayName"] = display_name(body["name"])
-    updated = await _write_spec(request, inst, spec) if spec != inst["spec"] else inst
-    refs = (await refs_for(request.app[VIEWS], [updated]))[updated["metadata"]["uid"]]
+    if "description" in body:
+        _describe(spec, body["description"])
+    updated = await write_spec(request, inst, spec) if spec != inst["spec"] else inst
+    refs = (await refs_for(request, [updated]))[updated["metadata"]["uid"]]
     return web.json_response({"server": basic(request, updated, refs)})
 
 

@@ -1,10 +1,11 @@
 """Compute API os-services (admins): the compute services, and disabling or enabling one.
 
-Owns: Nova's 2.1 service views of the compute hosts (``nova-compute`` on
-each; its id is the Host object's row id, as its hypervisor's), and the
-enable, disable and disable-log-reason actions, which set ``enabled`` and
-``disabledReason`` of the Host object: the scheduler places nothing new on
-a disabled host.
+Owns: Nova's service views of the compute hosts up to 2.47 (``nova-compute``
+on each; its id is the Host object's row id, as its hypervisor's; 2.11's
+``forced_down``), and the enable, disable and disable-log-reason actions,
+which set ``enabled`` and ``disabledReason`` of the Host object (the
+scheduler places nothing new on a disabled host), and 2.11's force-down,
+which sets ``forcedDown`` (the host counts as down).
 
 Must never: answer a non-admin; list the scheduler or conductor (they are
 not per-host services here: one leader each, see ``desired reconcilers``).
@@ -18,6 +19,7 @@ from aiohttp import web
 
 from apiserver.compute.context import VIEWS, authorize, json_body, store_of
 from apiserver.compute.faults import ComputeFault
+from apiserver.compute.microversions import since
 from state.envelope import Ref
 from state.errors import Conflict, NotFound
 from state.sql.hosts import HostRow
@@ -28,8 +30,8 @@ BINARY = "nova-compute"
 _RETRIES = 5
 
 
-def _view(h: HostRow) -> dict[str, Any]:
-    return {
+def _view(request: web.Request, h: HostRow) -> dict[str, Any]:
+    out = {
         "id": h.id,
         "binary": BINARY,
         "disabled_reason": None if h.enabled else h.spec.get("disabledReason"),
@@ -39,6 +41,9 @@ def _view(h: HostRow) -> dict[str, Any]:
         "updated_at": h.updated_at.strftime("%Y-%m-%dT%H:%M:%S.%f"),
         "zone": h.node.zone,
     }
+    if since(request, "2.11"):
+        out["forced_down"] = bool(h.spec.get("forcedDown", False))
+    return out
 
 
 async def index(request: web.Request) -> web.Response:
@@ -47,7 +52,7 @@ async def index(request: web.Request) -> web.Response:
     await views.caught_up(store_of(request).written)
     host, binary = request.query.get("host"), request.query.get("binary")
     rows = [] if binary not in (None, BINARY) else await views.hosts(host)
-    return web.json_response({"services": [_view(h) for h in rows]})
+    return web.json_response({"services": [_view(request, h) for h in rows]})
 
 
 def _field(body: dict[str, Any], name: str) -> str:
@@ -60,31 +65,40 @@ def _field(body: dict[str, Any], name: str) -> str:
 async def update(request: web.Request) -> web.Response:
     authorize(request, "os_compute_api:os-services:update")
     action = request.match_info["action"]
-    if action not in ("enable", "disable", "disable-log-reason"):
+    actions = ("enable", "disable", "disable-log-reason")
+    if action not in actions and not (action == "force-down" and since(request, "2.11")):
         raise ComputeFault(404, "Unknown action")
     body = await json_body(request)
     host, binary = _field(body, "host"), _field(body, "binary")
-    reason = _field(body, "disabled_reason") if action == "disable-log-reason" else None
     if binary != BINARY:
         raise ComputeFault(404, f"Could not find binary {binary} on host {host}.")
-    await _set_enabled(request, host, action == "enable", reason)
+    if action == "force-down":
+        forced = body.get("forced_down")
+        if not isinstance(forced, bool):
+            raise ComputeFault(400, "Invalid input for field/attribute forced_down.")
+        await _change_host(request, host, {"forcedDown": forced})
+        return web.json_response(
+            {"service": {"binary": binary, "host": host, "forced_down": forced}}
+        )
+    reason = _field(body, "disabled_reason") if action == "disable-log-reason" else None
+    change: dict[str, Any] = {"enabled": action == "enable", "disabledReason": reason}
+    await _change_host(request, host, change)
     service = {"binary": binary, "host": host, "status": f"{action.split('-')[0]}d"}
     if reason:
         service["disabled_reason"] = reason
     return web.json_response({"service": service})
 
 
-async def _set_enabled(request: web.Request, host: str, enabled: bool, reason: str | None) -> None:
+async def _change_host(request: web.Request, host: str, change: dict[str, Any]) -> None:
+    """Sets the fields of ``change`` in the Host's spec (a None value removes one)."""
     store = store_of(request)
     for _ in range(_RETRIES):
         try:
             obj = await store.get(Ref("Host", None, host))
         except NotFound:
             raise ComputeFault(404, f"Could not find binary {BINARY} on host {host}.") from None
-        spec = {k: v for k, v in obj["spec"].items() if k != "disabledReason"}
-        spec["enabled"] = enabled
-        if reason:
-            spec["disabledReason"] = reason
+        spec = {k: v for k, v in obj["spec"].items() if k not in change}
+        spec.update({k: v for k, v in change.items() if v is not None})
         obj["spec"] = spec
         try:
             await store.update(validate(obj))

@@ -1,10 +1,12 @@
-"""Compute API os-simple-tenant-usage at 2.1: usage of servers over a period, per project.
+"""Compute API os-simple-tenant-usage: usage of servers over a period, per project.
 
 Owns: reading ``start`` and ``end`` as Nova does (now when absent; three
 formats; 400 when invalid or reversed), and Nova's usage views: per project
 the hours and the vCPU, RAM and disk hours of its servers within the period,
 with each server's usage when ``detailed`` (the list) or always (one
-project); projects are named by their Keystone id.
+project); projects are named by their Keystone id. The servers counted are
+a page of ``api.max_limit`` (from 2.40 as ``limit`` and ``marker`` ask, with
+a "next" link).
 
 Must never: show a member another project's usage.
 """
@@ -16,8 +18,10 @@ from typing import Any
 
 from aiohttp import web
 
-from apiserver.compute.context import VIEWS, authorize, store_of
+from apiserver.compute.context import MAX_LIMIT, VIEWS, authorize, store_of
 from apiserver.compute.faults import ComputeFault
+from apiserver.compute.microversions import since
+from apiserver.compute.paging import page
 from apiserver.identity import keystone_id_of, uid_of
 from state.sql.usage import ServerUsage
 
@@ -101,16 +105,29 @@ async def _summaries(
     return list(out.values())
 
 
+def _paged(
+    request: web.Request, usages: list[ServerUsage], path: str
+) -> tuple[list[ServerUsage], list[dict[str, str]]]:
+    """A page of the servers' usages (by creation): from 2.40 as ``limit`` and ``marker``
+    ask, with its link; before, the first ``api.max_limit`` of them, as Nova does."""
+    if not since(request, "2.40"):
+        return usages[: request.app[MAX_LIMIT]], []
+    return page(request, usages, lambda u: u.uid, path)
+
+
 async def index(request: web.Request) -> web.Response:
     authorize(request, f"{_RULE}:list")
     start, stop = _period(request)
     views = request.app[VIEWS]
     await views.caught_up(store_of(request).written)
     detailed = request.query.get("detailed", "0") not in ("0", "", "false", "False")
-    usages = await views.usages(start, stop)
-    return web.json_response(
-        {"tenant_usages": await _summaries(request, usages, start, stop, detailed)}
-    )
+    usages, more = _paged(request, await views.usages(start, stop), "os-simple-tenant-usage")
+    body: dict[str, Any] = {
+        "tenant_usages": await _summaries(request, usages, start, stop, detailed)
+    }
+    if more:
+        body["tenant_usages_links"] = more
+    return web.json_response(body)
 
 
 async def show(request: web.Request) -> web.Response:
@@ -121,8 +138,12 @@ async def show(request: web.Request) -> web.Response:
     await views.caught_up(store_of(request).written)
     project = await views.name_by_uid("Project", uid_of(wanted))
     usages = await views.usages(start, stop, project) if project else []
+    usages, more = _paged(request, usages, f"os-simple-tenant-usage/{wanted}")
     summaries = await _summaries(request, usages, start, stop, detailed=True)
-    return web.json_response({"tenant_usage": summaries[0] if summaries else {}})
+    body: dict[str, Any] = {"tenant_usage": summaries[0] if summaries else {}}
+    if more:
+        body["tenant_usage_links"] = more
+    return web.json_response(body)
 
 
 def add_routes(app: web.Application) -> None:

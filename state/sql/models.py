@@ -104,6 +104,7 @@ class InstanceRow(Base):
         Index("ix_instances_project_name", "project", "name"),
         Index("ix_instances_created", "created_at", "uid"),
         Index("ix_instances_updated", "updated_at"),
+        Index("ix_instances_reservation", "reservation_id"),
     )
 
     uid: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -126,6 +127,10 @@ class InstanceRow(Base):
     availability_zone: Mapped[str | None] = mapped_column(String(255), nullable=True)
     #: when it first ran (hostd's ``status.launchedAt``)
     launched_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    #: its tags as ",a,b," (tags hold no commas), for "contains" filters
+    tags: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: the create request it came from (Nova's reservation id)
+    reservation_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class InstanceAction(Base):

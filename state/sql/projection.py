@@ -20,7 +20,7 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from state.envelope import USER_ANNOTATION, display_name
+from state.envelope import RESERVATION_ANNOTATION, USER_ANNOTATION, display_name
 from state.instance_actions import EVENTS, actions_between, outcome, request_id
 from state.instance_states import nova_state
 from state.sql.engine import checkpoint, make_engine, make_sessionmaker, session_scope
@@ -102,6 +102,10 @@ def _instance_row(obj: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
         "key_name": spec.get("keyName"),
         "availability_zone": spec.get("availabilityZone"),
         "launched_at": _time(status["launchedAt"]) if status.get("launchedAt") else None,
+        "tags": "".join(f",{t}" for t in spec.get("tags") or []) + ","
+        if spec.get("tags")
+        else None,
+        "reservation_id": (meta.get("annotations") or {}).get(RESERVATION_ANNOTATION),
     }
 
 

@@ -18,7 +18,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, not_, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from state.errors import BadRequest
@@ -65,6 +65,11 @@ class ServerQuery:
     #: exact matches on columns: host, user_id, uid, key_name, availability_zone,
     #: image, flavor
     equal: dict[str, str] = field(default_factory=dict)
+    #: tags a server must have all of, any of, not all of, none of
+    tags: tuple[str, ...] = ()
+    tags_any: tuple[str, ...] = ()
+    not_tags: tuple[str, ...] = ()
+    not_tags_any: tuple[str, ...] = ()
     #: (Nova sort key, "asc" or "desc"), most significant first
     sort: tuple[tuple[str, str], ...] = (("created_at", "desc"),)
     limit: int = 1000
@@ -129,9 +134,27 @@ def _filters(q: ServerQuery) -> list[ColumnElement[bool]]:
         "availability_zone": InstanceRow.availability_zone,
         "image": InstanceRow.image,
         "flavor": InstanceRow.flavor,
+        "reservation_id": InstanceRow.reservation_id,
     }
     for name, value in q.equal.items():
         where.append(columns[name] == value)
+    where.extend(_tag_filters(q))
+    return where
+
+
+def _tag_filters(q: ServerQuery) -> list[ColumnElement[bool]]:
+    def has(tag: str) -> ColumnElement[bool]:
+        return func.coalesce(InstanceRow.tags, "").contains(f",{tag},", autoescape=True)
+
+    where: list[ColumnElement[bool]] = []
+    if q.tags:
+        where.append(and_(*(has(t) for t in q.tags)))
+    if q.tags_any:
+        where.append(or_(*(has(t) for t in q.tags_any)))
+    if q.not_tags:
+        where.append(not_(and_(*(has(t) for t in q.not_tags))))
+    if q.not_tags_any:
+        where.append(not_(or_(*(has(t) for t in q.not_tags_any))))
     return where
 
 
@@ -191,13 +214,22 @@ class ServerRef:
     updated_at: dt.datetime
     #: its project's uid ("" when the project is gone)
     project_uid: str
+    #: who made it ("" when not known)
+    user_id: str = ""
 
 
-def server_ref(session: Session, uid: str) -> ServerRef | None:
-    """Where the live server ``uid`` is."""
+def server_ref(session: Session, uid: str, deleted: bool = False) -> ServerRef | None:
+    """Where the live server ``uid`` is (or, with ``deleted``, was)."""
     project = aliased(Resource)
+    live = [] if deleted else [InstanceRow.deleted_at.is_(None)]
     row = session.execute(
-        select(InstanceRow.project, Resource.name, InstanceRow.updated_at, project.uid)
+        select(
+            InstanceRow.project,
+            Resource.name,
+            InstanceRow.updated_at,
+            project.uid,
+            InstanceRow.user_id,
+        )
         .join(Resource, Resource.uid == InstanceRow.uid)
         .outerjoin(
             project,
@@ -207,9 +239,9 @@ def server_ref(session: Session, uid: str) -> ServerRef | None:
                 project.deleted_at.is_(None),
             ),
         )
-        .where(InstanceRow.uid == uid, InstanceRow.deleted_at.is_(None))
+        .where(InstanceRow.uid == uid, *live)
     ).first()
-    return ServerRef(row[0], row[1], row[2], row[3] or "") if row else None
+    return ServerRef(row[0], row[1], row[2], row[3] or "", row[4] or "") if row else None
 
 
 def name_by_uid(session: Session, kind: str, uid: str) -> str | None:

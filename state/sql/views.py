@@ -110,9 +110,9 @@ class ComputeViews:
     async def servers(self, query: ServerQuery) -> list[ServerRow]:
         return await asyncio.to_thread(self._read, list_servers, query)
 
-    async def server_ref(self, uid: str) -> ServerRef | None:
-        """Where the live server ``uid`` is."""
-        return await asyncio.to_thread(self._read, server_ref, uid)
+    async def server_ref(self, uid: str, deleted: bool = False) -> ServerRef | None:
+        """Where the live server ``uid`` is (or, with ``deleted``, was)."""
+        return await asyncio.to_thread(self._read, server_ref, uid, deleted)
 
     async def name_by_uid(self, kind: str, uid: str) -> str | None:
         return await asyncio.to_thread(self._read, name_by_uid, kind, uid)

@@ -47,22 +47,27 @@ async def test_versions_and_microversions(cloud: str) -> None:  # noqa: F811
     status, _, body = await call(cloud, "/compute/")
     assert status == 200
     assert [v["id"] for v in body["versions"]] == ["v2.0", "v2.1"]
-    assert (body["versions"][1]["version"], body["versions"][1]["min_version"]) == ("2.1", "2.1")
+    assert (body["versions"][1]["version"], body["versions"][1]["min_version"]) == ("2.47", "2.1")
     status, headers, body = await call(cloud, "/compute/v2.1")
     assert status == 200 and body["version"]["media-types"][0]["type"].endswith("version=2.1")
     assert headers["OpenStack-API-Version"] == "compute 2.1"
     assert headers["x-openstack-request-id"].startswith("req-")
+    assert headers["x-compute-request-id"] == headers["x-openstack-request-id"]
     status, _, body = await call(cloud, "/compute/v2/")
     assert status == 200 and body["version"]["id"] == "v2.0"
     token = await token_of(cloud, "demo", "demo-secret", "demo")
     status, headers, _ = await call(
         cloud, "/compute/v2.1/flavors", token, OpenStack_API_Version="compute latest"
     )
-    assert (status, headers["X-OpenStack-Nova-API-Version"]) == (200, "2.1")
-    status, headers, body = await call(
-        cloud, "/compute/v2.1/flavors", token, X_OpenStack_Nova_API_Version="2.60"
+    assert (status, headers["X-OpenStack-Nova-API-Version"]) == (200, "2.47")
+    status, headers, _ = await call(
+        cloud, "/compute/v2.1/flavors", token, X_OpenStack_Nova_API_Version="2.26"
     )
-    assert status == 406 and body["computeFault"]["message"].startswith("Version 2.60")
+    assert (status, headers["OpenStack-API-Version"]) == (200, "compute 2.26")
+    status, headers, body = await call(
+        cloud, "/compute/v2.1/flavors", token, X_OpenStack_Nova_API_Version="2.48"
+    )
+    assert status == 406 and body["computeFault"]["message"].startswith("Version 2.48")
     status, _, body = await call(cloud, "/compute/v2.1/flavors")
     assert status == 401 and body["unauthorized"]["code"] == 401
 

@@ -31,9 +31,15 @@ async def object_name_of(store: Store, created: dict[str, Any]) -> str:
 
 
 class Nova:
-    def __init__(self, base: str, token: str) -> None:
+    """Requests of the Compute API at one microversion (2.1 unless told)."""
+
+    def __init__(self, base: str, token: str, version: str = "2.1") -> None:
         self.base = f"{base}/compute/v2.1"
-        self.headers = {"X-Auth-Token": token, "OpenStack-API-Version": "compute 2.1"}
+        self.headers = {"X-Auth-Token": token, "OpenStack-API-Version": f"compute {version}"}
+
+    def at(self, version: str) -> Nova:
+        """The same caller at another microversion."""
+        return Nova(self.base.removesuffix("/compute/v2.1"), self.headers["X-Auth-Token"], version)
 
     async def __call__(
         self, method: str, path: str, body: Any = None
@@ -75,7 +81,7 @@ async def test_servers_through_the_compute_api(
                 "flavorRef": ids["small"],
                 "min_count": 1,
                 "max_count": 1,
-                "networks": "auto",
+                "networks": [],
                 "block_device_mapping_v2": [
                     {
                         "uuid": image_id,
