@@ -19,6 +19,7 @@ from aiohttp import web
 from apiserver.compute import (
     actions,
     aggregates,
+    flavor_manage,
     flavors,
     hypervisors,
     keypairs,
@@ -146,6 +147,7 @@ def make_app(
         for path in paths:
             app.router.add_get(path, _one_version(vid))
     flavors.add_routes(app)
+    flavor_manage.add_routes(app)
     servers.add_routes(app)
     server_tags.add_routes(app)
     keypairs.add_routes(app)

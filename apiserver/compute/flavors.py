@@ -3,10 +3,12 @@
 Owns: the Nova views of Flavor objects at each microversion (at 2.1:
 ``id``, ``name``, ``ram``, ``vcpus``, ``disk``, ``swap``, ``rxtx_factor``,
 ``OS-FLV-EXT-DATA:ephemeral``, ``OS-FLV-DISABLED:disabled``,
-``os-flavor-access:is_public`` and links) and the ``is_public`` filter.
-A flavor's id is its uid; a lookup by name is answered too.
+``os-flavor-access:is_public`` and links; the same up to 2.47) and the
+``is_public`` filter of admins. A flavor's id is the one an admin gave it
+at its create, else its uid; a lookup by name is answered too. A private
+flavor is seen and used by admins and the projects in ``spec.projects``.
 
-Must never: show a private flavor to a non-admin.
+Must never: show a private flavor to a non-admin of a project without access.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from apiserver.compute.context import allowed, store_of
+from apiserver.compute.context import allowed, authorize, caller, store_of
 from apiserver.compute.faults import ComputeFault
 from apiserver.urls import base_url
 from state.envelope import Obj
@@ -29,9 +31,24 @@ def _links(request: web.Request, fid: str) -> list[dict[str, str]]:
     ]
 
 
+#: the id an admin gave a flavor at its create (its uid when none)
+ID_ANNOTATION = "desired/flavor-id"
+
+
+def flavor_id(flavor: Obj) -> str:
+    return str(
+        (flavor["metadata"].get("annotations") or {}).get(ID_ANNOTATION)
+        or flavor["metadata"]["uid"]
+    )
+
+
+def flavor_name(flavor: Obj) -> str:
+    return str(flavor["spec"].get("displayName") or flavor["metadata"]["name"])
+
+
 def brief(request: web.Request, flavor: Obj) -> dict[str, Any]:
-    fid = flavor["metadata"]["uid"]
-    return {"id": fid, "name": flavor["metadata"]["name"], "links": _links(request, fid)}
+    fid = flavor_id(flavor)
+    return {"id": fid, "name": flavor_name(flavor), "links": _links(request, fid)}
 
 
 def full(request: web.Request, flavor: Obj) -> dict[str, Any]:
@@ -52,14 +69,23 @@ def full(request: web.Request, flavor: Obj) -> dict[str, Any]:
     return view
 
 
+def usable(request: web.Request, flavor: Obj) -> bool:
+    """Whether the caller may see and use the flavor: a public one, or a private one its
+    project was given access to (admins: all)."""
+    if flavor["spec"].get("isPublic", True) or allowed(request, "os_compute_api:os-flavor-access"):
+        return True
+    return caller(request).project in (flavor["spec"].get("projects") or [])
+
+
 async def _visible(request: web.Request) -> list[Obj]:
+    """The flavors the caller may use; admins filter by ``is_public`` (none: all)."""
     admin = allowed(request, "os_compute_api:os-flavor-access")  # sees private flavors
     flavors = (await store_of(request).list("Flavor")).items
-    wanted = request.query.get("is_public", "true" if not admin else "none").lower()
+    wanted = request.query.get("is_public", "none").lower() if admin else "any"
     out = []
     for f in flavors:
         public = f["spec"].get("isPublic", True)
-        if not public and not admin:
+        if not usable(request, f):
             continue
         if wanted in ("true", "1", "yes") and not public:
             continue
@@ -79,7 +105,7 @@ async def list_detail(request: web.Request) -> web.Response:
 
 async def find(request: web.Request, ident: str) -> Obj:
     for f in await _visible(request):
-        if ident in (f["metadata"]["uid"], f["metadata"]["name"]):
+        if ident in (f["metadata"]["uid"], f["metadata"]["name"], flavor_id(f), flavor_name(f)):
             return f
     raise ComputeFault(404, f"Flavor {ident} could not be found.")
 
@@ -90,6 +116,7 @@ async def show(request: web.Request) -> web.Response:
 
 
 async def extra_specs(request: web.Request) -> web.Response:
+    authorize(request, "os_compute_api:os-flavor-extra-specs:index")
     flavor = await find(request, request.match_info["flavor_id"])
     return web.json_response({"extra_specs": dict(flavor["spec"].get("extraSpecs") or {})})
 

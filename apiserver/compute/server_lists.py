@@ -33,6 +33,7 @@ from apiserver.compute.context import (
     store_of,
 )
 from apiserver.compute.faults import ComputeFault
+from apiserver.compute.flavors import flavor_id, flavor_name
 from apiserver.compute.microversions import since
 from apiserver.compute.server_views import Refs, links, view
 from apiserver.identity import keystone_id_of, uid_of
@@ -254,10 +255,12 @@ async def _query(request: web.Request) -> ServerQuery | None:
             raise ComputeFault(403, "Only administrators may list deleted instances")
         deleted = True
     equal = {column: opts[k] for k, column in _EQUAL.items() if k in opts}
-    for filter_, kind in (("image", "Image"), ("flavor", "Flavor")):
-        if filter_ in opts:
-            named = await views.name_by_uid(kind, opts[filter_])
-            equal[filter_] = named or opts[filter_]
+    if "image" in opts:
+        equal["image"] = await views.name_by_uid("Image", opts["image"]) or opts["image"]
+    if "flavor" in opts:
+        flavors = (await store_of(request).list("Flavor")).items
+        named = [f["metadata"]["name"] for f in flavors if flavor_id(f) == opts["flavor"]]
+        equal["flavor"] = named[0] if named else opts["flavor"]
     if "reservation_id" in opts:
         equal["reservation_id"] = opts["reservation_id"]
     if "ip" in opts or "ip6" in opts:
@@ -314,17 +317,11 @@ async def refs_for(request: web.Request, objects: Iterable[Obj]) -> dict[str, Re
     views: ComputeViews = request.app[VIEWS]
     uids = await views.uids_by_name(
         {
-            "Flavor": {o["spec"].get("flavor", "") for o in objects},
             "Image": {o["spec"].get("image", "") for o in objects},
             "Project": {o["metadata"].get("project", "") for o in objects},
         }
     )
-    flavors: dict[str, dict[str, Any]] = {}
-    if since(request, "2.47"):
-        flavors = {
-            f["metadata"]["name"]: {"name": f["metadata"]["name"], "spec": f["spec"]}
-            for f in (await store_of(request).list("Flavor")).items
-        }
+    flavors = {f["metadata"]["name"]: f for f in (await store_of(request).list("Flavor")).items}
     host_status: dict[str, str] | None = None
     if since(request, "2.16") and allowed(request, "os_compute_api:servers:show:host_status"):
         host_status = {h.node.host: _host_status(h) for h in await views.hosts()}
@@ -338,11 +335,12 @@ async def refs_for(request: web.Request, objects: Iterable[Obj]) -> dict[str, Re
         image = spec.get("image", "")
         host = o.get("status", {}).get("host")
         kernel, ramdisk = boots.get((project, image)) or boots.get(("", image)) or ("", "")
+        flavor = flavors.get(spec.get("flavor", ""))
         out[meta["uid"]] = Refs(
-            flavor_id=uids.get(("Flavor", "", spec.get("flavor", "")), ""),
+            flavor_id=flavor_id(flavor) if flavor else "",
             image_id=uids.get(("Image", project, image)) or uids.get(("Image", "", image), ""),
             project_id=keystone_id_of(uids.get(("Project", "", project), project)),
-            flavor=flavors.get(spec.get("flavor", "")),
+            flavor={"name": flavor_name(flavor), "spec": flavor["spec"]} if flavor else None,
             host_status=None if host_status is None else host_status.get(host or "", ""),
             kernel_id=kernel,
             ramdisk_id=ramdisk,
