@@ -216,3 +216,29 @@ def test_openstack_cli_admin_hosts(up: Up) -> None:
     admin("aggregate", "remove", "host", "Fast Hosts", host)
     admin("aggregate", "delete", "Fast Hosts")
     assert json.loads(admin("aggregate", "list", "-f", "json")) == []
+
+
+def test_openstack_cli_flavors(up: Up) -> None:
+    """An admin makes a private flavor with properties for the demo project, which then sees
+    it; a member may not make one."""
+
+    def admin(*args: str) -> str:
+        return ok(openstack(up, *args, cloud="desired-admin"))
+
+    denied = openstack(up, "flavor", "create", "--ram", "256", "--vcpus", "1", "f1")
+    assert denied.returncode != 0 and "403" in denied.stderr
+    admin("flavor", "create", "--ram", "256", "--vcpus", "1", "--disk", "1", "--private", "f1")
+    admin("flavor", "set", "--property", "hw:cpu_policy=shared", "f1")
+    admin("flavor", "set", "--project", "demo", "f1")
+    shown = json.loads(admin("flavor", "show", "f1", "-f", "json"))
+    assert shown["properties"] == {"hw:cpu_policy": "shared"}
+    assert shown["os-flavor-access:is_public"] is False
+    assert len(shown["access_project_ids"]) == 1
+    names = [
+        f["Name"] for f in json.loads(ok(openstack(up, "flavor", "list", "--all", "-f", "json")))
+    ]
+    assert "f1" in names
+    admin("flavor", "unset", "--property", "hw:cpu_policy", "f1")
+    admin("flavor", "delete", "f1")
+    names = [f["Name"] for f in json.loads(admin("flavor", "list", "--all", "-f", "json"))]
+    assert "f1" not in names
