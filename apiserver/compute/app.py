@@ -23,6 +23,7 @@ from apiserver.compute import (
     flavors,
     hypervisors,
     keypairs,
+    migrations,
     quotas,
     server_groups,
     server_tags,
@@ -159,4 +160,5 @@ def make_app(
     aggregates.add_routes(app)
     server_groups.add_routes(app)
     usage.add_routes(app)
+    migrations.add_routes(app)
     return app

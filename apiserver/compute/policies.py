@@ -95,6 +95,9 @@ DEFAULTS: dict[str, str] = {
         f"os_compute_api:os-hypervisors:{verb}": ADMIN
         for verb in ("list", "list-detail", "show", "statistics", "search", "servers", "uptime")
     },
+    "os_compute_api:os-migrations:index": ADMIN,
+    "os_compute_api:servers:migrations:index": ADMIN,
+    "os_compute_api:servers:migrations:show": ADMIN,
     "os_compute_api:os-services:list": ADMIN,
     "os_compute_api:os-services:update": ADMIN,
     **{

@@ -154,6 +154,35 @@ class InstanceAction(Base):
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
+class MigrationRow(Base):
+    """One move of an instance (os-migrations): a resize here, in place on its host."""
+
+    __tablename__ = "migrations"
+    __table_args__ = (
+        UniqueConstraint("action_id", name="uq_migrations_action"),
+        Index("ix_migrations_instance", "instance_uid", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), nullable=False)
+    instance_uid: Mapped[str] = mapped_column(String(36), nullable=False)
+    project: Mapped[str] = mapped_column(String(64), nullable=False)
+    #: the resize action it is
+    action_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("instance_actions.id", ondelete="CASCADE"), nullable=False
+    )
+    migration_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    #: Nova's: migrating, finished, confirming, confirmed, reverting, reverted, error
+    status: Mapped[str] = mapped_column(String(32), nullable=False)
+    source_compute: Mapped[str | None] = mapped_column(String(253), nullable=True)
+    dest_compute: Mapped[str | None] = mapped_column(String(253), nullable=True)
+    #: the flavors' object names
+    old_flavor: Mapped[str] = mapped_column(String(253), nullable=False)
+    new_flavor: Mapped[str] = mapped_column(String(253), nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
 class InstanceActionEvent(Base):
     __tablename__ = "instance_action_events"
     __table_args__ = (Index("ix_instance_action_events_action", "action_id"),)

@@ -13,6 +13,7 @@ Must never: be the source of truth: rows only follow etcd.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -29,6 +30,7 @@ from state.sql.models import (
     InstanceAction,
     InstanceActionEvent,
     InstanceRow,
+    MigrationRow,
     Resource,
     WatchProgress,
 )
@@ -144,6 +146,8 @@ def record_actions(session: Session, changes: list[dict[str, Any]]) -> None:
     now = dt.datetime.now(dt.UTC)
     rows: dict[str, dict[str, Any]] = {}
     hosts: dict[str, str | None] = {}
+    #: the flavors before and after each action (what a resize moves between)
+    flavors: dict[str, tuple[str, str]] = {}
     for obj in changes:
         meta = obj["metadata"]
         old = last[meta["uid"]]
@@ -161,6 +165,10 @@ def record_actions(session: Session, changes: list[dict[str, Any]]) -> None:
                 "start_time": now,
             }
             hosts[rid] = (obj.get("status") or {}).get("host")
+            flavors[rid] = (
+                (old or {}).get("spec", {}).get("flavor", ""),
+                obj["spec"].get("flavor", ""),
+            )
         last[meta["uid"]] = obj
     if not rows:
         return
@@ -177,6 +185,9 @@ def record_actions(session: Session, changes: list[dict[str, Any]]) -> None:
         select(InstanceAction.request_id, InstanceAction.id).where(
             InstanceAction.request_id.in_([r["request_id"] for r in new])
         )
+    ).all()
+    _record_migrations(
+        session, [(rows[rid], action_id, hosts[rid], flavors[rid]) for rid, action_id in ids], now
     )
     events = [
         {
@@ -190,6 +201,56 @@ def record_actions(session: Session, changes: list[dict[str, Any]]) -> None:
     ]
     if events:
         session.connection().execute(insert(InstanceActionEvent), events)
+
+
+#: what starting (resize) or finishing an action makes of the instance's latest migration
+_MIGRATION_STARTS = {"confirmResize": "confirming", "revertResize": "reverting"}
+_MIGRATION_ENDS = {
+    ("resize", "Success"): "finished",
+    ("confirmResize", "Success"): "confirmed",
+    ("revertResize", "Success"): "reverted",
+}
+
+
+def _record_migrations(
+    session: Session,
+    started: list[tuple[dict[str, Any], int, str | None, tuple[str, str]]],
+    now: dt.datetime,
+) -> None:
+    """A migration per resize just asked (in place on its host); a confirm or revert just
+    asked moves the instance's latest migration on."""
+    moves = [
+        {
+            "uuid": str(uuid.uuid4()),
+            "instance_uid": row["instance_uid"],
+            "project": row["project"],
+            "action_id": action_id,
+            "migration_type": "resize",
+            "status": "migrating",
+            "source_compute": host,
+            "dest_compute": host,
+            "old_flavor": old_flavor,
+            "new_flavor": new_flavor,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for row, action_id, host, (old_flavor, new_flavor) in started
+        if row["action"] == "resize"
+    ]
+    if moves:
+        session.connection().execute(insert(MigrationRow), moves)
+    for row, _, _, _ in started:
+        if row["action"] in _MIGRATION_STARTS:
+            _move_latest(session, row["instance_uid"], _MIGRATION_STARTS[row["action"]], now)
+
+
+def _move_latest(session: Session, uid: str, status: str, now: dt.datetime) -> None:
+    latest = (
+        select(func.max(MigrationRow.id)).where(MigrationRow.instance_uid == uid).scalar_subquery()
+    )
+    session.execute(
+        update(MigrationRow).where(MigrationRow.id == latest).values(status=status, updated_at=now)
+    )
 
 
 def finish_actions(session: Session, latest: dict[str, dict[str, Any] | None]) -> None:
@@ -218,6 +279,11 @@ def finish_actions(session: Session, latest: dict[str, dict[str, Any] | None]) -
         )
     if not done:
         return
+    results = {d["aid"]: d["result"] for d in done}
+    for action_id, uid, action, _ in open_actions:
+        result = results.get(action_id)
+        if action in ("resize", "confirmResize", "revertResize") and result is not None:
+            _move_latest(session, uid, _MIGRATION_ENDS.get((action, result), "error"), now)
     session.connection().execute(
         update(InstanceAction)
         .where(InstanceAction.id == bindparam("aid"))

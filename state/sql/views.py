@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from state.sql.engine import make_engine, make_sessionmaker, session_scope
 from state.sql.hosts import HostRow, ObjectRow, hosts, objects_of, servers_on
+from state.sql.migration_lists import Migration, MigrationQuery, migrations
 from state.sql.models import InstanceAction, InstanceActionEvent
 from state.sql.projection import progress
 from state.sql.server_lists import (
@@ -124,6 +125,9 @@ class ComputeViews:
     async def hosts(self, name: str | None = None) -> list[HostRow]:
         """Every compute host (or the one named) with its node and Host spec."""
         return await asyncio.to_thread(self._read, hosts, name)
+
+    async def migrations(self, query: MigrationQuery) -> list[Migration]:
+        return await asyncio.to_thread(self._read, migrations, query)
 
     async def objects(self, kind: str) -> list[ObjectRow]:
         """The live cluster-scoped objects of ``kind`` with their row ids."""
