@@ -17,6 +17,7 @@ from aiohttp import web
 
 from apiserver import declarative, identity, images
 from apiserver.compute import app as compute_app
+from apiserver.image_data import ImageData
 from state.errors import DesiredError
 from state.etcd import EtcdClient
 from state.sql.views import ComputeViews
@@ -41,11 +42,13 @@ def make_app(
     sql_url: str | None = None,
     max_limit: int = 1000,
     policy_file: Path | None = None,
+    image_dir: Path | None = None,
 ) -> web.Application:
     """The root app; ``metrics_text`` (Prometheus text) is served at ``/metrics`` when given;
     identity tokens live ``token_ttl`` seconds; ``sql_url`` is the conductor's database,
     which the Compute API reads (no Compute API without it); a server list answers at
-    most ``max_limit`` servers; ``policy_file`` overrides the Compute API's policy."""
+    most ``max_limit`` servers; ``policy_file`` overrides the Compute API's policy;
+    ``image_dir`` keeps uploaded images' data (None: the image service stores none)."""
     root = web.Application()
     root[ETCD] = etcd
     root.router.add_get("/healthz", healthz)
@@ -67,7 +70,8 @@ def make_app(
                 Store(etcd), ident, views, max_limit=max_limit, policy_file=policy_file
             ),
         )
-    root.add_subapp("/image", images.make_app(Store(etcd), ident))
+    data = ImageData(image_dir) if image_dir is not None else None
+    root.add_subapp("/image", images.make_app(Store(etcd), ident, data))
 
     async def close_etcd(app: web.Application) -> AsyncIterator[None]:
         yield

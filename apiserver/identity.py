@@ -41,7 +41,9 @@ from state.store import Store
 DOMAIN = {"id": "default", "name": "Default"}
 #: roles and what they imply
 IMPLIED = {"admin": ("admin", "member", "reader"), "member": ("member", "reader")}
-ROLE_IDS = {r: uuid.uuid5(uuid.NAMESPACE_URL, f"desired:role:{r}").hex for r in IMPLIED["admin"]}
+#: every role there is: the implied ones and ``service`` (desired's daemons)
+ROLES = (*IMPLIED["admin"], "service")
+ROLE_IDS = {r: uuid.uuid5(uuid.NAMESPACE_URL, f"desired:role:{r}").hex for r in ROLES}
 MEDIA = [{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}]
 _TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found"}
 

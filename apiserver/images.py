@@ -1,47 +1,88 @@
-"""The image service under ``/image``: the Glance v2 reads real clients make.
+"""The image service under ``/image``: the Glance v2 subset real clients use.
 
 Owns: version discovery (``/image/``), ``GET /image/v2/images`` (filters
 ``name``, ``id=in:...``, ``visibility``; ``limit``/``marker`` paging with a
-``next`` link) and ``GET /image/v2/images/{id}`` over Image objects (their
-uid is the Glance id): the project's own images, public ones, and every
-image for admins.
+``next`` link), ``GET /image/v2/images/{id}``, ``POST /image/v2/images``
+(an Image without data: ``queued``), ``PUT`` and ``GET
+/image/v2/images/{id}/file`` (the data, stored by ``apiserver.image_data``;
+its size and SHA-256 recorded on the Image, which is then ``active``) and
+``DELETE /image/v2/images/{id}``, over Image objects (their uid is the
+Glance id). Who sees what: a project its own images, public and community
+ones; admins and the ``service`` role (hostd) every image; only admins make
+an image public; members of its project (and admins) upload and delete.
 
-Must never: show a project's private image to another project.
+Must never: show a project's private image to another project; serve data
+that is not whole; let a reader change an image.
 """
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
 
+from apiserver.compute.names import slug
 from apiserver.identity import Identity
+from apiserver.image_data import ImageData
 from apiserver.tokens import Token
 from apiserver.urls import base_url
-from state.envelope import Obj
+from state.envelope import Obj, Ref
+from state.errors import Conflict, DesiredError, Invalid, NotFound
 from state.store import Store
+from state.validation import validate
 
 STORE = web.AppKey("image_store", Store)
 IDENTITY = web.AppKey("image_identity", Identity)
+#: where uploaded data lives; absent: uploads are refused
+DATA = web.AppKey("image_data", ImageData)
+CALLER = web.RequestKey("image_caller", Token)
+#: the MD5 of uploaded data (Glance's ``checksum``)
+MD5_ANNOTATION = "desired/md5"
+#: Glance's fields of a create and the spec fields they set
+_FIELDS = {
+    "disk_format": "diskFormat",
+    "container_format": "containerFormat",
+    "min_disk": "minDiskGiB",
+    "min_ram": "minRamMiB",
+    "protected": "protected",
+    "visibility": "visibility",
+}
+#: fields of a create that are Glance's own, not free properties
+_RESERVED = {"name", "id", "tags", "kernel_id", "ramdisk_id", "status", "owner", *_FIELDS}
+
+
+class ImageFault(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
 def _error(status: int, message: str) -> web.Response:
-    titles = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found"}
-    title = titles.get(status, "Error")
+    titles = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found"}
+    title = titles.get(status, "Conflict" if status == 409 else "Error")
     return web.Response(
         status=status, text=f"<html><body><h1>{status} {title}</h1>{message}</body></html>"
     )
+
+
+def has_data(image: Obj) -> bool:
+    """Whether hosts can get the image's data: from its url, or uploaded (checksummed)."""
+    return bool(image["spec"].get("url") or image["spec"].get("checksum"))
 
 
 def view(image: Obj, owner_id: str | None) -> dict[str, Any]:
     meta, spec = image["metadata"], image["spec"]
     iid = meta["uid"]
     checksum = spec.get("checksum", "")
+    md5 = (meta.get("annotations") or {}).get(MD5_ANNOTATION)
     stamp = meta.get("creationTimestamp", "")[:19] + "Z"
     body: dict[str, Any] = {
         "id": iid,
-        "name": meta["name"],
-        "status": "active",
+        "name": spec.get("displayName") or meta["name"],
+        "status": "active" if has_data(image) else "queued",
         "visibility": spec.get("visibility", "public" if not meta.get("project") else "private"),
         "container_format": spec.get("containerFormat", "bare"),
         "disk_format": spec.get("diskFormat", "qcow2"),
@@ -53,7 +94,7 @@ def view(image: Obj, owner_id: str | None) -> dict[str, Any]:
         "os_hidden": False,
         "tags": [],
         "owner": owner_id,
-        "checksum": checksum if len(checksum) == 32 else None,
+        "checksum": md5 or (checksum if len(checksum) == 32 else None),
         "os_hash_algo": "sha256" if checksum.startswith("sha256:") else None,
         "os_hash_value": checksum.removeprefix("sha256:")
         if checksum.startswith("sha256:")
@@ -71,13 +112,20 @@ def view(image: Obj, owner_id: str | None) -> dict[str, Any]:
     return body
 
 
-async def _visible(request: web.Request, token: Token) -> list[Obj]:
+def _sees_all(token: Token) -> bool:
+    return "admin" in token.roles or "service" in token.roles
+
+
+async def _visible(request: web.Request) -> list[Obj]:
+    token = request[CALLER]
     images = (await request.app[STORE].list("Image")).items
-    admin = "admin" in token.roles
     return [
         i
         for i in images
-        if admin or not i["metadata"].get("project") or i["metadata"]["project"] == token.project
+        if _sees_all(token)
+        or not i["metadata"].get("project")
+        or i["metadata"]["project"] == token.project
+        or i["spec"].get("visibility") == "community"
     ]
 
 
@@ -86,8 +134,39 @@ def _owner(image: Obj, token: Token) -> str | None:
     return token.project_id if image["metadata"].get("project") == token.project else None
 
 
-async def _caller(request: web.Request) -> Token | None:
-    return await request.app[IDENTITY].check(request.headers.get("X-Auth-Token", ""))
+async def _find(request: web.Request) -> Obj:
+    wanted = request.match_info["image_id"]
+    for image in await _visible(request):
+        if image["metadata"]["uid"] == wanted:
+            return image
+    raise ImageFault(404, f"No image found with ID {wanted}")
+
+
+def _may_change(token: Token, image: Obj) -> None:
+    """Members of the image's project and admins change an image; others get a 403."""
+    if "admin" in token.roles:
+        return
+    if "member" in token.roles and image["metadata"].get("project") == token.project:
+        return
+    raise ImageFault(403, "You are not authorized to change this image.")
+
+
+@web.middleware
+async def _guard(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Authentication for everything but the version document, and Glance's error pages."""
+    try:
+        if request.path.removeprefix("/image") not in ("", "/"):
+            token = await request.app[IDENTITY].check(request.headers.get("X-Auth-Token", ""))
+            if token is None:
+                raise ImageFault(401, "This server could not verify that you are authorized.")
+            request[CALLER] = token
+        return await handler(request)
+    except ImageFault as fault:
+        return _error(fault.status, fault.message)
+    except Invalid as exc:
+        return _error(400, exc.message)
+    except DesiredError as exc:
+        return _error(exc.status, exc.message)
 
 
 async def versions(request: web.Request) -> web.Response:
@@ -106,13 +185,11 @@ async def versions(request: web.Request) -> web.Response:
 
 
 async def list_images(request: web.Request) -> web.Response:
-    token = await _caller(request)
-    if token is None:
-        return _error(401, "This server could not verify that you are authorized.")
-    images = sorted(await _visible(request, token), key=lambda i: i["metadata"]["name"])
+    token = request[CALLER]
+    images = sorted(await _visible(request), key=lambda i: i["metadata"]["name"])
     q = request.query
     if "name" in q:
-        images = [i for i in images if i["metadata"]["name"] == q["name"]]
+        images = [i for i in images if view(i, None)["name"] == q["name"]]
     if q.get("id", "").startswith("in:"):
         wanted = set(q["id"][3:].split(","))
         images = [i for i in images if i["metadata"]["uid"] in wanted]
@@ -121,12 +198,12 @@ async def list_images(request: web.Request) -> web.Response:
     if "marker" in q:
         uids = [i["metadata"]["uid"] for i in images]
         if q["marker"] not in uids:
-            return _error(400, f"marker {q['marker']} could not be found.")
+            raise ImageFault(400, f"marker {q['marker']} could not be found.")
         images = images[uids.index(q["marker"]) + 1 :]
     try:
         limit = int(q.get("limit", "25"))
     except ValueError:
-        return _error(400, "limit must be an integer")
+        raise ImageFault(400, "limit must be an integer") from None
     page, more = images[:limit], len(images) > limit
     body: dict[str, Any] = {
         "images": [view(i, _owner(i, token)) for i in page],
@@ -139,22 +216,144 @@ async def list_images(request: web.Request) -> web.Response:
 
 
 async def show_image(request: web.Request) -> web.Response:
-    token = await _caller(request)
-    if token is None:
-        return _error(401, "This server could not verify that you are authorized.")
-    wanted = request.match_info["image_id"]
-    for image in await _visible(request, token):
-        if image["metadata"]["uid"] == wanted:
-            return web.json_response(view(image, _owner(image, token)))
-    return _error(404, f"No image found with ID {wanted}")
+    image = await _find(request)
+    return web.json_response(view(image, _owner(image, request[CALLER])))
 
 
-def make_app(store: Store, identity: Identity) -> web.Application:
-    app = web.Application()
+def _spec_of(body: dict[str, Any]) -> dict[str, Any]:
+    """An Image spec from Glance's fields of a create (unknown ones become properties)."""
+    spec: dict[str, Any] = {f: body[k] for k, f in _FIELDS.items() if k in body}
+    spec.setdefault("visibility", "shared")
+    for key, field in (("kernel_id", "kernelImage"), ("ramdisk_id", "ramdiskImage")):
+        if body.get(key):
+            spec[field] = body[key]
+    extra = {k: v for k, v in body.items() if k not in _RESERVED}
+    if any(not isinstance(v, str) for v in extra.values()):
+        raise ImageFault(400, "Image properties must be strings")
+    if extra:
+        spec["properties"] = extra
+    return spec
+
+
+async def create_image(request: web.Request) -> web.Response:
+    token = request[CALLER]
+    if "member" not in token.roles or not token.project:
+        raise ImageFault(403, "You are not authorized to create images.")
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ImageFault(400, "Malformed JSON in request body.") from None
+    if not isinstance(body, dict):
+        raise ImageFault(400, "Malformed JSON in request body.")
+    if "id" in body:
+        raise ImageFault(400, "Images get their id from the image service here")
+    name = body.get("name")
+    if name is not None and (not isinstance(name, str) or not 0 < len(name) <= 255):
+        raise ImageFault(400, "Invalid name")
+    spec = _spec_of(body)
+    public = spec["visibility"] == "public"
+    if public and "admin" not in token.roles:
+        raise ImageFault(403, "Only admins may make an image public.")
+    if name:
+        spec["displayName"] = name
+    metadata: dict[str, Any] = {"name": f"{slug(name or 'image', 'image')}-{secrets.token_hex(4)}"}
+    if not public:
+        metadata["project"] = token.project
+    made = await request.app[STORE].create(
+        validate({"kind": "Image", "metadata": metadata, "spec": spec})
+    )
+    headers = {"Location": f"{base_url(request)}/image/v2/images/{made['metadata']['uid']}"}
+    return web.json_response(view(made, _owner(made, token)), status=201, headers=headers)
+
+
+async def upload(request: web.Request) -> web.Response:
+    """Stores the request's body as the image's data; the Image then records its size
+    and checksum (409 for an image that has data already)."""
+    token, data = request[CALLER], request.app.get(DATA)
+    image = await _find(request)
+    _may_change(token, image)
+    if data is None:
+        raise ImageFault(503, "This image service stores no data")
+    if has_data(image):
+        raise ImageFault(409, "Image status transition from active to saving is not allowed")
+    try:
+        await store_data(request.app[STORE], data, image, request.content.iter_chunked(1 << 20))
+    except Conflict as exc:
+        raise ImageFault(409, exc.message) from None
+    return web.Response(status=204)
+
+
+async def store_data(
+    store: Store, data: ImageData, image: Obj, chunks: AsyncIterator[bytes]
+) -> Obj:
+    """Stores ``chunks`` as the image's data and records their size and checksums on the
+    Image (Conflict when another upload of it is under way or it keeps changing)."""
+    stored = await data.write(image["metadata"]["uid"], chunks)
+    for _ in range(5):
+        current = await store.get(_ref(image))
+        spec = dict(current["spec"], checksum=f"sha256:{stored.sha256}", sizeBytes=stored.size)
+        meta = dict(current["metadata"])
+        meta["annotations"] = {**(meta.get("annotations") or {}), MD5_ANNOTATION: stored.md5}
+        try:
+            written = await store.update(validate(dict(current, metadata=meta, spec=spec)))
+        except Conflict:
+            continue
+        assert written is not None
+        return written
+    raise Conflict("The image kept changing while its data was stored; retry")
+
+
+async def download(request: web.Request) -> web.StreamResponse:
+    image, data = await _find(request), request.app.get(DATA)
+    uid = image["metadata"]["uid"]
+    if data is None or not data.has(uid) or not image["spec"].get("checksum"):
+        return web.Response(status=204)  # no data stored here, as Glance answers
+    md5 = (image["metadata"].get("annotations") or {}).get(MD5_ANNOTATION, "")
+    response = web.StreamResponse(
+        headers={"Content-Type": "application/octet-stream", "Content-MD5": md5}
+    )
+    response.content_length = data.path(uid).stat().st_size
+    await response.prepare(request)
+    async for chunk in data.read(uid):
+        await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
+async def delete_image(request: web.Request) -> web.Response:
+    token, image = request[CALLER], await _find(request)
+    _may_change(token, image)
+    if image["spec"].get("protected"):
+        raise ImageFault(
+            403, f"Image {image['metadata']['uid']} is protected and cannot be deleted."
+        )
+    try:
+        await request.app[STORE].delete(_ref(image))
+    except NotFound:
+        pass
+    data = request.app.get(DATA)
+    if data is not None:
+        data.remove(image["metadata"]["uid"])
+    return web.Response(status=204)
+
+
+def _ref(image: Obj) -> Ref:
+    return Ref("Image", image["metadata"].get("project") or None, image["metadata"]["name"])
+
+
+def make_app(store: Store, identity: Identity, data: ImageData | None = None) -> web.Application:
+    """``data``: where uploaded images live (None: the service stores no data)."""
+    app = web.Application(middlewares=[_guard])
     app[STORE] = store
     app[IDENTITY] = identity
+    if data is not None:
+        app[DATA] = data
     app.router.add_get("", versions)
     app.router.add_get("/", versions)
     app.router.add_get("/v2/images", list_images)
+    app.router.add_post("/v2/images", create_image)
     app.router.add_get("/v2/images/{image_id}", show_image)
+    app.router.add_delete("/v2/images/{image_id}", delete_image)
+    app.router.add_put("/v2/images/{image_id}/file", upload)
+    app.router.add_get("/v2/images/{image_id}/file", download)
     return app

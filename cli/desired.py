@@ -31,9 +31,10 @@ from aiohttp import web
 
 from apiserver.app import make_app
 from apiserver.auth import bootstrap_token
+from apiserver.image_data import ImageData
 from cli.up_demo import create_demo
 from cli.up_files import write_client_files
-from cli.up_identity import ensure_identity
+from cli.up_identity import CLIENT_USERS, HOSTD_USER, ensure_identity
 from fixtures.etcd import EtcdServer
 from hostd.run import real_agent, run_agents, simulated_agents, try_real_agent
 from reconcilers.runtime.garbage import collect_when_quiet
@@ -60,6 +61,7 @@ async def _serve_api(
         sql_url=cfg.sql_url(),
         max_limit=cfg.api.max_limit,
         policy_file=Path(cfg.api.policy_file) if cfg.api.policy_file else None,
+        image_dir=cfg.data_dir / "images",
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -108,17 +110,29 @@ async def up(cfg: Config, simulate: int = 0, demo: bool = True) -> int:
                 cfg, EtcdClient(etcd_url, timeout=cfg.etcd.timeout), identity="up", metrics=metrics
             )
         )
-        hostd_etcd = EtcdClient(etcd_url, timeout=cfg.etcd.timeout)
-        real, why_not = (None, "asked for") if simulate else try_real_agent(cfg, hostd_etcd)
-        agents = [real] if real is not None else simulated_agents(cfg, hostd_etcd, simulate or 1)
-        hostd = asyncio.create_task(run_agents(agents, hostd_etcd))
         setup_store = Store(EtcdClient(etcd_url, timeout=cfg.etcd.timeout))
         try:
             passwords = await ensure_identity(setup_store, data_dir)
-            demo_said = await create_demo(setup_store, data_dir) if demo else "not asked for"
+            if not cfg.hostd.api_url:  # hostd reads images from this API server, as hostd
+                hostd_cfg = dataclasses.replace(
+                    cfg.hostd, api_url=api_url, password=passwords[HOSTD_USER]
+                )
+                cfg = dataclasses.replace(cfg, hostd=hostd_cfg)
+            hostd_etcd = EtcdClient(etcd_url, timeout=cfg.etcd.timeout)
+            real, why_not = (None, "asked for") if simulate else try_real_agent(cfg, hostd_etcd)
+            agents = (
+                [real] if real is not None else simulated_agents(cfg, hostd_etcd, simulate or 1)
+            )
+            hostd = asyncio.create_task(run_agents(agents, hostd_etcd))
+            demo_said = (
+                await create_demo(setup_store, data_dir, ImageData(data_dir / "images"))
+                if demo
+                else "not asked for"
+            )
         finally:
             await setup_store.etcd.close()
-        files = write_client_files(data_dir, api_url, token, passwords)
+        clients = {u: p for u, p in passwords.items() if u in CLIENT_USERS}
+        files = write_client_files(data_dir, api_url, token, clients)
         print(f"desired is up (data in {data_dir})", flush=True)
         print(f"  declarative API  {api_url}/apis/v1/", flush=True)
         print(f"  identity         {api_url}/identity (users admin, demo: clouds.yaml)", flush=True)

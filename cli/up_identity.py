@@ -1,7 +1,8 @@
 """The users and projects ``desired up`` makes on its first start, and their passwords.
 
 Owns: the projects ``admin`` and ``demo``, the users ``admin`` (admin of the
-cloud and of project admin) and ``demo`` (member of project demo), with
+cloud and of project admin), ``demo`` (member of project demo) and ``hostd``
+(role service on the whole cloud: hostd reads images' data with it), with
 random passwords kept in ``<data-dir>/passwords.yaml`` (owner-only) so that
 ``clouds.yaml`` can be written again at every start.
 
@@ -22,7 +23,11 @@ from state.store import Store
 USERS = {
     "admin": [{"role": "admin"}, {"role": "admin", "project": "admin"}],
     "demo": [{"role": "member", "project": "demo"}],
+    "hostd": [{"role": "service"}],
 }
+#: the users clouds.yaml has entries for
+CLIENT_USERS = ("admin", "demo")
+HOSTD_USER = "hostd"
 
 
 def _passwords(data_dir: Path) -> dict[str, str]:
@@ -50,7 +55,7 @@ async def ensure_identity(store: Store, data_dir: Path) -> dict[str, str]:
                 "metadata": {"name": user},
                 "spec": {
                     "passwordHash": hash_password(passwords[user]),
-                    "defaultProject": user,
+                    **({"defaultProject": user} if user in CLIENT_USERS else {}),
                     "roles": roles,
                 },
             }

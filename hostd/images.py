@@ -1,7 +1,8 @@
 """hostd's image cache: each image fetched once per host, its checksum verified.
 
 Owns: ``<cache>/<image uid>-<digest of url and checksum>`` files, fetched from the image's ``url``
-(``file://``, ``http://``, ``https://``) into a temporary file, checked
+(``file://``, ``http://``, ``https://``), or from the image service when it
+has no url (``hostd.image_service``), into a temporary file, checked
 against ``checksum`` (``sha256:<hex>`` or an MD5 hex digest) and
 ``sizeBytes``, then renamed into place, so that a file in the cache is
 always whole and verified. Concurrent requests for one image share one fetch.
@@ -17,7 +18,7 @@ import hashlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
 
 import aiohttp
@@ -49,9 +50,17 @@ class _Digest:
         self.size += len(chunk)
 
 
+class Source(Protocol):
+    """Where images without a url come from (the image service)."""
+
+    def read(self, uid: str) -> AsyncIterator[bytes]: ...
+
+
 class ImageCache:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, service: Source | None = None) -> None:
+        """``service``: where images without a url are read from (None: nowhere)."""
         self.root = root
+        self.service = service
         self._locks: dict[str, asyncio.Lock] = {}
 
     def path(self, image: dict[str, Any]) -> Path:
@@ -74,7 +83,11 @@ class ImageCache:
     async def _fetch(self, image: dict[str, Any], path: Path) -> None:
         url = image.get("url") or ""
         checksum = image.get("checksum") or ""
-        if not url:
+        if url:
+            chunks = _read(url)
+        elif self.service is not None and checksum:
+            chunks = self.service.read(image["uid"])
+        else:
             raise ImageError(f"image {image.get('name')!r} has no url to fetch its data from")
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o755)  # QEMU, as its own user, reads the files
@@ -82,7 +95,7 @@ class ImageCache:
         digest = _Digest(checksum) if checksum else None
         try:
             with part.open("wb") as out:
-                async for chunk in _read(url):
+                async for chunk in chunks:
                     out.write(chunk)
                     if digest:
                         digest.update(chunk)

@@ -16,6 +16,7 @@ import socket
 from hostd.agent import HostAgent
 from hostd.console import serve_console
 from hostd.host_traits import this_host
+from hostd.image_service import ImageService
 from hostd.libvirt_driver import LibvirtDriver, VirtError
 from hostd.simulated import simulated_uri
 from hostd.storage import Storage
@@ -44,8 +45,10 @@ def simulated_agents(cfg: Config, etcd: EtcdClient, count: int) -> list[HostAgen
 
 
 def real_agent(cfg: Config, etcd: EtcdClient) -> HostAgent:
-    """The agent of this machine's real guests; raises VirtError when libvirtd is not usable."""
+    """The agent of this machine's real guests; raises VirtError when libvirtd is not usable.
+    Images without a url come from ``hostd.api_url``'s image service, when set."""
     h = cfg.hostd
+    service = ImageService(h.api_url, h.user, h.password) if h.api_url else None
     root = cfg.hostd_storage_dir()
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o755)  # QEMU, as its own user, reads images and writes disks below
@@ -58,7 +61,7 @@ def real_agent(cfg: Config, etcd: EtcdClient) -> HostAgent:
         zone=h.zone,
         lease_ttl=h.lease_ttl,
         resync=h.resync,
-        storage=Storage.under(root),
+        storage=Storage.under(root, service),
         traits=tuple(this_host()),
     )
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hostd.images import ImageCache, ImageError
+from hostd.images import ImageCache, ImageError, Source
 from hostd.instance_files import InstanceFiles
 
 #: Image diskFormat -> the format QEMU reads it as
@@ -35,8 +35,11 @@ class Storage:
     files: InstanceFiles
 
     @classmethod
-    def under(cls, directory: Path) -> Storage:
-        return cls(ImageCache(directory / "images"), InstanceFiles(directory / "instances"))
+    def under(cls, directory: Path, service: Source | None = None) -> Storage:
+        """``service``: where images without a url come from (the image service)."""
+        return cls(
+            ImageCache(directory / "images", service), InstanceFiles(directory / "instances")
+        )
 
     def boot_files(self, a: dict[str, Any]) -> BootFiles:
         """Where the assignment's files are (or will be): a pure function of the assignment."""

@@ -95,6 +95,12 @@ class HostdConfig:
     #: domain type of real guests: "kvm", "qemu" (TCG, no hardware help) or "auto" (kvm when
     #: /dev/kvm exists and the CPU has VMX or SVM, else qemu)
     virt_type: str = "auto"
+    #: the API server real guests' images without a url are read from (its /identity and
+    #: /image); empty: none (``desired up`` uses its own)
+    api_url: str = ""
+    #: hostd's user there (role ``service`` on the whole cloud) and its password
+    user: str = "hostd"
+    password: str = ""
     #: seconds of the host's liveness lease
     lease_ttl: int = 10
     #: seconds between full re-reconciles of every assignment and stray domain

@@ -49,6 +49,7 @@ from apiserver.compute.server_views import (
     view,
 )
 from apiserver.identity import keystone_id_of
+from apiserver.images import has_data
 from state import keys, quota
 from state.envelope import (
     LAUNCH_INDEX_ANNOTATION,
@@ -228,6 +229,8 @@ async def _image_by_id(request: web.Request, image_id: str, project: str) -> Obj
     public = [i for i in images if not i["metadata"].get("project")]
     for img in own + public:
         if image_id in (img["metadata"]["uid"], img["metadata"]["name"]):
+            if not has_data(img):
+                raise ComputeFault(400, f"Image {image_id} is not active.")
             return img
     raise ComputeFault(400, f"Image {image_id} could not be found.")
 

@@ -23,11 +23,16 @@ from tests.integration.test_conductor import conductor
 
 @contextlib.asynccontextmanager
 async def api_cloud(
-    store: Store, sql_url: str, max_limit: int = 50, policy_file: Path | None = None
+    store: Store,
+    sql_url: str,
+    max_limit: int = 50,
+    policy_file: Path | None = None,
+    image_dir: Path | None = None,
 ) -> AsyncIterator[str]:
     """An API server on a free port with projects demo, other and admin, users demo,
     other (members of their projects) and admin, and a conductor projecting into
-    ``sql_url``, which the API server reads; ``policy_file`` overrides its policy."""
+    ``sql_url``, which the API server reads; ``policy_file`` overrides its policy;
+    ``image_dir`` keeps uploaded images' data."""
     await asyncio.to_thread(upgrade, sql_url)
     for name in ("demo", "other", "admin"):
         await store.create({"kind": "Project", "metadata": {"name": name}, "spec": {}})
@@ -59,6 +64,7 @@ async def api_cloud(
         sql_url=sql_url,
         max_limit=max_limit,
         policy_file=policy_file,
+        image_dir=image_dir,
     )
     async with conductor(store.etcd, sql_url), serving(app) as base:
         yield base

@@ -1,0 +1,71 @@
+"""The image service's data files: one per image, written whole or not at all.
+
+Owns: ``<image dir>/<image uid>`` files, written from a request's body
+through a ``.part`` file opened exclusively (a second upload of the same
+image meanwhile is refused), with the size and the SHA-256 and MD5 digests
+of what was written; reading them back in chunks; removing them.
+
+Must never: leave a partial file where a whole one is expected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from state.errors import Conflict
+
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Stored:
+    size: int
+    sha256: str
+    md5: str
+
+
+class ImageData:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, uid: str) -> Path:
+        return self.root / uid
+
+    def has(self, uid: str) -> bool:
+        return self.path(uid).exists()
+
+    async def write(self, uid: str, chunks: AsyncIterator[bytes]) -> Stored:
+        """Writes the data of image ``uid`` from ``chunks``; Conflict while another write of
+        it is under way."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        part = self.path(uid).with_suffix(".part")
+        try:
+            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            raise Conflict(f"image {uid} is being uploaded") from None
+        sha256, md5, size = hashlib.sha256(), hashlib.md5(), 0  # md5: Glance's checksum
+        try:
+            with os.fdopen(fd, "wb") as out:
+                async for chunk in chunks:
+                    await asyncio.to_thread(out.write, chunk)
+                    sha256.update(chunk)
+                    md5.update(chunk)
+                    size += len(chunk)
+            os.replace(part, self.path(uid))
+        finally:
+            part.unlink(missing_ok=True)
+        return Stored(size, sha256.hexdigest(), md5.hexdigest())
+
+    async def read(self, uid: str) -> AsyncIterator[bytes]:
+        f = await asyncio.to_thread(self.path(uid).open, "rb")
+        with f:
+            while chunk := await asyncio.to_thread(f.read, _CHUNK):
+                yield chunk
+
+    def remove(self, uid: str) -> None:
+        self.path(uid).unlink(missing_ok=True)

@@ -1,0 +1,81 @@
+"""hostd's client of the image service: the data of images stored there, read with hostd's
+own credentials.
+
+Owns: logging in to the identity service as hostd's user (password, scoped
+to the whole cloud, where its role is ``service``), keeping the token until
+a minute before it expires (or the image service refuses it), and reading
+``/image/v2/images/<uid>/file`` in chunks.
+
+Must never: log or keep the password anywhere but in memory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+
+from hostd.images import ImageError, ImageFetchError
+
+_CHUNK = 1 << 20
+
+
+class ImageService:
+    def __init__(self, api_url: str, user: str, password: str) -> None:
+        """``api_url``: the API server's base URL (identity at /identity, images at /image)."""
+        self.api_url = api_url.rstrip("/")
+        self.user = user
+        self._password = password
+        self._token = ""
+        self._expires = 0.0
+
+    async def _login(self, http: aiohttp.ClientSession) -> str:
+        if self._token and time.time() < self._expires - 60:
+            return self._token
+        auth = {
+            "auth": {
+                "identity": {
+                    "methods": ["password"],
+                    "password": {
+                        "user": {
+                            "name": self.user,
+                            "domain": {"id": "default"},
+                            "password": self._password,
+                        }
+                    },
+                },
+                "scope": {"system": {"all": True}},
+            }
+        }
+        async with http.post(f"{self.api_url}/identity/v3/auth/tokens", json=auth) as resp:
+            if resp.status != 201:
+                raise ImageFetchError(f"hostd's login as {self.user}: HTTP {resp.status}")
+            body = await resp.json()
+            self._token = resp.headers["X-Subject-Token"]
+        expires = body["token"]["expires_at"].replace("Z", "+00:00")
+        self._expires = dt.datetime.fromisoformat(expires).timestamp()
+        return self._token
+
+    async def read(self, uid: str) -> AsyncIterator[bytes]:
+        """The data of image ``uid``, in chunks."""
+        url = f"{self.api_url}/image/v2/images/{uid}/file"
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=60)
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as http:
+                for attempt in range(2):
+                    headers = {"X-Auth-Token": await self._login(http)}
+                    async with http.get(url, headers=headers) as resp:
+                        if resp.status == 401 and attempt == 0:
+                            self._token = ""  # refused: log in again once
+                            continue
+                        if resp.status == 404:
+                            raise ImageError(f"the image service has no image {uid}")
+                        if resp.status != 200:
+                            raise ImageFetchError(f"GET {url}: HTTP {resp.status}")
+                        async for chunk in resp.content.iter_chunked(_CHUNK):
+                            yield chunk
+                        return
+        except aiohttp.ClientError as exc:
+            raise ImageFetchError(f"GET {url}: {exc}") from None

@@ -1,0 +1,148 @@
+"""The image service's writes: create, upload, download and delete through HTTP and
+openstacksdk; hostd reads an uploaded image back with its own credentials into its cache."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import openstack
+import pytest
+
+from hostd.image_service import ImageService
+from hostd.images import ImageCache, ImageFetchError
+from state.passwords import hash_password
+from state.store import Store
+from tests.integration.test_compute_api import token_of
+from tests.integration.test_compute_servers import Nova
+from tests.integration.test_identity import api_cloud
+
+DATA = os.urandom(3 * (1 << 20) + 123)
+
+
+class Glance:
+    def __init__(self, base: str, token: str) -> None:
+        self.base = f"{base}/image/v2"
+        self.token = token
+
+    async def __call__(
+        self, method: str, path: str, json: Any = None, data: bytes | None = None
+    ) -> tuple[int, Any, dict[str, str]]:
+        headers = {"X-Auth-Token": self.token}
+        if data is not None:
+            headers["Content-Type"] = "application/octet-stream"
+        async with (
+            aiohttp.ClientSession() as http,
+            http.request(method, self.base + path, json=json, data=data, headers=headers) as resp,
+        ):
+            raw = await resp.read()
+            body: Any = raw
+            if resp.content_type == "application/json":
+                body = await resp.json()
+            return resp.status, body, dict(resp.headers)
+
+
+async def test_upload_download_delete_and_hostd_reads_it(store: Store, tmp_path: Path) -> None:
+    sql_url = f"sqlite:///{tmp_path / 'api.sqlite'}"
+    images_dir = tmp_path / "images"
+    await store.create(
+        {
+            "kind": "Flavor",
+            "metadata": {"name": "small"},
+            "spec": {"vcpus": 1, "ramMiB": 64, "diskGiB": 1},
+        }
+    )
+    await store.create(
+        {
+            "kind": "User",
+            "metadata": {"name": "hostd"},
+            "spec": {
+                "passwordHash": hash_password("hostd-secret", iterations=1000),
+                "roles": [{"role": "service"}],
+            },
+        }
+    )
+    async with api_cloud(store, sql_url, image_dir=images_dir) as base:
+        demo = Glance(base, await token_of(base, "demo", "demo-secret", "demo"))
+        other = Glance(base, await token_of(base, "other", "other-secret", "other"))
+        admin = Glance(base, await token_of(base, "admin", "admin-secret", "admin"))
+        create = {"name": "My Image", "disk_format": "qcow2", "container_format": "bare"}
+        code, made, headers = await demo("POST", "/images", create)
+        assert code == 201, made
+        iid = made["id"]
+        assert (made["name"], made["status"], made["visibility"]) == (
+            "My Image",
+            "queued",
+            "shared",
+        )
+        assert headers["Location"].endswith(f"/image/v2/images/{iid}")
+        # a server of an image without data: Nova's 400
+        nova = Nova(base, demo.token)
+        server = {"server": {"name": "vm", "imageRef": iid, "flavorRef": "small"}}
+        code, body = await nova("POST", "/servers", server)
+        assert (code, body["badRequest"]["message"]) == (400, f"Image {iid} is not active.")
+
+        assert (await other("PUT", f"/images/{iid}/file", data=DATA))[0] == 404
+        assert (await demo("PUT", f"/images/{iid}/file", data=DATA))[0] == 204
+        assert (await demo("PUT", f"/images/{iid}/file", data=DATA))[0] == 409
+        code, shown, _ = await demo("GET", f"/images/{iid}")
+        assert (shown["status"], shown["size"]) == ("active", len(DATA))
+        assert shown["checksum"] == hashlib.md5(DATA).hexdigest()
+        assert shown["os_hash_value"] == hashlib.sha256(DATA).hexdigest()
+        code, data, headers = await demo("GET", f"/images/{iid}/file")
+        assert (code, data == DATA) == (200, True)
+        assert headers["Content-MD5"] == shown["checksum"]
+        assert (await other("GET", f"/images/{iid}/file"))[0] == 404
+
+        # hostd, with its own login (role service), reads it into its cache, verified
+        service = ImageService(base, "hostd", "hostd-secret")
+        cache = ImageCache(tmp_path / "cache", service)
+        spec = {"uid": iid, "name": "my", "checksum": f"sha256:{shown['os_hash_value']}"}
+        path = await cache.fetch({**spec, "sizeBytes": len(DATA)})
+        assert path.read_bytes() == DATA
+        wrong = ImageCache(tmp_path / "cache2", ImageService(base, "hostd", "nope"))
+        with pytest.raises(ImageFetchError, match="login"):
+            await wrong.fetch(spec)
+
+        # only admins make public images; protected ones are not deleted
+        public = {**create, "visibility": "public"}
+        assert (await demo("POST", "/images", public))[0] == 403
+        code, pub, _ = await admin(
+            "POST", "/images", {**public, "protected": True, "os_distro": "x"}
+        )
+        assert code == 201 and pub["os_distro"] == "x"
+        assert pub["id"] in [i["id"] for i in (await other("GET", "/images"))[1]["images"]]
+        assert (await admin("DELETE", f"/images/{pub['id']}"))[0] == 403
+        assert (await demo("POST", "/images", {**create, "min_ram": "lots"}))[0] == 400
+
+        assert (await other("DELETE", f"/images/{iid}"))[0] == 404
+        assert (await demo("DELETE", f"/images/{iid}"))[0] == 204
+        assert (await demo("GET", f"/images/{iid}"))[0] == 404
+        assert not (images_dir / iid).exists()
+
+        # openstacksdk: create with data, download (it checks the checksum), delete
+        assert await asyncio.to_thread(_sdk_round_trip, base, DATA[:100_000])
+
+
+def _sdk_round_trip(base: str, data: bytes) -> bool:
+    conn = openstack.connect(
+        auth_url=f"{base}/identity",
+        username="demo",
+        password="demo-secret",
+        project_name="demo",
+        user_domain_name="Default",
+        project_domain_name="Default",
+    )
+    try:
+        image = conn.image.create_image(
+            name="sdk-image", data=data, disk_format="raw", container_format="bare"
+        )
+        fetched = conn.image.download_image(image)
+        conn.image.delete_image(image)
+        return bool(fetched.content == data)
+    finally:
+        conn.close()
