@@ -9,7 +9,8 @@ its size and SHA-256 recorded on the Image, which is then ``active``) and
 ``DELETE /image/v2/images/{id}``, over Image objects (their uid is the
 Glance id). Who sees what: a project its own images, public and community
 ones; admins and the ``service`` role (hostd) every image; only admins make
-an image public; members of its project (and admins) upload and delete.
+an image public; members of its project, admins and the service role
+(snapshots) upload, the former two delete.
 
 Must never: show a project's private image to another project; serve data
 that is not whole; let a reader change an image.
@@ -40,6 +41,8 @@ DATA = web.AppKey("image_data", ImageData)
 CALLER = web.RequestKey("image_caller", Token)
 #: the MD5 of uploaded data (Glance's ``checksum``)
 MD5_ANNOTATION = "desired/md5"
+#: on an Image made by the image service until its data is uploaded (Glance's ``queued``)
+QUEUED_ANNOTATION = "desired/queued"
 #: Glance's fields of a create and the spec fields they set
 _FIELDS = {
     "disk_format": "diskFormat",
@@ -69,8 +72,16 @@ def _error(status: int, message: str) -> web.Response:
 
 
 def has_data(image: Obj) -> bool:
-    """Whether hosts can get the image's data: from its url, or uploaded (checksummed)."""
-    return bool(image["spec"].get("url") or image["spec"].get("checksum"))
+    """Whether the image is usable: not one the image service made and still waits for
+    the data of (Images declared without data are, as simulated hosts need none)."""
+    return not (image["metadata"].get("annotations") or {}).get(QUEUED_ANNOTATION)
+
+
+def queued(obj: Obj) -> Obj:
+    """``obj`` (a new Image) marked as waiting for its data."""
+    meta = obj.setdefault("metadata", {})
+    meta["annotations"] = {**(meta.get("annotations") or {}), QUEUED_ANNOTATION: "true"}
+    return obj
 
 
 def view(image: Obj, owner_id: str | None) -> dict[str, Any]:
@@ -142,9 +153,10 @@ async def _find(request: web.Request) -> Obj:
     raise ImageFault(404, f"No image found with ID {wanted}")
 
 
-def _may_change(token: Token, image: Obj) -> None:
-    """Members of the image's project and admins change an image; others get a 403."""
-    if "admin" in token.roles:
+def _may_change(token: Token, image: Obj, upload: bool = False) -> None:
+    """Members of the image's project and admins change an image, and the service role
+    uploads (hostd's snapshots); others get a 403."""
+    if "admin" in token.roles or (upload and "service" in token.roles):
         return
     if "member" in token.roles and image["metadata"].get("project") == token.project:
         return
@@ -260,7 +272,7 @@ async def create_image(request: web.Request) -> web.Response:
     if not public:
         metadata["project"] = token.project
     made = await request.app[STORE].create(
-        validate({"kind": "Image", "metadata": metadata, "spec": spec})
+        validate(queued({"kind": "Image", "metadata": metadata, "spec": spec}))
     )
     headers = {"Location": f"{base_url(request)}/image/v2/images/{made['metadata']['uid']}"}
     return web.json_response(view(made, _owner(made, token)), status=201, headers=headers)
@@ -271,7 +283,7 @@ async def upload(request: web.Request) -> web.Response:
     and checksum (409 for an image that has data already)."""
     token, data = request[CALLER], request.app.get(DATA)
     image = await _find(request)
-    _may_change(token, image)
+    _may_change(token, image, upload=True)
     if data is None:
         raise ImageFault(503, "This image service stores no data")
     if has_data(image):
@@ -293,7 +305,9 @@ async def store_data(
         current = await store.get(_ref(image))
         spec = dict(current["spec"], checksum=f"sha256:{stored.sha256}", sizeBytes=stored.size)
         meta = dict(current["metadata"])
-        meta["annotations"] = {**(meta.get("annotations") or {}), MD5_ANNOTATION: stored.md5}
+        annotations = {**(meta.get("annotations") or {}), MD5_ANNOTATION: stored.md5}
+        annotations.pop(QUEUED_ANNOTATION, None)
+        meta["annotations"] = annotations
         try:
             written = await store.update(validate(dict(current, metadata=meta, spec=spec)))
         except Conflict:

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from apiserver.image_data import ImageData
-from apiserver.images import has_data, store_data
+from apiserver.images import has_data, queued, store_data
 from fixtures.guest_image import GuestImageError, build
 from state.store import Store
 
@@ -52,7 +52,7 @@ def demo_objects(data_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Path]]
     for obj in image.image_objects("tiny"):
         spec = {k: v for k, v in obj["spec"].items() if k not in ("url", "checksum", "sizeBytes")}
         files[obj["metadata"]["name"]] = Path(unquote(urlparse(obj["spec"]["url"]).path))
-        images.append(dict(obj, spec=spec))
+        images.append(queued(dict(obj, spec=spec)))
     return [*flavors, *images, instance], files
 
 

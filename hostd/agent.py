@@ -6,9 +6,10 @@ driver's domains and lifecycle events.
 Outputs: the host record ``/hosts/<host>`` and ``/alive/<host>`` (bound to a
 lease kept alive every TTL/3), a Host object if none exists, and each
 assigned instance's status: ``host``, ``domainState``, ``powerState``,
-``rebootGeneration``, ``observedGeneration`` and the ``Ready`` condition;
-``domainState: removed`` once an unassigned domain is gone; events for
-drift repaired.
+``rebootGeneration``, ``snapshotGeneration``, ``observedGeneration`` and
+the ``Ready`` condition; ``domainState: removed`` once an unassigned domain
+is gone; events for drift repaired and snapshots that failed; snapshots'
+data, uploaded to the image service.
 
 Invariants: a domain exists only while its assignment does (domains of ours
 without one are reaped); every reconcile is level-based (it reads the
@@ -25,7 +26,8 @@ import hashlib
 import json
 import logging
 import platform
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from hostd.assignments import Assignments
 from hostd.images import ImageError
@@ -63,6 +65,12 @@ def definition_digest(a: dict[str, Any]) -> int:
     return int(hashlib.sha256(raw).hexdigest()[:12], 16)
 
 
+class Uploads(Protocol):
+    """Where snapshots go: the image service."""
+
+    async def upload(self, uid: str, path: Path | None) -> None: ...
+
+
 class HostAgent:
     name = "hostd"
 
@@ -78,10 +86,13 @@ class HostAgent:
         workers: int = 4,
         storage: Storage | None = None,
         traits: tuple[str, ...] = (),
+        uploads: Uploads | None = None,
     ) -> None:
-        """``storage``: where real guests' images and disks live; None for simulated hosts."""
+        """``storage``: where real guests' images and disks live; None for simulated hosts.
+        ``uploads``: where snapshots go (the image service; None: snapshots fail)."""
         self.etcd = etcd
         self.storage = storage
+        self.uploads = uploads
         self.traits = traits
         self.host = host
         self.driver = driver
@@ -243,6 +254,31 @@ class HostAgent:
                 pending = {**pending, "to": flavor}
         return {"resize": pending, "resizeGeneration": settled}
 
+    async def _snapshot(self, a: dict[str, Any], snapshot: dict[str, Any]) -> None:
+        """Uploads the disk (flattened; nothing for a simulated one) as the data of the Image
+        the snapshot names. What retrying cannot mend is an event (the Image stays without
+        data); the image service being away is retried."""
+        uid = a["uid"]
+        try:
+            if self.uploads is None:
+                raise ImageError("this host has no image service to upload snapshots to")
+            if not snapshot.get("imageUid"):
+                raise ImageError(f"image {snapshot.get('image')!r} of the snapshot is gone")
+            if self.storage is None:
+                await self.uploads.upload(snapshot["imageUid"], None)
+                return
+            path = await self.storage.files.snapshot(uid)
+            try:
+                await self.uploads.upload(snapshot["imageUid"], path)
+            finally:
+                path.unlink(missing_ok=True)
+        except ImageError as exc:
+            obj = {
+                "kind": "Instance",
+                "metadata": {"name": a["name"], "project": a["project"], "uid": uid},
+            }
+            await self.store.record_event(obj, "Warning", "SnapshotFailed", exc.message)
+
     async def reconcile(self, uid: str) -> Requeue | None:
         a = self.assignments.get(uid)
         if a is None:
@@ -292,6 +328,11 @@ class HostAgent:
         if reboot.get("generation", 0) > rebooted:
             await self.driver.reboot(uid, hard=reboot.get("type") == "HARD")
             rebooted = reboot["generation"]
+        snapshot = a.get("snapshot") or {}
+        snapped = status.get("snapshotGeneration", 0)
+        if snapshot.get("generation", 0) > snapped:
+            await self._snapshot(a, snapshot)
+            snapped = snapshot["generation"]
 
         def mutate(st: dict[str, Any]) -> bool:
             new = dict(
@@ -307,6 +348,8 @@ class HostAgent:
             )
             if new["resize"] is None:
                 del new["resize"]
+            if snapped:
+                new["snapshotGeneration"] = snapped
             if observed.state == RUNNING and not new.get("launchedAt"):
                 new["launchedAt"] = now()  # Nova's launched_at: first running
             new.pop("fault", None)
@@ -325,6 +368,7 @@ class HostAgent:
                 "flavor": a["flavor"]["name"],
                 "rebuild": a.get("rebuild", {}),
                 "resize": a.get("resize", {}),
+                "snapshot": snapshot,
             }
             new.update(nova_state({"spec": asked, "status": new, "metadata": {}}))
             if new == st:

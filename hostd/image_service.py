@@ -3,8 +3,8 @@ own credentials.
 
 Owns: logging in to the identity service as hostd's user (password, scoped
 to the whole cloud, where its role is ``service``), keeping the token until
-a minute before it expires (or the image service refuses it), and reading
-``/image/v2/images/<uid>/file`` in chunks.
+a minute before it expires (or the image service refuses it), reading
+``/image/v2/images/<uid>/file`` in chunks, and uploading a snapshot there.
 
 Must never: log or keep the password anywhere but in memory.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 
@@ -79,3 +80,31 @@ class ImageService:
                         return
         except aiohttp.ClientError as exc:
             raise ImageFetchError(f"GET {url}: {exc}") from None
+
+    async def upload(self, uid: str, path: Path | None) -> None:
+        """Uploads the file at ``path`` (None: no data, a simulated disk) as image ``uid``'s
+        data."""
+        url = f"{self.api_url}/image/v2/images/{uid}/file"
+        try:
+            async with aiohttp.ClientSession() as http:
+                for attempt in range(2):
+                    headers = {
+                        "X-Auth-Token": await self._login(http),
+                        "Content-Type": "application/octet-stream",
+                    }
+                    data = path.open("rb") if path is not None else b""
+                    try:
+                        async with http.put(url, data=data, headers=headers) as resp:
+                            if resp.status == 401 and attempt == 0:
+                                self._token = ""
+                                continue
+                            if resp.status in (404, 409):
+                                raise ImageError(f"PUT {url}: HTTP {resp.status}")
+                            if resp.status != 204:
+                                raise ImageFetchError(f"PUT {url}: HTTP {resp.status}")
+                            return
+                    finally:
+                        if not isinstance(data, bytes):
+                            data.close()
+        except aiohttp.ClientError as exc:
+            raise ImageFetchError(f"PUT {url}: {exc}") from None

@@ -3,8 +3,9 @@
 Owns: ``<instances>/<uid>/`` holding ``disk`` (a qcow2 overlay on the cached
 image, made with ``qemu-img``), ``console.log`` (the serial console),
 ``disk.resize-backup`` (the disk as it was before a resize, until the resize
-is confirmed or reverted) and ``source`` (which image and rebuild the disk
-was made from, so that a rebuild makes a fresh one).
+is confirmed or reverted), ``source`` (which image and rebuild the disk
+was made from, so that a rebuild makes a fresh one) and ``snapshot.qcow2``
+(the disk flattened into one qcow2 for an upload, while it is made and sent).
 
 Must never: shrink a disk, or touch files outside the instance's directory.
 """
@@ -96,6 +97,14 @@ class InstanceFiles:
 
     def confirm_resize(self, uid: str) -> None:
         self._backup(uid).unlink(missing_ok=True)
+
+    async def snapshot(self, uid: str) -> Path:
+        """The disk flattened into a standalone qcow2 (its image below it included), read
+        while the guest may hold it (``-U``); the caller removes the file."""
+        out = self.directory(uid) / "snapshot.qcow2"
+        out.unlink(missing_ok=True)
+        await _qemu_img("convert", "-U", "-O", "qcow2", str(self.disk(uid)), str(out))
+        return out
 
     def remove(self, uid: str) -> None:
         shutil.rmtree(self.directory(uid), ignore_errors=True)

@@ -29,8 +29,15 @@ def host_name(cfg: Config) -> str:
     return cfg.hostd.name or socket.gethostname()
 
 
-def simulated_agents(cfg: Config, etcd: EtcdClient, count: int) -> list[HostAgent]:
+def _image_service(cfg: Config) -> ImageService | None:
     h = cfg.hostd
+    return ImageService(h.api_url, h.user, h.password) if h.api_url else None
+
+
+def simulated_agents(cfg: Config, etcd: EtcdClient, count: int) -> list[HostAgent]:
+    """``count`` simulated hosts; their snapshots (no data) go to ``hostd.api_url``."""
+    h = cfg.hostd
+    service = _image_service(cfg)
     agents = []
     for i in range(count):
         name = f"{host_name(cfg)}-sim-{i}"
@@ -39,16 +46,25 @@ def simulated_agents(cfg: Config, etcd: EtcdClient, count: int) -> list[HostAgen
         )
         driver = LibvirtDriver(uri, "test", disk_gib=h.simulated_disk_gib)
         agents.append(
-            HostAgent(etcd, name, driver, zone=h.zone, lease_ttl=h.lease_ttl, resync=h.resync)
+            HostAgent(
+                etcd,
+                name,
+                driver,
+                zone=h.zone,
+                lease_ttl=h.lease_ttl,
+                resync=h.resync,
+                uploads=service,
+            )
         )
     return agents
 
 
 def real_agent(cfg: Config, etcd: EtcdClient) -> HostAgent:
     """The agent of this machine's real guests; raises VirtError when libvirtd is not usable.
-    Images without a url come from ``hostd.api_url``'s image service, when set."""
+    Images without a url come from ``hostd.api_url``'s image service, when set, and
+    snapshots go there."""
     h = cfg.hostd
-    service = ImageService(h.api_url, h.user, h.password) if h.api_url else None
+    service = _image_service(cfg)
     root = cfg.hostd_storage_dir()
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o755)  # QEMU, as its own user, reads images and writes disks below
@@ -62,6 +78,7 @@ def real_agent(cfg: Config, etcd: EtcdClient) -> HostAgent:
         lease_ttl=h.lease_ttl,
         resync=h.resync,
         storage=Storage.under(root, service),
+        uploads=service,
         traits=tuple(this_host()),
     )
 

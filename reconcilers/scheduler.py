@@ -185,7 +185,20 @@ class Scheduler:
             "reboot": spec.get("reboot", {"generation": 0}),
             "rebuild": spec.get("rebuild", {"generation": 0}),
             "resize": spec.get("resize", {"generation": 0}),
+            **(
+                {"snapshot": await self._snapshot(meta["project"], spec)}
+                if spec.get("snapshot")
+                else {}
+            ),
         }
+
+    async def _snapshot(self, project: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """The snapshot asked of the host: its generation and the uid of the Image the disk
+        goes into ("" when that Image is gone)."""
+        asked = spec["snapshot"]
+        target = await self.catalog.image(project, asked["image"])
+        uid = target["metadata"]["uid"] if target is not None else ""
+        return {"generation": asked["generation"], "image": asked["image"], "imageUid": uid}
 
     async def _claim(self, inst: Obj, rendered: dict[str, Any]) -> HostState | str:
         """Allocates the instance on the best host: the host, or why none fits.

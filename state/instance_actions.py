@@ -2,9 +2,10 @@
 
 Owns: which user actions (os-instance-actions' ``create``, ``stop``,
 ``start``, ``reboot``, ``pause``, ``unpause``, ``suspend``, ``resume``,
-``resize``, ``confirmResize``, ``revertResize``, ``rebuild``, ``delete``) one
-change of an Instance's spec stands for, the event each action records, a
-deterministic request id per action, and when an action has finished.
+``resize``, ``confirmResize``, ``revertResize``, ``rebuild``, ``createImage``,
+``delete``) one change of an Instance's spec stands for, the event each
+action records, a deterministic request id per action, and when an action
+has finished.
 
 Must never: do I/O; these are pure functions of objects.
 """
@@ -39,6 +40,7 @@ EVENTS = {
     "confirmResize": "compute_confirm_resize",
     "revertResize": "compute_finish_revert_resize",
     "rebuild": "compute_rebuild_instance",
+    "createImage": "compute_snapshot_instance",
     "delete": "compute_terminate_instance",
 }
 
@@ -70,6 +72,8 @@ def actions_between(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str
         found.append("reboot")
     if _gen(after, "rebuild") > _gen(before, "rebuild"):
         found.append("rebuild")
+    if _gen(after, "snapshot") > _gen(before, "snapshot"):
+        found.append("createImage")
     if _gen(after, "resize") > _gen(before, "resize"):
         revert = (after.get("resize") or {}).get("action") == "revert"
         found.append("revertResize" if revert else "confirmResize")

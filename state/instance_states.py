@@ -137,6 +137,10 @@ def nova_state(obj: dict[str, Any]) -> dict[str, Any]:
             task = _TASK_TOWARDS.get(want)
         elif spec.get("reboot", {}).get("generation", 0) > status.get("rebootGeneration", 0):
             task = "rebooting_hard" if spec["reboot"].get("type") == "HARD" else "rebooting"
+        elif (spec.get("snapshot") or {}).get("generation", 0) > status.get(
+            "snapshotGeneration", 0
+        ):
+            task = "image_snapshot"
     return {
         "vmState": vm,
         "taskState": task,

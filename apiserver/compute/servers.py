@@ -49,7 +49,8 @@ from apiserver.compute.server_views import (
     view,
 )
 from apiserver.identity import keystone_id_of
-from apiserver.images import has_data
+from apiserver.images import has_data, queued
+from apiserver.urls import base_url
 from state import keys, quota
 from state.envelope import (
     LAUNCH_INDEX_ANNOTATION,
@@ -417,6 +418,7 @@ _ACTION_RULES = {
     "lock": "os_compute_api:os-lock-server:lock",
     "unlock": "os_compute_api:os-lock-server:unlock",
     "os-getConsoleOutput": "os_compute_api:os-console-output",
+    "createImage": "os_compute_api:servers:create_image",
 }
 #: seconds to wait for a host's answer to a console request
 _CONSOLE_WAIT = 10.0
@@ -437,6 +439,9 @@ async def action(request: web.Request) -> web.Response:
     inst = await find(request, request.match_info["server_id"], rule)
     if name == "os-getConsoleOutput":
         return await _console_output(request, inst, arg)
+    if name == "createImage":
+        _unlocked(request, inst)
+        return await _create_image(request, inst, arg)
     if name not in ("lock", "unlock"):
         _unlocked(request, inst)
     status = inst.get("status", {}).get("novaStatus", "BUILD")
@@ -529,6 +534,77 @@ async def _console_output(request: web.Request, inst: Obj, arg: Any) -> web.Resp
     if length is not None and length >= 0:
         lines = lines[-length:] if length else []
     return web.json_response({"output": "".join(lines)})
+
+
+async def _create_image(request: web.Request, inst: Obj, arg: Any) -> web.Response:
+    """A snapshot: a private Image without data (named as asked, with the server's image's
+    boot settings and Nova's snapshot properties), and ``spec.snapshot`` asking the
+    server's host to upload its disk into it."""
+    meta, status = inst["metadata"], inst.get("status", {})
+    uid = meta["uid"]
+    if not isinstance(arg, dict):
+        raise ComputeFault(400, "Invalid input for field/attribute createImage.")
+    name = display_name(arg.get("name"))
+    properties = _pairs(arg, "metadata") if "metadata" in arg else {}
+    asked = inst["spec"].get("snapshot") or {}
+    busy = asked.get("generation", 0) > status.get("snapshotGeneration", 0)
+    nova_status = status.get("novaStatus", "BUILD")
+    if busy or nova_status not in ("ACTIVE", "SHUTOFF", "PAUSED", "SUSPENDED"):
+        state = (
+            "task_state image_snapshot" if busy else f"vm_state {status.get('vmState', 'building')}"
+        )
+        raise ComputeFault(409, f"Cannot 'createImage' instance {uid} while it is in {state}")
+    store = store_of(request)
+    try:  # the server's image, which may be gone by now
+        base: Obj | None = await _image_by_id(request, inst["spec"]["image"], meta["project"])
+    except ComputeFault:
+        base = None
+    base_spec = base["spec"] if base is not None else {}
+    flavor = await store.get_or_none(Ref("Flavor", None, inst["spec"]["flavor"]))
+    boot = {
+        k: base_spec[k] for k in ("kernelImage", "ramdiskImage", "kernelCmdline") if k in base_spec
+    }
+    image = validate(
+        {
+            "kind": "Image",
+            "metadata": {
+                "name": f"{slug(name, 'snapshot')}-{secrets.token_hex(4)}",
+                "project": meta["project"],
+            },
+            "spec": {
+                "displayName": name,
+                "diskFormat": "qcow2",
+                "containerFormat": "bare",
+                "visibility": "private",
+                "minDiskGiB": flavor["spec"]["diskGiB"] if flavor is not None else 0,
+                "minRamMiB": base_spec.get("minRamMiB", 0),
+                **boot,
+                "properties": {
+                    **properties,
+                    "image_type": "snapshot",
+                    "instance_uuid": uid,
+                    "base_image_ref": base["metadata"]["uid"] if base is not None else "",
+                    "user_id": caller(request).user_id,
+                },
+            },
+        }
+    )
+    made = await store.create(queued(image))
+    spec = dict(inst["spec"])
+    spec["snapshot"] = {
+        "generation": asked.get("generation", 0) + 1,
+        "image": made["metadata"]["name"],
+    }
+    try:
+        await write_spec(request, inst, spec)
+    except ComputeFault:
+        await store.delete(Ref("Image", meta["project"], made["metadata"]["name"]))
+        raise
+    image_id = made["metadata"]["uid"]
+    if since(request, "2.45"):
+        return web.json_response({"image_id": image_id}, status=202)
+    location = f"{base_url(request)}/image/v2/images/{image_id}"
+    return web.Response(status=202, headers={"Location": location})
 
 
 async def _rebuild(request: web.Request, inst: Obj, arg: Any) -> web.Response:

@@ -303,6 +303,27 @@ def test_openstack_cli_boots_a_real_guest(tmp_path: Path, storage: Path) -> None
         res = openstack(up, "console", "log", "show", "--lines", "50", "vm1")
         assert res.returncode == 0, res.stderr
         assert f"{BOOT_MARKER} {server['id']}" in res.stdout
-        res = openstack(up, "server", "delete", "--wait", "vm1")
+        # a snapshot of its disk, uploaded by hostd to the image service, boots a second guest
+        res = openstack(up, "server", "image", "create", "--wait", "--name", "snap1", "vm1")
+        assert res.returncode == 0, res.stderr
+        res = openstack(up, "image", "show", "-f", "json", "snap1")
+        assert res.returncode == 0, res.stderr
+        snap = json.loads(res.stdout)
+        assert snap["status"] == "active" and snap["size"] > 0
+        res = openstack(
+            up,
+            *("server", "create", "--flavor", "m1.tiny", "--image", "snap1", "--wait"),
+            *("-f", "json", "vm2"),
+        )
+        assert res.returncode == 0, res.stderr
+        second = json.loads(res.stdout)
+        log = storage / "instances" / second["id"] / "console.log"
+        deadline = time.monotonic() + 60
+        while f"{BOOT_MARKER} {second['id']}" not in log.read_text(errors="replace"):
+            assert time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.3)
+        res = openstack(up, "server", "delete", "--wait", "vm1", "vm2")
         assert res.returncode == 0, res.stderr
         assert domain not in virsh("list", "--all", "--name").split()
+        res = openstack(up, "image", "delete", "snap1")
+        assert res.returncode == 0, res.stderr

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from hostd.agent import HostAgent
+from hostd.agent import HostAgent, Uploads
 from hostd.console import serve_console
 from hostd.libvirt_driver import LibvirtDriver
 from hostd.render import DomainSpec, render
@@ -43,12 +43,15 @@ async def flavor_and_image(store: Store) -> None:
     )
 
 
-def sim_agent(store: Store, tmp_path: Path, name: str, lease_ttl: int = 5) -> HostAgent:
-    """The agent of a simulated host with 8 vCPUs, 8 GiB and 100 GiB of disk."""
+def sim_agent(
+    store: Store, tmp_path: Path, name: str, lease_ttl: int = 5, uploads: Uploads | None = None
+) -> HostAgent:
+    """The agent of a simulated host with 8 vCPUs, 8 GiB and 100 GiB of disk; its snapshots
+    go to ``uploads``."""
     driver = LibvirtDriver(
         simulated_uri(tmp_path, name, vcpus=8, ram_mib=8192), "test", disk_gib=100
     )
-    return HostAgent(store.etcd, name, driver, lease_ttl=lease_ttl, resync=0.5)
+    return HostAgent(store.etcd, name, driver, lease_ttl=lease_ttl, resync=0.5, uploads=uploads)
 
 
 def stray_domain(uid: str, name: str, host: str) -> DomainSpec:
@@ -67,9 +70,11 @@ def stray_domain(uid: str, name: str, host: str) -> DomainSpec:
 
 
 @contextlib.asynccontextmanager
-async def cloud(store: Store, tmp_path: Path) -> AsyncIterator[HostAgent]:
+async def cloud(
+    store: Store, tmp_path: Path, uploads: Uploads | None = None
+) -> AsyncIterator[HostAgent]:
     await flavor_and_image(store)
-    agent = sim_agent(store, tmp_path, "sim-1")
+    agent = sim_agent(store, tmp_path, "sim-1", uploads=uploads)
     informer = Informer(store.etcd, "Instance")
     view = ClusterView(store.etcd)
     catalog = Catalog(store, store.etcd)

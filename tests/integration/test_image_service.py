@@ -15,10 +15,13 @@ import pytest
 
 from hostd.image_service import ImageService
 from hostd.images import ImageCache, ImageFetchError
+from state.envelope import Ref
 from state.passwords import hash_password
 from state.store import Store
+from tests.conftest import eventually
 from tests.integration.test_compute_api import token_of
 from tests.integration.test_compute_servers import Nova
+from tests.integration.test_hostd import cloud as hostd_cloud
 from tests.integration.test_identity import api_cloud
 
 DATA = os.urandom(3 * (1 << 20) + 123)
@@ -46,16 +49,8 @@ class Glance:
             return resp.status, body, dict(resp.headers)
 
 
-async def test_upload_download_delete_and_hostd_reads_it(store: Store, tmp_path: Path) -> None:
-    sql_url = f"sqlite:///{tmp_path / 'api.sqlite'}"
-    images_dir = tmp_path / "images"
-    await store.create(
-        {
-            "kind": "Flavor",
-            "metadata": {"name": "small"},
-            "spec": {"vcpus": 1, "ramMiB": 64, "diskGiB": 1},
-        }
-    )
+async def hostd_user(store: Store) -> None:
+    """hostd's user, with role service on the whole cloud (password hostd-secret)."""
     await store.create(
         {
             "kind": "User",
@@ -66,6 +61,19 @@ async def test_upload_download_delete_and_hostd_reads_it(store: Store, tmp_path:
             },
         }
     )
+
+
+async def test_upload_download_delete_and_hostd_reads_it(store: Store, tmp_path: Path) -> None:
+    sql_url = f"sqlite:///{tmp_path / 'api.sqlite'}"
+    images_dir = tmp_path / "images"
+    await store.create(
+        {
+            "kind": "Flavor",
+            "metadata": {"name": "small"},
+            "spec": {"vcpus": 1, "ramMiB": 64, "diskGiB": 1},
+        }
+    )
+    await hostd_user(store)
     async with api_cloud(store, sql_url, image_dir=images_dir) as base:
         demo = Glance(base, await token_of(base, "demo", "demo-secret", "demo"))
         other = Glance(base, await token_of(base, "other", "other-secret", "other"))
@@ -126,6 +134,68 @@ async def test_upload_download_delete_and_hostd_reads_it(store: Store, tmp_path:
 
         # openstacksdk: create with data, download (it checks the checksum), delete
         assert await asyncio.to_thread(_sdk_round_trip, base, DATA[:100_000])
+
+
+async def test_create_image_snapshots_a_server(store: Store, tmp_path: Path) -> None:
+    """createImage: a queued private Image the server's (simulated) host uploads its disk
+    into; then a server boots from it."""
+    sql_url = f"sqlite:///{tmp_path / 'api.sqlite'}"
+    await hostd_user(store)
+    async with api_cloud(store, sql_url, image_dir=tmp_path / "images") as base:
+        uploads = ImageService(base, "hostd", "hostd-secret")
+        async with hostd_cloud(store, tmp_path, uploads):
+            demo = Nova(base, await token_of(base, "demo", "demo-secret", "demo"))
+            other = Nova(base, await token_of(base, "other", "other-secret", "other"))
+            glance = Glance(base, demo.headers["X-Auth-Token"])
+            tiny = (await store.get(Ref("Image", None, "tiny")))["metadata"]["uid"]
+            server = {"server": {"name": "vm", "imageRef": tiny, "flavorRef": "small"}}
+            code, body = await demo("POST", "/servers", server)
+            assert code == 202, body
+            sid = body["server"]["id"]
+
+            async def active(sid: str) -> bool:
+                return await demo.status_of(sid) == "ACTIVE"
+
+            await eventually(lambda: active(sid))
+            snap = {"createImage": {"name": "My Snapshot", "metadata": {"purpose": "test"}}}
+            assert (await other("POST", f"/servers/{sid}/action", snap))[0] == 404
+            assert (await demo("POST", f"/servers/{sid}/action", {"createImage": {}}))[0] == 400
+            code, body = await demo.at("2.45")("POST", f"/servers/{sid}/action", snap)
+            assert code == 202, body
+            image_id = body["image_id"]
+
+            async def uploaded() -> dict[str, Any]:
+                code, shown, _ = await glance("GET", f"/images/{image_id}")
+                assert code == 200
+                return shown if shown["status"] == "active" else {}
+
+            shown = await eventually(uploaded)
+            assert (shown["name"], shown["visibility"], shown["size"]) == (
+                "My Snapshot",
+                "private",
+                0,
+            )
+            assert (shown["instance_uuid"], shown["image_type"], shown["purpose"]) == (
+                sid,
+                "snapshot",
+                "test",
+            )
+            assert shown["base_image_ref"] == tiny
+            async with aiohttp.ClientSession() as http:
+                url = f"{base}/compute/v2.1/servers/{sid}/action"
+                async with http.post(url, json=snap, headers=demo.headers) as resp:  # 2.1
+                    assert resp.status == 202 and "/image/v2/images/" in resp.headers["Location"]
+
+            async def logged() -> bool:
+                _, body = await demo("GET", f"/servers/{sid}/os-instance-actions")
+                return [a["action"] for a in body["instanceActions"]].count("createImage") == 2
+
+            await eventually(logged)
+            # a server from the snapshot
+            server = {"server": {"name": "vm2", "imageRef": image_id, "flavorRef": "small"}}
+            code, body = await demo("POST", "/servers", server)
+            assert code == 202, body
+            await eventually(lambda: active(body["server"]["id"]))
 
 
 def _sdk_round_trip(base: str, data: bytes) -> bool:
