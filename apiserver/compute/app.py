@@ -32,6 +32,7 @@ from apiserver.compute import (
     usage,
     zones,
 )
+from apiserver.compute.bodies import check_body
 from apiserver.compute.context import CALLER, CREATES, MAX_LIMIT, POLICY, STORE, VIEWS
 from apiserver.compute.create_batches import CreateBatches
 from apiserver.compute.faults import ComputeFault, render
@@ -108,6 +109,8 @@ def _middleware(identity: Identity) -> Any:
                 request[CALLER] = token
             version = check(requested(request.headers))
             request[VERSION] = version
+            if request.method in ("POST", "PUT"):
+                await check_body(request, version)
             response = await handler(request)
         except ComputeFault as fault:
             response = render(fault)

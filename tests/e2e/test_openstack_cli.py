@@ -163,10 +163,11 @@ def test_openstack_cli_admin_hosts(up: Up) -> None:
 
     deadline = time.monotonic() + 10
     while True:  # the conductor projects the host a moment after it registered
-        (hyp,) = json.loads(admin("hypervisor", "list", "-f", "json"))
-        if hyp["State"] == "up" or time.monotonic() > deadline:
+        listed = json.loads(admin("hypervisor", "list", "-f", "json"))
+        if (listed and listed[0]["State"] == "up") or time.monotonic() > deadline:
             break
         time.sleep(0.2)
+    (hyp,) = listed
     host = hyp["Hypervisor Hostname"]
     assert hyp["State"] == "up"
     shown = json.loads(admin("hypervisor", "show", host, "-f", "json"))

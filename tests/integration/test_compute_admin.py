@@ -135,7 +135,8 @@ async def test_hypervisors_and_services(store: Store, sql_url: str, tmp_path: Pa
             "PUT", "/os-services/disable", {"host": "sim-1", "binary": "nova-api"}
         )
         assert code == 404
-        code, body = await admin("PUT", "/os-services/frobnicate", {"host": "sim-1"})
+        frobnicate = {"host": "sim-1", "binary": "nova-compute"}
+        code, body = await admin("PUT", "/os-services/frobnicate", frobnicate)
         assert (code, body["itemNotFound"]["message"]) == (404, "Unknown action")
         code, _ = await admin("PUT", "/os-services/disable", {"binary": "nova-compute"})
         assert code == 400

@@ -1,0 +1,98 @@
+"""JSON Schemas of the Compute API's request bodies, at each microversion.
+
+Owns: ``compute_requests.yaml`` (one schema per request body, by name),
+resolving a schema at a microversion (properties marked ``x-since`` or
+``x-until`` outside their range are dropped, so they count as additional;
+``x-required-since`` adds required properties), and checking a body against
+it: the first error found, as (field, value, message).
+
+Must never: import anything else from the project; accept what its schema
+refuses.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema.exceptions import best_match
+
+_FILE = Path(__file__).parent / "compute_requests.yaml"
+
+Version = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class BodyError:
+    #: the field the error is in ("" for the body itself)
+    field: str
+    value: Any
+    message: str
+
+
+@cache
+def _document() -> dict[str, Any]:
+    return dict(yaml.safe_load(_FILE.read_text()))
+
+
+def request_names() -> list[str]:
+    return sorted(_document()["requests"])
+
+
+def _version(text: str) -> Version:
+    major, minor = text.split(".")
+    return int(major), int(minor)
+
+
+def _at(node: Any, version: Version) -> Any:
+    if isinstance(node, list):
+        return [_at(n, version) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {}
+    for key, value in node.items():
+        if key in ("x-since", "x-until", "x-required-since"):
+            continue
+        if key == "properties" and isinstance(value, dict):
+            value = {
+                name: prop
+                for name, prop in value.items()
+                if not (isinstance(prop, dict) and _outside(prop, version))
+            }
+        out[key] = _at(value, version)
+    for since, names in (node.get("x-required-since") or {}).items():
+        if version >= _version(since):
+            out["required"] = [*out.get("required", []), *names]
+    return out
+
+
+def _outside(prop: dict[str, Any], version: Version) -> bool:
+    since, until = prop.get("x-since"), prop.get("x-until")
+    return bool((since and version < _version(since)) or (until and version > _version(until)))
+
+
+@cache
+def request_schema(name: str, version: Version) -> dict[str, Any]:
+    """The schema of request body ``name`` at ``version`` (KeyError for an unknown name)."""
+    doc = _document()
+    schema = _at(copy.deepcopy(doc["requests"][name]), version)
+    return {"$defs": doc["$defs"], **schema}
+
+
+@cache
+def _validator(name: str, version: Version) -> Draft202012Validator:
+    return Draft202012Validator(request_schema(name, version), format_checker=FormatChecker())
+
+
+def check_request(name: str, version: Version, body: Any) -> BodyError | None:
+    """The first error of ``body`` against request schema ``name`` at ``version``."""
+    error = best_match(_validator(name, version).iter_errors(body))
+    if error is None:
+        return None
+    path = [p for p in error.path]
+    return BodyError(str(path[-1]) if path else "", error.instance, error.message)
