@@ -2,7 +2,8 @@
 
 Owns: ``/compute`` (the version list: v2.0 first, then v2.1 with the
 maximum microversion), ``/compute/v2`` and ``/compute/v2.1`` (each version's
-document, answered without a token), the middleware that checks
+document, answered without a token), ``/compute/openapi.json`` (the
+OpenAPI document of it all, without a token), the middleware that checks
 ``X-Auth-Token`` with the identity service, negotiates the microversion and
 renders every error as a Nova fault, and the resource routes.
 
@@ -24,6 +25,7 @@ from apiserver.compute import (
     hypervisors,
     keypairs,
     migrations,
+    openapi,
     quotas,
     server_groups,
     server_tags,
@@ -93,7 +95,7 @@ def _one_version(vid: str) -> Any:
     return handler
 
 
-_OPEN = {"", "/", "/v2", "/v2/", "/v2.1", "/v2.1/"}
+_OPEN = {"", "/", "/v2", "/v2/", "/v2.1", "/v2.1/", "/openapi.json"}
 
 
 def _middleware(identity: Identity) -> Any:
@@ -147,6 +149,7 @@ def make_app(
     app[MAX_LIMIT] = max_limit
     app.router.add_get("", versions)
     app.router.add_get("/", versions)
+    app.router.add_get("/openapi.json", openapi.document)
     for vid, paths in (("v2.0", ("/v2", "/v2/")), ("v2.1", ("/v2.1", "/v2.1/"))):
         for path in paths:
             app.router.add_get(path, _one_version(vid))
