@@ -243,3 +243,45 @@ def test_openstack_cli_flavors(up: Up) -> None:
     admin("flavor", "delete", "f1")
     names = [f["Name"] for f in json.loads(admin("flavor", "list", "--all", "-f", "json"))]
     assert "f1" not in names
+
+
+def test_openstack_cli_images_and_server_groups(up: Up, tmp_path: Path) -> None:
+    """A member uploads an image, lists, shows, saves and deletes it; makes, shows and
+    deletes a server group."""
+    data = tmp_path / "disk.raw"
+    data.write_bytes(os.urandom(300_000))
+    made = json.loads(
+        ok(
+            openstack(
+                up,
+                *("image", "create", "--file", str(data), "--disk-format", "raw"),
+                *("--container-format", "bare", "-f", "json", "My Disk"),
+            )
+        )
+    )
+    assert made["status"] == "active" and made["size"] == 300_000
+    names = [i["Name"] for i in json.loads(ok(openstack(up, "image", "list", "-f", "json")))]
+    assert "My Disk" in names and "tiny" in names
+    saved = tmp_path / "saved.raw"
+    ok(openstack(up, "image", "save", "--file", str(saved), "My Disk"))
+    assert saved.read_bytes() == data.read_bytes()
+    denied = openstack(up, "image", "create", "--public", "--file", str(data), "pub")
+    assert denied.returncode != 0 and "403" in denied.stderr
+    ok(openstack(up, "image", "delete", "My Disk"))
+    names = [i["Name"] for i in json.loads(ok(openstack(up, "image", "list", "-f", "json")))]
+    assert "My Disk" not in names
+
+    group = json.loads(
+        ok(
+            openstack(
+                up, "server", "group", "create", "--policy", "anti-affinity", "-f", "json", "g1"
+            )
+        )
+    )
+    assert "anti-affinity" in str(group.get("policies", group.get("policy")))
+    shown = json.loads(ok(openstack(up, "server", "group", "show", "-f", "json", "g1")))
+    assert shown["id"] == group["id"]
+    listed = json.loads(ok(openstack(up, "server", "group", "list", "-f", "json")))
+    assert [g["Name"] for g in listed] == ["g1"]
+    ok(openstack(up, "server", "group", "delete", "g1"))
+    assert json.loads(ok(openstack(up, "server", "group", "list", "-f", "json"))) == []

@@ -6,6 +6,7 @@ a real etcd; requests carry real keystoneauth1 tokens.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from pathlib import Path
 from typing import Any
@@ -181,3 +182,61 @@ async def _project_id(nova: Nova) -> str:
     assert code == 200 and body["servers"], body
     tenant: Any = body["servers"][0]["tenant_id"]
     return str(tenant)
+
+
+async def test_openstacksdk_and_novaclient_page_through_2500_servers(
+    store: Store, tmp_path: Path
+) -> None:
+    """2,500 servers (Instances written straight to etcd, projected into SQL by the
+    conductor), listed page by page (50 a page here) by openstacksdk and novaclient, which
+    follow the "next" links: each server once, newest first."""
+    sql_url = f"sqlite:///{tmp_path / 'api.sqlite'}"
+    async with api_cloud(store, sql_url) as base:
+        batch = 100  # etcd takes at most 128 operations in one transaction
+        for start in range(0, 2500, batch):
+            await store.create_many(
+                [
+                    {
+                        "kind": "Instance",
+                        "metadata": {"name": f"vm-{i:04d}", "project": "demo"},
+                        "spec": {"flavor": "small", "image": "tiny"},
+                    }
+                    for i in range(start, start + batch)
+                ]
+            )
+        demo = Nova(base, await token_of(base, "demo", "demo-secret", "demo"))
+
+        async def projected() -> bool:
+            code, body = await demo("GET", "/servers?limit=1&name=^vm-0000$")
+            return code == 200 and len(body["servers"]) == 1
+
+        await eventually(projected, timeout=60)
+        sdk_names, nova_names = await asyncio.to_thread(_list_with_clients, base)
+        expected = [f"vm-{i:04d}" for i in reversed(range(2500))]
+        assert sdk_names == expected
+        assert nova_names == expected
+
+
+def _list_with_clients(base: str) -> tuple[list[str], list[str]]:
+    import openstack
+    from keystoneauth1 import session as ks_session
+    from keystoneauth1.identity import v3
+    from novaclient import client as nova_client
+
+    auth = {
+        "auth_url": f"{base}/identity",
+        "username": "demo",
+        "password": "demo-secret",
+        "project_name": "demo",
+        "user_domain_name": "Default",
+        "project_domain_name": "Default",
+    }
+    conn = openstack.connect(**auth)
+    try:
+        sdk_names = [s.name for s in conn.compute.servers(details=False)]
+    finally:
+        conn.close()
+    session = ks_session.Session(auth=v3.Password(**auth))
+    nova = nova_client.Client("2.47", session=session)
+    nova_names = [s.name for s in nova.servers.list(detailed=True, limit=-1)]
+    return sdk_names, nova_names
