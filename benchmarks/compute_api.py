@@ -63,7 +63,11 @@ async def seed(store: Store, servers: int) -> None:
         }
     )
     await store.create(
-        {"kind": "Flavor", "metadata": {"name": "m1.tiny"}, "spec": {"vcpus": 1, "ramMiB": 128}}
+        {
+            "kind": "Flavor",
+            "metadata": {"name": "m1.tiny"},
+            "spec": {"vcpus": 1, "ramMiB": 128, "diskGiB": 1},
+        }
     )
     await store.create(
         {"kind": "Image", "metadata": {"name": "tiny"}, "spec": {"visibility": "public"}}
@@ -143,7 +147,7 @@ async def run(args: argparse.Namespace, etcd_url: str, base: str, sql_url: str) 
 
     async with aiohttp.ClientSession() as http:
         tok = await token(http, base)
-        headers = {"X-Auth-Token": tok}
+        headers = {"X-Auth-Token": tok, "OpenStack-API-Version": f"compute {args.microversion}"}
         compute = f"{base}/compute/v2.1"
         async with http.get(f"{compute}/servers?limit=1000", headers=headers) as resp:
             ids = [s["id"] for s in (await resp.json())["servers"]]
@@ -176,6 +180,7 @@ async def run(args: argparse.Namespace, etcd_url: str, base: str, sql_url: str) 
                         "name": f"new-{i:05d}",
                         "imageRef": image_ref,
                         "flavorRef": "m1.tiny",
+                        "networks": [],
                     }
                 }
                 async with http.post(f"{compute}/servers", json=body, headers=headers) as resp:
@@ -207,6 +212,11 @@ def main() -> None:
     p.add_argument("--shows", type=int, default=500)
     p.add_argument("--creates", type=int, default=1000)
     p.add_argument("--clients", type=int, default=50)
+    p.add_argument(
+        "--microversion",
+        default="2.47",
+        help="the Compute API microversion asked (2.47: as clients ask)",
+    )
     p.add_argument(
         "--postgresql", action="store_true", help="project into a PostgreSQL it starts, not SQLite"
     )

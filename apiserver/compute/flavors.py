@@ -69,10 +69,10 @@ def full(request: web.Request, flavor: Obj) -> dict[str, Any]:
     return view
 
 
-def usable(request: web.Request, flavor: Obj) -> bool:
+def _usable(request: web.Request, flavor: Obj, admin: bool) -> bool:
     """Whether the caller may see and use the flavor: a public one, or a private one its
-    project was given access to (admins: all)."""
-    if flavor["spec"].get("isPublic", True) or allowed(request, "os_compute_api:os-flavor-access"):
+    project was given access to (``admin``: all)."""
+    if admin or flavor["spec"].get("isPublic", True):
         return True
     return caller(request).project in (flavor["spec"].get("projects") or [])
 
@@ -85,7 +85,7 @@ async def _visible(request: web.Request) -> list[Obj]:
     out = []
     for f in flavors:
         public = f["spec"].get("isPublic", True)
-        if not usable(request, f):
+        if not _usable(request, f, admin):
             continue
         if wanted in ("true", "1", "yes") and not public:
             continue

@@ -315,13 +315,15 @@ async def refs_for(request: web.Request, objects: Iterable[Obj]) -> dict[str, Re
     its host's status and its image's kernel and ramdisk)."""
     objects = list(objects)
     views: ComputeViews = request.app[VIEWS]
-    uids = await views.uids_by_name(
+    found = await views.objects_by_name(
         {
+            "Flavor": {o["spec"].get("flavor", "") for o in objects},
             "Image": {o["spec"].get("image", "") for o in objects},
             "Project": {o["metadata"].get("project", "") for o in objects},
         }
     )
-    flavors = {f["metadata"]["name"]: f for f in (await store_of(request).list("Flavor")).items}
+    uids = {key: obj["metadata"]["uid"] for key, obj in found.items()}
+    flavors = {name: obj for (kind, _, name), obj in found.items() if kind == "Flavor"}
     host_status: dict[str, str] | None = None
     if since(request, "2.16") and allowed(request, "os_compute_api:servers:show:host_status"):
         host_status = {h.node.host: _host_status(h) for h in await views.hosts()}

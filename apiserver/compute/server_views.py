@@ -119,9 +119,9 @@ def embedded_flavor(request: web.Request, flavor: dict[str, Any] | None, project
         return {}
     spec = flavor["spec"]
     out: dict[str, Any] = {
-        "vcpus": spec["vcpus"],
-        "ram": spec["ramMiB"],
-        "disk": spec["diskGiB"],
+        "vcpus": spec.get("vcpus", 0),
+        "ram": spec.get("ramMiB", 0),
+        "disk": spec.get("diskGiB", 0),
         "ephemeral": spec.get("ephemeralGiB", 0),
         "swap": spec.get("swapMiB", 0),
         "original_name": flavor["name"],

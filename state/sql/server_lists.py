@@ -255,13 +255,35 @@ def name_by_uid(session: Session, kind: str, uid: str) -> str | None:
 
 def uids_by_name(session: Session, names: dict[str, set[str]]) -> dict[tuple[str, str, str], str]:
     """The live objects with these names, per kind: (kind, project, name) → uid."""
+    found = objects_by_name(session, names)
+    return {key: obj["metadata"]["uid"] for key, obj in found.items()}
+
+
+def objects_by_name(
+    session: Session, names: dict[str, set[str]]
+) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """The live objects with these names, per kind: (kind, project, name) → the object
+    as SQL has it (metadata and spec)."""
     wanted = [(kind, sorted(n)) for kind, n in names.items() if n]
     if not wanted:
         return {}
     rows = session.execute(
-        select(Resource.kind, Resource.project, Resource.name, Resource.uid).where(
+        select(
+            Resource.kind,
+            Resource.project,
+            Resource.name,
+            Resource.uid,
+            Resource.meta,
+            Resource.spec,
+        ).where(
             or_(*(and_(Resource.kind == kind, Resource.name.in_(n)) for kind, n in wanted)),
             Resource.deleted_at.is_(None),
         )
     )
-    return {(kind, project, name): uid for kind, project, name, uid in rows}
+    return {
+        (kind, project, name): {
+            "metadata": {**(meta or {}), "uid": uid, "name": name},
+            "spec": spec,
+        }
+        for kind, project, name, uid, meta, spec in rows
+    }

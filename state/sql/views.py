@@ -27,6 +27,7 @@ from state.sql.server_lists import (
     ServerRow,
     list_servers,
     name_by_uid,
+    objects_by_name,
     server_ref,
     uids_by_name,
 )
@@ -121,6 +122,12 @@ class ComputeViews:
     async def uids_by_name(self, names: dict[str, set[str]]) -> dict[tuple[str, str, str], str]:
         """Per kind, the uids of live objects with these names: (kind, project, name) → uid."""
         return await asyncio.to_thread(self._read, uids_by_name, names)
+
+    async def objects_by_name(
+        self, names: dict[str, set[str]]
+    ) -> dict[tuple[str, str, str], dict[str, Any]]:
+        """(kind, project, name) → the object's metadata and spec, as SQL has them."""
+        return await asyncio.to_thread(self._read, objects_by_name, names)
 
     async def hosts(self, name: str | None = None) -> list[HostRow]:
         """Every compute host (or the one named) with its node and Host spec."""
