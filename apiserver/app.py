@@ -17,7 +17,9 @@ from aiohttp import web
 
 from apiserver import declarative, identity, images
 from apiserver.compute import app as compute_app
+from apiserver.external_identity import ExternalTokens
 from apiserver.image_data import ImageData
+from apiserver.tokens import TokenChecker
 from state.errors import DesiredError
 from state.etcd import EtcdClient
 from state.sql.views import ComputeViews
@@ -43,12 +45,16 @@ def make_app(
     max_limit: int = 1000,
     policy_file: Path | None = None,
     image_dir: Path | None = None,
+    keystone_url: str = "",
+    keystone_cache_seconds: float = 300.0,
 ) -> web.Application:
     """The root app; ``metrics_text`` (Prometheus text) is served at ``/metrics`` when given;
     identity tokens live ``token_ttl`` seconds; ``sql_url`` is the conductor's database,
     which the Compute API reads (no Compute API without it); a server list answers at
     most ``max_limit`` servers; ``policy_file`` overrides the Compute API's policy;
-    ``image_dir`` keeps uploaded images' data (None: the image service stores none)."""
+    ``image_dir`` keeps uploaded images' data (None: the image service stores none);
+    ``keystone_url``: an external Keystone whose tokens the Compute and image APIs take
+    (kept ``keystone_cache_seconds``) instead of this identity service's."""
     root = web.Application()
     root[ETCD] = etcd
     root.router.add_get("/healthz", healthz)
@@ -62,16 +68,19 @@ def make_app(
     root.add_subapp("/apis/v1", declarative.make_app(Store(etcd), admin_token))
     ident = identity.Identity(Store(etcd), token_ttl)
     root.add_subapp("/identity", identity.make_app(ident))
+    tokens: TokenChecker = (
+        ExternalTokens(Store(etcd), keystone_url, keystone_cache_seconds) if keystone_url else ident
+    )
     views = ComputeViews(sql_url) if sql_url else None
     if views is not None:
         root.add_subapp(
             "/compute",
             compute_app.make_app(
-                Store(etcd), ident, views, max_limit=max_limit, policy_file=policy_file
+                Store(etcd), tokens, views, max_limit=max_limit, policy_file=policy_file
             ),
         )
     data = ImageData(image_dir) if image_dir is not None else None
-    root.add_subapp("/image", images.make_app(Store(etcd), ident, data))
+    root.add_subapp("/image", images.make_app(Store(etcd), tokens, data))
 
     async def close_etcd(app: web.Application) -> AsyncIterator[None]:
         yield

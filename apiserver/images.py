@@ -25,9 +25,8 @@ from typing import Any
 from aiohttp import web
 
 from apiserver.compute.names import slug
-from apiserver.identity import Identity
 from apiserver.image_data import ImageData
-from apiserver.tokens import Token
+from apiserver.tokens import Token, TokenChecker
 from apiserver.urls import base_url
 from state.envelope import Obj, Ref
 from state.errors import Conflict, DesiredError, Invalid, NotFound
@@ -35,7 +34,7 @@ from state.store import Store
 from state.validation import validate
 
 STORE = web.AppKey("image_store", Store)
-IDENTITY = web.AppKey("image_identity", Identity)
+IDENTITY = web.AppKey("image_identity", TokenChecker)
 #: where uploaded data lives; absent: uploads are refused
 DATA = web.AppKey("image_data", ImageData)
 CALLER = web.RequestKey("image_caller", Token)
@@ -355,7 +354,9 @@ def _ref(image: Obj) -> Ref:
     return Ref("Image", image["metadata"].get("project") or None, image["metadata"]["name"])
 
 
-def make_app(store: Store, identity: Identity, data: ImageData | None = None) -> web.Application:
+def make_app(
+    store: Store, identity: TokenChecker, data: ImageData | None = None
+) -> web.Application:
     """``data``: where uploaded images live (None: the service stores no data)."""
     app = web.Application(middlewares=[_guard])
     app[STORE] = store

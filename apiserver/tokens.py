@@ -1,6 +1,7 @@
 """Identity tokens: what a token says, signed so that any API server can check it alone.
 
-Owns: the ``Token`` record (user, project, roles, expiry, audit id) and its
+Owns: the ``Token`` record (user, project, roles, expiry, audit id), what
+checks one (``TokenChecker``), and its
 text form ``<payload>.<signature>`` (URL-safe base64 of compact JSON and of
 its HMAC-SHA256 under the cloud's token key).
 
@@ -15,6 +16,7 @@ import hmac
 import json
 import time
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 
 def _b64(data: bytes) -> str:
@@ -23,6 +25,13 @@ def _b64(data: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class TokenChecker(Protocol):
+    """Whatever says what a token stands for: the identity service here, or an external
+    Keystone."""
+
+    async def check(self, text: str) -> Token | None: ...
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,8 @@ async def _serve_api(
         max_limit=cfg.api.max_limit,
         policy_file=Path(cfg.api.policy_file) if cfg.api.policy_file else None,
         image_dir=cfg.data_dir / "images",
+        keystone_url=cfg.api.keystone_url,
+        keystone_cache_seconds=cfg.api.keystone_cache_seconds,
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

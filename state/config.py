@@ -51,6 +51,11 @@ class ApiConfig:
     max_limit: int = 1000
     #: a YAML file of policy rules in oslo.policy's syntax over the Compute API's defaults
     policy_file: str = ""
+    #: an external Keystone (its base URL) whose tokens the Compute and image APIs take
+    #: instead of this identity service's; empty: this one's
+    keystone_url: str = ""
+    #: seconds a token the external Keystone vouched for is taken without asking again
+    keystone_cache_seconds: float = 300.0
 
 
 @dataclass(frozen=True)

@@ -208,20 +208,29 @@ class Store:
 
     # --- spec writes ---------------------------------------------------------
 
-    async def create(self, obj: Obj, *, extra: Sequence[tuple[Compare, Op]] = ()) -> Obj:
+    async def create(
+        self, obj: Obj, *, extra: Sequence[tuple[Compare, Op]] = (), uid: str | None = None
+    ) -> Obj:
         """Stores a new object; raises AlreadyExists if the name is taken.
 
         ``extra`` adds compares and puts to the same transaction (quota usage); if
-        one of its compares fails, Conflict."""
-        return (await self.create_many([obj], extra=extra))[0]
+        one of its compares fails, Conflict. ``uid``: the object's uid, when it mirrors
+        something whose id it must keep (a new one otherwise)."""
+        return (await self.create_many([obj], extra=extra, uids=[uid] if uid else None))[0]
 
     async def create_many(
-        self, objs: Sequence[Obj], *, extra: Sequence[tuple[Compare, Op]] = ()
+        self,
+        objs: Sequence[Obj],
+        *,
+        extra: Sequence[tuple[Compare, Op]] = (),
+        uids: Sequence[str] | None = None,
     ) -> builtins.list[Obj]:
         """Stores new objects in one transaction: all of them or none. AlreadyExists
-        (naming the first) if a name is taken; Conflict if a compare of ``extra`` fails."""
+        (naming the first) if a name is taken; Conflict if a compare of ``extra`` fails.
+        ``uids``: the objects' uids, when they must keep given ones."""
         refs = [ref(o) for o in objs]
-        stored = [self.prepare_new(o) for o in objs]
+        given = list(uids) if uids is not None else [None] * len(objs)
+        stored = [self.prepare_new(o, u) for o, u in zip(objs, given, strict=True)]
         spec_keys = [keys.spec(r.kind, r.project, r.name) for r in refs]
         res = await self.etcd.txn(
             [*(absent(k) for k in spec_keys), *(c for c, _ in extra)],
@@ -266,15 +275,16 @@ class Store:
             raise Conflict(f"{r} changed during create; retry")
         return attach_status(decode_spec(spec_kvs[0]), status_kvs[0] if status_kvs else None), False
 
-    def prepare_new(self, obj: Obj) -> Obj:
-        """The spec-key document of a new object: server fields set, status dropped."""
+    def prepare_new(self, obj: Obj, uid: str | None = None) -> Obj:
+        """The spec-key document of a new object: server fields set (``uid`` when given),
+        status dropped."""
         r = ref(obj)
         stored = {k: v for k, v in obj.items() if k != "status"}
         stored["apiVersion"] = obj.get("apiVersion") or API_VERSION
         m = dict(obj["metadata"])
         for k in ("resourceVersion", "deletionTimestamp"):
             m.pop(k, None)
-        m["uid"] = self.new_uid()
+        m["uid"] = uid or self.new_uid()
         m["generation"] = 1
         m["creationTimestamp"] = now()
         defaults = DEFAULT_FINALIZERS.get(r.kind, ())

@@ -48,8 +48,8 @@ from apiserver.compute.microversions import (
     stamp,
 )
 from apiserver.compute.policies import DEFAULTS
-from apiserver.identity import Identity
 from apiserver.policy import Policy
+from apiserver.tokens import TokenChecker
 from apiserver.urls import base_url
 from state.errors import DesiredError, Invalid
 from state.sql.views import ComputeViews
@@ -98,7 +98,7 @@ def _one_version(vid: str) -> Any:
 _OPEN = {"", "/", "/v2", "/v2/", "/v2.1", "/v2.1/", "/openapi.json"}
 
 
-def _middleware(identity: Identity) -> Any:
+def _middleware(identity: TokenChecker) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
         version: Version | None = None
@@ -132,7 +132,7 @@ def _middleware(identity: Identity) -> Any:
 
 def make_app(
     store: Store,
-    identity: Identity,
+    identity: TokenChecker,
     views: ComputeViews,
     *,
     max_limit: int = 1000,

@@ -28,11 +28,14 @@ async def api_cloud(
     max_limit: int = 50,
     policy_file: Path | None = None,
     image_dir: Path | None = None,
+    keystone_url: str = "",
+    keystone_cache_seconds: float = 300.0,
 ) -> AsyncIterator[str]:
     """An API server on a free port with projects demo, other and admin, users demo,
     other (members of their projects) and admin, and a conductor projecting into
     ``sql_url``, which the API server reads; ``policy_file`` overrides its policy;
-    ``image_dir`` keeps uploaded images' data."""
+    ``image_dir`` keeps uploaded images' data; ``keystone_url``: an external Keystone
+    whose tokens the Compute and image APIs take instead."""
     await asyncio.to_thread(upgrade, sql_url)
     for name in ("demo", "other", "admin"):
         await store.create({"kind": "Project", "metadata": {"name": name}, "spec": {}})
@@ -65,6 +68,8 @@ async def api_cloud(
         max_limit=max_limit,
         policy_file=policy_file,
         image_dir=image_dir,
+        keystone_url=keystone_url,
+        keystone_cache_seconds=keystone_cache_seconds,
     )
     async with conductor(store.etcd, sql_url), serving(app) as base:
         yield base
