@@ -18,7 +18,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, not_, or_, select
+from sqlalchemy import ColumnElement, and_, case, false, func, not_, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from state.errors import BadRequest
@@ -255,26 +255,28 @@ def name_by_uid(session: Session, kind: str, uid: str) -> str | None:
 
 def uids_by_name(session: Session, names: dict[str, set[str]]) -> dict[tuple[str, str, str], str]:
     """The live objects with these names, per kind: (kind, project, name) → uid."""
-    found = objects_by_name(session, names)
+    found = objects_by_name(session, names, whole=())
     return {key: obj["metadata"]["uid"] for key, obj in found.items()}
 
 
 def objects_by_name(
-    session: Session, names: dict[str, set[str]]
+    session: Session, names: dict[str, set[str]], whole: tuple[str, ...] = ("Flavor",)
 ) -> dict[tuple[str, str, str], dict[str, Any]]:
     """The live objects with these names, per kind: (kind, project, name) → the object
-    as SQL has it (metadata and spec)."""
+    as SQL has it: its uid and name, and for the kinds in ``whole`` its metadata and
+    spec too (the others' are left unread)."""
     wanted = [(kind, sorted(n)) for kind, n in names.items() if n]
     if not wanted:
         return {}
+    full = Resource.kind.in_(whole) if whole else false()
     rows = session.execute(
         select(
             Resource.kind,
             Resource.project,
             Resource.name,
             Resource.uid,
-            Resource.meta,
-            Resource.spec,
+            case((full, Resource.meta), else_=None),
+            case((full, Resource.spec), else_=None),
         ).where(
             or_(*(and_(Resource.kind == kind, Resource.name.in_(n)) for kind, n in wanted)),
             Resource.deleted_at.is_(None),
@@ -283,7 +285,7 @@ def objects_by_name(
     return {
         (kind, project, name): {
             "metadata": {**(meta or {}), "uid": uid, "name": name},
-            "spec": spec,
+            "spec": spec or {},
         }
         for kind, project, name, uid, meta, spec in rows
     }

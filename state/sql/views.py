@@ -126,7 +126,7 @@ class ComputeViews:
     async def objects_by_name(
         self, names: dict[str, set[str]]
     ) -> dict[tuple[str, str, str], dict[str, Any]]:
-        """(kind, project, name) → the object's metadata and spec, as SQL has them."""
+        """(kind, project, name) → the object as SQL has it (flavors whole)."""
         return await asyncio.to_thread(self._read, objects_by_name, names)
 
     async def hosts(self, name: str | None = None) -> list[HostRow]:
