@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from aiohttp import web
@@ -34,14 +35,21 @@ class Version:
         return f"{self.major}.{self.minor}"
 
 
+_LOWEST = Version(*MIN)
 #: the version a request was asked at (set before its handler runs)
 VERSION = web.RequestKey("compute_version", Version)
 
 
+@cache
+def _version(text: str) -> Version:
+    major, minor = (int(p) for p in text.split("."))
+    return Version(major, minor)
+
+
 def since(request: web.Request, version: str) -> bool:
     """Whether the request was asked at ``version`` ("2.47") or later."""
-    major, minor = (int(p) for p in version.split("."))
-    return request.get(VERSION, Version(*MIN)) >= Version(major, minor)
+    asked: Version = request.get(VERSION, _LOWEST)
+    return asked >= _version(version)
 
 
 def require(request: web.Request, version: str) -> None:

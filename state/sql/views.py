@@ -41,7 +41,10 @@ def _stamp(when: dt.datetime | None) -> str | None:
 class ComputeViews:
     def __init__(self, url: str, projector: str = "conductor") -> None:
         self.engine = make_engine(url)
-        self.sessions = make_sessionmaker(self.engine)
+        # reads only: no BEGIN and COMMIT around each (two round trips fewer on PostgreSQL)
+        self.sessions = make_sessionmaker(
+            self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         self.projector = projector
         #: the highest progress read so far: SQL reflects etcd at least up to it
         self._seen = 0
