@@ -41,10 +41,7 @@ def _stamp(when: dt.datetime | None) -> str | None:
 class ComputeViews:
     def __init__(self, url: str, projector: str = "conductor") -> None:
         self.engine = make_engine(url)
-        # reads only: no BEGIN and COMMIT around each (two round trips fewer on PostgreSQL)
-        self.sessions = make_sessionmaker(
-            self.engine.execution_options(isolation_level="AUTOCOMMIT")
-        )
+        self.sessions = make_sessionmaker(self.engine)
         self.projector = projector
         #: the highest progress read so far: SQL reflects etcd at least up to it
         self._seen = 0
