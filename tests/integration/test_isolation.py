@@ -24,10 +24,31 @@ from tests.integration.test_compute_servers import Nova
 from tests.integration.test_hostd import cloud as hostd_cloud
 from tests.integration.test_identity import api_cloud
 
-CALLERS = ("member", "reader", "other", "admin")
+CALLERS = ("member", "reader", "other", "admin", "other-reader")
+
+
+def _other_reader(
+    path: str, expected: tuple[int | None, ...], demo_things: tuple[str, ...]
+) -> int | None:
+    """What a reader of the other project gets: what that project's member gets for what
+    belongs to project demo (named in ``demo_things``); else what demo's reader gets in
+    its own project."""
+    if any(thing in path for thing in demo_things):
+        return expected[2]
+    return expected[1]
 
 
 async def _callers(base: str, store: Store) -> dict[str, Nova]:
+    await store.create(
+        {
+            "kind": "User",
+            "metadata": {"name": "onlooker"},
+            "spec": {
+                "passwordHash": hash_password("onlooker-secret", iterations=1000),
+                "roles": [{"role": "reader", "project": "other"}],
+            },
+        }
+    )
     await store.create(
         {
             "kind": "User",
@@ -43,6 +64,7 @@ async def _callers(base: str, store: Store) -> dict[str, Nova]:
         "reader": ("watcher", "watcher-secret", "demo"),
         "other": ("other", "other-secret", "other"),
         "admin": ("admin", "admin-secret", "admin"),
+        "other-reader": ("onlooker", "onlooker-secret", "other"),
     }
     return {who: Nova(base, await token_of(base, *login)) for who, login in logins.items()}
 
@@ -126,7 +148,8 @@ async def test_isolation_matrix(store: Store, tmp_path: Path) -> None:
         failures = []
         for rows, version in ((matrix, "2.1"), (later, "2.47")):
             for method, path, body, expected in rows:
-                for who, want in zip(CALLERS, expected, strict=True):
+                wants = (*expected, _other_reader(path, expected, (sid, demo_id, "demo-key")))
+                for who, want in zip(CALLERS, wants, strict=True):
                     if want is None:
                         continue
                     code, answer = await nova[who].at(version)(method, path, body)
@@ -137,14 +160,21 @@ async def test_isolation_matrix(store: Store, tmp_path: Path) -> None:
         assert not failures, "\n".join(failures)
 
         # lists show only the caller's project
-        for who, seen in (("member", [sid]), ("reader", [sid]), ("other", []), ("admin", [])):
+        lists = (("member", [sid]), ("reader", [sid]), ("other", []), ("other-reader", []))
+        for who, seen in (*lists, ("admin", [])):
             _, body = await nova[who]("GET", "/servers")
             assert [s["id"] for s in body["servers"]] == seen, who
         for who, seen in (("member", ["demo-key"]), ("other", [])):
             _, body = await nova[who]("GET", "/os-keypairs")
             assert [k["keypair"]["name"] for k in body["keypairs"]] == seen, who
         # a private image: its project sees it, another does not
-        for who, want in (("member", 200), ("other", 404), ("admin", 200)):
+        for who, want in (
+            ("member", 200),
+            ("reader", 200),
+            ("other", 404),
+            ("other-reader", 404),
+            ("admin", 200),
+        ):
             async with (
                 aiohttp.ClientSession() as http,
                 http.get(f"{base}/image/v2/images/{private_id}", headers=nova[who].headers) as resp,

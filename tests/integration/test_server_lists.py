@@ -207,7 +207,7 @@ async def test_openstacksdk_and_novaclient_page_through_2500_servers(
         demo = Nova(base, await token_of(base, "demo", "demo-secret", "demo"))
 
         async def projected() -> bool:
-            code, body = await demo("GET", "/servers?limit=1&name=^vm-0000$")
+            code, body = await demo("GET", "/servers?limit=1&name=^vm-2499$")
             return code == 200 and len(body["servers"]) == 1
 
         await eventually(projected, timeout=60)
