@@ -6,27 +6,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_openstack_cli import ok, openstack
+from tests.e2e.test_openstack_cli import ok, openstack, up  # noqa: F401 (the fixture)
 from tests.e2e.up_process import BIN, Up
 
 
-@pytest.fixture
-def up(tmp_path: Path) -> Iterator[Up]:
-    u = Up(tmp_path / "desired", "--simulate", "1")
-    try:
-        yield u
-    finally:
-        if u.proc.poll() is None:
-            u.stop()
-
-
 @pytest.mark.parametrize("cloud", ["desired-admin", "desired-demo"])
-def test_no_server_errors(up: Up, cloud: str, tmp_path: Path) -> None:
+def test_no_server_errors(up: Up, cloud: str, tmp_path: Path) -> None:  # noqa: F811
     token = json.loads(ok(openstack(up, "token", "issue", "-f", "json", cloud=cloud)))["id"]
     # a server to act on, so that fuzzed actions reach their handlers
     ok(

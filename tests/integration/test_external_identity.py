@@ -15,13 +15,12 @@ from apiserver import identity
 from fixtures.etcd import EtcdServer
 from state.envelope import Ref
 from state.etcd import EtcdClient
-from state.passwords import hash_password
 from state.store import Store
 from tests.conftest import serving
 from tests.integration.test_compute_api import token_of
 from tests.integration.test_compute_servers import Nova
 from tests.integration.test_hostd import flavor_and_image
-from tests.integration.test_identity import api_cloud
+from tests.integration.test_identity import api_cloud, make_user
 
 
 async def test_tokens_of_an_external_keystone(store: Store, tmp_path: Path) -> None:
@@ -29,16 +28,7 @@ async def test_tokens_of_an_external_keystone(store: Store, tmp_path: Path) -> N
     with EtcdServer() as other_etcd:
         keystone_store = Store(EtcdClient(other_etcd.url))
         await keystone_store.create({"kind": "Project", "metadata": {"name": "team"}, "spec": {}})
-        await keystone_store.create(
-            {
-                "kind": "User",
-                "metadata": {"name": "alice"},
-                "spec": {
-                    "passwordHash": hash_password("alice-secret", iterations=1000),
-                    "roles": [{"role": "member", "project": "team"}],
-                },
-            }
-        )
+        await make_user(keystone_store, "alice", [{"role": "member", "project": "team"}])
         team = await keystone_store.get(Ref("Project", None, "team"))
         team_id = team["metadata"]["uid"].replace("-", "")
         keystone = web.Application()

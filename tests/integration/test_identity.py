@@ -21,6 +21,20 @@ from tests.conftest import serving
 from tests.integration.test_conductor import conductor
 
 
+async def make_user(store: Store, name: str, roles: list[dict[str, str]]) -> None:
+    """A user with password ``<name>-secret`` and these role assignments."""
+    await store.create(
+        {
+            "kind": "User",
+            "metadata": {"name": name},
+            "spec": {
+                "passwordHash": hash_password(f"{name}-secret", iterations=1000),
+                "roles": roles,
+            },
+        }
+    )
+
+
 @contextlib.asynccontextmanager
 async def api_cloud(
     store: Store,
@@ -40,26 +54,8 @@ async def api_cloud(
     for name in ("demo", "other", "admin"):
         await store.create({"kind": "Project", "metadata": {"name": name}, "spec": {}})
     for user in ("demo", "other"):
-        await store.create(
-            {
-                "kind": "User",
-                "metadata": {"name": user},
-                "spec": {
-                    "passwordHash": hash_password(f"{user}-secret", iterations=1000),
-                    "roles": [{"role": "member", "project": user}],
-                },
-            }
-        )
-    await store.create(
-        {
-            "kind": "User",
-            "metadata": {"name": "admin"},
-            "spec": {
-                "passwordHash": hash_password("admin-secret", iterations=1000),
-                "roles": [{"role": "admin"}, {"role": "admin", "project": "admin"}],
-            },
-        }
-    )
+        await make_user(store, user, [{"role": "member", "project": user}])
+    await make_user(store, "admin", [{"role": "admin"}, {"role": "admin", "project": "admin"}])
     app = make_app(
         store.etcd,
         "bootstrap-token",

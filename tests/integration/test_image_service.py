@@ -16,13 +16,12 @@ import pytest
 from hostd.image_service import ImageService
 from hostd.images import ImageCache, ImageFetchError
 from state.envelope import Ref
-from state.passwords import hash_password
 from state.store import Store
 from tests.conftest import eventually
 from tests.integration.test_compute_api import token_of
 from tests.integration.test_compute_servers import Nova
 from tests.integration.test_hostd import cloud as hostd_cloud
-from tests.integration.test_identity import api_cloud
+from tests.integration.test_identity import api_cloud, make_user
 
 DATA = os.urandom(3 * (1 << 20) + 123)
 
@@ -49,20 +48,6 @@ class Glance:
             return resp.status, body, dict(resp.headers)
 
 
-async def hostd_user(store: Store) -> None:
-    """hostd's user, with role service on the whole cloud (password hostd-secret)."""
-    await store.create(
-        {
-            "kind": "User",
-            "metadata": {"name": "hostd"},
-            "spec": {
-                "passwordHash": hash_password("hostd-secret", iterations=1000),
-                "roles": [{"role": "service"}],
-            },
-        }
-    )
-
-
 async def test_upload_download_delete_and_hostd_reads_it(store: Store, tmp_path: Path) -> None:
     sql_url = f"sqlite:///{tmp_path / 'api.sqlite'}"
     images_dir = tmp_path / "images"
@@ -73,7 +58,7 @@ async def test_upload_download_delete_and_hostd_reads_it(store: Store, tmp_path:
             "spec": {"vcpus": 1, "ramMiB": 64, "diskGiB": 1},
         }
     )
-    await hostd_user(store)
+    await make_user(store, "hostd", [{"role": "service"}])  # hostd's own user
     async with api_cloud(store, sql_url, image_dir=images_dir) as base:
         demo = Glance(base, await token_of(base, "demo", "demo-secret", "demo"))
         other = Glance(base, await token_of(base, "other", "other-secret", "other"))
@@ -140,7 +125,7 @@ async def test_create_image_snapshots_a_server(store: Store, tmp_path: Path) -> 
     """createImage: a queued private Image the server's (simulated) host uploads its disk
     into; then a server boots from it."""
     sql_url = f"sqlite:///{tmp_path / 'api.sqlite'}"
-    await hostd_user(store)
+    await make_user(store, "hostd", [{"role": "service"}])  # hostd's own user
     async with api_cloud(store, sql_url, image_dir=tmp_path / "images") as base:
         uploads = ImageService(base, "hostd", "hostd-secret")
         async with hostd_cloud(store, tmp_path, uploads):

@@ -16,13 +16,12 @@ from apiserver.app import make_app
 from apiserver.policy import PolicyError
 from state.envelope import Ref
 from state.etcd import EtcdClient
-from state.passwords import hash_password
 from state.store import Store
 from tests.conftest import eventually
 from tests.integration.test_compute_api import token_of
 from tests.integration.test_compute_servers import Nova
 from tests.integration.test_hostd import cloud as hostd_cloud
-from tests.integration.test_identity import api_cloud
+from tests.integration.test_identity import api_cloud, make_user
 
 CALLERS = ("member", "reader", "other", "admin", "other-reader")
 
@@ -39,26 +38,8 @@ def _other_reader(
 
 
 async def _callers(base: str, store: Store) -> dict[str, Nova]:
-    await store.create(
-        {
-            "kind": "User",
-            "metadata": {"name": "onlooker"},
-            "spec": {
-                "passwordHash": hash_password("onlooker-secret", iterations=1000),
-                "roles": [{"role": "reader", "project": "other"}],
-            },
-        }
-    )
-    await store.create(
-        {
-            "kind": "User",
-            "metadata": {"name": "watcher"},
-            "spec": {
-                "passwordHash": hash_password("watcher-secret", iterations=1000),
-                "roles": [{"role": "reader", "project": "demo"}],
-            },
-        }
-    )
+    await make_user(store, "onlooker", [{"role": "reader", "project": "other"}])
+    await make_user(store, "watcher", [{"role": "reader", "project": "demo"}])
     logins = {
         "member": ("demo", "demo-secret", "demo"),
         "reader": ("watcher", "watcher-secret", "demo"),
