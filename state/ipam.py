@@ -1,0 +1,138 @@
+"""Addresses of networks, allocated to instances' ports race-free in etcd.
+
+Owns: which addresses of a Network may be handed out (its ``dhcpRange``, else
+every host address after the gateway), the keys
+``/desired/v1/ipam/<network uid>/<address>`` (each held by one port:
+``{"instance": uid, "port": index, "mac": ...}``, created only where absent,
+so two allocations of one address cannot both succeed), a port's MAC
+(``fa:16:3e`` and three bytes of a digest of instance and port, as
+OpenStack's prefix), finding a port's allocation again, and releasing an
+instance's addresses.
+
+Must never: hand one address to two ports; release an address another
+instance holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from state import keys
+from state.envelope import Obj
+from state.errors import BadRequest, Conflict
+from state.etcd import Delete, EtcdClient, Put, absent, mod_revision_is, prefix_end
+
+#: tries of an allocation that other allocations keep beating to the address
+_TRIES = 20
+
+
+class AddressInUse(Conflict):
+    """The address asked for is held by another port."""
+
+
+class PoolExhausted(Conflict):
+    """No address of the network is free."""
+
+
+@dataclass(frozen=True)
+class Port:
+    network: str
+    address: str
+    mac: str
+
+
+def mac_of(instance_uid: str, port: int) -> str:
+    digest = hashlib.sha256(f"{instance_uid}/{port}".encode()).digest()
+    return "fa:16:3e:" + ":".join(f"{b:02x}" for b in digest[:3])
+
+
+def _gateway(spec: dict[str, Any]) -> ipaddress.IPv4Address:
+    net = ipaddress.IPv4Network(spec["cidr"], strict=False)
+    return ipaddress.IPv4Address(spec["gateway"]) if spec.get("gateway") else net[1]
+
+
+def pool(spec: dict[str, Any]) -> list[ipaddress.IPv4Address]:
+    """The addresses a network hands out, in order."""
+    net = ipaddress.IPv4Network(spec["cidr"], strict=False)
+    gateway = _gateway(spec)
+    if spec.get("dhcpRange"):
+        first = ipaddress.IPv4Address(spec["dhcpRange"]["start"])
+        last = ipaddress.IPv4Address(spec["dhcpRange"]["end"])
+    else:
+        first, last = gateway + 1, net.broadcast_address - 1
+    return [
+        ipaddress.IPv4Address(a)
+        for a in range(int(first), int(last) + 1)
+        if ipaddress.IPv4Address(a) in net and ipaddress.IPv4Address(a) != gateway
+    ]
+
+
+def _fixed(spec: dict[str, Any], wanted: str) -> ipaddress.IPv4Address:
+    """An address asked for: a host address of the network, not its gateway."""
+    net = ipaddress.IPv4Network(spec["cidr"], strict=False)
+    address = ipaddress.IPv4Address(wanted)
+    if address not in net or address in (net.network_address, net.broadcast_address):
+        raise BadRequest(f"{wanted} is not a host address of {spec['cidr']}")
+    if address == _gateway(spec):
+        raise BadRequest(f"{wanted} is the gateway of {spec['cidr']}")
+    return address
+
+
+async def held(etcd: EtcdClient, network_uid: str) -> dict[str, dict[str, Any]]:
+    """The addresses allocated on a network, with who holds each."""
+    prefix = keys.ipam_prefix(network_uid)
+    res = await etcd.range(prefix, prefix_end(prefix))
+    return {keys.last_segment(kv.key): json.loads(kv.value) for kv in res.kvs}
+
+
+async def allocate(
+    etcd: EtcdClient, network: Obj, instance_uid: str, port: int, wanted: str | None = None
+) -> Port:
+    """The address of the instance's port on ``network``: the one it holds already, else
+    ``wanted`` (AddressInUse when held by another port), else a free one of the pool
+    (PoolExhausted when none is)."""
+    uid, spec = network["metadata"]["uid"], network["spec"]
+    mac = mac_of(instance_uid, port)
+    value = json.dumps({"instance": instance_uid, "port": port, "mac": mac}).encode()
+    for _ in range(_TRIES):
+        taken = await held(etcd, uid)
+        for address, holder in taken.items():
+            if (holder.get("instance"), holder.get("port")) == (instance_uid, port):
+                return Port(network["metadata"]["name"], address, mac)
+        if wanted is not None:
+            candidates = [_fixed(spec, wanted)]
+        else:
+            free = [a for a in pool(spec) if str(a) not in taken]
+            if not free:
+                raise PoolExhausted(
+                    f"no free address on network {network['metadata']['name']} ({spec['cidr']})"
+                )
+            # a random one of the first few: racing allocations rarely pick the same
+            candidates = [random.choice(free[:8])]
+        key = keys.ipam(uid, str(candidates[0]))
+        res = await etcd.txn([absent(key)], [Put(key, value)])
+        if res.succeeded:
+            return Port(network["metadata"]["name"], str(candidates[0]), mac)
+        if wanted is not None:
+            raise AddressInUse(
+                f"address {wanted} is in use on network {network['metadata']['name']}"
+            )
+    raise Conflict(f"allocations on network {network['metadata']['name']} kept racing; retry")
+
+
+async def release(etcd: EtcdClient, network_uid: str, instance_uid: str) -> int:
+    """Frees every address the instance holds on the network; how many it held."""
+    prefix = keys.ipam_prefix(network_uid)
+    res = await etcd.range(prefix, prefix_end(prefix))
+    freed = 0
+    for kv in res.kvs:
+        if json.loads(kv.value).get("instance") != instance_uid:
+            continue
+        done = await etcd.txn([mod_revision_is(kv.key, kv.mod_revision)], [Delete(kv.key)])
+        freed += int(done.succeeded)
+    return freed
