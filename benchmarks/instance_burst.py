@@ -190,7 +190,7 @@ def main() -> None:
             for command, extra in [
                 *(
                     [
-                        (["reconcilers"], {"DESIRED_RECONCILERS_RUN": "scheduler,gitsync"}),
+                        (["reconcilers"], {"DESIRED_RECONCILERS_RUN": "scheduler,gitsync,network"}),
                         (["reconcilers"], {"DESIRED_RECONCILERS_RUN": "conductor"}),
                     ]
                     if args.conductor_apart

@@ -13,6 +13,7 @@ from reconcilers.catalog import Catalog
 from reconcilers.cluster_view import ClusterView
 from reconcilers.conductor import Conductor
 from reconcilers.gitsync import GitSync
+from reconcilers.network import NetworkReconciler, sweep
 from reconcilers.runtime.controller import Controller
 from reconcilers.runtime.informer import Informer
 from reconcilers.runtime.leader import LeaderElector
@@ -25,7 +26,7 @@ from state.errors import BadRequest
 from state.etcd import EtcdClient
 from state.store import Store
 
-PARTS = ("scheduler", "gitsync", "conductor")
+PARTS = ("scheduler", "gitsync", "conductor", "network")
 
 
 def parts_of(setting: str) -> tuple[str, ...]:
@@ -51,8 +52,10 @@ def build(cfg: Config, etcd: EtcdClient, identity: str, metrics: Metrics) -> Man
     informers: list[Runnable] = []
     controllers: list[Controller[Ref]] = []
     streams = []
+    instances = Informer(etcd, "Instance")
+    if "scheduler" in parts or "network" in parts:
+        informers.append(instances)
     if "scheduler" in parts:
-        instances = Informer(etcd, "Instance")
         cluster = ClusterView(etcd)
         catalog = Catalog(store, etcd)
         scheduler = Controller(
@@ -71,7 +74,7 @@ def build(cfg: Config, etcd: EtcdClient, identity: str, metrics: Metrics) -> Man
         )
         cluster.add_liveness_handler(requeue_on_liveness(scheduler, instances))
         catalog.on_change(requeue_unplaced(scheduler, instances))
-        informers += [instances, cluster, *catalog.informers]
+        informers += [cluster, *catalog.informers]
         controllers.append(scheduler)
     if "gitsync" in parts:
         gitsources = Informer(etcd, "GitSource")
@@ -86,6 +89,17 @@ def build(cfg: Config, etcd: EtcdClient, identity: str, metrics: Metrics) -> Man
         controllers.append(gitsync)
     if "conductor" in parts:
         streams.append(Conductor(etcd, cfg.sql_url()).run)
+    if "network" in parts:
+        controllers.append(
+            Controller(
+                NetworkReconciler(store),
+                [instances],
+                workers=rc.workers,
+                resync=rc.resync,
+                metrics=metrics,
+            )
+        )
+        streams.append(lambda: sweep(store, rc.resync))
     name = election_name(parts)
     elector = LeaderElector(
         etcd,

@@ -75,9 +75,10 @@ class ReconcilerConfig:
     #: how the scheduler picks among fitting hosts: "spread" (most free RAM) or "pack"
     weigher: str = "spread"
     #: which central reconcilers this process runs, comma-separated, from scheduler,
-    #: gitsync, conductor; each set is leader-elected on its own, so run each reconciler
-    #: in exactly one set (the conductor apart keeps its SQL work off the scheduler's CPU)
-    run: str = "scheduler,gitsync,conductor"
+    #: gitsync, conductor, network; each set is leader-elected on its own, so run each
+    #: reconciler in exactly one set (the conductor apart keeps its SQL work off the
+    #: scheduler's CPU)
+    run: str = "scheduler,gitsync,conductor,network"
     #: seconds an instance that fits on no host is retried (Scheduled=False, reason
     #: Unschedulable) before it gets Nova's "No valid host was found" fault and ERROR
     no_valid_host_after: float = 30.0

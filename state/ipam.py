@@ -125,13 +125,18 @@ async def allocate(
     raise Conflict(f"allocations on network {network['metadata']['name']} kept racing; retry")
 
 
-async def release(etcd: EtcdClient, network_uid: str, instance_uid: str) -> int:
-    """Frees every address the instance holds on the network; how many it held."""
+async def release(
+    etcd: EtcdClient, network_uid: str, instance_uid: str, keep: frozenset[str] = frozenset()
+) -> int:
+    """Frees the addresses the instance holds on the network but those in ``keep``; how
+    many it freed."""
     prefix = keys.ipam_prefix(network_uid)
     res = await etcd.range(prefix, prefix_end(prefix))
     freed = 0
     for kv in res.kvs:
         if json.loads(kv.value).get("instance") != instance_uid:
+            continue
+        if keys.last_segment(kv.key) in keep:
             continue
         done = await etcd.txn([mod_revision_is(kv.key, kv.mod_revision)], [Delete(kv.key)])
         freed += int(done.succeeded)

@@ -1,0 +1,124 @@
+"""The network reconciler: addresses for instances' ports (IPAM).
+
+Owns: for each Instance, one port per entry of ``spec.networks`` (a network
+of its project, or a shared one; the project's network named ``default``
+when ``spec.networks`` is absent and there is one), each port's address held
+through ``state.ipam`` (a fixed one when asked), ``status.ports``
+(``network``, ``networkUid``, ``address``, ``mac``) and the ``NetworkReady``
+condition (False, with the reason, when a network is missing or full or the
+address asked for is taken, retried; an instance without ports and none before
+gets no write); releasing an instance's addresses once
+it is being deleted, and those of ports it no longer has; and, every resync,
+sweeping addresses whose instance is gone.
+
+Must never: give a port an address of another project's network that is not
+shared; hold an address for an instance that is gone for longer than a resync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from reconcilers.runtime.controller import Requeue
+from state import ipam
+from state.envelope import Obj, Ref, set_condition
+from state.errors import BadRequest, Conflict
+from state.store import Store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_NETWORK = "default"
+
+
+@dataclass
+class NetworkReconciler:
+    store: Store
+    #: seconds before a port that could not get an address tries again
+    retry: float = 10.0
+    name: str = "network"
+
+    async def _network(self, project: str, name: str) -> Obj | None:
+        own = await self.store.get_or_none(Ref("Network", project, name))
+        if own is not None:
+            return own
+        for net in (await self.store.list("Network")).items:
+            if net["metadata"]["name"] == name and net["spec"].get("shared"):
+                return net
+        return None
+
+    async def _wanted(self, inst: Obj) -> list[dict[str, Any]]:
+        """The ports the instance asks for (the default network's when it names none)."""
+        if "networks" in inst["spec"]:
+            return list(inst["spec"]["networks"])
+        project = inst["metadata"]["project"]
+        default = await self.store.get_or_none(Ref("Network", project, DEFAULT_NETWORK))
+        return [{"network": DEFAULT_NETWORK}] if default is not None else []
+
+    async def reconcile(self, key: Ref) -> Requeue | None:
+        inst = await self.store.get_or_none(key)
+        if inst is None:
+            return None  # gone: the sweep frees what it held
+        meta = inst["metadata"]
+        uid, had = meta["uid"], inst.get("status", {}).get("ports") or []
+        if meta.get("deletionTimestamp"):
+            for net_uid in {p["networkUid"] for p in had}:
+                await ipam.release(self.store.etcd, net_uid, uid)
+            return None
+        wanted = await self._wanted(inst)
+        if not wanted and not had:
+            return None  # no ports, none before: nothing to write
+        ports: list[dict[str, Any]] = []
+        problem: tuple[str, str] | None = None
+        for index, entry in enumerate(wanted):
+            net = await self._network(meta["project"], entry["network"])
+            if net is None:
+                problem = ("NetworkNotFound", f"network {entry['network']!r} not found")
+                break
+            try:
+                port = await ipam.allocate(
+                    self.store.etcd, net, uid, index, entry.get("fixedAddress")
+                )
+            except (BadRequest, Conflict) as exc:
+                problem = (type(exc).__name__, exc.message)
+                break
+            ports.append(
+                {
+                    "network": port.network,
+                    "networkUid": net["metadata"]["uid"],
+                    "address": port.address,
+                    "mac": port.mac,
+                }
+            )
+        kept = {(p["networkUid"], p["address"]) for p in ports}
+        for net_uid in {p["networkUid"] for p in had}:
+            keep = frozenset(a for n, a in kept if n == net_uid)
+            await ipam.release(self.store.etcd, net_uid, uid, keep)
+
+        def mutate(status: dict[str, Any]) -> bool:
+            moved = status.get("ports") != (ports or None)
+            if ports:
+                status["ports"] = ports
+            else:
+                status.pop("ports", None)
+            reason, message = problem or ("Allocated", f"{len(ports)} port(s)")
+            return set_condition(status, "NetworkReady", problem is None, reason, message) or moved
+
+        await self.store.patch_status(key, mutate, uid=uid)
+        return Requeue(after=self.retry) if problem else None
+
+
+async def sweep(store: Store, interval: float) -> None:
+    """Every ``interval`` seconds, frees the addresses held for instances that are gone."""
+    while True:
+        await asyncio.sleep(interval)
+        live = {i["metadata"]["uid"] for i in (await store.list("Instance")).items}
+        for net in (await store.list("Network")).items:
+            net_uid = net["metadata"]["uid"]
+            for holder in {
+                h["instance"] for h in (await ipam.held(store.etcd, net_uid)).values()
+            } - live:
+                freed = await ipam.release(store.etcd, net_uid, holder)
+                log.info("freed %d address(es) of gone instance %s", freed, holder)

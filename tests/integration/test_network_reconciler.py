@@ -1,0 +1,136 @@
+"""The network reconciler with a real etcd: ports get addresses of their networks (the
+project's default one, a shared one, a fixed address), a full network or a missing one is
+a NetworkReady=False condition retried, addresses come back when instances are deleted or
+drop a port, and the sweep frees those of instances that are gone."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+
+from reconcilers.network import NetworkReconciler, sweep
+from reconcilers.runtime.controller import Controller
+from reconcilers.runtime.informer import Informer
+from reconcilers.runtime.manager import Manager
+from state import ipam, keys
+from state.envelope import Ref, condition
+from state.store import Store
+from tests.conftest import eventually
+
+
+@contextlib.asynccontextmanager
+async def network_reconciler(store: Store) -> AsyncIterator[None]:
+    informer = Informer(store.etcd, "Instance")
+    controller = Controller(NetworkReconciler(store, retry=0.2), [informer], resync=1.0)
+    tasks = [
+        asyncio.create_task(Manager([informer], [controller]).run()),
+        asyncio.create_task(sweep(store, 0.3)),
+    ]
+    try:
+        yield
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _instance(store: Store, name: str, **spec: object) -> Ref:
+    await store.create(
+        {
+            "kind": "Instance",
+            "metadata": {"name": name, "project": "demo"},
+            "spec": {"flavor": "small", "image": "tiny", **spec},
+        }
+    )
+    return Ref("Instance", "demo", name)
+
+
+async def _status(store: Store, r: Ref) -> dict:
+    return dict((await store.get(r)).get("status", {}))
+
+
+async def test_ports_get_addresses_and_give_them_back(store: Store) -> None:
+    await store.create(
+        {
+            "kind": "Network",
+            "metadata": {"name": "default", "project": "demo"},
+            "spec": {
+                "cidr": "10.20.0.0/29",
+                "dhcpRange": {"start": "10.20.0.2", "end": "10.20.0.5"},
+            },
+        }
+    )
+    await store.create(
+        {
+            "kind": "Network",
+            "metadata": {"name": "common", "project": "admin"},
+            "spec": {"cidr": "10.30.0.0/24", "shared": True},
+        }
+    )
+    async with network_reconciler(store):
+        vm1 = await _instance(store, "vm1")
+        vm2 = await _instance(
+            store,
+            "vm2",
+            networks=[{"network": "common"}, {"network": "default", "fixedAddress": "10.20.0.6"}],
+        )
+        lost = await _instance(store, "lost", networks=[{"network": "nope"}])
+
+        async def ready(r: Ref) -> dict:
+            status = await _status(store, r)
+            cond = condition({"status": status}, "NetworkReady")
+            return status if cond is not None and cond["status"] == "True" else {}
+
+        first = (await eventually(lambda: ready(vm1)))["ports"]
+        assert [(p["network"], p["address"].rsplit(".", 1)[0]) for p in first] == [
+            ("default", "10.20.0")
+        ]
+        second = (await eventually(lambda: ready(vm2)))["ports"]
+        assert [(p["network"], p["address"]) for p in second][1] == ("default", "10.20.0.6")
+        assert second[0]["network"] == "common" and second[0]["address"].startswith("10.30.0.")
+        assert second[0]["mac"] != second[1]["mac"]
+
+        async def refused(r: Ref, reason: str) -> bool:
+            cond = condition({"status": await _status(store, r)}, "NetworkReady")
+            return cond is not None and cond["status"] == "False" and cond["reason"] == reason
+
+        await eventually(lambda: refused(lost, "NetworkNotFound"))
+        # fill the default network (4 addresses in its range; vm1 holds one)
+        more = [await _instance(store, f"more-{i}") for i in range(4)]
+
+        async def one_refused() -> Ref | None:
+            out = [r for r in more if await refused(r, "PoolExhausted")]
+            ok = [r for r in more if await ready(r)]
+            return out[0] if len(out) == 1 and len(ok) == 3 else None
+
+        waiting = await eventually(one_refused)
+        # deleting vm1 (held by the scheduler's finalizer here) frees its address: the
+        # waiting instance gets it
+        await store.delete(vm1)
+        taken = first[0]["address"]
+
+        async def got_it() -> bool:
+            status = await ready(waiting)
+            return bool(status) and status["ports"][0]["address"] == taken
+
+        await eventually(got_it)
+        # a port dropped from the spec gives its address back
+        obj = await store.get(vm2)
+        obj["spec"]["networks"] = [{"network": "common"}]
+        await store.update(obj)
+        default_uid = (await store.get(Ref("Network", "demo", "default")))["metadata"]["uid"]
+
+        async def dropped() -> bool:
+            return "10.20.0.6" not in await ipam.held(store.etcd, default_uid)
+
+        await eventually(dropped)
+        # an address held for an instance that is gone: swept
+        stray = keys.ipam(default_uid, "10.20.0.7")
+        await store.etcd.put(stray, json.dumps({"instance": "gone", "port": 0}).encode())
+
+        async def swept() -> bool:
+            return await store.etcd.get(stray) is None
+
+        await eventually(swept)
