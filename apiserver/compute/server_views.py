@@ -107,9 +107,24 @@ BASIC = (
 
 
 def basic(request: web.Request, inst: Obj, refs: Refs) -> dict[str, Any]:
-    """Nova's basic server view: ``view`` without the extensions' fields."""
+    """Nova's basic server view: ``view`` without the extensions' fields (addresses
+    without their type and MAC)."""
     full = view(request, inst, refs)
-    return {k: full[k] for k in BASIC + BASIC_LATER if k in full}
+    out = {k: full[k] for k in BASIC + BASIC_LATER if k in full}
+    out["addresses"] = addresses(inst.get("status", {}), extended=False)
+    return out
+
+
+def addresses(status: dict[str, Any], extended: bool = True) -> dict[str, list[dict[str, Any]]]:
+    """Nova's addresses of a server: its ports' fixed addresses, by network name."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for port in status.get("ports") or []:
+        entry: dict[str, Any] = {"addr": port["address"], "version": 4}
+        if extended:
+            entry["OS-EXT-IPS:type"] = "fixed"
+            entry["OS-EXT-IPS-MAC:mac_addr"] = port["mac"]
+        out.setdefault(port["network"], []).append(entry)
+    return out
 
 
 def embedded_flavor(request: web.Request, flavor: dict[str, Any] | None, project_id: str) -> dict:
@@ -154,7 +169,7 @@ def view(request: web.Request, inst: Obj, refs: Refs) -> dict[str, Any]:
         },
         "created": created,
         "updated": refs.updated.strftime("%Y-%m-%dT%H:%M:%SZ") if refs.updated else created,
-        "addresses": {},
+        "addresses": addresses(status),
         "accessIPv4": "",
         "accessIPv6": "",
         "links": links(request, "servers", meta["uid"]),

@@ -268,7 +268,9 @@ async def create(request: web.Request) -> web.Response:
         spec["keyName"] = key
         if key != server["key_name"]:
             noted[KEY_NAME_ANNOTATION] = str(server["key_name"])
-    _networks(request, server)
+    ports = await _networks(request, server, project)
+    if ports is not None:
+        spec["networks"] = ports
     if "description" in server and since(request, "2.19"):
         _describe(spec, server["description"])
     if server.get("availability_zone"):
@@ -342,21 +344,34 @@ def _describe(spec: dict[str, Any], value: Any) -> None:
         spec["description"] = _description(value)
 
 
-def _networks(request: web.Request, server: dict[str, Any]) -> None:
-    """Nova's checks of ``networks``: "auto", "none" or a list of ports (required from
-    2.37, when a port's network uuid must be a UUID)."""
+async def _networks(
+    request: web.Request, server: dict[str, Any], project: str
+) -> list[dict[str, Any]] | None:
+    """The ports a create asks for, as ``spec.networks`` (None: the project's default
+    network, when it has one): "none" is no port, "auto" (or nothing, or an empty list
+    before 2.37) the default, a list names networks by uuid (with a ``fixed_ip``)."""
     if "networks" not in server:
         if since(request, "2.37"):
             raise ComputeFault(
                 400, "Invalid input for field/attribute server. 'networks' is a required property"
             )
-        return
+        return None
     nets = server["networks"]
     if nets in ("auto", "none") and since(request, "2.37"):
-        return
+        return [] if nets == "none" else None
     if not isinstance(nets, list) or not all(isinstance(n, dict) for n in nets):
         raise ComputeFault(400, "Invalid input for field/attribute networks.")
+    if not nets:
+        return None
+    known = [
+        n
+        for n in (await store_of(request).list("Network")).items
+        if n["metadata"].get("project") == project or n["spec"].get("shared")
+    ]
+    out = []
     for net in nets:
+        if net.get("port"):
+            raise ComputeFault(400, f"Port {net['port']} could not be found.")
         if since(request, "2.37") and "uuid" in net:
             try:
                 uuid.UUID(str(net["uuid"]))
@@ -364,6 +379,14 @@ def _networks(request: web.Request, server: dict[str, Any]) -> None:
                 raise ComputeFault(
                     400, f"Invalid input for field/attribute uuid. Value: {net['uuid']}."
                 ) from None
+        found = [n for n in known if n["metadata"]["uid"] == net.get("uuid")]
+        if not found:
+            raise ComputeFault(400, f"Network {net.get('uuid')} could not be found.")
+        port: dict[str, Any] = {"network": found[0]["metadata"]["name"]}
+        if net.get("fixed_ip"):
+            port["fixedAddress"] = str(net["fixed_ip"])
+        out.append(port)
+    return out
 
 
 async def delete(request: web.Request) -> web.Response:

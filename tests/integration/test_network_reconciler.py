@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from reconcilers.network import NetworkReconciler, sweep
 from reconcilers.runtime.controller import Controller
@@ -18,6 +19,10 @@ from state import ipam, keys
 from state.envelope import Ref, condition
 from state.store import Store
 from tests.conftest import eventually
+from tests.integration.test_compute_api import token_of
+from tests.integration.test_compute_servers import Nova
+from tests.integration.test_hostd import flavor_and_image
+from tests.integration.test_identity import api_cloud
 
 
 @contextlib.asynccontextmanager
@@ -134,3 +139,61 @@ async def test_ports_get_addresses_and_give_them_back(store: Store) -> None:
             return await store.etcd.get(stray) is None
 
         await eventually(swept)
+
+
+async def test_servers_show_their_addresses(store: Store, tmp_path: Path) -> None:
+    """The Compute API: "auto" is the default network, "none" no port, a network by uuid
+    with a fixed address; a server's addresses as Nova shows them."""
+    await flavor_and_image(store)
+    for name, cidr in (("default", "10.40.0.0/24"), ("backend", "10.41.0.0/24")):
+        await store.create(
+            {
+                "kind": "Network",
+                "metadata": {"name": name, "project": "demo"},
+                "spec": {"cidr": cidr},
+            }
+        )
+    backend = (await store.get(Ref("Network", "demo", "backend")))["metadata"]["uid"]
+    sql_url = f"sqlite:///{tmp_path / 'api.sqlite'}"
+    async with network_reconciler(store), api_cloud(store, sql_url) as base:
+        demo = Nova(base, await token_of(base, "demo", "demo-secret", "demo"), "2.47")
+        tiny = (await store.get(Ref("Image", None, "tiny")))["metadata"]["uid"]
+
+        async def create(networks: object) -> str:
+            server = {"name": "vm", "imageRef": tiny, "flavorRef": "small", "networks": networks}
+            code, body = await demo("POST", "/servers", {"server": server})
+            assert code == 202, body
+            return str(body["server"]["id"])
+
+        auto = await create("auto")
+        none = await create("none")
+        fixed = await create([{"uuid": backend, "fixed_ip": "10.41.0.9"}])
+        unknown = [{"uuid": "0" * 8 + "-0000-0000-0000-" + "0" * 12}]
+        code, body = await demo(
+            "POST",
+            "/servers",
+            {"server": {"name": "x", "imageRef": tiny, "flavorRef": "small", "networks": unknown}},
+        )
+        assert (code, body["badRequest"]["message"]) == (
+            400,
+            f"Network {unknown[0]['uuid']} could not be found.",
+        )
+
+        async def addresses(sid: str) -> dict:
+            _, body = await demo("GET", f"/servers/{sid}")
+            return dict(body["server"]["addresses"])
+
+        shown = await eventually(lambda: addresses(fixed))
+        (entry,) = shown["backend"]
+        assert (entry["addr"], entry["version"], entry["OS-EXT-IPS:type"]) == (
+            "10.41.0.9",
+            4,
+            "fixed",
+        )
+        assert entry["OS-EXT-IPS-MAC:mac_addr"].startswith("fa:16:3e:")
+        shown = await eventually(lambda: addresses(auto))
+        assert list(shown) == ["default"] and shown["default"][0]["addr"].startswith("10.40.0.")
+        assert await addresses(none) == {}
+        # the basic view of an update: addresses without type and MAC
+        _, body = await demo("PUT", f"/servers/{fixed}", {"server": {"name": "renamed"}})
+        assert body["server"]["addresses"] == {"backend": [{"addr": "10.41.0.9", "version": 4}]}
