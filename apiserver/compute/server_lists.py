@@ -263,8 +263,16 @@ async def _query(request: web.Request) -> ServerQuery | None:
         equal["flavor"] = named[0] if named else opts["flavor"]
     if "reservation_id" in opts:
         equal["reservation_id"] = opts["reservation_id"]
-    if "ip" in opts or "ip6" in opts:
-        return None  # no server has an address here yet
+    if "ip6" in opts:
+        return None  # no server has an IPv6 address here
+    ip = opts.get("ip")
+    if ip is not None:
+        try:
+            re.compile(ip)
+        except re.error:
+            raise ComputeFault(
+                400, f"Invalid input for query parameters ip. Value: {ip}."
+            ) from None
     tags = {
         f: tuple(t for t in opts[f].split(",") if t)
         for f in _TAG_FILTERS
@@ -285,6 +293,7 @@ async def _query(request: web.Request) -> ServerQuery | None:
         tags_any=tags.get("tags-any", ()),
         not_tags=tags.get("not-tags", ()),
         not_tags_any=tags.get("not-tags-any", ()),
+        ip=ip,
     )
 
 

@@ -131,6 +131,8 @@ class InstanceRow(Base):
     tags: Mapped[str | None] = mapped_column(Text, nullable=True)
     #: the create request it came from (Nova's reservation id)
     reservation_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    #: its ports' fixed addresses, one per line (the network reconciler's status.ports)
+    addresses: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class InstanceAction(Base):

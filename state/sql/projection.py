@@ -108,6 +108,7 @@ def _instance_row(obj: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
         if spec.get("tags")
         else None,
         "reservation_id": (meta.get("annotations") or {}).get(RESERVATION_ANNOTATION),
+        "addresses": "\n".join(p["address"] for p in status.get("ports") or []) or None,
     }
 
 

@@ -65,6 +65,8 @@ class ServerQuery:
     #: exact matches on columns: host, user_id, uid, key_name, availability_zone,
     #: image, flavor
     equal: dict[str, str] = field(default_factory=dict)
+    #: a regular expression one of its fixed addresses must contain a match of
+    ip: str | None = None
     #: tags a server must have all of, any of, not all of, none of
     tags: tuple[str, ...] = ()
     tags_any: tuple[str, ...] = ()
@@ -138,6 +140,9 @@ def _filters(q: ServerQuery) -> list[ColumnElement[bool]]:
     }
     for name, value in q.equal.items():
         where.append(columns[name] == value)
+    if q.ip is not None:
+        # one address per line: a match within a line is a match of one address
+        where.append(func.coalesce(InstanceRow.addresses, "").regexp_match(q.ip, flags="m"))
     where.extend(_tag_filters(q))
     return where
 

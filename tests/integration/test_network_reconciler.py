@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from reconcilers.network import NetworkReconciler, sweep
 from reconcilers.runtime.controller import Controller
@@ -141,7 +140,7 @@ async def test_ports_get_addresses_and_give_them_back(store: Store) -> None:
         await eventually(swept)
 
 
-async def test_servers_show_their_addresses(store: Store, tmp_path: Path) -> None:
+async def test_servers_show_their_addresses(store: Store, sql_url: str) -> None:
     """The Compute API: "auto" is the default network, "none" no port, a network by uuid
     with a fixed address; a server's addresses as Nova shows them."""
     await flavor_and_image(store)
@@ -154,7 +153,6 @@ async def test_servers_show_their_addresses(store: Store, tmp_path: Path) -> Non
             }
         )
     backend = (await store.get(Ref("Network", "demo", "backend")))["metadata"]["uid"]
-    sql_url = f"sqlite:///{tmp_path / 'api.sqlite'}"
     async with network_reconciler(store), api_cloud(store, sql_url) as base:
         demo = Nova(base, await token_of(base, "demo", "demo-secret", "demo"), "2.47")
         tiny = (await store.get(Ref("Image", None, "tiny")))["metadata"]["uid"]
@@ -197,3 +195,18 @@ async def test_servers_show_their_addresses(store: Store, tmp_path: Path) -> Non
         # the basic view of an update: addresses without type and MAC
         _, body = await demo("PUT", f"/servers/{fixed}", {"server": {"name": "renamed"}})
         assert body["server"]["addresses"] == {"backend": [{"addr": "10.41.0.9", "version": 4}]}
+        # the ip filter: a regular expression on the servers' fixed addresses
+
+        async def listed(query: str) -> list[str]:
+            code, body = await demo("GET", f"/servers?{query}")
+            assert code == 200, body
+            return sorted(s["id"] for s in body["servers"])
+
+        async def filtered() -> bool:
+            return await listed("ip=10.41.0.9") == [fixed]
+
+        await eventually(filtered)
+        assert await listed("ip=^10%5C.40%5C.") == [auto]
+        assert await listed("ip=10%5C.4") == sorted([auto, fixed])
+        assert await listed("ip=^0%5C.40") == []
+        assert (await demo("GET", "/servers?ip=("))[0] == 400

@@ -18,9 +18,9 @@ from state.sql.models import Base, Resource, WatchProgress
 def test_migrate_from_empty_to_head(sql_url: str) -> None:
     assert current_revision(sql_url) is None
     upgrade(sql_url)
-    assert current_revision(sql_url) == "0008"
+    assert current_revision(sql_url) == "0009"
     upgrade(sql_url)  # again: nothing to do
-    assert current_revision(sql_url) == "0008"
+    assert current_revision(sql_url) == "0009"
 
 
 def test_models_match_the_migrations(sql_url: str) -> None:
