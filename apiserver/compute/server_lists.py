@@ -193,6 +193,18 @@ def _limit(request: web.Request) -> int:
     return min(int(raw), max_limit)
 
 
+def _regex(field: str, value: str | None) -> str | None:
+    """A filter that is a regular expression (Nova's 400 for one that does not compile)."""
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error:
+            raise ComputeFault(
+                400, f"Invalid input for query parameters {field}. Value: {value}."
+            ) from None
+    return value
+
+
 async def _query(request: web.Request) -> ServerQuery | None:
     """The SQL query a list request stands for; None when no server can match."""
     action = "detail" if request.path.endswith("/detail") else "index"
@@ -223,14 +235,7 @@ async def _query(request: web.Request) -> ServerQuery | None:
             project = await views.name_by_uid("Project", uid_of(wanted)) or wanted
     else:
         project = own_project(request, "servers")
-    name = opts.get("name", opts.get("display_name"))
-    if name is not None:
-        try:
-            re.compile(name)
-        except re.error:
-            raise ComputeFault(
-                400, f"Invalid input for query parameters name. Value: {name}."
-            ) from None
+    name = _regex("name", opts.get("name", opts.get("display_name")))
     vm_states: frozenset[str] = frozenset()
     task_states: frozenset[str] = frozenset()
     if "status" in request.query and "status" in opts:
@@ -265,14 +270,7 @@ async def _query(request: web.Request) -> ServerQuery | None:
         equal["reservation_id"] = opts["reservation_id"]
     if "ip6" in opts:
         return None  # no server has an IPv6 address here
-    ip = opts.get("ip")
-    if ip is not None:
-        try:
-            re.compile(ip)
-        except re.error:
-            raise ComputeFault(
-                400, f"Invalid input for query parameters ip. Value: {ip}."
-            ) from None
+    ip = _regex("ip", opts.get("ip"))
     tags = {
         f: tuple(t for t in opts[f].split(",") if t)
         for f in _TAG_FILTERS
