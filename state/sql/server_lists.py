@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, false, func, not_, or_, select
+from sqlalchemy import ColumnElement, and_, bindparam, case, false, func, not_, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from state.errors import BadRequest
@@ -223,29 +224,39 @@ class ServerRef:
     user_id: str = ""
 
 
-def server_ref(session: Session, uid: str, deleted: bool = False) -> ServerRef | None:
-    """Where the live server ``uid`` is (or, with ``deleted``, was)."""
-    project = aliased(Resource)
+#: the project of a server, joined by name (one alias, so that statements cache)
+_PROJECT = aliased(Resource, name="project_of")
+
+
+@cache
+def _server_ref_query(deleted: bool) -> Any:
+    """Built once per variant: SQLAlchemy then reuses its compiled form (building it per
+    call cost about a millisecond on PostgreSQL)."""
     live = [] if deleted else [InstanceRow.deleted_at.is_(None)]
-    row = session.execute(
+    return (
         select(
             InstanceRow.project,
             Resource.name,
             InstanceRow.updated_at,
-            project.uid,
+            _PROJECT.uid,
             InstanceRow.user_id,
         )
         .join(Resource, Resource.uid == InstanceRow.uid)
         .outerjoin(
-            project,
+            _PROJECT,
             and_(
-                project.kind == "Project",
-                project.name == InstanceRow.project,
-                project.deleted_at.is_(None),
+                _PROJECT.kind == "Project",
+                _PROJECT.name == InstanceRow.project,
+                _PROJECT.deleted_at.is_(None),
             ),
         )
-        .where(InstanceRow.uid == uid, *live)
-    ).first()
+        .where(InstanceRow.uid == bindparam("uid"), *live)
+    )
+
+
+def server_ref(session: Session, uid: str, deleted: bool = False) -> ServerRef | None:
+    """Where the live server ``uid`` is (or, with ``deleted``, was)."""
+    row = session.execute(_server_ref_query(deleted), {"uid": uid}).first()
     return ServerRef(row[0], row[1], row[2], row[3] or "", row[4] or "") if row else None
 
 
@@ -270,23 +281,11 @@ def objects_by_name(
     """The live objects with these names, per kind: (kind, project, name) → the object
     as SQL has it: its uid and name, and for the kinds in ``whole`` its metadata and
     spec too (the others' are left unread)."""
-    wanted = [(kind, sorted(n)) for kind, n in names.items() if n]
+    wanted = [(kind, sorted(n)) for kind, n in sorted(names.items()) if n]
     if not wanted:
         return {}
-    full = Resource.kind.in_(whole) if whole else false()
-    rows = session.execute(
-        select(
-            Resource.kind,
-            Resource.project,
-            Resource.name,
-            Resource.uid,
-            case((full, Resource.meta), else_=None),
-            case((full, Resource.spec), else_=None),
-        ).where(
-            or_(*(and_(Resource.kind == kind, Resource.name.in_(n)) for kind, n in wanted)),
-            Resource.deleted_at.is_(None),
-        )
-    )
+    query = _by_name_query(tuple(kind for kind, _ in wanted), whole)
+    rows = session.execute(query, {f"names_{i}": n for i, (_, n) in enumerate(wanted)})
     return {
         (kind, project, name): {
             "metadata": {**(meta or {}), "uid": uid, "name": name},
@@ -294,3 +293,28 @@ def objects_by_name(
         }
         for kind, project, name, uid, meta, spec in rows
     }
+
+
+@cache
+def _by_name_query(kinds: tuple[str, ...], whole: tuple[str, ...]) -> Any:
+    """Built once per set of kinds, the names bound at each execution."""
+    full = Resource.kind.in_(whole) if whole else false()
+    return select(
+        Resource.kind,
+        Resource.project,
+        Resource.name,
+        Resource.uid,
+        case((full, Resource.meta), else_=None),
+        case((full, Resource.spec), else_=None),
+    ).where(
+        or_(
+            *(
+                and_(
+                    Resource.kind == kind,
+                    Resource.name.in_(bindparam(f"names_{i}", expanding=True)),
+                )
+                for i, kind in enumerate(kinds)
+            )
+        ),
+        Resource.deleted_at.is_(None),
+    )
