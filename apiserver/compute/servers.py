@@ -164,7 +164,11 @@ def guest_hostname(display: str) -> str | None:
 async def _located(request: web.Request, ident: str) -> ServerRef | None:
     """Where SQL says the server is, once SQL has this API server's own writes; if it
     does not know the server, once it has caught up with etcd (another API server may
-    have just made it)."""
+    have just made it). An id that is no UUID names no server: no wait."""
+    try:
+        uuid.UUID(ident)
+    except ValueError:
+        return None
     views, store = request.app[VIEWS], store_of(request)
     await views.caught_up(store.written)
     where = await views.server_ref(ident)
