@@ -167,15 +167,18 @@ async def up(cfg: Config, simulate: int = 0, demo: bool = True) -> int:
         print("desired: stopping", flush=True)
         return 0
     finally:
-        for running in (hostd, reconcilers):
-            if running is not None:
-                running.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await running
-        if runner is not None:
-            await runner.cleanup()
-        if etcd_server is not None:
-            etcd_server.stop()
+        try:
+            for running in (hostd, reconcilers):
+                if running is not None:
+                    running.cancel()
+                    # a task that failed says so above; here it only has to be gone
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await running
+            if runner is not None:
+                await runner.cleanup()
+        finally:
+            if etcd_server is not None:
+                etcd_server.stop()  # whatever else failed: etcd is this process's child
 
 
 async def apiserver(cfg: Config) -> int:
