@@ -115,10 +115,13 @@ def _filters(q: ServerQuery) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = []
     if q.project is not None:
         where.append(InstanceRow.project == q.project)
+    # deleted: gone from etcd, or still there (a finalizer holds it) but its domain is
+    # removed (Nova's DELETED, which a client waiting for the delete stops at)
+    gone = or_(InstanceRow.deleted_at.is_not(None), InstanceRow.vm_state == "deleted")
     if q.deleted is True:
-        where.append(InstanceRow.deleted_at.is_not(None))
+        where.append(gone)
     elif q.deleted is False:
-        where.append(InstanceRow.deleted_at.is_(None))
+        where.append(not_(gone))
     if q.name is not None:
         where.append(InstanceRow.name.regexp_match(q.name))
     if q.vm_states:
