@@ -117,11 +117,10 @@ def _filters(q: ServerQuery) -> list[ColumnElement[bool]]:
         where.append(InstanceRow.project == q.project)
     # deleted: gone from etcd, or still there (a finalizer holds it) but its domain is
     # removed (Nova's DELETED, which a client waiting for the delete stops at)
-    gone = or_(InstanceRow.deleted_at.is_not(None), InstanceRow.vm_state == "deleted")
     if q.deleted is True:
-        where.append(gone)
+        where.append(or_(InstanceRow.deleted_at.is_not(None), InstanceRow.vm_state == "deleted"))
     elif q.deleted is False:
-        where.append(not_(gone))
+        where.extend([InstanceRow.deleted_at.is_(None), InstanceRow.vm_state != "deleted"])
     if q.name is not None:
         where.append(InstanceRow.name.regexp_match(q.name))
     if q.vm_states:
