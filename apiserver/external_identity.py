@@ -14,13 +14,13 @@ Must never: accept a token Keystone did not vouch for; keep one past its expiry.
 from __future__ import annotations
 
 import datetime as dt
-import re
 import time
 import uuid
 from typing import Any
 
 import aiohttp
 
+from apiserver.compute.names import is_object_name
 from apiserver.tokens import Token
 from state.envelope import Ref
 from state.errors import AlreadyExists, Unavailable
@@ -28,7 +28,6 @@ from state.store import Store
 
 #: the most tokens kept at once (the oldest go first)
 _CACHE_SIZE = 10_000
-_OBJECT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 def _when(text: str) -> float:
@@ -108,7 +107,7 @@ class ExternalTokens:
                 self._projects[pid] = p["metadata"]["name"]
                 return self._projects[pid]
         wanted = str(project.get("name", "")).lower()
-        names = [wanted] if _OBJECT_NAME.match(wanted) and len(wanted) <= 40 else []
+        names = [wanted] if is_object_name(wanted, limit=40) else []
         names.append(f"keystone-{pid[:12]}")
         for name in names:
             obj = {"kind": "Project", "metadata": {"name": name}, "spec": {}}

@@ -15,7 +15,6 @@ delete a flavor a live server names.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Any
 
@@ -25,7 +24,7 @@ from apiserver.compute.context import VIEWS, authorize, json_body, project_ids, 
 from apiserver.compute.faults import ComputeFault
 from apiserver.compute.flavors import ID_ANNOTATION, find, flavor_id, flavor_name, full
 from apiserver.compute.microversions import since
-from apiserver.compute.names import slug
+from apiserver.compute.names import object_name_for
 from apiserver.identity import keystone_id
 from state.envelope import Obj, Ref
 from state.errors import AlreadyExists, Conflict, NotFound
@@ -37,15 +36,8 @@ _SPECS = "os_compute_api:os-flavor-extra-specs"
 _ACCESS = "os_compute_api:os-flavor-access"
 #: Nova's flavor names and ids
 _NAME = re.compile(r"^(?! )[a-zA-Z0-9. _-]+(?<! )$")
-_OBJECT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 #: tries of a change whose Flavor object changed meanwhile
 _RETRIES = 5
-
-
-def _object_name(name: str) -> str:
-    if _OBJECT_NAME.match(name) and len(name) <= 253:
-        return name
-    return f"{slug(name, 'flavor')}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
 def _number(body: dict[str, Any], field: str, low: int, default: int | None = None) -> int:
@@ -81,7 +73,7 @@ async def create(request: web.Request) -> web.Response:
     spec["rxtxFactor"] = float(factor)
     if not isinstance(spec["isPublic"], bool):
         raise ComputeFault(400, "Invalid input for field/attribute os-flavor-access:is_public.")
-    if _object_name(name) != name:
+    if object_name_for(name, "flavor") != name:
         spec["displayName"] = name
     store = store_of(request)
     for other in (await store.list("Flavor")).items:
@@ -89,7 +81,7 @@ async def create(request: web.Request) -> web.Response:
             raise ComputeFault(409, f"Flavor with name {name} already exists.")
         if given not in (None, "auto") and flavor_id(other) == given:
             raise ComputeFault(409, f"Flavor with ID {given} already exists.")
-    metadata: dict[str, Any] = {"name": _object_name(name)}
+    metadata: dict[str, Any] = {"name": object_name_for(name, "flavor")}
     if given not in (None, "auto"):
         metadata["annotations"] = {ID_ANNOTATION: given}
     try:

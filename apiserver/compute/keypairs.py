@@ -31,7 +31,7 @@ from cryptography.x509.oid import NameOID
 from apiserver.compute.context import allowed, authorize, caller, own_project, store_of
 from apiserver.compute.faults import ComputeFault
 from apiserver.compute.microversions import since
-from apiserver.compute.names import slug
+from apiserver.compute.names import object_name_for
 from apiserver.compute.paging import page
 from state.envelope import USER_ANNOTATION, Obj, Ref
 from state.errors import AlreadyExists, Invalid, NotFound
@@ -99,15 +99,11 @@ def _project(request: web.Request, verb: str) -> str:
 
 #: Nova's key pair names at 2.1
 _NAME = re.compile(r"^(?! )[a-zA-Z0-9. _@-]+(?<! )$")
-_OBJECT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9._]*[a-z0-9])?$")
 
 
 def object_name(name: str) -> str:
-    """The KeyPair object of a key pair name: the name itself when it is a valid object
-    name, else its readable part and a digest of it (so one name is one object)."""
-    if _OBJECT_NAME.match(name) and len(name) <= 253:
-        return name
-    return f"{slug(name, 'key')}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+    """The KeyPair object of a key pair name."""
+    return object_name_for(name, "key")
 
 
 def _owner(kp: Obj) -> str:

@@ -10,6 +10,7 @@ Must never: decide uniqueness (the store does, by object name).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -26,6 +27,22 @@ def display_name(value: Any, field: str = "name") -> str:
     ):
         raise ComputeFault(400, f"Invalid input for field/attribute {field}.")
     return value
+
+
+#: what an object's name may be (schemas' ``defs.yaml#/$defs/name``)
+_OBJECT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9._]*[a-z0-9])?$")
+
+
+def is_object_name(text: str, limit: int = 253) -> bool:
+    return bool(_OBJECT_NAME.match(text)) and len(text) <= limit
+
+
+def object_name_for(text: str, fallback: str) -> str:
+    """The object for a name users give: the name itself when it is a valid object name,
+    else its readable part and a digest of it (so one name is always one object)."""
+    if is_object_name(text):
+        return text
+    return f"{slug(text, fallback)}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
 
 
 def slug(text: str, fallback: str, limit: int = 40) -> str:
