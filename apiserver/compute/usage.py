@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from apiserver.compute.context import MAX_LIMIT, VIEWS, authorize, store_of
+from apiserver.compute.context import MAX_LIMIT, VIEWS, authorize, project_ids, store_of
 from apiserver.compute.faults import ComputeFault
 from apiserver.compute.microversions import since
 from apiserver.compute.paging import page
@@ -78,11 +78,10 @@ async def _summaries(
     stop: dt.datetime,
     detailed: bool,
 ) -> list[dict[str, Any]]:
-    views = request.app[VIEWS]
-    ids = await views.uids_by_name({"Project": {u.project for u in usages}})
+    ids = await project_ids(request, (u.project for u in usages))
     out: dict[str, dict[str, Any]] = {}
     for u in usages:
-        tenant_id = keystone_id_of(ids.get(("Project", "", u.project), u.project))
+        tenant_id = ids[u.project]
         summary = out.setdefault(
             tenant_id,
             {
