@@ -2,7 +2,8 @@
 
 Owns: reading ``limit`` (digits, capped by ``api.max_limit``) and ``marker``
 (the key of the last item of the previous page) as Nova does, and Nova's
-``<collection>_links`` "next" link when a page is as long as its limit.
+``<collection>_links`` "next" link when a page is as long as its limit (for
+the server lists, which page in SQL, too).
 
 Must never: drop an item between two pages or show one twice.
 """
@@ -29,8 +30,23 @@ def limit_of(request: web.Request) -> int:
     if raw is None:
         return max_limit
     if not raw.isdigit():
-        raise ComputeFault(400, f"Invalid input for query parameters limit. Value: {raw}.")
+        raise ComputeFault(
+            400,
+            f"Invalid input for query parameters limit. Value: {raw}. "
+            f"'{raw}' does not match '^[0-9]*$'",
+        )
     return min(int(raw), max_limit)
+
+
+def next_links(request: web.Request, count: int, path: str, marker: str) -> list[dict[str, str]]:
+    """Nova's "next" link to ``/compute/v2.1/<path>`` after ``marker``, when a page of
+    ``count`` items is as long as its limit; the request's other parameters (every
+    repeated one too) kept."""
+    if not count or count != limit_of(request):
+        return []
+    params = [(k, v) for k, v in request.query.items() if k != "marker"]
+    params.append(("marker", marker))
+    return [{"rel": "next", "href": f"{base_url(request)}/compute/v2.1/{path}?{urlencode(params)}"}]
 
 
 def page(
@@ -50,11 +66,5 @@ def page(
         if marker not in keys:
             raise ComputeFault(400, missing.format(marker=marker))
         start = keys.index(marker) + 1
-    limit = limit_of(request)
-    out = list(items[start : start + limit])
-    if not out or len(out) != limit:
-        return out, []
-    params = [(k, v) for k, v in request.query.items() if k != "marker"]
-    params.append(("marker", key(out[-1])))
-    href = f"{base_url(request)}/compute/v2.1/{path}?{urlencode(params)}"
-    return out, [{"rel": "next", "href": href}]
+    out = list(items[start : start + limit_of(request)])
+    return out, next_links(request, len(out), path, key(out[-1]) if out else "")

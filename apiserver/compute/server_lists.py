@@ -4,10 +4,10 @@ Owns: reading Nova's query parameters as Nova does up to 2.47 (unknown
 filters dropped for members, admins' extra filters, ``all_tenants``, status
 names to vm and task states (an unknown one is a 400 from 2.38),
 ``changes-since`` bringing deleted servers along, reservation ids, 2.26's tag
-filters, sort keys and directions, ``limit`` capped by ``api.max_limit``,
-markers), the ``servers_links`` "next" link, and looking up what server
-views show beside an Instance (flavor, image and project ids, the flavor,
-the host's status).
+filters, sort keys and directions, markers; ``limit`` and the
+``servers_links`` "next" link as ``paging`` reads and makes them), and
+looking up what server views show beside an Instance (flavor, image and
+project ids, the flavor, the host's status).
 
 Must never: list before SQL reflects this API server's own writes (a client
 reads what it just wrote); list another project's servers for a member.
@@ -20,12 +20,10 @@ import datetime as dt
 import re
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlencode
 
 from aiohttp import web
 
 from apiserver.compute.context import (
-    MAX_LIMIT,
     VIEWS,
     allowed,
     authorize,
@@ -35,9 +33,9 @@ from apiserver.compute.context import (
 from apiserver.compute.faults import ComputeFault
 from apiserver.compute.flavors import flavor_id, flavor_name
 from apiserver.compute.microversions import since
+from apiserver.compute.paging import limit_of, next_links
 from apiserver.compute.server_views import Refs, links, view
 from apiserver.identity import keystone_id_of, uid_of
-from apiserver.urls import base_url
 from state.envelope import Obj
 from state.instance_states import states_of
 from state.sql.hosts import HostRow
@@ -179,20 +177,6 @@ def _sort(request: web.Request, admin: bool) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def _limit(request: web.Request) -> int:
-    max_limit = request.app[MAX_LIMIT]
-    raw = request.query.get("limit")
-    if raw is None:
-        return max_limit
-    if not re.fullmatch(r"[0-9]+", raw):
-        raise ComputeFault(
-            400,
-            f"Invalid input for query parameters limit. Value: {raw}. "
-            f"'{raw}' does not match '^[0-9]*$'",
-        )
-    return min(int(raw), max_limit)
-
-
 def _regex(field: str, value: str | None) -> str | None:
     """A filter that is a regular expression (Nova's 400 for one that does not compile)."""
     if value is not None:
@@ -285,7 +269,7 @@ async def _query(request: web.Request) -> ServerQuery | None:
         changes_since=changes_since,
         equal=equal,
         sort=_sort(request, allowed(request, "context_is_admin")),
-        limit=_limit(request),
+        limit=limit_of(request),
         marker=request.query.get("marker"),
         tags=tags.get("tags", ()),
         tags_any=tags.get("tags-any", ()),
@@ -302,18 +286,6 @@ async def _rows(request: web.Request) -> list[ServerRow]:
     views = request.app[VIEWS]
     await views.caught_up(store_of(request).written)
     return await views.servers(query)  # an unknown marker: 400
-
-
-def _next_links(request: web.Request, rows: list[ServerRow], path: str) -> list[dict[str, str]]:
-    """Nova's "next" link: when the page is as long as the limit asked (or the cap)."""
-    max_limit = request.app[MAX_LIMIT]
-    wanted = min(int(request.query.get("limit", max_limit)), max_limit)
-    if not rows or len(rows) != wanted:
-        return []
-    # every repeated sort_key and sort_dir kept (Nova's link keeps the last of each)
-    params = [(k, v) for k, v in request.query.items() if k != "marker"]
-    params.append(("marker", rows[-1].uid))
-    return [{"rel": "next", "href": f"{base_url(request)}/compute/v2.1/{path}?{urlencode(params)}"}]
 
 
 async def refs_for(request: web.Request, objects: Iterable[Obj]) -> dict[str, Refs]:
@@ -395,7 +367,7 @@ async def list_servers(request: web.Request) -> web.Response:
         {"id": r.uid, "name": r.name, "links": links(request, "servers", r.uid)} for r in rows
     ]
     body: dict[str, Any] = {"servers": servers}
-    if more := _next_links(request, rows, "servers"):
+    if more := next_links(request, len(rows), "servers", rows[-1].uid if rows else ""):
         body["servers_links"] = more
     return web.json_response(body)
 
@@ -408,6 +380,6 @@ async def list_detail(request: web.Request) -> web.Response:
         ref = dataclasses.replace(refs[r.uid], updated=r.updated_at, deleted=r.deleted)
         servers.append(view(request, r.object, ref))
     body: dict[str, Any] = {"servers": servers}
-    if more := _next_links(request, rows, "servers/detail"):
+    if more := next_links(request, len(rows), "servers/detail", rows[-1].uid if rows else ""):
         body["servers_links"] = more
     return web.json_response(body)
