@@ -14,7 +14,6 @@ Must never: answer a non-admin; add a host that is not a compute host.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +23,7 @@ from apiserver.compute.context import VIEWS, authorize, json_body, store_of
 from apiserver.compute.faults import ComputeFault
 from apiserver.compute.microversions import since
 from apiserver.compute.names import display_name, slug
+from apiserver.compute.times import nova_time
 from state.envelope import Ref
 from state.errors import AlreadyExists, Conflict, NotFound
 from state.sql.hosts import ObjectRow
@@ -33,21 +33,17 @@ from state.validation import validate
 _RETRIES = 5
 
 
-def _stamp(when: dt.datetime | None) -> str | None:
-    return when.strftime("%Y-%m-%dT%H:%M:%S.%f") if when is not None else None
-
-
 def _view(request: web.Request, row: ObjectRow, members: bool = True) -> dict[str, Any]:
     spec = row.spec
     zone = spec.get("availabilityZone")
     out: dict[str, Any] = {
         "availability_zone": zone,
-        "created_at": _stamp(row.created_at),
+        "created_at": nova_time(row.created_at),
         "deleted": False,
         "deleted_at": None,
         "id": row.id,
         "name": spec.get("displayName") or row.name,
-        "updated_at": _stamp(row.updated_at) if row.generation > 1 else None,
+        "updated_at": nova_time(row.updated_at) if row.generation > 1 else None,
     }
     if since(request, "2.41"):
         out["uuid"] = row.uid

@@ -12,7 +12,6 @@ Must never: answer a non-admin.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from aiohttp import web
@@ -21,16 +20,13 @@ from apiserver.compute.context import VIEWS, authorize, store_of
 from apiserver.compute.faults import ComputeFault
 from apiserver.compute.microversions import require, since
 from apiserver.compute.servers import find
+from apiserver.compute.times import nova_time
 from state.sql.migration_lists import Migration, MigrationQuery
-
-
-def _stamp(when: dt.datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%S.%f")
 
 
 def _view(request: web.Request, m: Migration) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "created_at": _stamp(m.created_at),
+        "created_at": nova_time(m.created_at),
         "dest_compute": m.dest_compute,
         "dest_host": m.dest_host,
         "dest_node": m.dest_compute,
@@ -41,7 +37,7 @@ def _view(request: web.Request, m: Migration) -> dict[str, Any]:
         "source_compute": m.source_compute,
         "source_node": m.source_compute,
         "status": m.status,
-        "updated_at": _stamp(m.updated_at),
+        "updated_at": nova_time(m.updated_at),
     }
     if since(request, "2.23"):
         out["migration_type"] = m.migration_type

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from apiserver.compute.context import allowed
 from apiserver.compute.microversions import since
+from apiserver.compute.times import nova_time_of
 from apiserver.urls import base_url
 from state.envelope import (
     LAUNCH_INDEX_ANNOTATION,
@@ -72,14 +73,6 @@ def host_id(project_id: str, host: str | None) -> str:
 
 def _stamp(value: str) -> str:
     return value[:19] + "Z"
-
-
-def _usage_stamp(value: str | None) -> str | None:
-    """A time as Nova's OS-SRV-USG fields write it (microseconds, no zone)."""
-    if not value:
-        return None
-    when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return when.replace(tzinfo=None).isoformat(timespec="microseconds")
 
 
 #: the fields of Nova's basic server view (the answers of update and rebuild), and the
@@ -181,7 +174,7 @@ def view(request: web.Request, inst: Obj, refs: Refs) -> dict[str, Any]:
         "OS-EXT-STS:power_state": 0 if refs.deleted else status.get("powerState", 0),
         "OS-EXT-STS:task_state": task_state,
         "OS-EXT-STS:vm_state": vm_state,
-        "OS-SRV-USG:launched_at": _usage_stamp(status.get("launchedAt")),
+        "OS-SRV-USG:launched_at": nova_time_of(status.get("launchedAt")),
         "OS-SRV-USG:terminated_at": None,
         "os-extended-volumes:volumes_attached": [],
         "security_groups": [{"name": g} for g in spec.get("securityGroups") or ["default"]],

@@ -20,6 +20,7 @@ from aiohttp import web
 from apiserver.compute.context import VIEWS, authorize, json_body, store_of
 from apiserver.compute.faults import ComputeFault
 from apiserver.compute.microversions import since
+from apiserver.compute.times import nova_time
 from state.envelope import Ref
 from state.errors import Conflict, NotFound
 from state.sql.hosts import HostRow
@@ -38,7 +39,7 @@ def _view(request: web.Request, h: HostRow) -> dict[str, Any]:
         "host": h.node.host,
         "state": "up" if h.up else "down",
         "status": "enabled" if h.enabled else "disabled",
-        "updated_at": h.updated_at.strftime("%Y-%m-%dT%H:%M:%S.%f"),
+        "updated_at": nova_time(h.updated_at),
         "zone": h.node.zone,
     }
     if since(request, "2.11"):

@@ -22,6 +22,7 @@ from apiserver.compute.context import MAX_LIMIT, VIEWS, authorize, project_ids, 
 from apiserver.compute.faults import ComputeFault
 from apiserver.compute.microversions import since
 from apiserver.compute.paging import page
+from apiserver.compute.times import nova_time
 from apiserver.identity import keystone_id_of, uid_of
 from state.sql.usage import ServerUsage
 
@@ -49,21 +50,17 @@ def _period(request: web.Request) -> tuple[dt.datetime, dt.datetime]:
     return start, stop
 
 
-def _naive(when: dt.datetime) -> str:
-    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
-
-
 def _server(u: ServerUsage, tenant_id: str) -> dict[str, Any]:
     now = dt.datetime.now(dt.UTC)
     return {
-        "ended_at": _naive(u.ended_at) if u.ended_at else None,
+        "ended_at": nova_time(u.ended_at) if u.ended_at else None,
         "flavor": u.flavor,
         "hours": u.hours,
         "instance_id": u.uid,
         "local_gb": u.local_gb,
         "memory_mb": u.memory_mb,
         "name": u.name,
-        "started_at": _naive(u.launched_at),
+        "started_at": nova_time(u.launched_at),
         "state": "terminated" if u.ended_at else u.vm_state,
         "tenant_id": tenant_id,
         "uptime": int(((u.ended_at or now) - u.launched_at).total_seconds()),
@@ -85,8 +82,8 @@ async def _summaries(
         summary = out.setdefault(
             tenant_id,
             {
-                "start": _naive(start),
-                "stop": _naive(stop),
+                "start": nova_time(start),
+                "stop": nova_time(stop),
                 "tenant_id": tenant_id,
                 "total_hours": 0.0,
                 "total_local_gb_usage": 0.0,

@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from apiserver.compute.context import VIEWS, authorize, store_of
+from apiserver.compute.times import nova_time
 from state.sql.hosts import HostRow
 
 
@@ -53,7 +54,7 @@ async def detail(request: web.Request) -> web.Response:
                         "nova-compute": {
                             "available": h.up,
                             "active": h.enabled,
-                            "updated_at": h.updated_at.strftime("%Y-%m-%dT%H:%M:%S.%f"),
+                            "updated_at": nova_time(h.updated_at),
                         }
                     }
                     for h in hosts
