@@ -105,7 +105,7 @@ async def allocate(
             if (holder.get("instance"), holder.get("port")) == (instance_uid, port):
                 return Port(network["metadata"]["name"], address, mac)
         if wanted is not None:
-            candidates = [_fixed(spec, wanted)]
+            candidate = _fixed(spec, wanted)
         else:
             free = [a for a in pool(spec) if str(a) not in taken]
             if not free:
@@ -113,11 +113,11 @@ async def allocate(
                     f"no free address on network {network['metadata']['name']} ({spec['cidr']})"
                 )
             # a random one of the first few: racing allocations rarely pick the same
-            candidates = [random.choice(free[:8])]
-        key = keys.ipam(uid, str(candidates[0]))
+            candidate = random.choice(free[:8])
+        key = keys.ipam(uid, str(candidate))
         res = await etcd.txn([absent(key)], [Put(key, value)])
         if res.succeeded:
-            return Port(network["metadata"]["name"], str(candidates[0]), mac)
+            return Port(network["metadata"]["name"], str(candidate), mac)
         if wanted is not None:
             raise AddressInUse(
                 f"address {wanted} is in use on network {network['metadata']['name']}"
