@@ -70,7 +70,7 @@ def _error(status: int, message: str) -> web.Response:
     )
 
 
-def has_data(image: Obj) -> bool:
+def is_active(image: Obj) -> bool:
     """Whether the image is usable: not one the image service made and still waits for
     the data of (Images declared without data are, as simulated hosts need none)."""
     return not (image["metadata"].get("annotations") or {}).get(QUEUED_ANNOTATION)
@@ -83,6 +83,19 @@ def queued(obj: Obj) -> Obj:
     return obj
 
 
+def new_image(name: str | None, project: str | None, spec: dict[str, Any], fallback: str) -> Obj:
+    """A new Image waiting for its data, valid: shown as ``name`` (``spec.displayName``),
+    its object named after it (else ``fallback``) with a random suffix; ``project`` None:
+    a public one."""
+    spec = {**spec, **({"displayName": name} if name else {})}
+    metadata: dict[str, Any] = {
+        "name": f"{slug(name or fallback, fallback)}-{secrets.token_hex(4)}"
+    }
+    if project:
+        metadata["project"] = project
+    return validate(queued({"kind": "Image", "metadata": metadata, "spec": spec}))
+
+
 def view(image: Obj, owner_id: str | None) -> dict[str, Any]:
     meta, spec = image["metadata"], image["spec"]
     iid = meta["uid"]
@@ -92,7 +105,7 @@ def view(image: Obj, owner_id: str | None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": iid,
         "name": spec.get("displayName") or meta["name"],
-        "status": "active" if has_data(image) else "queued",
+        "status": "active" if is_active(image) else "queued",
         "visibility": spec.get("visibility", "public" if not meta.get("project") else "private"),
         "container_format": spec.get("containerFormat", "bare"),
         "disk_format": spec.get("diskFormat", "qcow2"),
@@ -265,13 +278,8 @@ async def create_image(request: web.Request) -> web.Response:
     public = spec["visibility"] == "public"
     if public and "admin" not in token.roles:
         raise ImageFault(403, "Only admins may make an image public.")
-    if name:
-        spec["displayName"] = name
-    metadata: dict[str, Any] = {"name": f"{slug(name or 'image', 'image')}-{secrets.token_hex(4)}"}
-    if not public:
-        metadata["project"] = token.project
     made = await request.app[STORE].create(
-        validate(queued({"kind": "Image", "metadata": metadata, "spec": spec}))
+        new_image(name, None if public else token.project, spec, "image")
     )
     headers = {"Location": f"{base_url(request)}/image/v2/images/{made['metadata']['uid']}"}
     return web.json_response(view(made, _owner(made, token)), status=201, headers=headers)
@@ -285,7 +293,7 @@ async def upload(request: web.Request) -> web.Response:
     _may_change(token, image, upload=True)
     if data is None:
         raise ImageFault(503, "This image service stores no data")
-    if has_data(image):
+    if is_active(image):
         raise ImageFault(409, "Image status transition from active to saving is not allowed")
     try:
         await store_data(request.app[STORE], data, image, request.content.iter_chunked(1 << 20))

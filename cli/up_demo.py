@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from apiserver.image_data import ImageData
-from apiserver.images import has_data, queued, store_data
+from apiserver.images import is_active, queued, store_data
 from fixtures.guest_image import GuestImageError, build
 from state.store import Store
 
@@ -74,7 +74,7 @@ async def create_demo(store: Store, data_dir: Path, data: ImageData) -> str:
         return f"no demo guest: {exc}"
     for obj in objects:
         made, _ = await store.create_or_get(obj)
-        if obj["kind"] == "Image" and not has_data(made):
+        if obj["kind"] == "Image" and not is_active(made):
             await store_data(store, data, made, _chunks(files[obj["metadata"]["name"]]))
     marker.write_text("flavors m1.tiny, m1.small; images tiny*; instance demo/tiny-1\n")
     return "created flavors m1.tiny and m1.small, images tiny*, and instance demo/tiny-1"

@@ -49,7 +49,7 @@ from apiserver.compute.server_views import (
     view,
 )
 from apiserver.identity import keystone_id_of
-from apiserver.images import has_data, queued
+from apiserver.images import is_active, new_image
 from apiserver.urls import base_url
 from state import keys, quota
 from state.envelope import (
@@ -234,7 +234,7 @@ async def _image_by_id(request: web.Request, image_id: str, project: str) -> Obj
     public = [i for i in images if not i["metadata"].get("project")]
     for img in own + public:
         if image_id in (img["metadata"]["uid"], img["metadata"]["name"]):
-            if not has_data(img):
+            if not is_active(img):
                 raise ComputeFault(400, f"Image {image_id} is not active.")
             return img
     raise ComputeFault(400, f"Image {image_id} could not be found.")
@@ -591,32 +591,27 @@ async def _create_image(request: web.Request, inst: Obj, arg: Any) -> web.Respon
     boot = {
         k: base_spec[k] for k in ("kernelImage", "ramdiskImage", "kernelCmdline") if k in base_spec
     }
-    image = validate(
+    image = new_image(
+        name,
+        meta["project"],
         {
-            "kind": "Image",
-            "metadata": {
-                "name": f"{slug(name, 'snapshot')}-{secrets.token_hex(4)}",
-                "project": meta["project"],
+            "diskFormat": "qcow2",
+            "containerFormat": "bare",
+            "visibility": "private",
+            "minDiskGiB": flavor["spec"]["diskGiB"] if flavor is not None else 0,
+            "minRamMiB": base_spec.get("minRamMiB", 0),
+            **boot,
+            "properties": {
+                **properties,
+                "image_type": "snapshot",
+                "instance_uuid": uid,
+                "base_image_ref": base["metadata"]["uid"] if base is not None else "",
+                "user_id": caller(request).user_id,
             },
-            "spec": {
-                "displayName": name,
-                "diskFormat": "qcow2",
-                "containerFormat": "bare",
-                "visibility": "private",
-                "minDiskGiB": flavor["spec"]["diskGiB"] if flavor is not None else 0,
-                "minRamMiB": base_spec.get("minRamMiB", 0),
-                **boot,
-                "properties": {
-                    **properties,
-                    "image_type": "snapshot",
-                    "instance_uuid": uid,
-                    "base_image_ref": base["metadata"]["uid"] if base is not None else "",
-                    "user_id": caller(request).user_id,
-                },
-            },
-        }
+        },
+        "snapshot",
     )
-    made = await store.create(queued(image))
+    made = await store.create(image)
     spec = dict(inst["spec"])
     spec["snapshot"] = {
         "generation": asked.get("generation", 0) + 1,
