@@ -11,6 +11,7 @@ Must never: log or keep the password anywhere but in memory.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
 from collections.abc import AsyncIterator
@@ -59,25 +60,40 @@ class ImageService:
         self._expires = dt.datetime.fromisoformat(expires).timestamp()
         return self._token
 
+    @contextlib.asynccontextmanager
+    async def _request(
+        self, http: aiohttp.ClientSession, method: str, url: str, path: Path | None = None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """The answer to one request as hostd (logged in again once if the token was
+        refused); ``path``: a file sent as the body."""
+        for attempt in range(2):
+            headers = {"X-Auth-Token": await self._login(http)}
+            with contextlib.ExitStack() as files:
+                data = files.enter_context(path.open("rb")) if path is not None else None
+                if method == "PUT":
+                    headers["Content-Type"] = "application/octet-stream"
+                async with http.request(method, url, data=data, headers=headers) as resp:
+                    if resp.status == 401 and attempt == 0:
+                        self._token = ""  # refused: log in again once
+                        continue
+                    yield resp
+                    return
+
     async def read(self, uid: str) -> AsyncIterator[bytes]:
         """The data of image ``uid``, in chunks."""
         url = f"{self.api_url}/image/v2/images/{uid}/file"
         timeout = aiohttp.ClientTimeout(total=None, sock_read=60)
         try:
-            async with aiohttp.ClientSession(timeout=timeout) as http:
-                for attempt in range(2):
-                    headers = {"X-Auth-Token": await self._login(http)}
-                    async with http.get(url, headers=headers) as resp:
-                        if resp.status == 401 and attempt == 0:
-                            self._token = ""  # refused: log in again once
-                            continue
-                        if resp.status == 404:
-                            raise ImageError(f"the image service has no image {uid}")
-                        if resp.status != 200:
-                            raise ImageFetchError(f"GET {url}: HTTP {resp.status}")
-                        async for chunk in resp.content.iter_chunked(_CHUNK):
-                            yield chunk
-                        return
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as http,
+                self._request(http, "GET", url) as resp,
+            ):
+                if resp.status == 404:
+                    raise ImageError(f"the image service has no image {uid}")
+                if resp.status != 200:
+                    raise ImageFetchError(f"GET {url}: HTTP {resp.status}")
+                async for chunk in resp.content.iter_chunked(_CHUNK):
+                    yield chunk
         except aiohttp.ClientError as exc:
             raise ImageFetchError(f"GET {url}: {exc}") from None
 
@@ -86,25 +102,13 @@ class ImageService:
         data."""
         url = f"{self.api_url}/image/v2/images/{uid}/file"
         try:
-            async with aiohttp.ClientSession() as http:
-                for attempt in range(2):
-                    headers = {
-                        "X-Auth-Token": await self._login(http),
-                        "Content-Type": "application/octet-stream",
-                    }
-                    data = path.open("rb") if path is not None else b""
-                    try:
-                        async with http.put(url, data=data, headers=headers) as resp:
-                            if resp.status == 401 and attempt == 0:
-                                self._token = ""
-                                continue
-                            if resp.status in (404, 409):
-                                raise ImageError(f"PUT {url}: HTTP {resp.status}")
-                            if resp.status != 204:
-                                raise ImageFetchError(f"PUT {url}: HTTP {resp.status}")
-                            return
-                    finally:
-                        if not isinstance(data, bytes):
-                            data.close()
+            async with (
+                aiohttp.ClientSession() as http,
+                self._request(http, "PUT", url, path) as resp,
+            ):
+                if resp.status in (404, 409):
+                    raise ImageError(f"PUT {url}: HTTP {resp.status}")
+                if resp.status != 204:
+                    raise ImageFetchError(f"PUT {url}: HTTP {resp.status}")
         except aiohttp.ClientError as exc:
             raise ImageFetchError(f"PUT {url}: {exc}") from None
