@@ -1,0 +1,179 @@
+"""hostd's network driver: a host's bridges, DHCP, firewall and metadata proxy, converged
+together from its assignments.
+
+Inputs: every assignment of the host, each with ``network`` (rendered by the
+scheduler): its ports (network, bridge, CIDR, gateway, DNS servers, address,
+MAC), the security-group rules that apply to them (remote groups already
+expanded to addresses) and its floating IPs.
+
+Outputs: bridges (``links``), one dnsmasq per network (``dhcp``), the
+chains of ``firewall`` in the kernel (``iptables``) and the metadata proxy's
+listeners, all in the guests' namespace; the list of drift it repaired, for
+the agent to report.
+
+Invariants: one converge runs at a time, and a call returns only after a
+converge that began after it (calls made meanwhile share one); what nothing
+asks for any more is removed (bridges, dnsmasqs, chains, listeners).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import Callable
+from typing import Any
+
+from hostd.net import dhcp, firewall, links
+from hostd.net.iptables import Iptables
+from hostd.net.metadata_proxy import MetadataProxy
+from hostd.net.netns import Namespace
+from hostd.render import Interface
+
+
+def _allows(rules: list[dict[str, Any]]) -> tuple[firewall.Allow, ...]:
+    return tuple(
+        firewall.Allow(
+            protocol=str(r.get("protocol", "any")),
+            port_min=r.get("portRangeMin"),
+            port_max=r.get("portRangeMax"),
+            remote=r.get("remoteCidr", "0.0.0.0/0"),
+        )
+        for r in rules
+    )
+
+
+def interfaces(a: dict[str, Any]) -> tuple[Interface, ...]:
+    """The domain's network interfaces of an assignment."""
+    return tuple(
+        Interface(mac=p["mac"], bridge=p["bridge"], target=firewall.tap_name(a["uid"], p["index"]))
+        for p in a.get("network", {}).get("ports", [])
+    )
+
+
+class HostNetwork:
+    def __init__(
+        self,
+        ns: Namespace,
+        metadata_port: int,
+        metadata_url: str = "",
+        secret: str = "",
+    ) -> None:
+        """``metadata_url``: the metadata service guests' requests are passed on to, signed
+        with ``secret`` (empty: no metadata proxy)."""
+        self.ns = ns
+        self.metadata_port = metadata_port
+        self.proxy = (
+            MetadataProxy(ns, metadata_port, metadata_url, secret, self.caller)
+            if metadata_url
+            else None
+        )
+        self.dhcp = dhcp.Dnsmasq(ns)
+        self.iptables = Iptables()
+        self._lock = asyncio.Lock()
+        self._asked = 0
+        self._done = 0
+        #: bridges set up by an earlier converge (a change to one of them is drift)
+        self._known: set[str] = set()
+        #: (gateway, address) -> instance uid, for the metadata proxy
+        self._callers: dict[tuple[str, str], str] = {}
+
+    def caller(self, gateway: str, address: str) -> str | None:
+        return self._callers.get((gateway, address))
+
+    async def sync(self, assignments: Callable[[], list[dict[str, Any]]]) -> list[str]:
+        """Converges to what ``assignments()`` holds when the converge starts; the drift
+        it repaired."""
+        self._asked += 1
+        mine = self._asked
+        async with self._lock:
+            if self._done >= mine:
+                return []  # a converge that began after this call has finished
+            started = self._asked
+            repaired = await self._converge(assignments())
+            self._done = started
+            return repaired
+
+    async def close(self) -> None:
+        """Stops the metadata proxy; bridges, DHCP and firewall stay for the guests."""
+        if self.proxy is not None:
+            await self.proxy.close()
+        self.ns.close()
+
+    async def teardown(self) -> None:
+        """Removes everything this driver made: listeners, dnsmasqs, chains, bridges."""
+        async with self._lock:
+            await self._converge([])
+
+    async def _converge(self, assignments: list[dict[str, Any]]) -> list[str]:
+        bridges: dict[str, links.Bridge] = {}
+        gateways: dict[str, str] = {}
+        dhcp_hosts: dict[str, list[tuple[str, str, str]]] = {}
+        nets: dict[str, dict[str, Any]] = {}
+        ports: list[firewall.PortFilter] = []
+        floating: list[firewall.FloatingNat] = []
+        extra: dict[str, set[str]] = {}
+        callers: dict[tuple[str, str], str] = {}
+        for a in assignments:
+            net = a.get("network") or {}
+            egress = net.get("egress")
+            for p in net.get("ports", []):
+                prefix = ipaddress.IPv4Network(p["cidr"], strict=False).prefixlen
+                bridges[p["bridge"]] = links.Bridge(
+                    p["bridge"], p["networkUid"], (f"{p['gateway']}/{prefix}",)
+                )
+                gateways[p["bridge"]] = p["gateway"]
+                nets[p["bridge"]] = p
+                hostname = a.get("hostname") or a["name"]
+                dhcp_hosts.setdefault(p["bridge"], []).append((p["mac"], p["address"], hostname))
+                callers[(p["gateway"], p["address"])] = a["uid"]
+                ports.append(
+                    firewall.PortFilter(
+                        tap=firewall.tap_name(a["uid"], p["index"]),
+                        bridge=p["bridge"],
+                        mac=p["mac"],
+                        address=p["address"],
+                        gateway=p["gateway"],
+                        ingress=_allows(net.get("ingress", [])),
+                        egress=None if egress is None else _allows(egress),
+                    )
+                )
+            for f in net.get("floatingIps", []):
+                prefix = ipaddress.IPv4Network(f["cidr"], strict=False).prefixlen
+                base = bridges.get(f["bridge"])
+                bridges[f["bridge"]] = links.Bridge(
+                    f["bridge"],
+                    f["networkUid"],
+                    base.addresses if base else (f"{f['gateway']}/{prefix}",),
+                )
+                gateways.setdefault(f["bridge"], f["gateway"])
+                extra.setdefault(f["bridge"], set()).add(f"{f['address']}/32")
+                floating.append(firewall.FloatingNat(f["address"], f["fixedAddress"], f["bridge"]))
+        wanted = [
+            links.Bridge(b.name, b.network_uid, (*b.addresses, *sorted(extra.get(name, ()))))
+            for name, b in sorted(bridges.items())
+        ]
+        rules = firewall.HostRules(
+            bridges=gateways if ports or floating else {},
+            ports=tuple(ports),
+            floating=tuple(floating),
+            metadata_port=self.metadata_port,
+        )
+        repaired = [m for b, m in await self.ns.run(links.converge, wanted) if b in self._known]
+        self._known = set(bridges)
+        dhcp_wanted = [
+            dhcp.DhcpNetwork(
+                bridge=name,
+                cidr=nets[name]["cidr"],
+                gateway=nets[name]["gateway"],
+                dns_servers=tuple(nets[name].get("dnsServers", [])),
+                hosts=tuple(hosts),
+            )
+            for name, hosts in sorted(dhcp_hosts.items())
+        ]
+        repaired += [m for _, m in await asyncio.to_thread(self.dhcp.converge, dhcp_wanted)]
+        chains = firewall.render(rules) if ports or floating else {}
+        repaired += await self.ns.run(self.iptables.converge, chains)
+        self._callers = callers
+        if self.proxy is not None:
+            await self.proxy.serve({gateways[b] for b in dhcp_hosts})
+        return repaired

@@ -1,0 +1,108 @@
+"""The metadata proxy of one host: guests' requests to 169.254.169.254, passed on signed.
+
+A guest's request to ``169.254.169.254:80`` is redirected (``nat/desired-pre``)
+to this proxy on its network's gateway. The proxy knows the caller by the
+gateway it came to and its source address (the port of that network with that
+address, among this host's assignments), and passes the request on to the
+metadata service with ``X-Instance-ID`` and ``X-Instance-ID-Signature`` (an
+HMAC-SHA256 of the id with the shared secret), as Nova's metadata proxy does.
+
+Owns: one listening socket per gateway (made in the guests' namespace), the
+caller look-up and the forwarding.
+
+Must never: forward a request it cannot tie to exactly one instance here;
+take the instance id from the guest.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+
+import aiohttp
+from aiohttp import web
+
+from hostd.net.netns import Namespace
+from state import instance_signature
+
+log = logging.getLogger(__name__)
+
+#: (gateway address the request came to, caller's address) -> instance uid
+Caller = Callable[[str, str], str | None]
+
+
+class MetadataProxy:
+    def __init__(
+        self, ns: Namespace, port: int, upstream: str, secret: str, caller: Caller
+    ) -> None:
+        self.ns = ns
+        self.port = port
+        self.upstream = upstream.rstrip("/")
+        self.secret = secret
+        self.caller = caller
+        self._runner: web.AppRunner | None = None
+        self._sites: dict[str, web.SockSite] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        local = request.transport.get_extra_info("sockname") if request.transport else None
+        peer = request.remote or ""
+        uid = self.caller(local[0], peer) if local else None
+        if uid is None:
+            log.warning("metadata request from %s: no instance of this host has that address", peer)
+            return web.Response(status=404, text="no instance has this address\n")
+        assert self._session is not None
+        headers = {
+            "X-Instance-ID": uid,
+            "X-Instance-ID-Signature": instance_signature.sign(self.secret, uid),
+            "X-Forwarded-For": peer,
+        }
+        for name in ("Content-Type", "Accept"):
+            if name in request.headers:
+                headers[name] = request.headers[name]
+        try:
+            async with self._session.request(
+                request.method,
+                self.upstream + request.path_qs,
+                headers=headers,
+                data=await request.read(),
+            ) as reply:
+                body = await reply.read()
+                return web.Response(
+                    status=reply.status,
+                    body=body,
+                    content_type=reply.content_type,
+                )
+        except aiohttp.ClientError as exc:
+            log.warning("metadata service unreachable: %s", exc)
+            return web.Response(status=502, text="metadata service unreachable\n")
+
+    async def _setup(self) -> web.AppRunner:
+        if self._runner is None:
+            app = web.Application()
+            app.router.add_route("*", "/{tail:.*}", self._handle)
+            self._runner = web.AppRunner(app, access_log=None)
+            await self._runner.setup()
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        return self._runner
+
+    async def serve(self, gateways: set[str]) -> None:
+        """Listens on exactly these gateway addresses."""
+        runner = await self._setup()
+        for gone in set(self._sites) - gateways:
+            await self._sites.pop(gone).stop()
+        for gateway in sorted(gateways - set(self._sites)):
+            sock: socket.socket = self.ns.listener(gateway, self.port)
+            site = web.SockSite(runner, sock)
+            await site.start()
+            self._sites[gateway] = site
+
+    async def close(self) -> None:
+        await self.serve(set())
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
