@@ -35,18 +35,22 @@ class Principal:
 PRINCIPAL = web.RequestKey("principal", Principal)
 
 
-def bootstrap_token(configured: str, data_dir: Path) -> str:
-    """The admin token: the configured one, else one kept in ``<data_dir>/admin-token``."""
+def kept_secret(configured: str, path: Path) -> str:
+    """The configured secret, else one made once and kept in ``path`` (mode 0600)."""
     if configured:
         return configured
-    path = data_dir / "admin-token"
     if path.exists():
         return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    made = secrets.token_urlsafe(32)
     path.touch(mode=0o600)
-    path.write_text(token + "\n")
-    return token
+    path.write_text(made + "\n")
+    return made
+
+
+def bootstrap_token(configured: str, data_dir: Path) -> str:
+    """The admin token: the configured one, else one kept in ``<data_dir>/admin-token``."""
+    return kept_secret(configured, data_dir / "admin-token")
 
 
 def token_auth(admin_token: str) -> Any:

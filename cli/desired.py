@@ -30,8 +30,9 @@ from typing import Any
 from aiohttp import web
 
 from apiserver.app import make_app
-from apiserver.auth import bootstrap_token
+from apiserver.auth import bootstrap_token, kept_secret
 from apiserver.image_data import ImageData
+from apiserver.metadata import service as metadata_service
 from cli.up_demo import create_demo
 from cli.up_files import write_client_files
 from cli.up_identity import CLIENT_USERS, HOSTD_USER, ensure_identity
@@ -45,6 +46,7 @@ from state.config import Config
 from state.errors import DesiredError
 from state.etcd import EtcdClient
 from state.sql.migrate import upgrade
+from state.sql.views import ComputeViews
 from state.store import Store
 
 log = logging.getLogger("desired")
@@ -72,6 +74,23 @@ async def _serve_api(
     return runner
 
 
+async def _serve_metadata(cfg: Config, etcd_url: str, secret: str) -> web.AppRunner:
+    """The metadata service on its own listener (``metadata.host``/``metadata.port``)."""
+    app = metadata_service.make_app(
+        Store(EtcdClient(etcd_url, timeout=cfg.etcd.timeout)), ComputeViews(cfg.sql_url()), secret
+    )
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, cfg.metadata.host, cfg.metadata.port).start()
+    return runner
+
+
+def _with_metadata_secret(cfg: Config) -> Config:
+    """The config with the metadata secret filled in (kept in the data dir when not set)."""
+    secret = kept_secret(cfg.metadata.secret, cfg.data_dir / "metadata-secret")
+    return dataclasses.replace(cfg, metadata=dataclasses.replace(cfg.metadata, secret=secret))
+
+
 def _bound_port(runner: web.AppRunner) -> int:
     for site in runner.sites:
         server = site._server  # aiohttp keeps the listening sockets here
@@ -94,8 +113,10 @@ async def up(cfg: Config, simulate: int = 0, demo: bool = True) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     etcd_server: EtcdServer | None = None
     runner: web.AppRunner | None = None
+    metadata: web.AppRunner | None = None
     reconcilers: asyncio.Task[None] | None = None
     hostd: asyncio.Task[None] | None = None
+    cfg = _with_metadata_secret(cfg)
     try:
         if cfg.etcd.url:
             etcd_url = cfg.etcd.url
@@ -107,6 +128,8 @@ async def up(cfg: Config, simulate: int = 0, demo: bool = True) -> int:
         metrics = Metrics()
         runner = await _serve_api(cfg, etcd_url, token, metrics)
         api_url = f"http://{cfg.api.host}:{_bound_port(runner)}"
+        metadata = await _serve_metadata(cfg, etcd_url, cfg.metadata.secret)
+        metadata_url = f"http://{cfg.metadata.host}:{_bound_port(metadata)}"
         reconcilers = asyncio.create_task(
             run_reconcilers(
                 cfg, EtcdClient(etcd_url, timeout=cfg.etcd.timeout), identity="up", metrics=metrics
@@ -119,6 +142,9 @@ async def up(cfg: Config, simulate: int = 0, demo: bool = True) -> int:
                 hostd_cfg = dataclasses.replace(
                     cfg.hostd, api_url=api_url, password=passwords[HOSTD_USER]
                 )
+                cfg = dataclasses.replace(cfg, hostd=hostd_cfg)
+            if not cfg.hostd.metadata_url:  # guests' metadata requests come here
+                hostd_cfg = dataclasses.replace(cfg.hostd, metadata_url=metadata_url)
                 cfg = dataclasses.replace(cfg, hostd=hostd_cfg)
             hostd_etcd = EtcdClient(etcd_url, timeout=cfg.etcd.timeout)
             real, why_not = (None, "asked for") if simulate else try_real_agent(cfg, hostd_etcd)
@@ -139,6 +165,7 @@ async def up(cfg: Config, simulate: int = 0, demo: bool = True) -> int:
         print(f"  declarative API  {api_url}/apis/v1/", flush=True)
         print(f"  identity         {api_url}/identity (users admin, demo: clouds.yaml)", flush=True)
         print(f"  metrics          {api_url}/metrics", flush=True)
+        print(f"  metadata         {metadata_url} (guests: http://169.254.169.254)", flush=True)
         print(f"  etcd             {etcd_url}", flush=True)
         print(f"  SQL              {cfg.sql_url()}", flush=True)
         if real is not None:
@@ -174,8 +201,9 @@ async def up(cfg: Config, simulate: int = 0, demo: bool = True) -> int:
                     # a task that failed says so above; here it only has to be gone
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await running
-            if runner is not None:
-                await runner.cleanup()
+            for serving in (runner, metadata):
+                if serving is not None:
+                    await serving.cleanup()
         finally:
             if etcd_server is not None:
                 etcd_server.stop()  # whatever else failed: etcd is this process's child
@@ -185,12 +213,19 @@ async def apiserver(cfg: Config) -> int:
     if not cfg.etcd.url:
         raise DesiredError("desired apiserver needs etcd.url (DESIRED_ETCD_URL)")
     token = bootstrap_token(cfg.api.admin_token, cfg.data_dir)
+    cfg = _with_metadata_secret(cfg)
     runner = await _serve_api(cfg, cfg.etcd.url, token)
+    metadata = await _serve_metadata(cfg, cfg.etcd.url, cfg.metadata.secret)
     print(f"desired apiserver listening on http://{cfg.api.host}:{_bound_port(runner)}", flush=True)
+    print(
+        f"desired metadata service listening on http://{cfg.metadata.host}:{_bound_port(metadata)}",
+        flush=True,
+    )
     try:
         await _until_signalled()
     finally:
         await runner.cleanup()
+        await metadata.cleanup()
     return 0
 
 
@@ -235,6 +270,10 @@ async def reconcilers_cmd(cfg: Config, identity: str) -> int:
 async def hostd_cmd(cfg: Config, simulate: int) -> int:
     if not cfg.etcd.url:
         raise DesiredError("desired hostd needs etcd.url (DESIRED_ETCD_URL)")
+    if cfg.hostd.metadata_url and not cfg.metadata.secret:
+        raise DesiredError(
+            "desired hostd: hostd.metadata_url needs metadata.secret, the metadata service's"
+        )
     etcd = EtcdClient(cfg.etcd.url, timeout=cfg.etcd.timeout)
     if simulate > 0:
         agents = simulated_agents(cfg, etcd, simulate)

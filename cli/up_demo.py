@@ -4,8 +4,8 @@ Owns: the tiny guest built from Debian packages (``fixtures.guest_image``)
 under ``<data-dir>/guest-image``, its three public Images (``tiny-kernel``,
 ``tiny-ramdisk``, ``tiny``) registered in the image service (their data
 stored there, which hostd reads back with its own credentials), the
-flavors ``m1.tiny`` and ``m1.small``, and
-the instance ``demo/tiny-1``; and ``<data-dir>/demo-created``, which says
+flavors ``m1.tiny`` and ``m1.small``, the
+network ``demo/default`` and the instance ``demo/tiny-1`` on it; and ``<data-dir>/demo-created``, which says
 they were made once (deleting them later is the user's choice, not undone).
 
 Must never: overwrite an object that already exists.
@@ -29,6 +29,8 @@ FLAVORS = [
     {"name": "m1.small", "vcpus": 1, "ramMiB": 256, "diskGiB": 2},
 ]
 INSTANCE = {"project": "demo", "name": "tiny-1"}
+#: the demo project's network "default" (in the guests' namespace; nothing routes it out)
+NETWORK = {"cidr": "10.231.0.0/24", "dhcpRange": {"start": "10.231.0.10", "end": "10.231.0.250"}}
 
 
 def demo_objects(data_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Path]]:
@@ -43,17 +45,22 @@ def demo_objects(data_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Path]]
         }
         for f in FLAVORS
     ]
+    network = {
+        "kind": "Network",
+        "metadata": {"name": "default", "project": INSTANCE["project"]},
+        "spec": NETWORK,
+    }
     instance = {
         "kind": "Instance",
         "metadata": {"name": INSTANCE["name"], "project": INSTANCE["project"]},
-        "spec": {"flavor": "m1.tiny", "image": "tiny"},
+        "spec": {"flavor": "m1.tiny", "image": "tiny", "networks": [{"network": "default"}]},
     }
     images, files = [], {}
     for obj in image.image_objects("tiny"):
         spec = {k: v for k, v in obj["spec"].items() if k not in ("url", "checksum", "sizeBytes")}
         files[obj["metadata"]["name"]] = Path(unquote(urlparse(obj["spec"]["url"]).path))
         images.append(queued(dict(obj, spec=spec)))
-    return [*flavors, *images, instance], files
+    return [*flavors, *images, network, instance], files
 
 
 async def _chunks(path: Path) -> AsyncIterator[bytes]:
@@ -76,5 +83,10 @@ async def create_demo(store: Store, data_dir: Path, data: ImageData) -> str:
         made, _ = await store.create_or_get(obj)
         if obj["kind"] == "Image" and not is_active(made):
             await store_data(store, data, made, _chunks(files[obj["metadata"]["name"]]))
-    marker.write_text("flavors m1.tiny, m1.small; images tiny*; instance demo/tiny-1\n")
-    return "created flavors m1.tiny and m1.small, images tiny*, and instance demo/tiny-1"
+    marker.write_text(
+        "flavors m1.tiny, m1.small; images tiny*; network demo/default; instance demo/tiny-1\n"
+    )
+    return (
+        "created flavors m1.tiny and m1.small, images tiny*, network demo/default "
+        f"({NETWORK['cidr']}) and instance demo/tiny-1 on it"
+    )

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from hostd.assignments import Assignments
 from hostd.images import ImageError
+from hostd.net.driver import HostNetwork, interfaces
 from hostd.render import DomainSpec
 from hostd.storage import Storage
 from hostd.virt import MISSING, PAUSED, RUNNING, STOPPED, SUSPENDED, VirtDriver
@@ -55,11 +56,13 @@ REFUSED = {
 
 
 def definition_digest(a: dict[str, Any]) -> int:
-    """Changes exactly when the domain must be redefined: size, image or a rebuild."""
+    """Changes exactly when the domain must be redefined: size, image, a rebuild or its
+    network interfaces."""
     relevant = {
         "flavor": a["flavor"],
         "image": a["image"].get("uid"),
         "rebuild": a.get("rebuild", {}).get("generation", 0),
+        "interfaces": [(i.mac, i.bridge, i.target) for i in interfaces(a)],
     }
     raw = json.dumps(relevant, sort_keys=True).encode()
     return int(hashlib.sha256(raw).hexdigest()[:12], 16)
@@ -87,9 +90,13 @@ class HostAgent:
         storage: Storage | None = None,
         traits: tuple[str, ...] = (),
         uploads: Uploads | None = None,
+        network: HostNetwork | None = None,
     ) -> None:
         """``storage``: where real guests' images and disks live; None for simulated hosts.
-        ``uploads``: where snapshots go (the image service; None: snapshots fail)."""
+        ``uploads``: where snapshots go (the image service; None: snapshots fail).
+        ``network``: the host's bridges, DHCP, firewall and metadata proxy; None for
+        simulated hosts (their domains name bridges nothing makes)."""
+        self.network = network
         self.etcd = etcd
         self.storage = storage
         self.uploads = uploads
@@ -168,6 +175,7 @@ class HostAgent:
             for uid in self.storage.files.known() if self.storage else []:
                 if self.assignments.get(uid) is None:
                     self.controller.queue.add(uid)
+            await self._sync_network()
             await asyncio.sleep(self.resync)
             self._reported.clear()  # statuses are read from etcd again once per resync
 
@@ -197,6 +205,20 @@ class HostAgent:
             return None
         return str(self.storage.files.console_log(uid))
 
+    async def _sync_network(self) -> None:
+        """Converges the host's network to its assignments; reports the drift it repaired."""
+        if self.network is None:
+            return
+        try:
+            repaired = await self.network.sync(self.assignments.list)
+        except DesiredError as exc:
+            log.warning("network: %s", exc, extra={"host": self.host})
+            return
+        host = {"kind": "Host", "metadata": {"name": self.host}}
+        for message in repaired:
+            log.warning("network drift repaired: %s", message, extra={"host": self.host})
+            await self.store.record_event(host, "Warning", "NetworkDriftRepaired", message)
+
     # --- convergence ------------------------------------------------------------------
 
     def domain_spec(self, a: dict[str, Any]) -> DomainSpec:
@@ -211,6 +233,7 @@ class HostAgent:
             virt_type=virt,
             vnc=virt != "test",
             host=self.host,
+            interfaces=interfaces(a),
         )
         if self.storage is None:
             return spec
@@ -308,6 +331,7 @@ class HostAgent:
             except ImageError as exc:
                 await self._not_ready(ref, uid, "Failed", 500, str(exc))
                 return None  # a change of the spec or the image brings it back
+        await self._sync_network()  # its bridge before its domain
         observed = await self.driver.ensure(spec, want)
         # drift: what hostd found (before, or when ensure looked: it may have changed in
         # between) is not what it reported, and hostd did not change it itself
@@ -410,6 +434,7 @@ class HostAgent:
             await self.driver.remove(uid)
         if self.storage is not None:
             self.storage.files.remove(uid)
+        await self._sync_network()
         where = self._known.pop(uid, None) or (
             (observed.project, observed.name) if observed.name else None
         )

@@ -1,7 +1,8 @@
 """Running hostd: one agent for this machine, or N simulated hosts in one process.
 
 Owns: building agents from the config (name, zone, lease) with their
-drivers (and, for real guests, their storage under ``<data-dir>/hostd``),
+drivers (and, for real guests, their storage under ``<data-dir>/hostd`` and
+their network driver in libvirtd's network namespace),
 telling whether libvirtd is usable here, and running agents until cancelled.
 
 Must never: start real guests on a simulated host or the reverse.
@@ -18,6 +19,8 @@ from hostd.console import serve_console
 from hostd.host_traits import this_host
 from hostd.image_service import ImageService
 from hostd.libvirt_driver import LibvirtDriver, VirtError
+from hostd.net.driver import HostNetwork
+from hostd.net.netns import Namespace, libvirtd_namespace
 from hostd.simulated import simulated_uri
 from hostd.storage import Storage
 from hostd.virt_type import resolve
@@ -59,6 +62,18 @@ def simulated_agents(cfg: Config, etcd: EtcdClient, count: int) -> list[HostAgen
     return agents
 
 
+def host_network(cfg: Config) -> HostNetwork:
+    """This machine's network driver, in the guests' namespace (libvirtd's by default)."""
+    h = cfg.hostd
+    path = libvirtd_namespace() if h.network_namespace == "auto" else h.network_namespace
+    return HostNetwork(
+        Namespace(path or None),
+        h.metadata_proxy_port,
+        metadata_url=h.metadata_url,
+        secret=cfg.metadata.secret,
+    )
+
+
 def real_agent(cfg: Config, etcd: EtcdClient) -> HostAgent:
     """The agent of this machine's real guests; raises VirtError when libvirtd is not usable.
     Images without a url come from ``hostd.api_url``'s image service, when set, and
@@ -80,6 +95,7 @@ def real_agent(cfg: Config, etcd: EtcdClient) -> HostAgent:
         storage=Storage.under(root, service),
         uploads=service,
         traits=tuple(this_host()),
+        network=host_network(cfg),
     )
 
 
@@ -99,4 +115,6 @@ async def run_agents(agents: list[HostAgent], etcd: EtcdClient) -> None:
     finally:
         for a in agents:
             await a.driver.close()
+            if a.network is not None:
+                await a.network.close()
         await etcd.close()

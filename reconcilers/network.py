@@ -22,6 +22,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from reconcilers.port_render import DEFAULT_NETWORK
 from reconcilers.runtime.controller import Requeue
 from state import ipam
 from state.envelope import Obj, Ref, set_condition
@@ -29,8 +30,6 @@ from state.errors import BadRequest, Conflict
 from state.store import Store
 
 log = logging.getLogger(__name__)
-
-DEFAULT_NETWORK = "default"
 
 
 @dataclass

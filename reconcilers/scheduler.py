@@ -39,6 +39,7 @@ from reconcilers.placement import (
     choose,
     required_traits,
 )
+from reconcilers.port_render import NetworkCatalog
 from reconcilers.runtime.controller import Controller, Requeue
 from reconcilers.runtime.informer import Informer
 from state import keys
@@ -76,6 +77,9 @@ class Scheduler:
     #: the Instance informer: reconciles read its cache (every write compares revisions,
     #: so a stale read costs a retry, never a wrong write)
     instances: Informer
+    #: the networks, security groups and floating IPs the assignments' ``network`` is
+    #: rendered from
+    networks: NetworkCatalog
     weigher: str = "spread"
     #: seconds of retries before an instance that fits nowhere is put in ERROR
     no_valid_host_after: float = 30.0
@@ -126,6 +130,8 @@ class Scheduler:
             return None
         await self.view.synced.wait()
         host = self.view.snapshot().host_of(meta["uid"])
+        if host is None and self.networks.ports_pending(inst):
+            return None  # the network reconciler's status write brings it back
         if host is None:
             claim = await self._claim(inst, rendered)
             if isinstance(claim, str):
@@ -181,6 +187,8 @@ class Scheduler:
                 **({"extraSpecs": fs["extraSpecs"]} if fs.get("extraSpecs") else {}),
             },
             "image": {"name": spec["image"], "uid": image["metadata"]["uid"], **im, **boot},
+            **({"hostname": spec["hostname"]} if spec.get("hostname") else {}),
+            **({"network": net} if (net := self.networks.render(inst)) else {}),
             "powerState": spec.get("powerState", "running"),
             "reboot": spec.get("reboot", {"generation": 0}),
             "rebuild": spec.get("rebuild", {"generation": 0}),

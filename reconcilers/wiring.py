@@ -14,6 +14,7 @@ from reconcilers.cluster_view import ClusterView
 from reconcilers.conductor import Conductor
 from reconcilers.gitsync import GitSync
 from reconcilers.network import NetworkReconciler, sweep
+from reconcilers.port_render import NetworkCatalog
 from reconcilers.runtime.controller import Controller
 from reconcilers.runtime.informer import Informer
 from reconcilers.runtime.leader import LeaderElector
@@ -45,6 +46,43 @@ def election_name(parts: tuple[str, ...]) -> str:
     return "reconcilers" if parts == PARTS else "reconcilers-" + "-".join(parts)
 
 
+def scheduler(
+    store: Store,
+    instances: Informer,
+    *,
+    workers: int = 4,
+    resync: float = 300.0,
+    weigher: str = "spread",
+    no_valid_host_after: float = 30.0,
+    metrics: Metrics | None = None,
+) -> tuple[Controller[Ref], list[Runnable]]:
+    """The scheduler's controller and the informers it needs besides ``instances`` (the
+    cluster view, flavors and images, networks, security groups and floating IPs), with
+    the handlers that requeue instances when those change."""
+    cluster = ClusterView(store.etcd)
+    catalog = Catalog(store, store.etcd)
+    networks = NetworkCatalog(store.etcd, instances)
+    controller = Controller(
+        Scheduler(
+            store,
+            cluster,
+            catalog,
+            instances,
+            networks,
+            weigher=weigher,
+            no_valid_host_after=no_valid_host_after,
+        ),
+        [instances],
+        workers=workers,
+        resync=resync,
+        metrics=metrics,
+    )
+    cluster.add_liveness_handler(requeue_on_liveness(controller, instances))
+    catalog.on_change(requeue_unplaced(controller, instances))
+    networks.on_change(controller.queue.add)
+    return controller, [cluster, *catalog.informers, *networks.informers]
+
+
 def build(cfg: Config, etcd: EtcdClient, identity: str, metrics: Metrics) -> Manager:
     store = Store(etcd)
     rc = cfg.reconcilers
@@ -56,26 +94,17 @@ def build(cfg: Config, etcd: EtcdClient, identity: str, metrics: Metrics) -> Man
     if "scheduler" in parts or "network" in parts:
         informers.append(instances)
     if "scheduler" in parts:
-        cluster = ClusterView(etcd)
-        catalog = Catalog(store, etcd)
-        scheduler = Controller(
-            Scheduler(
-                store,
-                cluster,
-                catalog,
-                instances,
-                weigher=rc.weigher,
-                no_valid_host_after=rc.no_valid_host_after,
-            ),
-            [instances],
+        controller, needs = scheduler(
+            store,
+            instances,
             workers=rc.workers,
             resync=rc.resync,
+            weigher=rc.weigher,
+            no_valid_host_after=rc.no_valid_host_after,
             metrics=metrics,
         )
-        cluster.add_liveness_handler(requeue_on_liveness(scheduler, instances))
-        catalog.on_change(requeue_unplaced(scheduler, instances))
-        informers += [cluster, *catalog.informers]
-        controllers.append(scheduler)
+        informers += needs
+        controllers.append(controller)
     if "gitsync" in parts:
         gitsources = Informer(etcd, "GitSource")
         gitsync = Controller(

@@ -59,6 +59,17 @@ class ApiConfig:
 
 
 @dataclass(frozen=True)
+class MetadataConfig:
+    #: address the metadata service listens on (hosts' metadata proxies reach it there)
+    host: str = "127.0.0.1"
+    #: port of the metadata service; 0 picks a free one
+    port: int = 8776
+    #: the secret hosts sign instance ids with; empty: made once and kept in the data dir
+    #: (every hostd must be given the same)
+    secret: str = ""
+
+
+@dataclass(frozen=True)
 class SqlConfig:
     #: SQLAlchemy URL; empty: SQLite in the data dir
     url: str = ""
@@ -107,6 +118,14 @@ class HostdConfig:
     #: hostd's user there (role ``service`` on the whole cloud) and its password
     user: str = "hostd"
     password: str = ""
+    #: the metadata service guests' requests are passed on to; empty: none (``desired up``
+    #: uses its own)
+    metadata_url: str = ""
+    #: port of the metadata proxy on each network's gateway (169.254.169.254:80 goes there)
+    metadata_proxy_port: int = 8781
+    #: the network namespace guests' bridges, DHCP and firewall live in: "auto" (libvirtd's,
+    #: where its QEMU processes make the taps) or a path like /run/netns/NAME
+    network_namespace: str = "auto"
     #: seconds of the host's liveness lease
     lease_ttl: int = 10
     #: seconds between full re-reconciles of every assignment and stray domain
@@ -124,6 +143,7 @@ class Config:
     etcd: EtcdConfig = field(default_factory=EtcdConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     sql: SqlConfig = field(default_factory=SqlConfig)
+    metadata: MetadataConfig = field(default_factory=MetadataConfig)
     reconcilers: ReconcilerConfig = field(default_factory=ReconcilerConfig)
     hostd: HostdConfig = field(default_factory=HostdConfig)
 

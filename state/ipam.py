@@ -1,6 +1,6 @@
 """Addresses of networks, allocated to instances' ports race-free in etcd.
 
-Owns: which addresses of a Network may be handed out (its ``dhcpRange``, else
+Owns: a Network's gateway and bridge name, which addresses of it may be handed out (its ``dhcpRange``, else
 every host address after the gateway), the keys
 ``/desired/v1/ipam/<network uid>/<address>`` (each held by one port:
 ``{"instance": uid, "port": index, "mac": ...}``, created only where absent,
@@ -51,24 +51,33 @@ def mac_of(instance_uid: str, port: int) -> str:
     return "fa:16:3e:" + ":".join(f"{b:02x}" for b in digest[:3])
 
 
-def _gateway(spec: dict[str, Any]) -> ipaddress.IPv4Address:
+def gateway(spec: dict[str, Any]) -> ipaddress.IPv4Address:
+    """A network's gateway: the one its spec names, else the first host address."""
     net = ipaddress.IPv4Network(spec["cidr"], strict=False)
     return ipaddress.IPv4Address(spec["gateway"]) if spec.get("gateway") else net[1]
+
+
+def bridge_name(network: Obj) -> str:
+    """The Linux bridge carrying a network on hosts: its spec's, else one named after
+    its uid (at most 15 characters, as Linux allows)."""
+    return (
+        network["spec"].get("bridge") or "dqbr-" + network["metadata"]["uid"].replace("-", "")[:10]
+    )
 
 
 def pool(spec: dict[str, Any]) -> list[ipaddress.IPv4Address]:
     """The addresses a network hands out, in order."""
     net = ipaddress.IPv4Network(spec["cidr"], strict=False)
-    gateway = _gateway(spec)
+    gw = gateway(spec)
     if spec.get("dhcpRange"):
         first = ipaddress.IPv4Address(spec["dhcpRange"]["start"])
         last = ipaddress.IPv4Address(spec["dhcpRange"]["end"])
     else:
-        first, last = gateway + 1, net.broadcast_address - 1
+        first, last = gw + 1, net.broadcast_address - 1
     return [
         ipaddress.IPv4Address(a)
         for a in range(int(first), int(last) + 1)
-        if ipaddress.IPv4Address(a) in net and ipaddress.IPv4Address(a) != gateway
+        if ipaddress.IPv4Address(a) in net and ipaddress.IPv4Address(a) != gw
     ]
 
 
@@ -78,7 +87,7 @@ def _fixed(spec: dict[str, Any], wanted: str) -> ipaddress.IPv4Address:
     address = ipaddress.IPv4Address(wanted)
     if address not in net or address in (net.network_address, net.broadcast_address):
         raise BadRequest(f"{wanted} is not a host address of {spec['cidr']}")
-    if address == _gateway(spec):
+    if address == gateway(spec):
         raise BadRequest(f"{wanted} is the gateway of {spec['cidr']}")
     return address
 

@@ -6,12 +6,9 @@ import asyncio
 import json
 from pathlib import Path
 
-from reconcilers.catalog import Catalog
-from reconcilers.cluster_view import ClusterView
-from reconcilers.runtime.controller import Controller
+from reconcilers import wiring
 from reconcilers.runtime.informer import Informer
 from reconcilers.runtime.manager import Manager
-from reconcilers.scheduler import Scheduler, requeue_on_liveness
 from state import keys
 from state.envelope import condition
 from state.store import Store
@@ -27,11 +24,8 @@ async def test_dead_host_marks_its_instances_and_evacuation_moves_them(
     first_task = asyncio.create_task(first.run())
     await eventually(lambda: store.etcd.get(keys.alive("h1")))
     informer = Informer(store.etcd, "Instance")
-    view = ClusterView(store.etcd)
-    catalog = Catalog(store, store.etcd)
-    scheduler = Controller(Scheduler(store, view, catalog, informer), [informer])
-    view.add_liveness_handler(requeue_on_liveness(scheduler, informer))
-    manager = asyncio.create_task(Manager([informer, view, *catalog.informers], [scheduler]).run())
+    scheduler, needs = wiring.scheduler(store, informer)
+    manager = asyncio.create_task(Manager([informer, *needs], [scheduler]).run())
     second = sim_agent(store, tmp_path, "h2", lease_ttl=3)
     second_task: asyncio.Task[None] | None = None
     try:

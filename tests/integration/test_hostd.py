@@ -13,12 +13,9 @@ from hostd.console import serve_console
 from hostd.libvirt_driver import LibvirtDriver
 from hostd.render import DomainSpec, render
 from hostd.simulated import simulated_uri
-from reconcilers.catalog import Catalog
-from reconcilers.cluster_view import ClusterView
-from reconcilers.runtime.controller import Controller
+from reconcilers import wiring
 from reconcilers.runtime.informer import Informer
 from reconcilers.runtime.manager import Manager
-from reconcilers.scheduler import Scheduler
 from state import keys
 from state.envelope import Ref, condition
 from state.errors import NotFound
@@ -76,12 +73,10 @@ async def cloud(
     await flavor_and_image(store)
     agent = sim_agent(store, tmp_path, "sim-1", uploads=uploads)
     informer = Informer(store.etcd, "Instance")
-    view = ClusterView(store.etcd)
-    catalog = Catalog(store, store.etcd)
-    scheduler = Controller(Scheduler(store, view, catalog, informer), [informer])
+    scheduler, needs = wiring.scheduler(store, informer)
     tasks = [
         asyncio.create_task(agent.run()),
-        asyncio.create_task(Manager([informer, view, *catalog.informers], [scheduler]).run()),
+        asyncio.create_task(Manager([informer, *needs], [scheduler]).run()),
         asyncio.create_task(serve_console(store.etcd, {agent.host: agent.console_log})),
     ]
     try:

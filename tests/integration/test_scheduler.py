@@ -7,12 +7,10 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 
-from reconcilers.catalog import Catalog
-from reconcilers.cluster_view import ClusterView
-from reconcilers.runtime.controller import Controller
+from reconcilers import wiring
 from reconcilers.runtime.informer import Informer
 from reconcilers.runtime.manager import Manager
-from reconcilers.scheduler import FINALIZER, Scheduler, requeue_on_liveness
+from reconcilers.scheduler import FINALIZER
 from state import keys
 from state.envelope import Ref, condition
 from state.errors import NotFound
@@ -86,16 +84,10 @@ async def schedulers(
     tasks = []
     for _ in range(replicas):
         informer = Informer(store.etcd, "Instance")
-        view = ClusterView(store.etcd)
-        catalog = Catalog(store, store.etcd)
-        scheduler = Scheduler(
-            store, view, catalog, informer, no_valid_host_after=no_valid_host_after
+        controller, needs = wiring.scheduler(
+            store, informer, no_valid_host_after=no_valid_host_after
         )
-        controller = Controller(scheduler, [informer], workers=4)
-        view.add_liveness_handler(requeue_on_liveness(controller, informer))
-        tasks.append(
-            asyncio.create_task(Manager([informer, view, *catalog.informers], [controller]).run())
-        )
+        tasks.append(asyncio.create_task(Manager([informer, *needs], [controller]).run()))
     try:
         yield
     finally:
