@@ -1,8 +1,9 @@
 """The API server process: one root application with one sub-app per API.
 
 Owns: mounting the sub-apps (declarative ``/apis/v1``, identity
-``/identity``, Compute ``/compute``, image ``/image``; EC2 and metadata as
-they land), the health and metrics
+``/identity``, Compute ``/compute``, image ``/image``, the Neutron subset
+``/network``; EC2 as it lands; the metadata service has its own listener),
+the health and metrics
 endpoints, and the lifecycle of what they share (the etcd client).
 
 Must never: hold handlers of its own beyond health and metrics.
@@ -19,6 +20,7 @@ from apiserver import declarative, identity, images
 from apiserver.compute import app as compute_app
 from apiserver.external_identity import ExternalTokens
 from apiserver.image_data import ImageData
+from apiserver.network import app as network_app
 from apiserver.tokens import TokenChecker
 from state.errors import DesiredError
 from state.etcd import EtcdClient
@@ -81,6 +83,7 @@ def make_app(
         )
     data = ImageData(image_dir) if image_dir is not None else None
     root.add_subapp("/image", images.make_app(Store(etcd), tokens, data))
+    root.add_subapp("/network", network_app.make_app(Store(etcd), tokens))
 
     async def close_etcd(app: web.Application) -> AsyncIterator[None]:
         yield

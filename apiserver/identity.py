@@ -255,6 +255,7 @@ def catalog(base: str) -> list[dict[str, Any]]:
         service("identity", "keystone", f"{base}/identity"),
         service("compute", "nova", f"{base}/compute/v2.1"),
         service("image", "glance", f"{base}/image"),
+        service("network", "neutron", f"{base}/network"),
     ]
 
 

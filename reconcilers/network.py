@@ -9,7 +9,7 @@ condition (False, with the reason, when a network is missing or full or the
 address asked for is taken, retried; an instance without ports and none before
 gets no write); releasing an instance's addresses once
 it is being deleted, and those of ports it no longer has; and, every resync,
-sweeping addresses whose instance is gone.
+sweeping addresses whose instance (or floating IP) is gone.
 
 Must never: give a port an address of another project's network that is not
 shared; hold an address for an instance that is gone for longer than a resync.
@@ -110,10 +110,15 @@ class NetworkReconciler:
 
 
 async def sweep(store: Store, interval: float) -> None:
-    """Every ``interval`` seconds, frees the addresses held for instances that are gone."""
+    """Every ``interval`` seconds, frees the addresses held for instances and floating IPs
+    that are gone."""
     while True:
         await asyncio.sleep(interval)
-        live = {i["metadata"]["uid"] for i in (await store.list("Instance")).items}
+        live = {
+            o["metadata"]["uid"]
+            for kind in ("Instance", "FloatingIP")
+            for o in (await store.list(kind)).items
+        }
         for net in (await store.list("Network")).items:
             net_uid = net["metadata"]["uid"]
             for holder in {

@@ -12,6 +12,7 @@ from __future__ import annotations
 from reconcilers.catalog import Catalog
 from reconcilers.cluster_view import ClusterView
 from reconcilers.conductor import Conductor
+from reconcilers.floating_ips import FloatingIPReconciler
 from reconcilers.gitsync import GitSync
 from reconcilers.network import NetworkReconciler, sweep
 from reconcilers.port_render import NetworkCatalog
@@ -128,6 +129,17 @@ def build(cfg: Config, etcd: EtcdClient, identity: str, metrics: Metrics) -> Man
                 metrics=metrics,
             )
         )
+        floating_ips = Informer(etcd, "FloatingIP")
+        controllers.append(
+            Controller(
+                FloatingIPReconciler(store),
+                [floating_ips],
+                workers=rc.workers,
+                resync=rc.resync,
+                metrics=metrics,
+            )
+        )
+        informers.append(floating_ips)
         streams.append(lambda: sweep(store, rc.resync))
     name = election_name(parts)
     elector = LeaderElector(

@@ -49,7 +49,8 @@ def _not_a_host(addr: ipaddress.IPv4Address, net: ipaddress.IPv4Network) -> str 
 def _network_rules(spec: dict[str, Any]) -> Errors:
     net = _network(spec.get("cidr"))
     if net is None:
-        return []
+        needing = [f for f in ("gateway", "dhcpRange", "dnsServers") if f in spec]
+        return [(f"spec.{f}", "needs spec.cidr") for f in needing] if "cidr" not in spec else []
     if net.prefixlen > 30:
         return [
             (

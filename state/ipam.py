@@ -39,6 +39,10 @@ class PoolExhausted(Conflict):
     """No address of the network is free."""
 
 
+class NoSubnet(BadRequest):
+    """The network has no addresses (no cidr) yet."""
+
+
 @dataclass(frozen=True)
 class Port:
     network: str
@@ -106,6 +110,8 @@ async def allocate(
     ``wanted`` (AddressInUse when held by another port), else a free one of the pool
     (PoolExhausted when none is)."""
     uid, spec = network["metadata"]["uid"], network["spec"]
+    if not spec.get("cidr"):
+        raise NoSubnet(f"network {network['metadata']['name']} has no subnet (cidr)")
     mac = mac_of(instance_uid, port)
     value = json.dumps({"instance": instance_uid, "port": port, "mac": mac}).encode()
     for _ in range(_TRIES):

@@ -27,6 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
+from apiserver import netops
 from apiserver.compute import flavors, keypairs, server_groups, server_lists
 from apiserver.compute.context import (
     CREATES,
@@ -289,7 +290,8 @@ async def create(request: web.Request) -> web.Response:
         spec["userData"] = server["user_data"]
     groups = [g.get("name") for g in server.get("security_groups") or [] if isinstance(g, dict)]
     if groups:
-        spec["securityGroups"] = [str(g) for g in groups if g]
+        refs = [str(g) for g in groups if g]
+        spec["securityGroups"] = await netops.group_names(store_of(request), project, refs)
     low, high = _counts(server)
     hints = body.get("os:scheduler_hints") or {}
     if not isinstance(hints, dict):

@@ -285,3 +285,150 @@ def test_openstack_cli_images_and_server_groups(up: Up, tmp_path: Path) -> None:
     assert [g["Name"] for g in listed] == ["g1"]
     ok(openstack(up, "server", "group", "delete", "g1"))
     assert json.loads(ok(openstack(up, "server", "group", "list", "-f", "json"))) == []
+
+
+def fails(res: subprocess.CompletedProcess[str], *words: str) -> str:
+    assert res.returncode != 0, res.stdout
+    for word in words:
+        assert word in res.stderr, res.stderr
+    return res.stderr
+
+
+def test_openstack_cli_networks_security_groups_and_floating_ips(up: Up) -> None:
+    """`openstack network/subnet/security group/floating ip` through the Neutron subset."""
+    nets = json.loads(ok(openstack(up, "network", "list", "-f", "json")))
+    assert "default" in {n["Name"] for n in nets}  # desired up's demo network
+    ok(openstack(up, "network", "create", "net2"))
+    sub = json.loads(
+        ok(
+            openstack(
+                up,
+                "subnet",
+                "create",
+                "--network",
+                "net2",
+                "--subnet-range",
+                "10.50.0.0/24",
+                "-f",
+                "json",
+                "sub2",
+            )
+        )
+    )
+    assert sub["cidr"] == "10.50.0.0/24" and sub["gateway_ip"] == "10.50.0.1"
+    ok(openstack(up, "network", "create", "net3"))
+    fails(
+        openstack(
+            up, "subnet", "create", "--network", "net3", "--subnet-range", "10.50.0.128/25", "sub3"
+        ),
+        "overlaps",
+    )
+
+    # security groups: the project's default, a rule, a bad port range, a group of its own
+    rule = json.loads(
+        ok(
+            openstack(
+                up,
+                "security",
+                "group",
+                "rule",
+                "create",
+                "--protocol",
+                "icmp",
+                "-f",
+                "json",
+                "default",
+            )
+        )
+    )
+    assert rule["protocol"] == "icmp" and rule["direction"] == "ingress"
+    bad = ("--protocol", "tcp", "--dst-port", "70000")  # (OSC refuses 30:20 itself)
+    fails(openstack(up, "security", "group", "rule", "create", *bad, "default"), "65535")
+    ok(openstack(up, "security", "group", "create", "web"))
+    ok(
+        openstack(
+            up,
+            "security",
+            "group",
+            "rule",
+            "create",
+            "--protocol",
+            "tcp",
+            "--dst-port",
+            "80",
+            "web",
+        )
+    )
+    rules = json.loads(ok(openstack(up, "security", "group", "rule", "list", "web", "-f", "json")))
+    assert [r["Port Range"] for r in rules if r["IP Protocol"] == "tcp"] == ["80:80"]
+
+    # a server on net2 with group web, then a floating IP from an admin's external network
+    server = json.loads(
+        ok(
+            openstack(
+                up,
+                "server",
+                "create",
+                "--flavor",
+                "m1.tiny",
+                "--image",
+                "tiny",
+                "--network",
+                "net2",
+                "--security-group",
+                "web",
+                "--wait",
+                "-f",
+                "json",
+                "vm-net",
+            )
+        )
+    )
+    assert "10.50.0." in str(server["addresses"])
+    ok(openstack(up, "network", "create", "--external", "--share", "public", cloud="desired-admin"))
+    ok(
+        openstack(
+            up,
+            "subnet",
+            "create",
+            "--network",
+            "public",
+            "--subnet-range",
+            "203.0.113.0/24",
+            "public-sub",
+            cloud="desired-admin",
+        )
+    )
+    fip = json.loads(ok(openstack(up, "floating", "ip", "create", "-f", "json", "public")))
+    address = fip["floating_ip_address"]
+    assert address.startswith("203.0.113.")
+    ok(openstack(up, "server", "add", "floating", "ip", "vm-net", address))
+    listed = json.loads(ok(openstack(up, "floating", "ip", "list", "-f", "json")))
+    mapped = {f["Floating IP Address"]: f["Fixed IP Address"] for f in listed}
+    assert mapped[address].startswith("10.50.0.")
+    ok(
+        openstack(
+            up,
+            "server",
+            "create",
+            "--flavor",
+            "m1.tiny",
+            "--image",
+            "tiny",
+            "--network",
+            "net2",
+            "--wait",
+            "vm-other",
+        )
+    )
+    fails(openstack(up, "server", "add", "floating", "ip", "vm-other", address), "associated")
+    fails(openstack(up, "network", "delete", "net2"), "in use")
+    fails(openstack(up, "security", "group", "delete", "web"), "in use")
+    ok(openstack(up, "server", "remove", "floating", "ip", "vm-net", address))
+    ok(openstack(up, "floating", "ip", "delete", address))
+    ok(openstack(up, "server", "delete", "--wait", "vm-net", "vm-other"))
+    ok(openstack(up, "security", "group", "delete", "web"))
+    ok(openstack(up, "subnet", "delete", "sub2"))
+    ok(openstack(up, "network", "delete", "net2"))
+    names = {n["Name"] for n in json.loads(ok(openstack(up, "network", "list", "-f", "json")))}
+    assert "net2" not in names and "public" in names
