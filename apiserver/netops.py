@@ -153,6 +153,14 @@ async def drop_subnet(store: Store, net: Obj) -> None:
 # --- security groups -----------------------------------------------------------------
 
 
+async def create_group(store: Store, project: str, name: str, spec: dict[str, Any]) -> Obj:
+    obj = {"kind": "SecurityGroup", "metadata": {"name": name, "project": project}, "spec": spec}
+    try:
+        return await store.create(validate(obj))
+    except AlreadyExists:
+        raise Conflict(f"a security group named {name!r} exists in the project already") from None
+
+
 async def group_names(store: Store, project: str, refs: list[str]) -> list[str]:
     """The object names of the project's groups that ``refs`` name by name or by id (as
     Nova takes them); BadRequest for one that is not there."""
@@ -194,16 +202,20 @@ async def delete_group(store: Store, group: Obj) -> None:
     )
 
 
-async def add_rule(store: Store, group: Obj, rule: dict[str, Any]) -> tuple[Obj, str]:
-    """Adds ``rule`` to the group (checked by the kind's schema): the group and the rule's id."""
+async def add_rule(
+    store: Store, group: Obj, rule: dict[str, Any]
+) -> tuple[Obj, dict[str, Any], str]:
+    """Adds ``rule`` to the group (checked, and its defaults filled in, by the kind's
+    schema): the group, the rule as stored and its id."""
     if rule.get("remoteGroup"):
         await store.get(Ref("SecurityGroup", group["metadata"]["project"], rule["remoteGroup"]))
-    rid = rule_id(group, rule)
     rules = list(group["spec"].get("rules", []))
+    updated = validate(dict(group, spec={**group["spec"], "rules": [*rules, rule]}))
+    stored = updated["spec"]["rules"][-1]
+    rid = rule_id(group, stored)
     if any(rule_id(group, r) == rid for r in rules):
         raise Conflict(f"Security group rule already exists. Rule id is {rid}.")
-    updated = validate(dict(group, spec={**group["spec"], "rules": [*rules, rule]}))
-    return (await store.update(updated) or updated), rid
+    return (await store.update(updated) or updated), stored, rid
 
 
 async def rule_by_id(

@@ -25,6 +25,7 @@ from apiserver.compute import (
     hypervisors,
     keypairs,
     migrations,
+    network_proxies,
     openapi,
     quotas,
     server_groups,
@@ -167,4 +168,5 @@ def make_app(
     server_groups.add_routes(app)
     usage.add_routes(app)
     migrations.add_routes(app)
+    network_proxies.add_routes(app)
     return app

@@ -57,6 +57,23 @@ DEFAULTS: dict[str, str] = {
     "os_compute_api:os-instance-actions:list": READER_OR_ADMIN,
     "os_compute_api:os-instance-actions:show": READER_OR_ADMIN,
     "os_compute_api:os-instance-actions:events": ADMIN,
+    # network proxies (security groups, floating IPs, networks)
+    **{
+        f"os_compute_api:os-security-groups:{verb}": READER_OR_ADMIN
+        for verb in ("get", "show", "list")
+    },
+    **{
+        f"os_compute_api:os-security-groups:{verb}": MEMBER_OR_ADMIN
+        for verb in ("create", "update", "delete", "rule:create", "rule:delete", "add", "remove")
+    },
+    **{f"os_compute_api:os-floating-ips:{verb}": READER_OR_ADMIN for verb in ("list", "show")},
+    **{
+        f"os_compute_api:os-floating-ips:{verb}": MEMBER_OR_ADMIN
+        for verb in ("create", "delete", "add", "remove")
+    },
+    "os_compute_api:os-floating-ip-pools:list": READER_OR_ADMIN,
+    "os_compute_api:os-networks:list": READER_OR_ADMIN,
+    "os_compute_api:os-networks:view": READER_OR_ADMIN,
     # server groups
     "os_compute_api:os-server-groups:index": READER_OR_ADMIN,
     "os_compute_api:os-server-groups:index:all_projects": ADMIN,

@@ -28,7 +28,7 @@ from typing import Any
 from aiohttp import web
 
 from apiserver import netops
-from apiserver.compute import flavors, keypairs, server_groups, server_lists
+from apiserver.compute import flavors, keypairs, network_proxies, server_groups, server_lists
 from apiserver.compute.context import (
     CREATES,
     VIEWS,
@@ -464,8 +464,11 @@ async def action(request: web.Request) -> web.Response:
     if len(body) != 1:
         raise ComputeFault(400, "There is either no action or more than one in the request")
     ((name, arg),) = body.items()
-    rule = _ACTION_RULES.get(name, "os_compute_api:servers:show")  # unknown ones: 400 below
-    inst = await find(request, request.match_info["server_id"], rule)
+    proxied = network_proxies.ACTIONS.get(name)
+    rule = proxied[0] if proxied else _ACTION_RULES.get(name, "os_compute_api:servers:show")
+    inst = await find(request, request.match_info["server_id"], rule)  # unknown ones: 400 below
+    if proxied:
+        return await network_proxies.server_action(request, inst, name, arg)
     if name == "os-getConsoleOutput":
         return await _console_output(request, inst, arg)
     if name == "createImage":
@@ -791,7 +794,15 @@ async def delete_item(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def security_groups(request: web.Request) -> web.Response:
+    inst = await find(
+        request, request.match_info["server_id"], "os_compute_api:os-security-groups:list"
+    )
+    return await network_proxies.server_groups(request, inst)
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v2.1/servers/{server_id}/os-security-groups", security_groups)
     app.router.add_get("/v2.1/servers/{server_id}/metadata", get_metadata)
     app.router.add_post("/v2.1/servers/{server_id}/metadata", change_metadata)
     app.router.add_put("/v2.1/servers/{server_id}/metadata", change_metadata)

@@ -35,7 +35,6 @@ from apiserver.network.common import (
 )
 from state.envelope import Obj, Ref
 from state.errors import NotFound
-from state.validation import validate
 
 _PROTOCOLS = {"tcp": "tcp", "udp": "udp", "icmp": "icmp", "6": "tcp", "17": "udp", "1": "icmp"}
 
@@ -143,11 +142,7 @@ async def create_group(request: web.Request) -> web.Response:
             "SecurityGroupNameExists",
             f"A security group named {shown!r} exists in the project already.",
         )
-    made = await store.create(
-        validate(
-            {"kind": "SecurityGroup", "metadata": {"name": name, "project": project}, "spec": spec}
-        )
-    )
+    made = await netops.create_group(store, project, name, spec)
     return one("security_group", group_view(made, await Projects.read(request), {}), 201)
 
 
@@ -260,8 +255,7 @@ async def create_rule(request: web.Request) -> web.Response:
     groups = await _groups(request)
     rule = _rule(body, groups, group["metadata"]["project"])
     await quotas.check(request, group["metadata"]["project"], "security_group_rule")
-    updated, rid = await netops.add_rule(store_of(request), group, rule)
-    stored = next(r for r in updated["spec"]["rules"] if netops.rule_id(updated, r) == rid)
+    updated, stored, _ = await netops.add_rule(store_of(request), group, rule)
     view = rule_view(
         updated, stored, await Projects.read(request), _uids(groups, group["metadata"]["project"])
     )

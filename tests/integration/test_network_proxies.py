@@ -1,0 +1,164 @@
+"""Nova's network proxies (os-security-groups, os-floating-ips, pools, os-networks) and the
+server actions on groups and floating IPs, against real etcd and SQL, at 2.1.
+
+Shown: Nova's shapes; the bad input each refuses (a duplicate group, a bad
+port range, a floating IP associated elsewhere, a group in use); their
+removal at 2.36 (and of the floating IP actions at 2.44); one project never
+sees another's groups.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from state.envelope import Ref
+from state.store import Store
+from tests.conftest import eventually
+from tests.integration.test_compute_api import token_of
+from tests.integration.test_compute_servers import Nova
+from tests.integration.test_identity import cloud  # noqa: F401 -- the fixture
+
+RULE_FIELDS = {"from_port", "group", "id", "ip_protocol", "ip_range", "parent_group_id", "to_port"}
+
+
+async def _server(store: Store, name: str, address: str) -> str:
+    """An Instance of demo with a port on ``private`` (as the network reconciler gives it)."""
+    inst = await store.create(
+        {
+            "kind": "Instance",
+            "metadata": {"name": name, "project": "demo"},
+            "spec": {"flavor": "small", "image": "tiny", "networks": [{"network": "private"}]},
+        }
+    )
+    net = await store.get(Ref("Network", "demo", "private"))
+
+    def mutate(status: dict[str, Any]) -> bool:
+        status["ports"] = [
+            {
+                "network": "private",
+                "networkUid": net["metadata"]["uid"],
+                "address": address,
+                "mac": "fa:16:3e:00:00:05",
+            }
+        ]
+        return True
+
+    await store.patch_status(Ref("Instance", "demo", name), mutate, uid=inst["metadata"]["uid"])
+    return str(inst["metadata"]["uid"])
+
+
+async def test_nova_network_proxies(cloud: str, store: Store) -> None:  # noqa: F811
+    nova = Nova(cloud, await token_of(cloud, "demo", "demo-secret", "demo"))
+    other = Nova(cloud, await token_of(cloud, "other", "other-secret", "other"))
+    admin = Nova(cloud, await token_of(cloud, "admin", "admin-secret", "admin"))
+
+    # security groups: the default one appears, a group of its own, rules
+    code, body = await nova("GET", "/os-security-groups")
+    assert code == 200
+    (default,) = body["security_groups"]
+    assert default["name"] == "default" and default["rules"] == []
+    assert set(default) == {"description", "id", "name", "rules", "tenant_id"}
+    assert len(default["tenant_id"]) == 32
+    code, made = await nova(
+        "POST", "/os-security-groups", {"security_group": {"name": "web", "description": "web"}}
+    )
+    assert code == 200, made
+    web_id = made["security_group"]["id"]
+    code, dup = await nova(
+        "POST", "/os-security-groups", {"security_group": {"name": "web", "description": "x"}}
+    )
+    assert code == 400 and "already exists" in dup["badRequest"]["message"]
+    rule = {"parent_group_id": web_id, "ip_protocol": "tcp", "from_port": 80, "to_port": 81}
+    code, added = await nova(
+        "POST", "/os-security-group-rules", {"security_group_rule": {**rule, "cidr": "10.0.0.0/8"}}
+    )
+    assert code == 200, added
+    assert set(added["security_group_rule"]) == RULE_FIELDS
+    assert added["security_group_rule"]["ip_range"] == {"cidr": "10.0.0.0/8"}
+    code, bad = await nova(
+        "POST", "/os-security-group-rules", {"security_group_rule": {**rule, "from_port": 90}}
+    )
+    assert code == 400 and "portRangeMax" in bad["badRequest"]["message"], bad
+    code, again = await nova(
+        "POST", "/os-security-group-rules", {"security_group_rule": {**rule, "cidr": "10.0.0.0/8"}}
+    )
+    assert code == 409, again
+    code, shown = await nova("GET", f"/os-security-groups/{web_id}")
+    assert [r["from_port"] for r in shown["security_group"]["rules"]] == [80]
+    _, theirs = await other("GET", "/os-security-groups")
+    assert [g["name"] for g in theirs["security_groups"]] == ["default"]
+    assert (await other("GET", f"/os-security-groups/{web_id}"))[0] == 404
+    assert (await nova.at("2.36")("GET", "/os-security-groups"))[0] == 404
+
+    # networks and pools
+    await store.create(
+        {
+            "kind": "Network",
+            "metadata": {"name": "private", "project": "demo"},
+            "spec": {"cidr": "10.60.0.0/24", "dnsServers": ["10.60.0.2"]},
+        }
+    )
+    await store.create(
+        {
+            "kind": "Network",
+            "metadata": {"name": "public", "project": "admin"},
+            "spec": {"cidr": "203.0.113.0/24", "external": True, "shared": True},
+        }
+    )
+    _, nets = await nova("GET", "/os-networks")
+    shown_nets = {n["label"]: n for n in nets["networks"]}
+    assert shown_nets["private"]["cidr"] == "10.60.0.0/24"
+    assert shown_nets["private"]["gateway"] == "10.60.0.1"
+    assert shown_nets["private"]["dns1"] == "10.60.0.2"
+    assert "bridge" not in shown_nets["private"]  # admins only
+    _, all_nets = await admin("GET", "/os-networks")
+    assert len(next(iter(all_nets["networks"]))) == 32  # Nova's every field
+    _, pools = await nova("GET", "/os-floating-ip-pools")
+    assert pools == {"floating_ip_pools": [{"name": "public"}]}
+
+    # floating IPs and the actions that associate them and groups
+    code, fip = await nova("POST", "/os-floating-ips", {"pool": "public"})
+    assert code == 200, fip
+    address = fip["floating_ip"]["ip"]
+    assert address.startswith("203.0.113.") and fip["floating_ip"]["instance_id"] is None
+    uid = await _server(store, "vm", "10.60.0.10")
+    uid2 = await _server(store, "vm2", "10.60.0.11")
+
+    async def known(sid: str) -> bool:
+        return (await nova("GET", f"/servers/{sid}"))[0] == 200
+
+    await eventually(lambda: known(uid2))
+    code, _ = await nova("POST", f"/servers/{uid}/action", {"addFloatingIp": {"address": address}})
+    assert code == 202
+    _, listed = await nova("GET", "/os-floating-ips")
+    (one,) = listed["floating_ips"]
+    assert (one["instance_id"], one["fixed_ip"], one["pool"]) == (uid, "10.60.0.10", "public")
+    code, taken = await nova(
+        "POST", f"/servers/{uid2}/action", {"addFloatingIp": {"address": address}}
+    )
+    assert code == 409 and "associated" in taken["conflictingRequest"]["message"], taken
+    assert (
+        await nova.at("2.44")(
+            "POST", f"/servers/{uid}/action", {"addFloatingIp": {"address": address}}
+        )
+    )[0] == 400
+    code, _ = await nova("POST", f"/servers/{uid}/action", {"addSecurityGroup": {"name": "web"}})
+    assert code == 202
+    _, groups = await nova("GET", f"/servers/{uid}/os-security-groups")
+    assert [g["name"] for g in groups["security_groups"]] == ["default", "web"]
+    code, busy = await nova("DELETE", f"/os-security-groups/{web_id}")
+    assert code == 409 and "in use" in busy["conflictingRequest"]["message"]
+    code, missing = await nova(
+        "POST", f"/servers/{uid}/action", {"addSecurityGroup": {"name": "nope"}}
+    )
+    assert code == 404, missing
+    assert (await nova("POST", f"/servers/{uid}/action", {"removeSecurityGroup": {"name": "web"}}))[
+        0
+    ] == 202
+    assert (await nova("DELETE", f"/os-security-groups/{web_id}"))[0] == 202
+    assert (
+        await nova("POST", f"/servers/{uid}/action", {"removeFloatingIp": {"address": address}})
+    )[0] == 202
+    assert (await nova("DELETE", f"/os-floating-ips/{fip['floating_ip']['id']}"))[0] == 202
+    _, left = await nova("GET", "/os-floating-ips")
+    assert left == {"floating_ips": []}
