@@ -19,8 +19,10 @@ asks for any more is removed (bridges, dnsmasqs, chains, listeners).
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from hostd.net import dhcp, firewall, links
@@ -28,6 +30,11 @@ from hostd.net.iptables import Iptables
 from hostd.net.metadata_proxy import MetadataProxy
 from hostd.net.netns import Namespace
 from hostd.render import Interface
+
+
+@functools.lru_cache(maxsize=1024)
+def _prefix(cidr: str) -> int:
+    return ipaddress.IPv4Network(cidr, strict=False).prefixlen
 
 
 def _allows(rules: list[dict[str, Any]]) -> tuple[firewall.Allow, ...]:
@@ -105,62 +112,82 @@ class HostNetwork:
             await self._converge([])
 
     async def _converge(self, assignments: list[dict[str, Any]]) -> list[str]:
-        bridges: dict[str, links.Bridge] = {}
-        gateways: dict[str, str] = {}
-        dhcp_hosts: dict[str, list[tuple[str, str, str]]] = {}
-        nets: dict[str, dict[str, Any]] = {}
-        ports: list[firewall.PortFilter] = []
-        floating: list[firewall.FloatingNat] = []
-        extra: dict[str, set[str]] = {}
-        callers: dict[tuple[str, str], str] = {}
-        for a in assignments:
-            net = a.get("network") or {}
-            egress = net.get("egress")
-            for p in net.get("ports", []):
-                prefix = ipaddress.IPv4Network(p["cidr"], strict=False).prefixlen
-                bridges[p["bridge"]] = links.Bridge(
-                    p["bridge"], p["networkUid"], (f"{p['gateway']}/{prefix}",)
+        want = plan(assignments, self.metadata_port)
+        changed = await self.ns.run(links.converge, want.bridges)
+        repaired = [m for b, m in changed if b in self._known]
+        self._known = {b.name for b in want.bridges}
+        repaired += [m for _, m in await asyncio.to_thread(self.dhcp.converge, want.dhcp)]
+        chains = firewall.render(want.rules) if want.rules.ports or want.rules.floating else {}
+        repaired += await self.ns.run(self.iptables.converge, chains)
+        self._callers = want.callers
+        if self.proxy is not None:
+            await self.proxy.serve({d.gateway for d in want.dhcp})
+        return repaired
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a host's network must be, from its assignments."""
+
+    bridges: list[links.Bridge]
+    dhcp: list[dhcp.DhcpNetwork]
+    rules: firewall.HostRules
+    #: (gateway, address) -> instance uid, for the metadata proxy
+    callers: dict[tuple[str, str], str]
+
+
+def plan(assignments: list[dict[str, Any]], metadata_port: int) -> Plan:
+    """The bridges (with the gateway's and floating IPs' addresses), DHCP hosts and
+    firewall input of a host's assignments."""
+    bridges: dict[str, links.Bridge] = {}
+    gateways: dict[str, str] = {}
+    dhcp_hosts: dict[str, list[tuple[str, str, str]]] = {}
+    nets: dict[str, dict[str, Any]] = {}
+    ports: list[firewall.PortFilter] = []
+    floating: list[firewall.FloatingNat] = []
+    extra: dict[str, set[str]] = {}
+    callers: dict[tuple[str, str], str] = {}
+    for a in assignments:
+        net = a.get("network") or {}
+        egress = net.get("egress")
+        for p in net.get("ports", []):
+            prefix = _prefix(p["cidr"])
+            bridges[p["bridge"]] = links.Bridge(
+                p["bridge"], p["networkUid"], (f"{p['gateway']}/{prefix}",)
+            )
+            gateways[p["bridge"]] = p["gateway"]
+            nets[p["bridge"]] = p
+            hostname = a.get("hostname") or a["name"]
+            dhcp_hosts.setdefault(p["bridge"], []).append((p["mac"], p["address"], hostname))
+            callers[(p["gateway"], p["address"])] = a["uid"]
+            ports.append(
+                firewall.PortFilter(
+                    tap=firewall.tap_name(a["uid"], p["index"]),
+                    bridge=p["bridge"],
+                    mac=p["mac"],
+                    address=p["address"],
+                    gateway=p["gateway"],
+                    ingress=_allows(net.get("ingress", [])),
+                    egress=None if egress is None else _allows(egress),
                 )
-                gateways[p["bridge"]] = p["gateway"]
-                nets[p["bridge"]] = p
-                hostname = a.get("hostname") or a["name"]
-                dhcp_hosts.setdefault(p["bridge"], []).append((p["mac"], p["address"], hostname))
-                callers[(p["gateway"], p["address"])] = a["uid"]
-                ports.append(
-                    firewall.PortFilter(
-                        tap=firewall.tap_name(a["uid"], p["index"]),
-                        bridge=p["bridge"],
-                        mac=p["mac"],
-                        address=p["address"],
-                        gateway=p["gateway"],
-                        ingress=_allows(net.get("ingress", [])),
-                        egress=None if egress is None else _allows(egress),
-                    )
-                )
-            for f in net.get("floatingIps", []):
-                prefix = ipaddress.IPv4Network(f["cidr"], strict=False).prefixlen
-                base = bridges.get(f["bridge"])
-                bridges[f["bridge"]] = links.Bridge(
-                    f["bridge"],
-                    f["networkUid"],
-                    base.addresses if base else (f"{f['gateway']}/{prefix}",),
-                )
-                gateways.setdefault(f["bridge"], f["gateway"])
-                extra.setdefault(f["bridge"], set()).add(f"{f['address']}/32")
-                floating.append(firewall.FloatingNat(f["address"], f["fixedAddress"], f["bridge"]))
-        wanted = [
+            )
+        for f in net.get("floatingIps", []):
+            prefix = _prefix(f["cidr"])
+            base = bridges.get(f["bridge"])
+            bridges[f["bridge"]] = links.Bridge(
+                f["bridge"],
+                f["networkUid"],
+                base.addresses if base else (f"{f['gateway']}/{prefix}",),
+            )
+            gateways.setdefault(f["bridge"], f["gateway"])
+            extra.setdefault(f["bridge"], set()).add(f"{f['address']}/32")
+            floating.append(firewall.FloatingNat(f["address"], f["fixedAddress"], f["bridge"]))
+    return Plan(
+        bridges=[
             links.Bridge(b.name, b.network_uid, (*b.addresses, *sorted(extra.get(name, ()))))
             for name, b in sorted(bridges.items())
-        ]
-        rules = firewall.HostRules(
-            bridges=gateways if ports or floating else {},
-            ports=tuple(ports),
-            floating=tuple(floating),
-            metadata_port=self.metadata_port,
-        )
-        repaired = [m for b, m in await self.ns.run(links.converge, wanted) if b in self._known]
-        self._known = set(bridges)
-        dhcp_wanted = [
+        ],
+        dhcp=[
             dhcp.DhcpNetwork(
                 bridge=name,
                 cidr=nets[name]["cidr"],
@@ -169,11 +196,12 @@ class HostNetwork:
                 hosts=tuple(hosts),
             )
             for name, hosts in sorted(dhcp_hosts.items())
-        ]
-        repaired += [m for _, m in await asyncio.to_thread(self.dhcp.converge, dhcp_wanted)]
-        chains = firewall.render(rules) if ports or floating else {}
-        repaired += await self.ns.run(self.iptables.converge, chains)
-        self._callers = callers
-        if self.proxy is not None:
-            await self.proxy.serve({gateways[b] for b in dhcp_hosts})
-        return repaired
+        ],
+        rules=firewall.HostRules(
+            bridges=gateways if ports or floating else {},
+            ports=tuple(ports),
+            floating=tuple(floating),
+            metadata_port=metadata_port,
+        ),
+        callers=callers,
+    )

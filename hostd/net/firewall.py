@@ -26,6 +26,7 @@ traffic from desired's bridges out through any other interface.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 METADATA_ADDRESS = "169.254.169.254"
@@ -136,8 +137,10 @@ def _allow(a: Allow, peer: str) -> IptRule:
     )
 
 
-def _ingress(p: PortFilter) -> list[IptRule]:
-    return [
+@functools.lru_cache(maxsize=8192)
+def _ingress(p: PortFilter) -> tuple[IptRule, ...]:
+    """A port's ingress chain (built once per port as it is: resyncs render it again)."""
+    return (
         IptRule("RETURN", matches=(_state("RELATED,ESTABLISHED"),)),
         IptRule("DROP", matches=(_state("INVALID"),)),
         IptRule(
@@ -148,11 +151,13 @@ def _ingress(p: PortFilter) -> list[IptRule]:
         ),
         *(_allow(a, "src") for a in p.ingress),
         IptRule("DROP"),
-    ]
+    )
 
 
-def _egress(p: PortFilter, metadata_port: int) -> list[IptRule]:
-    rules = [
+@functools.lru_cache(maxsize=8192)
+def _egress(p: PortFilter, metadata_port: int) -> tuple[IptRule, ...]:
+    """A port's egress chain (built once per port as it is)."""
+    rules = (
         IptRule(
             "RETURN",
             protocol="udp",
@@ -165,10 +170,10 @@ def _egress(p: PortFilter, metadata_port: int) -> list[IptRule]:
         IptRule("DROP", matches=(("mac", (("mac-source", f"!{p.mac}"),)),)),
         IptRule("RETURN", matches=(_state("RELATED,ESTABLISHED"),)),
         IptRule("DROP", matches=(_state("INVALID"),)),
-    ]
+    )
     if p.egress is None:
-        return [*rules, IptRule("RETURN")]
-    return [
+        return (*rules, IptRule("RETURN"))
+    return (
         *rules,
         IptRule(
             "RETURN",
@@ -178,7 +183,7 @@ def _egress(p: PortFilter, metadata_port: int) -> list[IptRule]:
         ),
         *(_allow(a, "dst") for a in p.egress),
         IptRule("DROP"),
-    ]
+    )
 
 
 def render(h: HostRules) -> dict[str, dict[str, list[IptRule]]]:
@@ -204,8 +209,8 @@ def render(h: HostRules) -> dict[str, dict[str, list[IptRule]]]:
             IptRule(o_chain, matches=(_physdev(physdev_in=p.tap),)),
         ]
         host_in.append(IptRule(o_chain, matches=(_physdev(physdev_in=p.tap),)))
-        filter_chains[i_chain] = _ingress(p)
-        filter_chains[o_chain] = _egress(p, h.metadata_port)
+        filter_chains[i_chain] = list(_ingress(p))
+        filter_chains[o_chain] = list(_egress(p, h.metadata_port))
     sg.append(IptRule("ACCEPT"))
     for b in ours:
         host_in += [
