@@ -33,6 +33,7 @@ from apiserver.auth import token_auth
 from apiserver.errors import status_errors
 from apiserver.kinds import KINDS, KindInfo, by_kind, by_plural, check_scope
 from state import selectors
+from state.admission import admit, admit_delete
 from state.apply import apply
 from state.envelope import API_VERSION, Obj, Ref, ref
 from state.errors import BadRequest, FieldError, Invalid
@@ -103,6 +104,7 @@ async def apply_handler(request: web.Request) -> web.Response:
     info = by_kind(str(obj.get("kind", "")))
     r = ref(obj)
     check_scope(info, r.project)
+    await admit(request.app[STORE], obj)
     result = await apply(
         request.app[STORE], obj, validate=validate, dry_run=_bool(request, "dryRun")
     )
@@ -224,12 +226,14 @@ def _body_for(request: web.Request, info: KindInfo, project: str | None, obj: Ob
 async def create_handler(request: web.Request) -> web.Response:
     info, project = _target(request)
     obj = validate(_body_for(request, info, project, await _body(request)))
+    await admit(request.app[STORE], obj)
     return _json(await request.app[STORE].create(obj), status=201)
 
 
 async def replace_handler(request: web.Request) -> web.Response:
     info, r = _ref(request)
     obj = validate(_body_for(request, info, r.project, await _body(request)))
+    await admit(request.app[STORE], obj)
     updated = await request.app[STORE].update(obj)
     if updated is None:
         return _json(_success(f"{r} deleted"))
@@ -252,6 +256,7 @@ async def delete_handler(request: web.Request) -> web.Response:
         rv = int(request.query.get("resourceVersion") or 0)
     except ValueError:
         raise BadRequest("resourceVersion must be an integer") from None
+    await admit_delete(request.app[STORE], r)
     result = await request.app[STORE].delete(r, resource_version_=rv)
     if result is None:
         return _json(_success(f"{r} deleted"))

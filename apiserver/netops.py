@@ -8,7 +8,7 @@ Owns: the ids the faces show for what has none of its own (a network's one
 subnet, a security group rule, an instance's port: name-based UUIDs); finding
 objects by id; the project's ``default`` security group (made on first use,
 no rules: all ingress denied, all egress allowed, as nova-network's);
-refusing overlapping CIDRs within a project, deleting a network that still
+refusing (with ``state.admission``) overlapping CIDRs within a project, deleting a network that still
 has ports, a group instances still use, a duplicate rule, and associating a
 floating IP that is associated already (everything else is the kinds'
 schemas' to refuse: each change is validated before it is written); allocating a floating IP's address
@@ -20,12 +20,12 @@ an admin (callers pass the project they act for).
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import uuid
 from typing import Any
 
 from state import ipam
+from state.admission import admit, admit_delete
 from state.envelope import Obj, Ref
 from state.errors import AlreadyExists, BadRequest, Conflict, DesiredError, NotFound
 from state.store import Store
@@ -80,36 +80,22 @@ async def ensure_default_group(store: Store, project: str) -> Obj:
 
 
 async def update_spec(store: Store, obj: Obj, spec: dict[str, Any]) -> Obj:
-    """Writes ``obj`` with ``spec``, checked by its kind's schema first."""
+    """Writes ``obj`` with ``spec``, checked by its kind's schema and admission first."""
     updated = validate(dict(obj, spec=spec))
+    await admit(store, updated)
     return await store.update(updated) or updated
 
 
 # --- networks ------------------------------------------------------------------------
 
 
-async def check_cidr(store: Store, project: str, name: str, cidr: str) -> None:
-    """BadRequest when ``cidr`` overlaps a network of the project (other than ``name``)."""
-    wanted = ipaddress.IPv4Network(cidr, strict=False)
-    for net in (await store.list("Network", project)).items:
-        other = net["spec"].get("cidr")
-        if (
-            net["metadata"]["name"] != name
-            and other
-            and wanted.overlaps(ipaddress.IPv4Network(other, strict=False))
-        ):
-            raise BadRequest(
-                f"Requested subnet with cidr: {cidr} for network: {name} overlaps with "
-                f"another subnet ({other} of network {net['metadata']['name']})"
-            )
-
-
 async def create_network(store: Store, project: str, name: str, spec: dict[str, Any]) -> Obj:
-    if spec.get("cidr"):
-        await check_cidr(store, project, name, spec["cidr"])
-    obj = {"kind": "Network", "metadata": {"name": name, "project": project}, "spec": spec}
+    obj = validate(
+        {"kind": "Network", "metadata": {"name": name, "project": project}, "spec": spec}
+    )
+    await admit(store, obj)
     try:
-        return await store.create(validate(obj))
+        return await store.create(obj)
     except AlreadyExists:
         raise Conflict(f"a network named {name!r} exists in the project already") from None
 
@@ -118,8 +104,8 @@ async def set_subnet(store: Store, net: Obj, subnet: dict[str, Any]) -> Obj:
     """Gives a network its (one) subnet: cidr, gateway, DHCP range, DNS servers."""
     if net["spec"].get("cidr"):
         raise Conflict(f"network {net['metadata']['name']} has a subnet already (one per network)")
-    await check_cidr(store, net["metadata"]["project"], net["metadata"]["name"], subnet["cidr"])
     updated = validate(dict(net, spec={**net["spec"], **subnet}))
+    await admit(store, updated)
     return await store.update(updated) or updated
 
 
@@ -128,12 +114,15 @@ async def ports_on(store: Store, net: Obj) -> int:
 
 
 async def delete_network(store: Store, net: Obj) -> None:
-    if await ports_on(store, net):
+    where = Ref("Network", net["metadata"]["project"], net["metadata"]["name"])
+    try:
+        await admit_delete(store, where)
+    except Conflict:
         raise Conflict(
             f"Unable to complete operation on network {net['metadata']['uid']}. There are one "
             "or more ports still in use on the network."
-        )
-    await store.delete(Ref("Network", net["metadata"]["project"], net["metadata"]["name"]))
+        ) from None
+    await store.delete(where)
 
 
 async def drop_subnet(store: Store, net: Obj) -> None:

@@ -31,6 +31,7 @@ import yaml
 import schemas
 from reconcilers.runtime.controller import Requeue
 from state import selectors
+from state.admission import admit
 from state.apply import CONFIGURED, apply, prune_candidates
 from state.envelope import Obj, Ref, now, ref, set_condition
 from state.errors import DesiredError
@@ -170,6 +171,7 @@ class GitSync:
             if meta.get("project"):
                 entry["project"] = meta["project"]
             try:
+                await admit(self.store, doc)
                 result = await apply(self.store, doc, validate=validate)
             except DesiredError as exc:
                 entry["error"] = exc.message

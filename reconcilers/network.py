@@ -111,18 +111,22 @@ class NetworkReconciler:
 
 async def sweep(store: Store, interval: float) -> None:
     """Every ``interval`` seconds, frees the addresses held for instances and floating IPs
-    that are gone."""
+    that are gone, and those of networks that are gone."""
     while True:
         await asyncio.sleep(interval)
+        held_on = await ipam.networks(store.etcd)  # before the networks: a new one is in both
         live = {
             o["metadata"]["uid"]
             for kind in ("Instance", "FloatingIP")
             for o in (await store.list(kind)).items
         }
-        for net in (await store.list("Network")).items:
-            net_uid = net["metadata"]["uid"]
+        networks = {n["metadata"]["uid"] for n in (await store.list("Network")).items}
+        for net_uid in networks:
             for holder in {
                 h["instance"] for h in (await ipam.held(store.etcd, net_uid)).values()
             } - live:
                 freed = await ipam.release(store.etcd, net_uid, holder)
                 log.info("freed %d address(es) of gone instance %s", freed, holder)
+        for net_uid in held_on - networks:
+            freed = await ipam.drop_network(store.etcd, net_uid)
+            log.info("freed %d address(es) of gone network %s", freed, net_uid)

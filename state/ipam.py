@@ -156,3 +156,18 @@ async def release(
         done = await etcd.txn([mod_revision_is(kv.key, kv.mod_revision)], [Delete(kv.key)])
         freed += int(done.succeeded)
     return freed
+
+
+async def networks(etcd: EtcdClient) -> set[str]:
+    """The uids of the networks any address is held on."""
+    root = keys.ipam_root()
+    res = await etcd.range(root, prefix_end(root), keys_only=True)
+    return {kv.key[len(root) :].split(b"/", 1)[0].decode() for kv in res.kvs}
+
+
+async def drop_network(etcd: EtcdClient, network_uid: str) -> int:
+    """Frees every address of a network that is gone; how many there were."""
+    prefix = keys.ipam_prefix(network_uid)
+    res = await etcd.range(prefix, prefix_end(prefix), count_only=True)
+    await etcd.txn([], [Delete(prefix, prefix_end(prefix))])
+    return res.count

@@ -15,7 +15,8 @@ Layout (``ROOT`` is ``/desired/v1``)::
     ROOT/assign/<host>/<uid>                what that host must run: the rendered spec
     ROOT/alloc/<host>                       resources claimed on the host
     ROOT/usage/<project>                    quota usage
-    ROOT/ipam/<network uid>/<address>       an address held by an instance's port
+    ROOT/ipam/<network uid>/<address>       an address held by an instance's port or a
+                                            floating IP
     ROOT/leader/<reconciler>                leader election
 
 ``<kind>`` is the kind in lower case (``instance``); ``_`` stands for "no
@@ -168,6 +169,11 @@ def console_request(host_name: str, uid: str) -> bytes:
 def console_output(uid: str) -> bytes:
     """hostd's answer: the tail of the instance's serial console log (on a lease)."""
     return f"{ROOT}/console/output/{uid}".encode()
+
+
+def ipam_root() -> bytes:
+    """Every network's addresses (IPAM)."""
+    return f"{ROOT}/ipam/".encode()
 
 
 def ipam_prefix(network_uid: str) -> bytes:

@@ -10,7 +10,10 @@ import aiohttp
 import pytest
 
 from apiserver.app import make_app
+from state import ipam
+from state.envelope import Ref
 from state.etcd import EtcdClient
+from state.store import Store
 from tests.conftest import serving
 
 TOKEN = "test-admin-token"
@@ -231,3 +234,44 @@ async def test_etcd_unreachable_is_503(etcd_server: object) -> None:
         assert resp.status == 503
         assert resp.headers["Retry-After"] == "1"
         assert "retry later" in (await resp.json())["message"]
+
+
+def _network(name: str, cidr: str) -> dict:
+    return {
+        "apiVersion": "desired/v1",
+        "kind": "Network",
+        "metadata": {"name": name, "project": "demo"},
+        "spec": {"cidr": cidr},
+    }
+
+
+async def test_networks_that_overlap_or_are_in_use_are_refused(
+    api: aiohttp.ClientSession, etcd: EtcdClient
+) -> None:
+    assert (await _apply(api, _network("a", "10.40.0.0/24")))[0] == 201
+    code, body = await _apply(api, _network("b", "10.40.0.128/25"))
+    assert code == 422 and body["reason"] == "Invalid", body
+    assert "spec.cidr: 10.40.0.128/25 overlaps 10.40.0.0/24 of network a" in body["message"]
+    async with api.post(
+        "/apis/v1/projects/demo/networks", json=_network("c", "10.40.0.0/16")
+    ) as resp:
+        assert resp.status == 422
+    assert (await _apply(api, _network("b", "10.41.0.0/24")))[0] == 201
+    # another project may use the same addresses
+    assert (
+        await _apply(
+            api, {**_network("a", "10.40.0.0/24"), "metadata": {"name": "a", "project": "other"}}
+        )
+    )[0] == 201
+
+    # an address held on a network keeps it from being deleted
+    store = Store(etcd)
+    net = await store.get(Ref("Network", "demo", "a"))
+    port = await ipam.allocate(etcd, net, "an-instance-uid", 0)
+    async with api.delete("/apis/v1/projects/demo/networks/a") as resp:
+        assert resp.status == 409
+        assert "in use" in (await resp.json())["message"]
+    await ipam.release(etcd, net["metadata"]["uid"], "an-instance-uid")
+    async with api.delete("/apis/v1/projects/demo/networks/a") as resp:
+        assert resp.status == 200, await resp.text()
+    assert port.address.startswith("10.40.0.")

@@ -1,7 +1,9 @@
 """The network reconciler with a real etcd: ports get addresses of their networks (the
 project's default one, a shared one, a fixed address), a full network or a missing one is
 a NetworkReady=False condition retried, addresses come back when instances are deleted or
-drop a port, and the sweep frees those of instances that are gone."""
+drop a port, and the sweep frees those of instances that are gone; floating IPs get
+addresses of their pools, and the sweep frees those of floating IPs and networks that
+are gone."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 
+from reconcilers.floating_ips import FloatingIPReconciler
 from reconcilers.network import NetworkReconciler, sweep
 from reconcilers.runtime.controller import Controller
 from reconcilers.runtime.informer import Informer
@@ -28,8 +31,10 @@ from tests.integration.test_identity import api_cloud
 async def network_reconciler(store: Store) -> AsyncIterator[None]:
     informer = Informer(store.etcd, "Instance")
     controller = Controller(NetworkReconciler(store, retry=0.2), [informer], resync=1.0)
+    fips = Informer(store.etcd, "FloatingIP")
+    fip_controller = Controller(FloatingIPReconciler(store, retry=0.2), [fips], resync=1.0)
     tasks = [
-        asyncio.create_task(Manager([informer], [controller]).run()),
+        asyncio.create_task(Manager([informer, fips], [controller, fip_controller]).run()),
         asyncio.create_task(sweep(store, 0.3)),
     ]
     try:
@@ -210,3 +215,66 @@ async def test_servers_show_their_addresses(store: Store, sql_url: str) -> None:
         assert await listed("ip=10%5C.4") == sorted([auto, fixed])
         assert await listed("ip=^0%5C.40") == []
         assert (await demo("GET", "/servers?ip=("))[0] == 400
+
+
+async def test_floating_ips_get_addresses_of_their_pools(store: Store) -> None:
+    for name, spec in (
+        ("public", {"cidr": "203.0.113.0/29", "external": True}),
+        ("private", {"cidr": "10.70.0.0/24"}),
+    ):
+        await store.create(
+            {"kind": "Network", "metadata": {"name": name, "project": "demo"}, "spec": spec}
+        )
+    public = await store.get(Ref("Network", "demo", "public"))
+    pool_uid = public["metadata"]["uid"]
+
+    async def fip(name: str, **spec: object) -> Ref:
+        await store.create(
+            {"kind": "FloatingIP", "metadata": {"name": name, "project": "demo"}, "spec": spec}
+        )
+        return Ref("FloatingIP", "demo", name)
+
+    async def allocated(r: Ref) -> dict:
+        got = condition(await store.get(r), "Allocated")
+        assert got is not None
+        return got
+
+    async with network_reconciler(store):
+        one = await fip("one", pool="public")
+        fixed = await fip("fixed", pool="public", address="203.0.113.5")
+        wrong = await fip("wrong", pool="private")
+        missing = await fip("missing", pool="nowhere")
+        await eventually(lambda: _has_address(store, one))
+        assert (await _status(store, one))["address"].startswith("203.0.113.")
+        await eventually(lambda: _has_address(store, fixed))
+        taken = await fip("taken", pool="public", address="203.0.113.5")
+        assert (await _status(store, fixed))["address"] == "203.0.113.5"
+        assert (await _status(store, fixed))["poolUid"] == pool_uid
+        for r, reason in ((taken, "AddressInUse"), (wrong, "NotAPool"), (missing, "PoolNotFound")):
+            cond = await eventually(lambda r=r: allocated(r))  # type: ignore[misc]
+            assert (cond["status"], cond["reason"]) == ("False", reason), cond
+        held = await ipam.held(store.etcd, pool_uid)
+        assert len(held) == 2
+
+        # a deleted floating IP's address is freed by the sweep, then a gone network's
+        await store.delete(fixed)
+        await eventually(lambda: _count(store, pool_uid, 1))
+        await store.delete(one)
+        await store.delete(taken)
+        await store.delete(Ref("Network", "demo", "public"))
+        private = await store.get(Ref("Network", "demo", "private"))
+        await ipam.allocate(store.etcd, private, "a-vanished-instance", 0)
+        await store.delete(Ref("Network", "demo", "private"))
+
+        async def gone() -> bool:
+            return not await ipam.networks(store.etcd)
+
+        await eventually(gone)
+
+
+async def _has_address(store: Store, r: Ref) -> bool:
+    return bool((await _status(store, r)).get("address"))
+
+
+async def _count(store: Store, net_uid: str, n: int) -> bool:
+    return len(await ipam.held(store.etcd, net_uid)) == n
