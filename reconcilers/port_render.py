@@ -127,6 +127,7 @@ class NetworkCatalog:
                     "bridge": ipam.bridge_name(pool),
                     "cidr": pool["spec"]["cidr"],
                     "gateway": str(ipam.gateway(pool["spec"])),
+                    **({"vlan": pool["spec"]["vlan"]} if pool["spec"].get("vlan") else {}),
                 }
             )
         return sorted(found, key=lambda f: f["address"])
@@ -163,6 +164,7 @@ class NetworkCatalog:
                     "dnsServers": list(spec.get("dnsServers", [])),
                     "address": port["address"],
                     "mac": port["mac"],
+                    **({"vlan": spec["vlan"]} if spec.get("vlan") else {}),
                 }
             )
         if not ports:

@@ -152,8 +152,12 @@ def plan(assignments: list[dict[str, Any]], metadata_port: int) -> Plan:
         egress = net.get("egress")
         for p in net.get("ports", []):
             prefix = _prefix(p["cidr"])
+            vlan = p.get("vlan")
             bridges[p["bridge"]] = links.Bridge(
-                p["bridge"], p["networkUid"], (f"{p['gateway']}/{prefix}",)
+                p["bridge"],
+                p["networkUid"],
+                (f"{p['gateway']}/{prefix}",),
+                (vlan["interface"], vlan["id"]) if vlan else None,
             )
             gateways[p["bridge"]] = p["gateway"]
             nets[p["bridge"]] = p
@@ -174,17 +178,21 @@ def plan(assignments: list[dict[str, Any]], metadata_port: int) -> Plan:
         for f in net.get("floatingIps", []):
             prefix = _prefix(f["cidr"])
             base = bridges.get(f["bridge"])
+            vlan = f.get("vlan")
             bridges[f["bridge"]] = links.Bridge(
                 f["bridge"],
                 f["networkUid"],
                 base.addresses if base else (f"{f['gateway']}/{prefix}",),
+                (vlan["interface"], vlan["id"]) if vlan else None,
             )
             gateways.setdefault(f["bridge"], f["gateway"])
             extra.setdefault(f["bridge"], set()).add(f"{f['address']}/32")
             floating.append(firewall.FloatingNat(f["address"], f["fixedAddress"], f["bridge"]))
     return Plan(
         bridges=[
-            links.Bridge(b.name, b.network_uid, (*b.addresses, *sorted(extra.get(name, ()))))
+            links.Bridge(
+                b.name, b.network_uid, (*b.addresses, *sorted(extra.get(name, ()))), b.vlan
+            )
             for name, b in sorted(bridges.items())
         ],
         dhcp=[

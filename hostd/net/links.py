@@ -2,7 +2,8 @@
 
 Owns: each network's bridge (created when missing, marked with the alias
 ``desired <network uid>``, up, with exactly the addresses asked: the
-gateway's and any floating IPs the host answers for), forwarding on it, the
+gateway's and any floating IPs the host answers for; joined to a host
+interface through a VLAN interface when the network has a VLAN), forwarding on it, the
 namespace's ``bridge-nf-call-iptables`` (so that bridged traffic passes the
 security-group chains), and deleting marked bridges nothing asks for.
 
@@ -37,6 +38,13 @@ class Bridge:
     network_uid: str
     #: addresses with prefix length, the gateway's first ("10.0.0.1/24", "203.0.113.7/32")
     addresses: tuple[str, ...]
+    #: (host interface, VLAN id): the network's traffic leaves tagged through that interface
+    vlan: tuple[str, int] | None = None
+
+
+def vlan_name(bridge: Bridge) -> str:
+    """The VLAN interface joining a bridge to its host interface (at most 15 characters)."""
+    return "dqv" + bridge.network_uid.replace("-", "")[:10]
 
 
 def _sysctl(path: Path, value: str) -> bool:
@@ -61,7 +69,7 @@ def converge(wanted: list[Bridge]) -> list[tuple[str, str]]:
             links = {link.get_attr("IFLA_IFNAME"): link for link in ip.get_links()}
             for bridge in wanted:
                 changes += _bridge(ip, links.get(bridge.name), bridge)
-            names = {b.name for b in wanted}
+            names = {b.name for b in wanted} | {vlan_name(b) for b in wanted if b.vlan}
             for name, link in links.items():
                 if _ours(link) is not None and name not in names:
                     ip.link("del", index=link["index"])
@@ -103,4 +111,38 @@ def _bridge(ip: IPRoute, link: Any, bridge: Bridge) -> list[tuple[str, str]]:
         ip.addr("del", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
         changes.append(f"address {address} removed from bridge {bridge.name}")
     _sysctl(Path(f"/proc/sys/net/ipv4/conf/{bridge.name}/forwarding"), "1")
+    if bridge.vlan is not None:
+        changes += _vlan(ip, bridge, index)
     return [(bridge.name, c) for c in changes]
+
+
+def _vlan(ip: IPRoute, bridge: Bridge, master: int) -> list[str]:
+    """The bridge's VLAN interface on its host interface: made, tagged, enslaved, up."""
+    assert bridge.vlan is not None
+    parent, vid = bridge.vlan
+    found = ip.link_lookup(ifname=parent)
+    if not found:
+        raise LinkError(f"host interface {parent} of bridge {bridge.name}'s VLAN {vid} not found")
+    name = vlan_name(bridge)
+    have = ip.link_lookup(ifname=name)
+    changes = []
+    if have:
+        link = ip.get_links(have[0])[0]
+        info = (link.get_attr("IFLA_LINKINFO") or None) and link.get_attr("IFLA_LINKINFO").get_attr(
+            "IFLA_INFO_DATA"
+        )
+        same = (
+            link.get_attr("IFLA_LINK") == found[0] and info and info.get_attr("IFLA_VLAN_ID") == vid
+        )
+        if not same:
+            ip.link("del", index=have[0])
+            have = []
+    if not have:
+        ip.link("add", ifname=name, kind="vlan", link=found[0], vlan_id=vid)
+        have = ip.link_lookup(ifname=name)
+        ip.link("set", index=have[0], IFLA_IFALIAS=ALIAS_PREFIX + bridge.network_uid)
+        changes.append(f"VLAN {vid} on {parent} joined to bridge {bridge.name}")
+    link = ip.get_links(have[0])[0]
+    if link.get_attr("IFLA_MASTER") != master or not link["flags"] & 1:
+        ip.link("set", index=have[0], master=master, state="up")
+    return changes

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -28,7 +29,7 @@ from aiohttp import web
 from fixtures.guest_image import UDHCPC_SCRIPT
 from fixtures.netns import NetNamespace, VethGuest
 from fixtures.ports import free_port
-from hostd.net import firewall
+from hostd.net import firewall, links
 from hostd.net.driver import HostNetwork
 from hostd.net.netns import Namespace
 from state import instance_signature
@@ -205,3 +206,51 @@ async def test_dhcp_security_groups_metadata_and_drift(
         assert not list(network.dhcp.dir.glob("*.pid"))
         with pytest.raises(ProcessLookupError):
             os.kill(dnsmasq, 0)
+
+
+def _kernel_has_vlans(host: NetNamespace) -> bool:
+    probe = subprocess.run(
+        [
+            "ip",
+            "-n",
+            host.name,
+            "link",
+            "add",
+            "link",
+            "uplink0",
+            "name",
+            "probe0",
+            "type",
+            "vlan",
+            "id",
+            "7",
+        ],
+        capture_output=True,
+    )
+    if probe.returncode == 0:
+        host.ip("link", "del", "probe0")
+    return probe.returncode == 0
+
+
+async def test_a_vlan_joins_the_bridge_to_a_host_interface(host: NetNamespace) -> None:
+    host.ip("link", "add", "uplink0", "type", "veth", "peer", "name", "uplink1")
+    if not _kernel_has_vlans(host):
+        pytest.skip("this kernel has no 802.1Q VLANs (ip link add ... type vlan: unknown type)")
+    uid = str(uuid.uuid4())
+    a = assignment(uid, "10.77.0.11", "fa:16:3e:00:00:11", [])
+    a["network"]["ports"][0]["vlan"] = {"id": 42, "interface": "uplink0"}
+    network = HostNetwork(Namespace(host.path), free_port())
+    vlan = links.vlan_name(links.Bridge(BRIDGE, NET_UID, ()))
+    try:
+        await network.sync(lambda: [a])
+        shown = host.ip("-d", "link", "show", vlan)
+        assert "vlan protocol 802.1Q id 42" in shown and f"master {BRIDGE}" in shown
+        assert "uplink0" in host.ip("link", "show", vlan)
+        host.ip("link", "del", vlan)
+        repaired = await network.sync(lambda: [a])
+        assert any("VLAN 42 on uplink0" in r for r in repaired), repaired
+        await network.sync(lambda: [])
+        assert vlan not in host.links() and "uplink0" in host.links()
+    finally:
+        await network.teardown()
+        await network.close()
