@@ -5,8 +5,9 @@ name, else any external Network of that name), the address held through
 ``state.ipam`` under the floating IP's uid (the one ``spec.address`` asks
 for, else a free one), ``status.address``, ``status.poolUid`` and the
 ``Allocated`` condition (False, retried, when the pool is missing, is not
-external, is full or the address is taken). Addresses of floating IPs that
-are gone are freed by the network reconciler's sweep.
+external, is full or the address is taken); on deletion, the address freed
+and then its finalizer (``desired/floating-ip``, given at creation) dropped.
+The network reconciler's sweep frees what a floating IP gone without it held.
 
 Must never: hand out an address of a network that is not external; move a
 floating IP to another address while it holds one.
@@ -19,9 +20,11 @@ from typing import Any
 
 from reconcilers.runtime.controller import Requeue
 from state import ipam
-from state.envelope import Obj, Ref, set_condition
+from state.envelope import FLOATING_IP_FINALIZER, Obj, Ref, set_condition
 from state.errors import BadRequest, Conflict
 from state.store import Store
+
+FINALIZER = FLOATING_IP_FINALIZER
 
 
 async def find_pool(store: Store, project: str, name: str) -> Obj | None:
@@ -44,9 +47,18 @@ class FloatingIPReconciler:
 
     async def reconcile(self, key: Ref) -> Requeue | None:
         fip = await self.store.get_or_none(key)
-        if fip is None or fip["metadata"].get("deletionTimestamp"):
-            return None  # gone: the sweep frees its address
+        if fip is None:
+            return None  # gone without the finalizer (made before it): the sweep frees it
         meta, spec = fip["metadata"], fip["spec"]
+        if meta.get("deletionTimestamp"):
+            pool = await find_pool(self.store, meta["project"], spec["pool"])
+            pool_uid = (fip.get("status") or {}).get("poolUid") or (
+                pool["metadata"]["uid"] if pool else None
+            )
+            if pool_uid:  # (the API allocates before the status says where)
+                await ipam.release(self.store.etcd, pool_uid, meta["uid"])
+            await self.store.remove_finalizer(key, FINALIZER)
+            return None
         address, pool_uid = "", ""
         problem: tuple[str, str] | None = None
         pool = await find_pool(self.store, meta["project"], spec["pool"])

@@ -86,9 +86,14 @@ RESERVATION_ANNOTATION = "desired/reservation"
 LAUNCH_INDEX_ANNOTATION = "desired/launch-index"
 #: the scheduler's finalizer: an Instance is gone only once its host has let go of it
 SCHEDULER_FINALIZER = "desired/scheduler"
+#: the floating IP reconciler's: a FloatingIP is gone only once its address is free again
+FLOATING_IP_FINALIZER = "desired/floating-ip"
 #: finalizers a new object of a kind gets at creation, so that its owner need not add
 #: them with a write of its own
-DEFAULT_FINALIZERS: dict[str, tuple[str, ...]] = {"Instance": (SCHEDULER_FINALIZER,)}
+DEFAULT_FINALIZERS: dict[str, tuple[str, ...]] = {
+    "Instance": (SCHEDULER_FINALIZER,),
+    "FloatingIP": (FLOATING_IP_FINALIZER,),
+}
 
 
 def display_name(obj: Obj) -> str:

@@ -11,6 +11,7 @@ each against libvirt, the disk and the console log.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import subprocess
@@ -28,6 +29,8 @@ from sqlalchemy import select
 from fixtures.guest_image import BOOT_MARKER
 from fixtures.libvirtd import URI, Libvirtd
 from fixtures.postgres import PostgresServer
+from hostd.net.driver import HostNetwork
+from hostd.net.netns import Namespace, libvirtd_namespace
 from state.sql.engine import make_engine
 from state.sql.models import InstanceAction, InstanceActionEvent
 from state.sql.projection import Projection
@@ -77,6 +80,14 @@ def real_up(data_dir: Path, storage: Path, **env: str) -> Iterator[Up]:
             if f"<desired:host>{host}</desired:host>" in virsh("dumpxml", name):
                 subprocess.run(["virsh", "-c", URI, "destroy", name], capture_output=True)
                 virsh("undefine", name, "--managed-save")
+        # what its hostd left of the guests' network (guests keep theirs when hostd stops)
+        asyncio.run(_network_teardown())
+
+
+async def _network_teardown() -> None:
+    network = HostNetwork(Namespace(libvirtd_namespace()), 0)
+    await network.teardown()
+    await network.close()
 
 
 def virsh(*args: str) -> str:
