@@ -16,6 +16,7 @@ groups, floating IPs or networks.
 from __future__ import annotations
 
 import ipaddress
+import json
 from typing import Any
 
 from aiohttp import web
@@ -296,7 +297,8 @@ async def show_fip(request: web.Request) -> web.Response:
 async def create_fip(request: web.Request) -> web.Response:
     _proxy(request)
     authorize(request, "os_compute_api:os-floating-ips:create")
-    body = await request.json() if request.can_read_body else None  # null or none: any pool
+    raw = await request.read()  # (the body check has read it: read() keeps it)
+    body = json.loads(raw) if raw.strip() else None  # null or none: the first pool
     pools = await _pools(request)
     wanted = (body or {}).get("pool") or (pools[0]["metadata"]["name"] if pools else None)
     pool = next((p for p in pools if p["metadata"]["name"] == wanted), None)

@@ -31,6 +31,7 @@ from apiserver.network.common import (
     standard,
     store_of,
 )
+from state import ipam
 from state.envelope import Obj, Ref
 from state.errors import NotFound
 
@@ -134,7 +135,14 @@ async def create_fip(request: web.Request) -> web.Response:
             "BadRequest",
             f"Bad floatingip request: Network {pool['metadata']['uid']} is not a valid external network.",
         )
-    fip = await netops.create_floating_ip(store, project, pool, body.get("floating_ip_address"))
+    try:
+        fip = await netops.create_floating_ip(store, project, pool, body.get("floating_ip_address"))
+    except ipam.PoolExhausted:
+        raise NeutronFault(
+            409,
+            "IpAddressGenerationFailure",
+            f"No more IP addresses available on network {pool['metadata']['uid']}.",
+        ) from None
     if body.get("port_id"):
         inst, fixed = await _port(request, project, body["port_id"])
         fip = await netops.associate(store, fip, inst, body.get("fixed_ip_address") or fixed)

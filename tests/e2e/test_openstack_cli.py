@@ -399,6 +399,23 @@ def test_openstack_cli_networks_security_groups_and_floating_ips(up: Up) -> None
             cloud="desired-admin",
         )
     )
+    admin = {"cloud": "desired-admin"}
+    ok(openstack(up, "network", "create", "--external", "--share", "tiny-pool", **admin))
+    ok(
+        openstack(
+            up,
+            "subnet",
+            "create",
+            "--network",
+            "tiny-pool",
+            "--subnet-range",
+            "198.51.100.0/30",
+            "tiny-sub",
+            **admin,
+        )
+    )
+    ok(openstack(up, "floating", "ip", "create", "tiny-pool"))
+    fails(openstack(up, "floating", "ip", "create", "tiny-pool"), "No more IP addresses")
     fip = json.loads(ok(openstack(up, "floating", "ip", "create", "-f", "json", "public")))
     address = fip["floating_ip_address"]
     assert address.startswith("203.0.113.")

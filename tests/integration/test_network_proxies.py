@@ -162,3 +162,15 @@ async def test_nova_network_proxies(cloud: str, store: Store) -> None:  # noqa: 
     assert (await nova("DELETE", f"/os-floating-ips/{fip['floating_ip']['id']}"))[0] == 202
     _, left = await nova("GET", "/os-floating-ips")
     assert left == {"floating_ips": []}
+
+    # a pool with room for one address: the second is Nova's 404
+    await store.create(
+        {
+            "kind": "Network",
+            "metadata": {"name": "tiny-pool", "project": "admin"},
+            "spec": {"cidr": "198.51.100.0/30", "external": True},
+        }
+    )
+    assert (await nova("POST", "/os-floating-ips", {"pool": "tiny-pool"}))[0] == 200
+    code, none_left = await nova("POST", "/os-floating-ips", {"pool": "tiny-pool"})
+    assert code == 404 and "No more floating IPs" in none_left["itemNotFound"]["message"]
