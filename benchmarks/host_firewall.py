@@ -25,7 +25,7 @@ import iptc
 from fixtures.netns import NetNamespace
 from hostd.net import firewall
 from hostd.net.driver import HostNetwork, plan
-from hostd.net.iptables import Iptables
+from hostd.net.iptables import Iptables, owned_chains
 from hostd.net.netns import Namespace
 
 NET_UID = str(uuid.uuid4())
@@ -59,23 +59,6 @@ def assignment(index: int, rules: int) -> dict[str, Any]:
     return {"uid": uid, "name": f"vm{index}", "project": "bench", "network": network}
 
 
-def rule_count(ns: Namespace) -> int:
-    def count() -> int:
-        total = 0
-        for name in ("filter", "nat"):
-            table = iptc.Table(name, autocommit=False)
-            table.refresh()
-            for chain in table.chains:
-                if chain.name.startswith(firewall.OWNED_PREFIXES):
-                    entry = table.first_rule(chain.name)
-                    while entry:
-                        total += 1
-                        entry = table.next_rule(entry)
-        return total
-
-    return ns.call(count)
-
-
 async def timed(what: str, fn: Any) -> float:
     start = time.perf_counter()
     result = await fn()
@@ -95,7 +78,7 @@ async def run(instances: int, rules: int, resyncs: int) -> None:
                 f"driver, first converge of {instances} instances",
                 lambda: network.sync(lambda: wanted),
             )
-            print(f"rules in desired's chains: {rule_count(ns)}", flush=True)
+            print(f"rules in desired's chains: {sum(ns.call(owned_chains).values())}", flush=True)
             samples = []
             for _ in range(resyncs):
                 start = time.perf_counter()

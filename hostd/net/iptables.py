@@ -119,6 +119,21 @@ def _owned(name: str) -> bool:
     return name.startswith(OWNED_PREFIXES)
 
 
+def owned_chains() -> dict[str, int]:
+    """desired's chains in this thread's namespace, ``table/chain`` -> how many rules."""
+    found = {}
+    for name in TABLES:
+        table = iptc.Table(name, autocommit=False)
+        table.refresh()
+        for chain in table.chains:
+            if _owned(chain.name):
+                count, entry = 0, table.first_rule(chain.name)
+                while entry:
+                    count, entry = count + 1, table.next_rule(entry)
+                found[f"{name}/{chain.name}"] = count
+    return found
+
+
 class Iptables:
     """The kernel's side of the firewall, in the namespace of the calling thread."""
 

@@ -21,15 +21,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import iptc
 import pytest
 import yaml
 
 from fixtures.guest_image import ADDRESS_MARKER, METADATA_MARKER
 from fixtures.libvirtd import guests_namespace
 from fixtures.netns import NetNamespace
-from hostd.net import firewall
 from hostd.net.dhcp import RUN_DIR
+from hostd.net.iptables import owned_chains
 from hostd.net.netns import Namespace
 from state import ec2_ids, ipam
 from tests.e2e.test_real_guest import console, libvirtd, real_up, settled, storage  # noqa: F401
@@ -94,18 +93,6 @@ def pings(vm: dict[str, Any]) -> list[tuple[int, str]]:
         for line in console_of(vm).splitlines()
         if (m := re.search(r"desired-guest: ping (\d+) (ok|fail)", line))
     ]
-
-
-def owned_chains(ns: Namespace) -> set[str]:
-    def read() -> set[str]:
-        chains = set()
-        for name in ("filter", "nat"):
-            table = iptc.Table(name, autocommit=False)
-            table.refresh()
-            chains |= {c.name for c in table.chains if c.name.startswith(firewall.OWNED_PREFIXES)}
-        return chains
-
-    return ns.call(read)
 
 
 def ping_from(client: NetNamespace, address: str) -> bool:
@@ -268,7 +255,7 @@ def test_real_guests_dhcp_metadata_security_groups_and_floating_ips(
             lambda: not [n for n in NetNamespace.links_of("desired-guests") if n.startswith("dq")],
             timeout=60,
         )
-        wait("no chain", lambda: owned_chains(guests_ns) == set(), timeout=30)
+        wait("no chain", lambda: guests_ns.call(owned_chains) == {}, timeout=30)
         assert not list((RUN_DIR / guests_ns.key).glob("*.pid"))
     guests_ns.close()
 

@@ -31,6 +31,7 @@ from fixtures.netns import NetNamespace, VethGuest
 from fixtures.ports import free_port
 from hostd.net import firewall, links
 from hostd.net.driver import HostNetwork
+from hostd.net.iptables import owned_chains
 from hostd.net.netns import Namespace
 from state import instance_signature
 from tests.conftest import serving
@@ -94,18 +95,6 @@ async def upstream() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
     app.router.add_route("*", "/{tail:.*}", handler)
     async with serving(app) as base:
         yield base, seen
-
-
-def owned_chains(ns: Namespace) -> set[str]:
-    def read() -> set[str]:
-        found = set()
-        for name in ("filter", "nat"):
-            table = iptc.Table(name, autocommit=False)
-            table.refresh()
-            found |= {c.name for c in table.chains if c.name.startswith(firewall.OWNED_PREFIXES)}
-        return found
-
-    return ns.call(read)
 
 
 async def test_dhcp_security_groups_metadata_and_drift(
@@ -202,7 +191,7 @@ async def test_dhcp_security_groups_metadata_and_drift(
                 await network.teardown()
                 await network.close()
         assert BRIDGE not in host.links()
-        assert owned_chains(Namespace(host.path)) == set()
+        assert Namespace(host.path).call(owned_chains) == {}
         assert not list(network.dhcp.dir.glob("*.pid"))
         with pytest.raises(ProcessLookupError):
             os.kill(dnsmasq, 0)

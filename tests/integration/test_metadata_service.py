@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 
 from apiserver.metadata.service import make_app
-from state import ec2_ids, instance_signature
+from state import ec2_ids, instance_signature, ipam
 from state.envelope import Ref
 from state.etcd import EtcdClient
 from state.sql.migrate import upgrade
@@ -27,6 +27,7 @@ from state.sql.views import ComputeViews
 from state.store import Store
 from tests.conftest import eventually, serving
 from tests.integration.test_conductor import conductor
+from tests.integration.test_network_reconciler import give_port
 
 SECRET = "metadata-test-secret"
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHh5metadata test@desired"
@@ -47,20 +48,7 @@ async def _instance(store: Store, name: str, address: str, user_data: bytes) -> 
             },
         }
     )
-    net = await store.get(Ref("Network", "demo", "default"))
-
-    def mutate(status: dict[str, Any]) -> bool:
-        status["ports"] = [
-            {
-                "network": "default",
-                "networkUid": net["metadata"]["uid"],
-                "address": address,
-                "mac": "fa:16:3e:00:00:01",
-            }
-        ]
-        return True
-
-    await store.patch_status(Ref("Instance", "demo", name), mutate, uid=inst["metadata"]["uid"])
+    await give_port(store, inst, "default", address)
     return inst
 
 
@@ -181,7 +169,7 @@ async def test_the_trees_cloud_init_reads(metadata: tuple[str, list[dict[str, An
     assert doc["hostname"] == "alpha" and doc["launch_index"] == 0
     assert doc["availability_zone"] == "nova"
     net = json.loads(await get("/openstack/latest/network_data.json"))
-    assert net["links"][0]["ethernet_mac_address"] == "fa:16:3e:00:00:01"
+    assert net["links"][0]["ethernet_mac_address"] == ipam.mac_of(uid, 0)
     assert net["networks"][0]["ip_address"] == "10.88.0.10"
     assert net["networks"][0]["netmask"] == "255.255.255.0"
     assert net["networks"][0]["routes"][0]["gateway"] == "10.88.0.1"

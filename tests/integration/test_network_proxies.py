@@ -9,14 +9,12 @@ sees another's groups.
 
 from __future__ import annotations
 
-from typing import Any
-
-from state.envelope import Ref
 from state.store import Store
 from tests.conftest import eventually
 from tests.integration.test_compute_api import token_of
 from tests.integration.test_compute_servers import Nova
 from tests.integration.test_identity import cloud  # noqa: F401 -- the fixture
+from tests.integration.test_network_reconciler import give_port
 
 RULE_FIELDS = {"from_port", "group", "id", "ip_protocol", "ip_range", "parent_group_id", "to_port"}
 
@@ -30,20 +28,7 @@ async def _server(store: Store, name: str, address: str) -> str:
             "spec": {"flavor": "small", "image": "tiny", "networks": [{"network": "private"}]},
         }
     )
-    net = await store.get(Ref("Network", "demo", "private"))
-
-    def mutate(status: dict[str, Any]) -> bool:
-        status["ports"] = [
-            {
-                "network": "private",
-                "networkUid": net["metadata"]["uid"],
-                "address": address,
-                "mac": "fa:16:3e:00:00:05",
-            }
-        ]
-        return True
-
-    await store.patch_status(Ref("Instance", "demo", name), mutate, uid=inst["metadata"]["uid"])
+    await give_port(store, inst, "private", address)
     return str(inst["metadata"]["uid"])
 
 

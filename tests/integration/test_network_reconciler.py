@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 from reconcilers.floating_ips import FloatingIPReconciler
 from reconcilers.network import NetworkReconciler, sweep
@@ -18,7 +19,7 @@ from reconcilers.runtime.controller import Controller
 from reconcilers.runtime.informer import Informer
 from reconcilers.runtime.manager import Manager
 from state import ipam, keys
-from state.envelope import Ref, condition
+from state.envelope import Ref, condition, set_condition
 from state.store import Store
 from tests.conftest import eventually
 from tests.integration.test_compute_api import token_of
@@ -54,6 +55,23 @@ async def _instance(store: Store, name: str, **spec: object) -> Ref:
         }
     )
     return Ref("Instance", "demo", name)
+
+
+async def give_port(store: Store, inst: dict[str, Any], network: str, address: str) -> None:
+    """Writes the port the network reconciler would give ``inst`` on ``network`` (of its
+    project), for tests of what reads ports."""
+    meta = inst["metadata"]
+    net = await store.get(Ref("Network", meta["project"], network))
+    port = {"network": network, "networkUid": net["metadata"]["uid"], "address": address}
+
+    def mutate(status: dict[str, Any]) -> bool:
+        status["ports"] = [{**port, "mac": ipam.mac_of(meta["uid"], 0)}]
+        set_condition(status, "NetworkReady", True, "Allocated", "1 port(s)")
+        return True
+
+    await store.patch_status(
+        Ref("Instance", meta["project"], meta["name"]), mutate, uid=meta["uid"]
+    )
 
 
 async def _status(store: Store, r: Ref) -> dict:

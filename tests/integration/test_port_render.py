@@ -19,6 +19,7 @@ from state import ipam
 from state.envelope import Ref, ref
 from state.store import Store
 from tests.conftest import eventually
+from tests.integration.test_network_reconciler import give_port
 
 
 async def _instance(
@@ -36,23 +37,8 @@ async def _instance(
             },
         }
     )
-    if address is None:
-        return
-    net = await store.get(Ref("Network", project, "default"))
-
-    def mutate(status: dict[str, Any]) -> bool:
-        status["ports"] = [
-            {
-                "network": "default",
-                "networkUid": net["metadata"]["uid"],
-                "address": address,
-                "mac": "fa:16:3e:00:00:01",
-            }
-        ]
-        status["conditions"] = [{"type": "NetworkReady", "status": "True", "reason": "Allocated"}]
-        return True
-
-    await store.patch_status(Ref("Instance", project, name), mutate, uid=inst["metadata"]["uid"])
+    if address is not None:
+        await give_port(store, inst, "default", address)
 
 
 async def _move(store: Store, project: str, name: str, address: str) -> None:
