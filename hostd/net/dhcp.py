@@ -159,7 +159,12 @@ class Dnsmasq:
         return changes
 
     def stop_all(self) -> None:
+        """Stops every dnsmasq of the namespace and removes its directory."""
         self.converge([])
+        if self.dir.exists():
+            for leftover in self.dir.iterdir():
+                leftover.unlink()
+            self.dir.rmdir()
 
 
 def _zombie(pid: int) -> bool:

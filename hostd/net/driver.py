@@ -107,9 +107,11 @@ class HostNetwork:
         self.ns.close()
 
     async def teardown(self) -> None:
-        """Removes everything this driver made: listeners, dnsmasqs, chains, bridges."""
+        """Removes everything this driver made: listeners, dnsmasqs (and their files),
+        chains, bridges."""
         async with self._lock:
             await self._converge([])
+            await asyncio.to_thread(self.dhcp.stop_all)
 
     async def _converge(self, assignments: list[dict[str, Any]]) -> list[str]:
         want = plan(assignments, self.metadata_port)
