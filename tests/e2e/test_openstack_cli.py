@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,6 +45,13 @@ def openstack(up: Up, *args: str, cloud: str = "desired-demo") -> subprocess.Com
     )
 
 
+def server_create(up: Up, name: str, *options: str) -> dict[str, Any]:
+    """``openstack server create`` of an m1.tiny server of image tiny, waited for."""
+    args = ("server", "create", "--flavor", "m1.tiny", "--image", "tiny", *options)
+    created: dict[str, Any] = json.loads(ok(openstack(up, *args, "--wait", "-f", "json", name)))
+    return created
+
+
 def ok(res: subprocess.CompletedProcess[str]) -> str:
     assert res.returncode == 0, res.stderr
     return res.stdout
@@ -55,23 +63,7 @@ def test_openstack_cli_first_try(up: Up) -> None:
     images = json.loads(ok(openstack(up, "image", "list", "-f", "json")))
     assert "tiny" in {i["Name"] for i in images}
 
-    server = json.loads(
-        ok(
-            openstack(
-                up,
-                "server",
-                "create",
-                "--flavor",
-                "m1.tiny",
-                "--image",
-                "tiny",
-                "--wait",
-                "-f",
-                "json",
-                "vm1",
-            )
-        )
-    )
+    server = server_create(up, "vm1")
     assert server["status"] == "ACTIVE" and server["name"] == "vm1"
     listed = json.loads(ok(openstack(up, "server", "list", "-f", "json")))
     assert {s["Name"]: s["Status"] for s in listed}["vm1"] == "ACTIVE"
@@ -363,27 +355,7 @@ def test_openstack_cli_networks_security_groups_and_floating_ips(up: Up) -> None
     assert [r["Port Range"] for r in rules if r["IP Protocol"] == "tcp"] == ["80:80"]
 
     # a server on net2 with group web, then a floating IP from an admin's external network
-    server = json.loads(
-        ok(
-            openstack(
-                up,
-                "server",
-                "create",
-                "--flavor",
-                "m1.tiny",
-                "--image",
-                "tiny",
-                "--network",
-                "net2",
-                "--security-group",
-                "web",
-                "--wait",
-                "-f",
-                "json",
-                "vm-net",
-            )
-        )
-    )
+    server = server_create(up, "vm-net", "--network", "net2", "--security-group", "web")
     assert "10.50.0." in str(server["addresses"])
     ok(openstack(up, "network", "create", "--external", "--share", "public", cloud="desired-admin"))
     ok(
@@ -423,21 +395,7 @@ def test_openstack_cli_networks_security_groups_and_floating_ips(up: Up) -> None
     listed = json.loads(ok(openstack(up, "floating", "ip", "list", "-f", "json")))
     mapped = {f["Floating IP Address"]: f["Fixed IP Address"] for f in listed}
     assert mapped[address].startswith("10.50.0.")
-    ok(
-        openstack(
-            up,
-            "server",
-            "create",
-            "--flavor",
-            "m1.tiny",
-            "--image",
-            "tiny",
-            "--network",
-            "net2",
-            "--wait",
-            "vm-other",
-        )
-    )
+    server_create(up, "vm-other", "--network", "net2")
     fails(openstack(up, "server", "add", "floating", "ip", "vm-other", address), "associated")
     fails(openstack(up, "network", "delete", "net2"), "in use")
     fails(openstack(up, "security", "group", "delete", "web"), "in use")
