@@ -309,6 +309,7 @@ async def refs_for(request: web.Request, objects: Iterable[Obj]) -> dict[str, Re
     boots: dict[tuple[str, str], tuple[str, str]] = {}
     if since(request, "2.3") and allowed(request, "os_compute_api:os-extended-server-attributes"):
         boots = await _boot_images(request)
+    floating = await _floating_ips(request)
     out = {}
     for o in objects:
         meta, spec = o["metadata"], o["spec"]
@@ -325,8 +326,21 @@ async def refs_for(request: web.Request, objects: Iterable[Obj]) -> dict[str, Re
             host_status=None if host_status is None else host_status.get(host or "", ""),
             kernel_id=kernel,
             ramdisk_id=ramdisk,
+            floating=floating.get((project, meta["name"]), ()),
         )
     return out
+
+
+async def _floating_ips(request: web.Request) -> dict[tuple[str, str], tuple[tuple[str, str], ...]]:
+    """Per instance (project, name): the floating IPs associated with it (one read of all
+    floating IPs: they are few beside servers)."""
+    found: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for f in (await store_of(request).list("FloatingIP")).items:
+        address = f["spec"].get("address") or (f.get("status") or {}).get("address")
+        if f["spec"].get("instance") and address:
+            key = (f["metadata"]["project"], f["spec"]["instance"])
+            found.setdefault(key, []).append((address, f["spec"].get("fixedAddress", "")))
+    return {k: tuple(sorted(v)) for k, v in found.items()}
 
 
 def _host_status(h: HostRow) -> str:

@@ -55,6 +55,8 @@ class Refs:
     #: ids of the image's kernel and ramdisk images ("" when none)
     kernel_id: str = ""
     ramdisk_id: str = ""
+    #: floating IPs associated with it: (floating address, the fixed one it maps to or "")
+    floating: tuple[tuple[str, str], ...] = ()
 
 
 def links(request: web.Request, kind: str, ident: str, self_too: bool = True) -> list[dict]:
@@ -104,19 +106,27 @@ def basic(request: web.Request, inst: Obj, refs: Refs) -> dict[str, Any]:
     without their type and MAC)."""
     full = view(request, inst, refs)
     out = {k: full[k] for k in BASIC + BASIC_LATER if k in full}
-    out["addresses"] = addresses(inst.get("status", {}), extended=False)
+    out["addresses"] = addresses(inst.get("status", {}), refs.floating, extended=False)
     return out
 
 
-def addresses(status: dict[str, Any], extended: bool = True) -> dict[str, list[dict[str, Any]]]:
-    """Nova's addresses of a server: its ports' fixed addresses, by network name."""
+def addresses(
+    status: dict[str, Any], floating: tuple[tuple[str, str], ...] = (), extended: bool = True
+) -> dict[str, list[dict[str, Any]]]:
+    """Nova's addresses of a server, by network name: its ports' fixed addresses, each
+    followed by the floating IPs that map to it (to the first port's when they name none)."""
     out: dict[str, list[dict[str, Any]]] = {}
-    for port in status.get("ports") or []:
-        entry: dict[str, Any] = {"addr": port["address"], "version": 4}
-        if extended:
-            entry["OS-EXT-IPS:type"] = "fixed"
-            entry["OS-EXT-IPS-MAC:mac_addr"] = port["mac"]
-        out.setdefault(port["network"], []).append(entry)
+    ports = status.get("ports") or []
+    for index, port in enumerate(ports):
+        mapped = [
+            f for f, fixed in floating if fixed == port["address"] or (not fixed and index == 0)
+        ]
+        for address, kind in ((port["address"], "fixed"), *((f, "floating") for f in mapped)):
+            entry: dict[str, Any] = {"addr": address, "version": 4}
+            if extended:
+                entry["OS-EXT-IPS:type"] = kind
+                entry["OS-EXT-IPS-MAC:mac_addr"] = port["mac"]
+            out.setdefault(port["network"], []).append(entry)
     return out
 
 
@@ -162,7 +172,7 @@ def view(request: web.Request, inst: Obj, refs: Refs) -> dict[str, Any]:
         },
         "created": created,
         "updated": refs.updated.strftime("%Y-%m-%dT%H:%M:%SZ") if refs.updated else created,
-        "addresses": addresses(status),
+        "addresses": addresses(status, refs.floating),
         "accessIPv4": "",
         "accessIPv6": "",
         "links": links(request, "servers", meta["uid"]),

@@ -395,6 +395,8 @@ def test_openstack_cli_networks_security_groups_and_floating_ips(up: Up) -> None
     listed = json.loads(ok(openstack(up, "floating", "ip", "list", "-f", "json")))
     mapped = {f["Floating IP Address"]: f["Fixed IP Address"] for f in listed}
     assert mapped[address].startswith("10.50.0.")
+    shown = json.loads(ok(openstack(up, "server", "show", "-f", "json", "vm-net")))
+    assert address in str(shown["addresses"])  # beside its fixed address, as Nova shows it
     server_create(up, "vm-other", "--network", "net2")
     fails(openstack(up, "server", "add", "floating", "ip", "vm-other", address), "associated")
     fails(openstack(up, "network", "delete", "net2"), "in use")

@@ -118,6 +118,12 @@ async def test_nova_network_proxies(cloud: str, store: Store) -> None:  # noqa: 
     _, listed = await nova("GET", "/os-floating-ips")
     (one,) = listed["floating_ips"]
     assert (one["instance_id"], one["fixed_ip"], one["pool"]) == (uid, "10.60.0.10", "public")
+    _, shown = await nova("GET", f"/servers/{uid}")
+    kinds = [(a["addr"], a["OS-EXT-IPS:type"]) for a in shown["server"]["addresses"]["private"]]
+    assert kinds == [("10.60.0.10", "fixed"), (address, "floating")]
+    _, detail = await nova("GET", "/servers/detail")
+    (listed_vm,) = [s for s in detail["servers"] if s["id"] == uid]
+    assert listed_vm["addresses"] == shown["server"]["addresses"]
     code, taken = await nova(
         "POST", f"/servers/{uid2}/action", {"addFloatingIp": {"address": address}}
     )
