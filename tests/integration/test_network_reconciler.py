@@ -258,13 +258,14 @@ async def test_floating_ips_get_addresses_of_their_pools(store: Store) -> None:
         return got
 
     async with network_reconciler(store):
-        one = await fip("one", pool="public")
+        # the fixed one first: an allocated one may take any free address
         fixed = await fip("fixed", pool="public", address="203.0.113.5")
+        await eventually(lambda: _has_address(store, fixed))
+        one = await fip("one", pool="public")
         wrong = await fip("wrong", pool="private")
         missing = await fip("missing", pool="nowhere")
         await eventually(lambda: _has_address(store, one))
         assert (await _status(store, one))["address"].startswith("203.0.113.")
-        await eventually(lambda: _has_address(store, fixed))
         taken = await fip("taken", pool="public", address="203.0.113.5")
         assert (await _status(store, fixed))["address"] == "203.0.113.5"
         assert (await _status(store, fixed))["poolUid"] == pool_uid
