@@ -264,6 +264,19 @@ async def create_floating_ip(
         raise
 
 
+async def target(store: Store, fip: Obj) -> tuple[Obj, int] | None:
+    """The instance a floating IP is associated with and the index of the port it maps
+    to (``ipam.floating_port``); None when it is associated with none."""
+    name = fip["spec"].get("instance")
+    inst = (
+        await store.get_or_none(Ref("Instance", fip["metadata"]["project"], name)) if name else None
+    )
+    if inst is None:
+        return None
+    index = ipam.floating_port(fip["spec"], (inst.get("status") or {}).get("ports") or [])
+    return None if index is None else (inst, index)
+
+
 async def associate(store: Store, fip: Obj, inst: Obj | None, fixed: str | None = None) -> Obj:
     """Associates the floating IP with ``inst`` (None: disassociates it)."""
     spec = {k: v for k, v in fip["spec"].items() if k not in ("instance", "fixedAddress")}

@@ -117,12 +117,15 @@ class NetworkCatalog:
             ):
                 continue
             pool = self._pool(meta["project"], spec["pool"])
-            if pool is None or not address or fip["metadata"].get("deletionTimestamp"):
+            index = ipam.floating_port(spec, ports)
+            if pool is None or index is None or not address:
+                continue
+            if fip["metadata"].get("deletionTimestamp"):
                 continue
             found.append(
                 {
                     "address": address,
-                    "fixedAddress": spec.get("fixedAddress") or ports[0]["address"],
+                    "fixedAddress": ports[index]["address"],
                     "networkUid": pool["metadata"]["uid"],
                     "bridge": ipam.bridge_name(pool),
                     "cidr": pool["spec"]["cidr"],

@@ -69,6 +69,16 @@ def bridge_name(network: Obj) -> str:
     )
 
 
+def floating_port(fip_spec: dict[str, Any], ports: list[dict[str, Any]]) -> int | None:
+    """Which of its instance's ports a floating IP maps to: the one holding its
+    ``fixedAddress``, else the first; None when there is no such port."""
+    fixed = fip_spec.get("fixedAddress")
+    for index, port in enumerate(ports):
+        if fixed in (None, port["address"]):
+            return index
+    return None
+
+
 def pool(spec: dict[str, Any]) -> list[ipaddress.IPv4Address]:
     """The addresses a network hands out, in order."""
     net = ipaddress.IPv4Network(spec["cidr"], strict=False)

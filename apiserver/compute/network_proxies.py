@@ -239,20 +239,13 @@ async def _pools(request: web.Request) -> list[Obj]:
 
 
 async def _fip_view(request: web.Request, fip: Obj) -> dict[str, Any]:
-    name = fip["spec"].get("instance")
-    inst = (
-        await store_of(request).get_or_none(Ref("Instance", fip["metadata"]["project"], name))
-        if name
-        else None
-    )
-    ports = (inst.get("status") or {}).get("ports") or [] if inst else []
-    fixed = fip["spec"].get("fixedAddress") or (ports[0]["address"] if ports else None)
+    found = await netops.target(store_of(request), fip)
     return {
         "id": fip["metadata"]["uid"],
         "ip": fip["spec"].get("address") or (fip.get("status") or {}).get("address"),
         "pool": fip["spec"]["pool"],
-        "fixed_ip": fixed if inst is not None else None,
-        "instance_id": inst["metadata"]["uid"] if inst is not None else None,
+        "fixed_ip": found[0]["status"]["ports"][found[1]]["address"] if found else None,
+        "instance_id": found[0]["metadata"]["uid"] if found else None,
     }
 
 

@@ -36,6 +36,7 @@ from apiserver.compute.microversions import since
 from apiserver.compute.paging import limit_of, next_links
 from apiserver.compute.server_views import Refs, links, view
 from apiserver.identity import keystone_id_of, uid_of
+from state import ipam
 from state.envelope import Obj
 from state.instance_states import states_of
 from state.sql.hosts import HostRow
@@ -326,21 +327,33 @@ async def refs_for(request: web.Request, objects: Iterable[Obj]) -> dict[str, Re
             host_status=None if host_status is None else host_status.get(host or "", ""),
             kernel_id=kernel,
             ramdisk_id=ramdisk,
-            floating=floating.get((project, meta["name"]), ()),
+            floating=_mapped(floating.get((project, meta["name"]), []), o),
         )
     return out
 
 
-async def _floating_ips(request: web.Request) -> dict[tuple[str, str], tuple[tuple[str, str], ...]]:
-    """Per instance (project, name): the floating IPs associated with it (one read of all
-    floating IPs: they are few beside servers)."""
-    found: dict[tuple[str, str], list[tuple[str, str]]] = {}
+async def _floating_ips(
+    request: web.Request,
+) -> dict[tuple[str, str], list[tuple[str, dict[str, Any]]]]:
+    """Per instance (project, name): the addresses and specs of the floating IPs associated
+    with it (one read of all floating IPs: they are few beside servers)."""
+    found: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {}
     for f in (await store_of(request).list("FloatingIP")).items:
         address = f["spec"].get("address") or (f.get("status") or {}).get("address")
         if f["spec"].get("instance") and address:
             key = (f["metadata"]["project"], f["spec"]["instance"])
-            found.setdefault(key, []).append((address, f["spec"].get("fixedAddress", "")))
-    return {k: tuple(sorted(v)) for k, v in found.items()}
+            found.setdefault(key, []).append((address, f["spec"]))
+    return found
+
+
+def _mapped(floating: list[tuple[str, dict[str, Any]]], inst: Obj) -> tuple[tuple[str, int], ...]:
+    """An instance's floating IPs, each with the index of the port it maps to."""
+    ports = (inst.get("status") or {}).get("ports") or []
+    pairs = [
+        (address, ipam.floating_port(spec, ports))
+        for address, spec in sorted(floating, key=lambda a: a[0])
+    ]
+    return tuple((address, index) for address, index in pairs if index is not None)
 
 
 def _host_status(h: HostRow) -> str:

@@ -55,8 +55,8 @@ class Refs:
     #: ids of the image's kernel and ramdisk images ("" when none)
     kernel_id: str = ""
     ramdisk_id: str = ""
-    #: floating IPs associated with it: (floating address, the fixed one it maps to or "")
-    floating: tuple[tuple[str, str], ...] = ()
+    #: floating IPs associated with it: (floating address, index of the port it maps to)
+    floating: tuple[tuple[str, int], ...] = ()
 
 
 def links(request: web.Request, kind: str, ident: str, self_too: bool = True) -> list[dict]:
@@ -111,16 +111,13 @@ def basic(request: web.Request, inst: Obj, refs: Refs) -> dict[str, Any]:
 
 
 def addresses(
-    status: dict[str, Any], floating: tuple[tuple[str, str], ...] = (), extended: bool = True
+    status: dict[str, Any], floating: tuple[tuple[str, int], ...] = (), extended: bool = True
 ) -> dict[str, list[dict[str, Any]]]:
     """Nova's addresses of a server, by network name: its ports' fixed addresses, each
-    followed by the floating IPs that map to it (to the first port's when they name none)."""
+    followed by the floating IPs that map to it."""
     out: dict[str, list[dict[str, Any]]] = {}
-    ports = status.get("ports") or []
-    for index, port in enumerate(ports):
-        mapped = [
-            f for f, fixed in floating if fixed == port["address"] or (not fixed and index == 0)
-        ]
+    for index, port in enumerate(status.get("ports") or []):
+        mapped = [f for f, at in floating if at == index]
         for address, kind in ((port["address"], "fixed"), *((f, "floating") for f in mapped)):
             entry: dict[str, Any] = {"addr": address, "version": 4}
             if extended:

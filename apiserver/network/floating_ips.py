@@ -36,7 +36,10 @@ from state.envelope import Obj, Ref
 from state.errors import NotFound
 
 
-def fip_view(fip: Obj, pool_uid: str, port: str | None, projects: Projects) -> dict[str, Any]:
+def fip_view(
+    fip: Obj, pool_uid: str, port: str | None, fixed: str | None, projects: Projects
+) -> dict[str, Any]:
+    """``port``, ``fixed``: the port it maps to and that port's address (None: none)."""
     spec, status = fip["spec"], fip.get("status") or {}
     return {
         "id": fip["metadata"]["uid"],
@@ -44,7 +47,7 @@ def fip_view(fip: Obj, pool_uid: str, port: str | None, projects: Projects) -> d
         "floating_network_id": pool_uid,
         "router_id": None,
         "port_id": port,
-        "fixed_ip_address": spec.get("fixedAddress") or (None if port is None else ""),
+        "fixed_ip_address": fixed,
         "status": "ACTIVE" if port else "DOWN",
         "description": "",
         "port_details": None,
@@ -65,21 +68,13 @@ async def _views(request: web.Request, fips: list[Obj]) -> list[dict[str, Any]]:
     }
     views = []
     for fip in fips:
-        port, fixed = None, fip["spec"].get("fixedAddress")
-        name = fip["spec"].get("instance")
-        inst = (
-            await store.get_or_none(Ref("Instance", fip["metadata"]["project"], name))
-            if name
-            else None
-        )
-        if inst is not None:
-            for index, p in enumerate((inst.get("status") or {}).get("ports") or []):
-                if fixed in (None, p["address"]):
-                    port, fixed = netops.port_id(inst["metadata"]["uid"], index), p["address"]
-                    break
-        view = fip_view(fip, pools.get(fip["spec"]["pool"], ""), port, projects)
-        view["fixed_ip_address"] = fixed if port else None
-        views.append(view)
+        port, fixed = None, None
+        found = await netops.target(store, fip)
+        if found is not None:
+            inst, index = found
+            port = netops.port_id(inst["metadata"]["uid"], index)
+            fixed = inst["status"]["ports"][index]["address"]
+        views.append(fip_view(fip, pools.get(fip["spec"]["pool"], ""), port, fixed, projects))
     return views
 
 
