@@ -205,9 +205,13 @@ class HostAgent:
             return None
         return str(self.storage.files.console_log(uid))
 
-    async def _sync_network(self) -> None:
-        """Converges the host's network to its assignments; reports the drift it repaired."""
+    async def _sync_network(self, uid: str | None = None) -> None:
+        """Converges the host's network to its assignments; reports the drift it repaired.
+        With ``uid``, only when the last converge did not cover that assignment as it is
+        now (instances' reconciles ask; the resync converges whatever)."""
         if self.network is None:
+            return
+        if uid is not None and self.network.covers(uid, self.assignments.get(uid)):
             return
         try:
             repaired = await self.network.sync(self.assignments.list)
@@ -331,7 +335,7 @@ class HostAgent:
             except ImageError as exc:
                 await self._not_ready(ref, uid, "Failed", 500, str(exc))
                 return None  # a change of the spec or the image brings it back
-        await self._sync_network()  # its bridge before its domain
+        await self._sync_network(uid)  # its bridge before its domain
         observed = await self.driver.ensure(spec, want)
         # drift: what hostd found (before, or when ensure looked: it may have changed in
         # between) is not what it reported, and hostd did not change it itself
@@ -434,7 +438,7 @@ class HostAgent:
             await self.driver.remove(uid)
         if self.storage is not None:
             self.storage.files.remove(uid)
-        await self._sync_network()
+        await self._sync_network(uid)
         where = self._known.pop(uid, None) or (
             (observed.project, observed.name) if observed.name else None
         )

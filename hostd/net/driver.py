@@ -13,7 +13,8 @@ the agent to report.
 
 Invariants: one converge runs at a time, and a call returns only after a
 converge that began after it (calls made meanwhile share one); what nothing
-asks for any more is removed (bridges, dnsmasqs, chains, listeners).
+asks for any more is removed (bridges, dnsmasqs, chains, listeners); whether
+the last converge covered an assignment as it is now is known without one.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import ipaddress
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +32,11 @@ from hostd.net.iptables import Iptables
 from hostd.net.metadata_proxy import MetadataProxy
 from hostd.net.netns import Namespace
 from hostd.render import Interface
+
+
+def _footprint(a: dict[str, Any]) -> str:
+    """What of an assignment ``plan`` reads."""
+    return json.dumps([a.get("network"), a.get("hostname") or a["name"]], sort_keys=True)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -83,6 +90,14 @@ class HostNetwork:
         self._known: set[str] = set()
         #: (gateway, address) -> instance uid, for the metadata proxy
         self._callers: dict[tuple[str, str], str] = {}
+        #: uid -> what of its assignment the last converge took in (``_footprint``)
+        self._included: dict[str, str] = {}
+
+    def covers(self, uid: str, a: dict[str, Any] | None) -> bool:
+        """Whether the last converge took in the assignment ``a`` of ``uid`` as it is now
+        (None: that it left ``uid`` out), so that converging again would change nothing of
+        it; a resync still converges, for drift."""
+        return self._included.get(uid) == (None if a is None else _footprint(a))
 
     def caller(self, gateway: str, address: str) -> str | None:
         return self._callers.get((gateway, address))
@@ -115,6 +130,7 @@ class HostNetwork:
 
     async def _converge(self, assignments: list[dict[str, Any]]) -> list[str]:
         want = plan(assignments, self.metadata_port)
+        self._included = {a["uid"]: _footprint(a) for a in assignments}
         changed = await self.ns.run(links.converge, want.bridges)
         repaired = [m for b, m in changed if b in self._known]
         self._known = {b.name for b in want.bridges}
