@@ -112,6 +112,9 @@ class HostAgent:
             self, [self.assignments], key_of=lambda a: a["uid"], workers=workers, resync=resync
         )
         self._lease = 0
+        #: what events about this host name (with its uid, once registered: readers of a
+        #: Host's events match on it)
+        self._host_obj: dict[str, Any] = {"kind": "Host", "metadata": {"name": host}}
         #: uid -> (project, name) of instances seen here, to report their removal
         self._known: dict[str, tuple[str, str]] = {}
         #: uid -> the status as this agent last wrote it (hostd owns the fields it reads
@@ -138,11 +141,12 @@ class HostAgent:
         await self.etcd.put(keys.host(self.host), dumps(record))
         await self._beat()
         try:
-            await self.store.create(
+            made = await self.store.create(
                 {"kind": "Host", "metadata": {"name": self.host}, "spec": {"zone": self.zone}}
             )
         except AlreadyExists:
-            pass
+            made = await self.store.get(Ref("Host", None, self.host))
+        self._host_obj["metadata"]["uid"] = made["metadata"]["uid"]
 
     async def _beat(self) -> None:
         self._lease = await self.etcd.lease_grant(self.lease_ttl)
@@ -218,10 +222,11 @@ class HostAgent:
         except DesiredError as exc:
             log.warning("network: %s", exc, extra={"host": self.host})
             return
-        host = {"kind": "Host", "metadata": {"name": self.host}}
         for message in repaired:
             log.warning("network drift repaired: %s", message, extra={"host": self.host})
-            await self.store.record_event(host, "Warning", "NetworkDriftRepaired", message)
+            await self.store.record_event(
+                self._host_obj, "Warning", "NetworkDriftRepaired", message
+            )
 
     # --- convergence ------------------------------------------------------------------
 

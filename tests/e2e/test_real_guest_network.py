@@ -4,7 +4,8 @@
 guest joins it with user data that pings the first every second. Shown, from
 the guests' own console logs: each takes its DHCP lease and reads its own
 metadata (uuid, instance-id, address) and nobody else's; the pings pass only
-while a rule of the default security group allows ICMP. A client in a
+while a rule of the default security group allows ICMP, and an ingress chain
+flushed behind hostd's back is put back and reported on the Host. A client in a
 namespace of its own, on the floating IPs' network, reaches the first guest
 through its floating IP, and no longer once it is disassociated. Deleting
 everything leaves no bridge, tap, chain or dnsmasq behind.
@@ -21,12 +22,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import iptc
 import pytest
 import yaml
 
 from fixtures.guest_image import ADDRESS_MARKER, METADATA_MARKER
 from fixtures.libvirtd import guests_namespace
 from fixtures.netns import NetNamespace
+from hostd.net import firewall
 from hostd.net.dhcp import RUN_DIR
 from hostd.net.iptables import owned_chains
 from hostd.net.netns import Namespace
@@ -116,7 +119,8 @@ def test_real_guests_dhcp_metadata_security_groups_and_floating_ips(
     storage: Path,  # noqa: F811
 ) -> None:
     guests_ns = Namespace(str(guests_namespace()))
-    with real_up(tmp_path / "desired", storage) as up:
+    # a short resync: drift made behind hostd's back is repaired within seconds
+    with real_up(tmp_path / "desired", storage, DESIRED_HOSTD_RESYNC="3") as up:
         first = wait(
             "tiny-1 on its network",
             lambda: (
@@ -169,6 +173,26 @@ def test_real_guests_dhcp_metadata_security_groups_and_floating_ips(
             "pings refused again",
             lambda: (
                 [r for n, r in pings(instance(up, "tiny-2") or {}) if n > since + 2][-3:]
+                == ["fail"] * 3
+            ),
+        )
+
+        # drift: tiny-1's ingress chain flushed behind hostd's back lets pings in, until
+        # the next resync puts it back and says so on the Host
+        chain = f"dsd-i-{firewall.tap_name(uid1, 0)}"
+        guests_ns.call(lambda: iptc.Chain(iptc.Table("filter", autocommit=True), chain).flush())
+        host = second["status"]["host"]
+        wait(
+            "the drift reported",
+            lambda: "NetworkDriftRepaired" in ctl(up, "describe", "host", host).stdout,
+            timeout=30,
+        )
+        assert f"chain filter/{chain} was changed" in ctl(up, "describe", "host", host).stdout
+        since = pings(instance(up, "tiny-2") or {})[-1][0]
+        wait(
+            "pings refused after the repair",
+            lambda: (
+                [r for n, r in pings(instance(up, "tiny-2") or {}) if n > since + 1][-3:]
                 == ["fail"] * 3
             ),
         )
