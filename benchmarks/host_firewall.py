@@ -20,9 +20,7 @@ import time
 import uuid
 from typing import Any
 
-import iptc
-
-from fixtures.netns import NetNamespace
+from fixtures.netns import NetNamespace, flush_chains
 from hostd.net import firewall
 from hostd.net.driver import HostNetwork, plan
 from hostd.net.iptables import Iptables, owned_chains
@@ -93,10 +91,7 @@ async def run(instances: int, rules: int, resyncs: int) -> None:
             await timed("driver, one instance added", lambda: network.sync(lambda: wanted))
             victim = f"dsd-i-{firewall.tap_name(wanted[0]['uid'], 0)}"
 
-            def flush() -> None:
-                iptc.Chain(iptc.Table("filter", autocommit=True), victim).flush()
-
-            ns.call(flush)
+            ns.call(flush_chains, victim)
             await timed("driver, a flushed chain repaired", lambda: network.sync(lambda: wanted))
 
             # iptables alone, from empty tables, as a restarted hostd would find them

@@ -22,13 +22,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import iptc
 import pytest
 import yaml
 
 from fixtures.guest_image import ADDRESS_MARKER, METADATA_MARKER
 from fixtures.libvirtd import guests_namespace
-from fixtures.netns import NetNamespace
+from fixtures.netns import NetNamespace, flush_chains
 from hostd.net import firewall
 from hostd.net.dhcp import RUN_DIR
 from hostd.net.iptables import owned_chains
@@ -180,7 +179,7 @@ def test_real_guests_dhcp_metadata_security_groups_and_floating_ips(
         # drift: tiny-1's ingress chain flushed behind hostd's back lets pings in, until
         # the next resync puts it back and says so on the Host
         chain = f"dsd-i-{firewall.tap_name(uid1, 0)}"
-        guests_ns.call(lambda: iptc.Chain(iptc.Table("filter", autocommit=True), chain).flush())
+        guests_ns.call(flush_chains, chain)
         host = second["status"]["host"]
         wait(
             "the drift reported",

@@ -22,12 +22,11 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import iptc
 import pytest
 from aiohttp import web
 
 from fixtures.guest_image import UDHCPC_SCRIPT
-from fixtures.netns import NetNamespace, VethGuest
+from fixtures.netns import NetNamespace, VethGuest, flush_chains
 from fixtures.ports import free_port
 from hostd.net import firewall, links
 from hostd.net.driver import HostNetwork
@@ -164,12 +163,7 @@ async def test_dhcp_security_groups_metadata_and_drift(
                 assert guests[0].ping(addresses[1])
 
                 # drift: each change behind hostd's back is repaired and reported
-                def flush() -> None:
-                    table = iptc.Table("filter", autocommit=True)
-                    iptc.Chain(table, f"dsd-i-{firewall.tap_name(uids[1], 0)}").flush()
-                    iptc.Chain(table, "FORWARD").flush()
-
-                network.ns.call(flush)
+                network.ns.call(flush_chains, f"dsd-i-{firewall.tap_name(uids[1], 0)}", "FORWARD")
                 assert guests[1].ping(addresses[0])  # the flushed chain lets all in now
                 dnsmasq = int((network.dhcp.dir / f"{BRIDGE}.pid").read_text())
                 os.kill(dnsmasq, 9)
