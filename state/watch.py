@@ -8,12 +8,14 @@ revision it needs was compacted, then emitting exactly the differences.
 Must never: hand out an object older than one it already delivered, or
 deliver the same (object, resourceVersion) twice.
 
-How: one etcd watch covers every spec and status key (they sit next to each
-other under ``/desired/v1/s``) and is filtered here by kind and project, so
-the spec and status of an object arrive in one ordered stream. The watch
-keeps, per object, the spec and status it last saw with their mod revisions;
-that cache is both the base for merging status into objects and the state a
-re-list is compared with.
+How: the spec and status keys of all kinds sit next to each other under
+``/desired/v1/s``, so one etcd watch delivers the spec and status of an object
+in one ordered stream; the watches of one client share that stream
+(``state.object_feed``) and filter it here by kind and project. A watch from
+a given revision has a stream of its own. The watch keeps, per object, the
+spec and status it last saw with their mod revisions; that cache is both the
+base for merging status into objects and the state a re-list is compared
+with.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +31,7 @@ from state import keys
 from state.envelope import Obj
 from state.errors import Gone, Transient
 from state.etcd import EtcdClient, KeyValue, prefix_end
+from state.object_feed import RANGE_END, RANGE_START, Ident, KeyChange, ObjectFeed, key_changes
 from state.store import attach_status, decode_spec
 
 log = logging.getLogger(__name__)
@@ -37,9 +40,6 @@ ADDED = "ADDED"
 MODIFIED = "MODIFIED"
 DELETED = "DELETED"
 BOOKMARK = "BOOKMARK"
-
-_RANGE_START = f"{keys.ROOT}/spec/".encode()
-_RANGE_END = prefix_end(f"{keys.ROOT}/status/".encode())
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +68,9 @@ class ObjectWatch:
     BOOKMARK once they are all out (the informer's "synced"). ``revision=N``
     delivers every change after revision N: the state at N is read (which
     raises ``Gone`` if N is compacted) and not re-sent; a BOOKMARK at N says
-    the watch has started.
+    the watch has started. ``retry_delay`` and ``max_retry_delay`` space the
+    attempts to resume a broken stream (the shared one's if this is the first
+    watch of its client).
     """
 
     def __init__(
@@ -86,30 +88,23 @@ class ObjectWatch:
         self.project = project
         self.start_revision = revision
         self.revision = revision
-        self._entries: dict[tuple[str, str | None, str], _Entry] = {}
-        self._orphan_status: dict[tuple[str, str | None, str], KeyValue] = {}
+        self._entries: dict[Ident, _Entry] = {}
+        self._orphan_status: dict[Ident, KeyValue] = {}
         self._retry_delay = retry_delay
         self._max_retry_delay = max_retry_delay
         #: how many times the watch had to re-list after a compaction
         self.relists = 0
-        #: called with each Transient error before the watch retries (metrics, logs)
-        self.on_retry: Callable[[Exception], None] = lambda exc: None
 
-    def _wanted(self, key: bytes) -> tuple[str, tuple[str, str | None, str]] | None:
-        try:
-            part, kind, project, name = keys.parse_object_key(key)
-        except ValueError:
-            return None
-        if self.kind is not None and kind != self.kind:
-            return None
-        if self.project is not None and project != self.project:
-            return None
-        return part, (kind, project, name)
+    def _wanted(self, change: KeyChange) -> bool:
+        kind, project, _ = change.ident
+        return (self.kind is None or kind == self.kind) and (
+            self.project is None or project == self.project
+        )
 
     async def _snapshot(self, revision: int) -> int:
         """Reads every wanted spec and status at ``revision`` (0: now) into the cache."""
-        specs: dict[tuple[str, str | None, str], KeyValue] = {}
-        statuses: dict[tuple[str, str | None, str], KeyValue] = {}
+        specs: dict[Ident, KeyValue] = {}
+        statuses: dict[Ident, KeyValue] = {}
         if self.kind is not None:
             ranges = [
                 keys.spec_prefix(self.kind, self.project),
@@ -121,11 +116,14 @@ class ObjectWatch:
             res = await self.etcd.range(prefix, prefix_end(prefix), revision=revision)
             revision = revision or res.revision
             for kv in res.kvs:
-                wanted = self._wanted(kv.key)
-                if wanted is None:
+                try:
+                    part, kind, project, name = keys.parse_object_key(kv.key)
+                except ValueError:
                     continue
-                part, ident = wanted
-                (specs if part == "spec" else statuses)[ident] = kv
+                if (self.kind is None or kind == self.kind) and (
+                    self.project is None or project == self.project
+                ):
+                    (specs if part == "spec" else statuses)[(kind, project, name)] = kv
         self._entries = {i: _Entry(kv, statuses.pop(i, None)) for i, kv in specs.items()}
         self._orphan_status = statuses
         return revision
@@ -135,46 +133,70 @@ class ObjectWatch:
         return [e.object() for e in self._entries.values()]
 
     async def __aiter__(self) -> AsyncGenerator[ObjectEvent, None]:
-        if self.start_revision == 0:
+        if self.start_revision:
+            async for event in self._from_revision():
+                yield event
+            return
+        feed = ObjectFeed.of(
+            self.etcd, retry_delay=self._retry_delay, max_retry_delay=self._max_retry_delay
+        )
+        subscription = await feed.subscribe(self.kind)
+        try:
+            # listed after subscribing: a change the feed hands out again is in the list
             self.revision = await self._snapshot(0)
             for e in list(self._entries.values()):
                 yield ObjectEvent(ADDED, e.object(), self.revision)
             yield ObjectEvent(BOOKMARK, None, self.revision)
-        else:
-            await self._snapshot(self.start_revision)
-            self.revision = self.start_revision
-            yield ObjectEvent(BOOKMARK, None, self.revision)
+            while True:
+                batch = await subscription.next()
+                if batch.relist:
+                    for out in await self._relist():
+                        yield out
+                    continue
+                for event in self._batch(batch.revision, batch.changes, batch.progress):
+                    yield event
+        finally:
+            subscription.close()
+
+    async def _from_revision(self) -> AsyncGenerator[ObjectEvent, None]:
+        """From ``start_revision`` on, through a stream of its own."""
+        await self._snapshot(self.start_revision)
+        yield ObjectEvent(BOOKMARK, None, self.revision)
         delay = self._retry_delay
         while True:
             try:
-                async for batch in self.etcd.watch(_RANGE_START, _RANGE_END, self.revision + 1):
+                async for batch in self.etcd.watch(RANGE_START, RANGE_END, self.revision + 1):
                     delay = self._retry_delay
-                    for kv_event in batch.events:
-                        out = self._apply(kv_event.kv, kv_event.deleted)
-                        if out is not None:
-                            yield out
-                    if batch.revision > self.revision:
-                        self.revision = batch.revision
-                        if not batch.events:
-                            yield ObjectEvent(BOOKMARK, None, self.revision)
+                    for event in self._batch(batch.revision, key_changes(batch), not batch.events):
+                        yield event
             except Gone:
                 log.info("watch compacted, re-listing", extra={"revision": self.revision})
                 for out in await self._relist():
                     yield out
             except Transient as exc:
-                self.on_retry(exc)
                 log.warning("watch broke, resuming: %s", exc, extra={"revision": self.revision})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._max_retry_delay)
 
-    def _apply(self, kv: KeyValue, deleted: bool) -> ObjectEvent | None:
-        wanted = self._wanted(kv.key)
-        if wanted is None:
-            return None
-        part, ident = wanted
+    def _batch(self, revision: int, changes: list[KeyChange], progress: bool) -> list[ObjectEvent]:
+        """The events of one batch of changes (those up to the watch's revision are known)."""
+        out = []
+        for change in changes:
+            if change.kv.mod_revision > self.revision and self._wanted(change):
+                event = self._apply(change)
+                if event is not None:
+                    out.append(event)
+        if revision > self.revision:
+            self.revision = revision
+            if progress:
+                out.append(ObjectEvent(BOOKMARK, None, revision))
+        return out
+
+    def _apply(self, change: KeyChange) -> ObjectEvent | None:
+        kv, deleted, ident = change.kv, change.deleted, change.ident
         revision = kv.mod_revision
         entry = self._entries.get(ident)
-        if part == "spec":
+        if change.part == "spec":
             if deleted:
                 if entry is None:
                     return None

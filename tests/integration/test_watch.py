@@ -141,30 +141,24 @@ async def _count(c: Collector, n: int) -> bool:
     return len(c.seen()) >= n
 
 
-async def test_relist_after_compaction_emits_exact_differences(
-    store: Store, etcd: EtcdClient
-) -> None:
-    """Objects change and the history is compacted before the watch resumes.
-
-    The watch cannot resume from its revision; it re-lists and emits exactly
-    one event per object that differs from what it had seen.
-    """
-    for name in ("keep", "change", "remove", "recreate"):
-        await store.create(inst(name))
-    watch = ObjectWatch(etcd, "KeyPair")
-    stream = watch.__aiter__()
-    initial = [await anext(stream) for _ in range(5)]
-    assert [e.type for e in initial] == [ADDED] * 4 + [BOOKMARK]
-    # the watch is parked at its bookmark: change the world and compact under it
+async def _change_the_world(store: Store) -> str:
+    """Changes, deletes and re-creates KeyPairs made by ``_four``; returns the re-created
+    one's old uid."""
     await store.patch_status(Ref("KeyPair", "demo", "change"), lambda s: s.update(v=2) or True)
     await store.delete(Ref("KeyPair", "demo", "remove"))
     old_uid = (await store.get(Ref("KeyPair", "demo", "recreate")))["metadata"]["uid"]
     await store.delete(Ref("KeyPair", "demo", "recreate"))
     await store.create(inst("recreate"))
     await store.create(inst("new"))
-    await etcd.compact(await etcd.revision())
-    events = [await asyncio.wait_for(anext(stream), 5) for _ in range(5)]
-    assert watch.relists == 1
+    return str(old_uid)
+
+
+async def _four(store: Store) -> None:
+    for name in ("keep", "change", "remove", "recreate"):
+        await store.create(inst(name))
+
+
+def _exact_differences(events: list[ObjectEvent], old_uid: str) -> None:
     got = sorted((e.type, e.object["metadata"]["name"]) for e in events if e.object)
     assert got == sorted(
         [
@@ -179,12 +173,70 @@ async def test_relist_after_compaction_emits_exact_differences(
         e for e in events if e.type == DELETED and e.object["metadata"]["name"] == "recreate"
     ]
     assert deleted[0].object["metadata"]["uid"] == old_uid
+
+
+async def test_relist_after_compaction_emits_exact_differences(
+    store: Store, etcd: EtcdClient
+) -> None:
+    """Objects change and the history is compacted before a watch from a revision opens
+    its stream.
+
+    The watch cannot resume from its revision; it re-lists and emits exactly
+    one event per object that differs from what it had seen.
+    """
+    await _four(store)
+    watch = ObjectWatch(etcd, "KeyPair", revision=await etcd.revision())
+    stream = watch.__aiter__()
+    assert (await anext(stream)).type == BOOKMARK
+    # the watch is parked at its bookmark: change the world and compact under it
+    old_uid = await _change_the_world(store)
+    await etcd.compact(await etcd.revision())
+    events = [await asyncio.wait_for(anext(stream), 5) for _ in range(5)]
+    assert watch.relists == 1
+    _exact_differences(events, old_uid)
     assert {o["metadata"]["name"] for o in watch.cached()} == {"keep", "change", "recreate", "new"}
     # and it goes on watching from the re-listed revision
     await store.create(inst("later"))
     nxt = await asyncio.wait_for(anext(stream), 5)
     assert (nxt.type, nxt.object["metadata"]["name"]) == (ADDED, "later")
     await stream.aclose()
+
+
+async def test_watches_sharing_a_stream_relist_when_it_resumes_after_compaction(
+    fresh_etcd: EtcdServer,
+) -> None:
+    """The watches of one client share one etcd stream. It breaks (etcd restarts), and
+    before it resumes the history it needs is compacted: each of them re-lists and emits
+    exactly the differences, then goes on from there."""
+    client = EtcdClient(fresh_etcd.url, timeout=2)
+    other = EtcdClient(fresh_etcd.url, timeout=2)
+    store = Store(other)
+    await _four(store)
+    # the first watch of the client sets the shared stream's delay before it resumes
+    watches = [ObjectWatch(client, "KeyPair", retry_delay=3.0, max_retry_delay=3.0)]
+    watches.append(ObjectWatch(client, "KeyPair", "demo"))
+    streams = [w.__aiter__() for w in watches]
+    for stream in streams:
+        initial = [await anext(stream) for _ in range(5)]
+        assert [e.type for e in initial] == [ADDED] * 4 + [BOOKMARK]
+    await store.create(inst("seen"))  # the stream is up and delivers
+    for stream in streams:
+        assert (await asyncio.wait_for(anext(stream), 5)).object["metadata"]["name"] == "seen"
+    fresh_etcd.kill()
+    fresh_etcd.start()
+    old_uid = await _change_the_world(store)
+    await other.compact(await other.revision())
+    for watch, stream in zip(watches, streams, strict=True):
+        events = [await asyncio.wait_for(anext(stream), 10) for _ in range(5)]
+        assert watch.relists == 1
+        _exact_differences(events, old_uid)
+    await store.create(inst("later"))
+    for stream in streams:
+        nxt = await asyncio.wait_for(anext(stream), 5)
+        assert (nxt.type, nxt.object["metadata"]["name"]) == (ADDED, "later")
+        await stream.aclose()
+    await client.close()
+    await other.close()
 
 
 async def test_a_watch_response_longer_than_a_line_limit_is_delivered(
