@@ -23,11 +23,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconcilers.port_render import DEFAULT_NETWORK
-from reconcilers.runtime.controller import Requeue
+from reconcilers.runtime.controller import Controller, Requeue
+from reconcilers.runtime.informer import Informer
+from reconcilers.runtime.metrics import Metrics
 from state import ipam
-from state.envelope import Obj, Ref, set_condition
+from state.envelope import Obj, Ref, ref, set_condition
 from state.errors import BadRequest, Conflict
 from state.store import Store
+from state.watch import DELETED
 
 log = logging.getLogger(__name__)
 
@@ -35,28 +38,43 @@ log = logging.getLogger(__name__)
 @dataclass
 class NetworkReconciler:
     store: Store
+    #: the instances' and networks' informers: an instance that asks for no port and holds
+    #: none costs no read of etcd; networks are looked up here
+    instances: Informer
+    networks: Informer
     #: seconds before a port that could not get an address tries again
     retry: float = 10.0
     name: str = "network"
 
-    async def _network(self, project: str, name: str) -> Obj | None:
-        own = await self.store.get_or_none(Ref("Network", project, name))
+    def _network(self, project: str, name: str) -> Obj | None:
+        own = self.networks.get(Ref("Network", project, name))
         if own is not None:
             return own
-        for net in (await self.store.list("Network")).items:
-            if net["metadata"]["name"] == name and net["spec"].get("shared"):
-                return net
-        return None
+        return next(
+            (
+                net
+                for net in self.networks.list()
+                if net["metadata"]["name"] == name and net["spec"].get("shared")
+            ),
+            None,
+        )
 
-    async def _wanted(self, inst: Obj) -> list[dict[str, Any]]:
+    def _wanted(self, inst: Obj) -> list[dict[str, Any]]:
         """The ports the instance asks for (the default network's when it names none)."""
         if "networks" in inst["spec"]:
             return list(inst["spec"]["networks"])
-        project = inst["metadata"]["project"]
-        default = await self.store.get_or_none(Ref("Network", project, DEFAULT_NETWORK))
+        default = self.networks.get(Ref("Network", inst["metadata"]["project"], DEFAULT_NETWORK))
         return [{"network": DEFAULT_NETWORK}] if default is not None else []
 
     async def reconcile(self, key: Ref) -> Requeue | None:
+        seen = self.instances.get(key)
+        if (
+            seen is not None
+            and not seen["metadata"].get("deletionTimestamp")
+            and not (seen.get("status") or {}).get("ports")
+            and not self._wanted(seen)
+        ):
+            return None  # no ports, none before: nothing to read or write
         inst = await self.store.get_or_none(key)
         if inst is None:
             return None  # gone: the sweep frees what it held
@@ -66,13 +84,13 @@ class NetworkReconciler:
             for net_uid in {p["networkUid"] for p in had}:
                 await ipam.release(self.store.etcd, net_uid, uid)
             return None
-        wanted = await self._wanted(inst)
+        wanted = self._wanted(inst)
         if not wanted and not had:
             return None  # no ports, none before: nothing to write
         ports: list[dict[str, Any]] = []
         problem: tuple[str, str] | None = None
         for index, entry in enumerate(wanted):
-            net = await self._network(meta["project"], entry["network"])
+            net = self._network(meta["project"], entry["network"])
             if net is None:
                 problem = ("NetworkNotFound", f"network {entry['network']!r} not found")
                 break
@@ -107,6 +125,41 @@ class NetworkReconciler:
 
         await self.store.patch_status(key, mutate, uid=uid)
         return Requeue(after=self.retry) if problem else None
+
+
+def controller(
+    store: Store,
+    instances: Informer,
+    networks: Informer,
+    *,
+    retry: float = 10.0,
+    workers: int = 4,
+    resync: float = 300.0,
+    metrics: Metrics | None = None,
+) -> Controller[Ref]:
+    """The network reconciler's controller: instances' changes, and a network's coming or
+    changing, bring the instances of its project (all, for a shared one) that have no ports
+    yet."""
+    ctl: Controller[Ref] = Controller(
+        NetworkReconciler(store, instances, networks, retry=retry),
+        [instances],
+        workers=workers,
+        resync=resync,
+        metrics=metrics,
+    )
+
+    def on_network(event_type: str, net: Obj) -> None:
+        if event_type == DELETED:
+            return
+        project, shared = net["metadata"]["project"], net["spec"].get("shared")
+        for inst in instances.list():
+            if (shared or inst["metadata"]["project"] == project) and not (
+                inst.get("status") or {}
+            ).get("ports"):
+                ctl.queue.add(ref(inst))
+
+    networks.add_handler(on_network)
+    return ctl
 
 
 async def sweep(store: Store, interval: float) -> None:

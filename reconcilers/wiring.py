@@ -14,7 +14,8 @@ from reconcilers.cluster_view import ClusterView
 from reconcilers.conductor import Conductor
 from reconcilers.floating_ips import FloatingIPReconciler
 from reconcilers.gitsync import GitSync
-from reconcilers.network import NetworkReconciler, sweep
+from reconcilers.network import controller as network_controller
+from reconcilers.network import sweep
 from reconcilers.port_render import NetworkCatalog
 from reconcilers.runtime.controller import Controller
 from reconcilers.runtime.informer import Informer
@@ -120,15 +121,18 @@ def build(cfg: Config, etcd: EtcdClient, identity: str, metrics: Metrics) -> Man
     if "conductor" in parts:
         streams.append(Conductor(etcd, cfg.sql_url()).run)
     if "network" in parts:
+        networks = Informer(etcd, "Network")
         controllers.append(
-            Controller(
-                NetworkReconciler(store),
-                [instances],
+            network_controller(
+                store,
+                instances,
+                networks,
                 workers=rc.workers,
                 resync=rc.resync,
                 metrics=metrics,
             )
         )
+        informers.append(networks)
         floating_ips = Informer(etcd, "FloatingIP")
         controllers.append(
             Controller(

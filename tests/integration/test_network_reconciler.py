@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from reconcilers.floating_ips import FloatingIPReconciler
-from reconcilers.network import NetworkReconciler, sweep
+from reconcilers.network import controller as network_controller
+from reconcilers.network import sweep
 from reconcilers.runtime.controller import Controller
 from reconcilers.runtime.informer import Informer
 from reconcilers.runtime.manager import Manager
@@ -31,11 +32,14 @@ from tests.integration.test_identity import api_cloud
 @contextlib.asynccontextmanager
 async def network_reconciler(store: Store) -> AsyncIterator[None]:
     informer = Informer(store.etcd, "Instance")
-    controller = Controller(NetworkReconciler(store, retry=0.2), [informer], resync=1.0)
+    networks = Informer(store.etcd, "Network")
+    controller = network_controller(store, informer, networks, retry=0.2, resync=1.0)
     fips = Informer(store.etcd, "FloatingIP")
     fip_controller = Controller(FloatingIPReconciler(store, retry=0.2), [fips], resync=1.0)
     tasks = [
-        asyncio.create_task(Manager([informer, fips], [controller, fip_controller]).run()),
+        asyncio.create_task(
+            Manager([informer, networks, fips], [controller, fip_controller]).run()
+        ),
         asyncio.create_task(sweep(store, 0.3)),
     ]
     try:
@@ -161,6 +165,27 @@ async def test_ports_get_addresses_and_give_them_back(store: Store) -> None:
             return await store.etcd.get(stray) is None
 
         await eventually(swept)
+        # an instance of a project without networks gets no port; once the project has
+        # a default network, it gets one there
+        await store.create(
+            {
+                "kind": "Instance",
+                "metadata": {"name": "early", "project": "late"},
+                "spec": {"flavor": "small", "image": "tiny"},
+            }
+        )
+        early = Ref("Instance", "late", "early")
+        await asyncio.sleep(0.5)
+        assert "ports" not in await _status(store, early)
+        await store.create(
+            {
+                "kind": "Network",
+                "metadata": {"name": "default", "project": "late"},
+                "spec": {"cidr": "10.50.0.0/24"},
+            }
+        )
+        late_ports = (await eventually(lambda: ready(early)))["ports"]
+        assert late_ports[0]["address"].startswith("10.50.0.")
 
 
 async def test_servers_show_their_addresses(store: Store, sql_url: str) -> None:
