@@ -117,8 +117,9 @@ class HostAgent:
         self._host_obj: dict[str, Any] = {"kind": "Host", "metadata": {"name": host}}
         #: uid -> (project, name) of instances seen here, to report their removal
         self._known: dict[str, tuple[str, str]] = {}
-        #: uid -> the status as this agent last wrote it (hostd owns the fields it reads
-        #: back: domain state, reboot, rebuild and resize counters), saving a read
+        #: uid -> the Instance as this agent last wrote its status (hostd owns the fields
+        #: it reads back: domain state, reboot, rebuild and resize counters): the next
+        #: write starts from it without a read (and reads only if another wrote since)
         self._reported: dict[str, dict[str, Any]] = {}
 
     # --- registration and heartbeat ---------------------------------------------------
@@ -318,9 +319,10 @@ class HostAgent:
         self._known[uid] = (a["project"], a["name"])
         ref = Ref("Instance", a["project"], a["name"])
         want = a["powerState"]
-        status = self._reported.get(uid)
-        if status is None:  # not written by this process yet: read what is there
-            status = (await self.store.get_or_none(ref) or {}).get("status", {})
+        seen = self._reported.get(uid)
+        if seen is None:  # not written by this process yet: read what is there
+            seen = await self.store.get_or_none(ref)
+        status = (seen or {}).get("status", {})
         spec = self.domain_spec(a)
         before = await self.driver.observe(uid)
         refused = REFUSED.get((before.state, want))
@@ -411,11 +413,11 @@ class HostAgent:
             return True
 
         reported = self._reported.get(uid)
-        if reported is not None and not mutate(copy.deepcopy(reported)):
+        if reported is not None and not mutate(copy.deepcopy(reported["status"])):
             return None  # what this agent last wrote already says so: no read, no write
-        written = await self.store.patch_status(ref, mutate, uid=uid)
+        written = await self.store.patch_status(ref, mutate, uid=uid, current=seen)
         if written is not None:
-            self._reported[uid] = written["status"]
+            self._reported[uid] = written
         return None
 
     async def _not_ready(

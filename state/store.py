@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import builtins
+import copy
 import json
 import time
 import uuid
@@ -419,6 +420,7 @@ class Store:
         mutate: Callable[[dict[str, Any]], bool],
         *,
         uid: str | None = None,
+        current: Obj | None = None,
         compares: Sequence[Compare] = (),
         ops: Sequence[Op] = (),
     ) -> Obj | None:
@@ -426,8 +428,12 @@ class Store:
 
         ``mutate`` edits the status dict in place and returns whether it changed
         anything; nothing is written when it did not. Another writer winning
-        the race makes this re-read and re-apply at once. Returns the object,
-        or None if it no longer exists (or, with ``uid``, is another object).
+        the race makes this re-apply at once on what it wrote (read in the same
+        round trip as the failed write). Returns the object, or None if it no
+        longer exists (or, with ``uid``, is another object).
+
+        ``current`` is the object as the caller read it (with its resourceVersion):
+        the first attempt writes on it without reading again.
 
         ``compares`` and ``ops`` join the same transaction (the scheduler's
         allocation and assignment): the status is then written even if it did
@@ -435,36 +441,43 @@ class Store:
         """
         spec_key = keys.spec(r.kind, r.project, r.name)
         status_key = keys.status_for_spec(spec_key)
+        read = [Get(spec_key), Get(status_key)]
+        responses: list[list[KeyValue] | None] | None = None
         for _ in range(1 if compares or ops else _STATUS_RETRIES):
-            res = await self.etcd.txn([], [Get(spec_key), Get(status_key)])
-            spec_kvs, status_kvs = res.responses
-            if not spec_kvs:
-                return None
-            obj = decode_spec(spec_kvs[0])
+            if current is not None:
+                obj = copy.deepcopy(current)
+                rv = resource_version(obj)
+                guards = [
+                    *spec_unchanged_since(spec_key, rv),
+                    Compare(status_key, "MOD", "LESS", rv + 1),
+                ]
+                current = None
+            else:
+                if responses is None:
+                    responses = (await self.etcd.txn([], read)).responses
+                spec_kvs, status_kvs = responses[0] or [], responses[1] or []
+                if not spec_kvs:
+                    return None
+                obj = decode_spec(spec_kvs[0])
+                status_kv = status_kvs[0] if status_kvs else None
+                attach_status(obj, status_kv)
+                guards = [
+                    mod_revision_is(status_key, status_kv.mod_revision)
+                    if status_kv is not None
+                    else absent(status_key),
+                    mod_revision_is(spec_key, spec_kvs[0].mod_revision),
+                ]
             if uid is not None and obj["metadata"].get("uid") != uid:
                 return None
-            status_kv = status_kvs[0] if status_kvs else None
-            attach_status(obj, status_kv)
             if not mutate(obj["status"]) and not (compares or ops):
                 return obj
             body = dumps({"uid": obj["metadata"]["uid"], "status": obj["status"]})
-            guard = (
-                mod_revision_is(status_key, status_kv.mod_revision)
-                if status_kv is not None
-                else absent(status_key)
-            )
-            w = await self.etcd.txn(
-                [
-                    guard,
-                    mod_revision_is(spec_key, spec_kvs[0].mod_revision),
-                    *compares,
-                ],
-                [Put(status_key, body), *ops],
-            )
+            w = await self.etcd.txn([*guards, *compares], [Put(status_key, body), *ops], read)
             if w.succeeded:
                 obj["metadata"]["resourceVersion"] = str(w.revision)
                 self.written = max(self.written, w.revision)
                 return obj
+            responses = w.responses
         raise Conflict(f"{r}: status kept changing under {_STATUS_RETRIES} attempts")
 
     def status_write(self, obj: Obj, status: dict[str, Any]) -> tuple[builtins.list[Compare], Put]:

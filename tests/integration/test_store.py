@@ -153,6 +153,33 @@ async def test_concurrent_status_patches_all_land(store: Store) -> None:
     assert (await store.get(r))["status"]["n"] == 10
 
 
+async def test_a_status_patch_from_a_stale_read_lands_on_the_present_status(
+    store: Store,
+) -> None:
+    """A writer that passes the object it read writes without reading again; if another
+    wrote meanwhile, the patch is applied again on what that one wrote."""
+    await store.create(instance("vm"))
+    r = Ref("Instance", "demo", "vm")
+    seen = await store.get(r)
+    mine = await store.patch_status(r, lambda s: s.update(a=1) or True, current=seen)
+    assert mine is not None and mine["status"] == {"a": 1}
+    assert seen["status"] == {}  # the caller's copy is left alone
+    await store.patch_status(r, lambda s: s.update(b=2) or True)  # another writer
+    again = await store.patch_status(r, lambda s: s.update(a=3) or True, current=mine)
+    assert again is not None and again["status"] == {"a": 3, "b": 2}
+    assert (await store.get(r))["status"] == {"a": 3, "b": 2}
+    # an object deleted and made again under the same name is another: not written
+    stale = await store.get(r)
+    await store.delete(r)
+    await store.remove_finalizer(r, SCHEDULER_FINALIZER)
+    await store.create(instance("vm"))
+    assert (
+        await store.patch_status(r, lambda s: True, uid=stale["metadata"]["uid"], current=stale)
+        is None
+    )
+    assert (await store.get(r))["status"] == {}
+
+
 async def test_status_of_an_older_namesake_is_ignored(store: Store) -> None:
     await store.create(instance("vm"))
     r = Ref("Instance", "demo", "vm")
