@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -54,15 +55,18 @@ class HostState:
     virt_type: str = ""
     arch: str = "x86_64"
 
+    @cached_property
     def limit(self) -> Resources:
+        """What the host may hold: capacity times the allocation ratios, less reserved."""
         return Resources(
             int(self.capacity.vcpus * self.cpu_ratio) - self.reserved.vcpus,
             int(self.capacity.ram_mib * self.ram_ratio) - self.reserved.ram_mib,
             int(self.capacity.disk_gib * self.disk_ratio) - self.reserved.disk_gib,
         )
 
+    @cached_property
     def free(self) -> Resources:
-        lim = self.limit()
+        lim = self.limit
         return Resources(
             lim.vcpus - self.used.vcpus,
             lim.ram_mib - self.used.ram_mib,
@@ -104,7 +108,7 @@ def zone_filter(host: HostState, req: Request) -> str | None:
 
 
 def resources_filter(host: HostState, req: Request) -> str | None:
-    free, need = host.free(), req.resources
+    free, need = host.free, req.resources
     if need.vcpus > free.vcpus:
         return f"needs {need.vcpus} vCPUs, {free.vcpus} free"
     if need.ram_mib > free.ram_mib:
@@ -179,12 +183,12 @@ FILTERS: tuple[Filter, ...] = (
 
 def spread(host: HostState) -> float:
     """Prefer the host with the most free RAM, like Nova's default RAM weigher."""
-    return float(host.free().ram_mib)
+    return float(host.free.ram_mib)
 
 
 def pack(host: HostState) -> float:
     """Prefer the fullest host that still fits."""
-    return -float(host.free().ram_mib)
+    return -float(host.free.ram_mib)
 
 
 WEIGHERS: dict[str, Callable[[HostState], float]] = {"spread": spread, "pack": pack}
@@ -220,10 +224,11 @@ def choose(
     if req.group_members:
         placed = req.group_members & frozenset().union(*(h.instances for h in hosts))
         req = replace(req, group_members=placed)
+    active = [f for f in filters if _applies(f, req)]
     fits: list[HostState] = []
     rejected: dict[str, str] = {}
     for host in hosts:
-        for f in filters:
+        for f in active:
             why = f(host, req)
             if why is not None:
                 rejected[host.name] = why
@@ -232,10 +237,26 @@ def choose(
             fits.append(host)
     if not fits:
         return Choice(None, rejected)
-    best = max(
-        fits, key=lambda h: (_group_preference(h, req), weigher(h), [-ord(c) for c in h.name])
-    )
+    if req.group_policy in ("soft-affinity", "soft-anti-affinity"):
+        best = min(fits, key=lambda h: (-_group_preference(h, req), -weigher(h), h.name))
+    else:
+        best = min(fits, key=lambda h: (-weigher(h), h.name))
     return Choice(best, rejected)
+
+
+def _applies(f: Filter, req: Request) -> bool:
+    """Whether a filter can refuse any host for this request (the others are skipped)."""
+    if f is zone_filter:
+        return bool(req.zone)
+    if f is traits_filter:
+        return bool(req.required_traits)
+    if f is aggregate_filter:
+        return any(k.startswith(AGGREGATE_SPEC) for k, _ in req.extra_specs)
+    if f is image_properties_filter:
+        return bool(req.image_properties)
+    if f is server_group_filter:
+        return req.group_policy in ("affinity", "anti-affinity")
+    return True
 
 
 def _group_preference(host: HostState, req: Request) -> int:

@@ -363,7 +363,7 @@ class Scheduler:
                 return f"host {host} is gone"
             old = resources(had)
             new_used = resources(alloc.get("used", {})) - old + need
-            limit = state.limit()
+            limit = state.limit
             grows = (
                 need.vcpus > old.vcpus,
                 need.ram_mib > old.ram_mib,

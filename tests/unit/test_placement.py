@@ -56,7 +56,7 @@ def test_ratios_and_reserved() -> None:
         cpu_ratio=16.0,
         reserved=Resources(0, 100, 0),
     )
-    assert h.free() == Resources(2, 1400, 10)
+    assert h.free == Resources(2, 1400, 10)
     assert choose([h], req(vcpus=3)).host is None
     assert choose([h], req(vcpus=2, ram=1400)).host is not None
 
@@ -90,14 +90,14 @@ def test_never_over_commits(capacities: list[tuple[int, int]], asks: list[tuple[
     for vcpus, ram in asks:
         choice = choose(list(hosts.values()), req(vcpus, ram, 0))
         if choice.host is None:
-            assert all(h.free().vcpus < vcpus or h.free().ram_mib < ram for h in hosts.values())
+            assert all(h.free.vcpus < vcpus or h.free.ram_mib < ram for h in hosts.values())
             continue
         h = choice.host
         hosts[h.name] = HostState(
             h.name, h.capacity, h.used + Resources(vcpus, ram, 0), cpu_ratio=1.0, ram_ratio=1.0
         )
     for h in hosts.values():
-        assert h.used.vcpus <= h.limit().vcpus and h.used.ram_mib <= h.limit().ram_mib
+        assert h.used.vcpus <= h.limit.vcpus and h.used.ram_mib <= h.limit.ram_mib
 
 
 @given(st.lists(st.integers(256, 8192), min_size=1, max_size=8, unique=True))
