@@ -41,7 +41,7 @@ from state.sql.models import (
 def _time(stamp: str | None) -> dt.datetime:
     if not stamp:
         return dt.datetime.now(dt.UTC)
-    return dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+    return dt.datetime.fromisoformat(stamp)  # "...Z" is UTC; strptime took 14% of a batch
 
 
 def _insert(session: Session) -> Any:
@@ -357,13 +357,19 @@ def live_uids(session: Session) -> set[str]:
 
 def record_progress(session: Session, name: str, revision: int) -> None:
     """Progress moves forward only; one statement."""
-    stmt = _insert(session)(WatchProgress).values(name=name, revision=revision)
-    stmt = stmt.on_conflict_do_update(
+    stmt = _progress_stmt(session.get_bind().dialect.name)
+    session.connection().execute(stmt, {"name": name, "revision": revision})
+
+
+@cache
+def _progress_stmt(dialect: str) -> Any:
+    """Built once per dialect, as ``_upsert_stmt``."""
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(WatchProgress)
+    return stmt.on_conflict_do_update(
         index_elements=["name"],
         set_={"revision": stmt.excluded.revision},
         where=WatchProgress.revision < stmt.excluded.revision,
     )
-    session.execute(stmt)
 
 
 def progress(session: Session, name: str) -> int:
