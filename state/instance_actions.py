@@ -84,6 +84,19 @@ def actions_between(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str
     return found
 
 
+def may_finish(obj: dict[str, Any] | None) -> bool:
+    """Whether this state of an instance (None: gone) can finish any action: ``outcome``
+    is None for every action otherwise, so its open actions need no look."""
+    if obj is None:
+        return True
+    status = obj.get("status", {})
+    if status.get("vmState") == "error" or status.get("domainState") == "removed":
+        return True
+    if not status.get("observedGeneration"):
+        return False  # every action was asked at a generation of 1 or more
+    return not (status.get("taskState") or status.get("vmState") == "building")
+
+
 def outcome(action: str, generation: int, obj: dict[str, Any] | None) -> str | None:
     """ "Success" or "Error" once the action asked at ``generation`` has finished, else None.
 

@@ -23,7 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from state.envelope import RESERVATION_ANNOTATION, USER_ANNOTATION, display_name
-from state.instance_actions import EVENTS, actions_between, outcome, request_id
+from state.instance_actions import EVENTS, actions_between, may_finish, outcome, request_id
 from state.instance_states import nova_state
 from state.sql.engine import checkpoint, make_engine, make_sessionmaker, session_scope
 from state.sql.models import (
@@ -144,17 +144,27 @@ def upsert_objects(session: Session, objects: list[dict[str, Any]]) -> None:
     )
 
 
-def record_actions(session: Session, changes: list[dict[str, Any]]) -> None:
+def record_actions(
+    session: Session, changes: list[dict[str, Any]], projected: dict[str, dict[str, Any]]
+) -> None:
     """Records the actions that the Instance changes (in etcd order) stand for: each once
-    (by its request id), with its event, in two statements."""
+    (by its request id), with its event, in two statements.
+
+    ``projected``: uid -> the Instance as last projected (generation and spec), kept by the
+    caller and brought up to date here; the rows of instances it lacks are read."""
     if not changes:
         return
-    uids = {obj["metadata"]["uid"] for obj in changes}
-    last: dict[str, dict[str, Any] | None] = dict.fromkeys(uids)
-    for uid, generation, spec in session.execute(
-        select(Resource.uid, Resource.generation, Resource.spec).where(Resource.uid.in_(uids))
-    ):
-        last[uid] = {"metadata": {"generation": generation}, "spec": spec}
+    last: dict[str, dict[str, Any] | None] = {
+        uid: projected.get(uid) for uid in {obj["metadata"]["uid"] for obj in changes}
+    }
+    missing = [uid for uid, seen in last.items() if seen is None]
+    if missing:
+        for uid, generation, spec in session.execute(
+            select(Resource.uid, Resource.generation, Resource.spec).where(
+                Resource.uid.in_(missing)
+            )
+        ):
+            last[uid] = {"metadata": {"generation": generation}, "spec": spec}
     now = dt.datetime.now(dt.UTC)
     rows: dict[str, dict[str, Any]] = {}
     hosts: dict[str, str | None] = {}
@@ -182,6 +192,10 @@ def record_actions(session: Session, changes: list[dict[str, Any]]) -> None:
                 obj["spec"].get("flavor", ""),
             )
         last[meta["uid"]] = obj
+    for uid, seen in last.items():
+        if seen is not None:
+            generation = seen["metadata"].get("generation", 1)
+            projected[uid] = {"metadata": {"generation": generation}, "spec": seen.get("spec", {})}
     if not rows:
         return
     known = set(
@@ -267,6 +281,7 @@ def _move_latest(session: Session, uid: str, status: str, now: dt.datetime) -> N
 
 def finish_actions(session: Session, latest: dict[str, dict[str, Any] | None]) -> None:
     """Ends the open actions that the instances' latest state (None: gone) shows done."""
+    latest = {uid: obj for uid, obj in latest.items() if may_finish(obj)}
     if not latest:
         return
     open_actions = session.execute(
@@ -384,6 +399,8 @@ class Projection:
         self.engine = make_engine(url)
         self.sessions = make_sessionmaker(self.engine)
         self.name = name
+        #: uid -> each Instance as last projected (generation and spec), for record_actions
+        self._instances: dict[str, dict[str, Any]] = {}
 
     def apply(
         self,
@@ -397,15 +414,18 @@ class Projection:
         ``instance_changes``: every Instance the batch saw, in etcd order (``upserts``
         holds only the last of each), for the actions they stand for."""
         with session_scope(self.sessions) as s:
-            record_actions(s, instance_changes or [])
+            record_actions(s, instance_changes or [], self._instances)
             self._upsert(s, upserts)
             mark_deleted(s, deletes)
+            for uid in deletes:
+                self._instances.pop(uid, None)
             record_progress(s, self.name, revision)
 
     def sync(self, present: list[dict[str, Any]], revision: int) -> None:
         """After a full list: upserts everything present and marks every other row deleted."""
         with session_scope(self.sessions) as s:
-            record_actions(s, [o for o in present if o["kind"] == "Instance"])
+            self._instances.clear()
+            record_actions(s, [o for o in present if o["kind"] == "Instance"], self._instances)
             self._upsert(s, present)
             seen = {obj["metadata"]["uid"] for obj in present}
             mark_deleted(s, live_uids(s) - seen)
