@@ -9,7 +9,8 @@ then:
    create to its Ready condition (p50/p99);
 2. creates ``--burst`` instances at once and times until all are Ready;
 3. prints hostd's RSS, etcd revisions (writes) per instance, and the
-   conductor's projection lag, sampled during the burst and at its end.
+   conductor's projection lag: sampled during the burst by
+   ``benchmarks.lag_sampler`` in a process of its own, and at its end.
 
     .venv/bin/python -m benchmarks.instance_burst --hosts 100 --burst 1000
 """
@@ -102,26 +103,25 @@ async def run(url: str, hosts: int, single: int, burst: int, sql_path: str, host
 
     rev0 = await etcd.revision()
     names = [f"burst-{i:05d}" for i in range(burst)]
-    # the conductor's progress row, read in place: a poll costs tens of microseconds, so
-    # that measuring steals little of the cores the burst runs on
     db = sqlite3.connect(sql_path)
 
     def progress() -> int:
         row = db.execute("SELECT revision FROM watch_progress WHERE name = 'conductor'").fetchone()
         return int(row[0]) if row else 0
 
-    lags: list[float] = []
-
-    async def sample_lag() -> None:
-        """Time from a revision being current in etcd to SQL having caught up with it."""
-        while True:
-            rev, t = await etcd.revision(), time.perf_counter()
-            while progress() < rev:
-                await asyncio.sleep(0.002)
-            lags.append((time.perf_counter() - t) * 1000)
-            await asyncio.sleep(0.02)
-
-    sampler = asyncio.create_task(sample_lag())
+    # the lag is sampled from a process of its own (benchmarks/lag_sampler.py)
+    sampler = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "benchmarks.lag_sampler",
+        "--etcd",
+        url,
+        "--db",
+        sql_path,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert sampler.stdout is not None and (await sampler.stdout.readline()).strip() == b"ready"
     t0 = time.perf_counter()
     sem = asyncio.Semaphore(64)
 
@@ -137,7 +137,7 @@ async def run(url: str, hosts: int, single: int, burst: int, sql_path: str, host
             missing = [n for n in names if n not in ready_at]
             raise SystemExit(f"{len(missing)} instances not Ready after 600 s")
     elapsed = max(ready_at[n] for n in names) - t0
-    sampler.cancel()
+    lags = [float(line) for line in (await sampler.communicate(b""))[0].split()]
     rev1 = await etcd.revision()
     lag_start = time.perf_counter()
     while progress() < rev1:
