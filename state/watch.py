@@ -95,8 +95,7 @@ class ObjectWatch:
         #: how many times the watch had to re-list after a compaction
         self.relists = 0
 
-    def _wanted(self, change: KeyChange) -> bool:
-        kind, project, _ = change.ident
+    def _wants(self, kind: str, project: str | None) -> bool:
         return (self.kind is None or kind == self.kind) and (
             self.project is None or project == self.project
         )
@@ -120,9 +119,7 @@ class ObjectWatch:
                     part, kind, project, name = keys.parse_object_key(kv.key)
                 except ValueError:
                     continue
-                if (self.kind is None or kind == self.kind) and (
-                    self.project is None or project == self.project
-                ):
+                if self._wants(kind, project):
                     (specs if part == "spec" else statuses)[(kind, project, name)] = kv
         self._entries = {i: _Entry(kv, statuses.pop(i, None)) for i, kv in specs.items()}
         self._orphan_status = statuses
@@ -182,7 +179,7 @@ class ObjectWatch:
         """The events of one batch of changes (those up to the watch's revision are known)."""
         out = []
         for change in changes:
-            if change.kv.mod_revision > self.revision and self._wanted(change):
+            if change.kv.mod_revision > self.revision and self._wants(*change.ident[:2]):
                 event = self._apply(change)
                 if event is not None:
                     out.append(event)
