@@ -198,20 +198,11 @@ def record_actions(
             projected[uid] = {"metadata": {"generation": generation}, "spec": seen.get("spec", {})}
     if not rows:
         return
-    known = set(
-        session.scalars(
-            select(InstanceAction.request_id).where(InstanceAction.request_id.in_(rows))
-        )
-    )
-    new = [row for rid, row in rows.items() if rid not in known]
-    if not new:
+    # one statement: the actions not recorded yet go in, and say their ids
+    stmt = _new_actions_stmt(session.get_bind().dialect.name)
+    ids = session.connection().execute(stmt, list(rows.values())).all()
+    if not ids:
         return
-    session.connection().execute(insert(InstanceAction), new)
-    ids = session.execute(
-        select(InstanceAction.request_id, InstanceAction.id).where(
-            InstanceAction.request_id.in_([r["request_id"] for r in new])
-        )
-    ).all()
     _record_migrations(
         session, [(rows[rid], action_id, hosts[rid], flavors[rid]) for rid, action_id in ids], now
     )
@@ -227,6 +218,16 @@ def record_actions(
     ]
     if events:
         session.connection().execute(insert(InstanceActionEvent), events)
+
+
+@cache
+def _new_actions_stmt(dialect: str) -> Any:
+    """Inserts actions whose request id is not there yet, returning (request_id, id) of
+    those it inserted; built once per dialect."""
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(InstanceAction)
+    return stmt.on_conflict_do_nothing(index_elements=["request_id"]).returning(
+        InstanceAction.request_id, InstanceAction.id
+    )
 
 
 #: what starting (resize) or finishing an action makes of the instance's latest migration
@@ -284,14 +285,8 @@ def finish_actions(session: Session, latest: dict[str, dict[str, Any] | None]) -
     latest = {uid: obj for uid, obj in latest.items() if may_finish(obj)}
     if not latest:
         return
-    open_actions = session.execute(
-        select(
-            InstanceAction.id,
-            InstanceAction.instance_uid,
-            InstanceAction.action,
-            InstanceAction.generation,
-        ).where(InstanceAction.instance_uid.in_(latest), InstanceAction.finish_time.is_(None))
-    ).all()
+    conn = session.connection()
+    open_actions = conn.execute(_OPEN_ACTIONS, {"uids": list(latest)}).all()
     now = dt.datetime.now(dt.UTC)
     done: list[dict[str, Any]] = []
     for action_id, uid, action, generation in open_actions:
@@ -302,7 +297,13 @@ def finish_actions(session: Session, latest: dict[str, dict[str, Any] | None]) -
         status = (obj or {}).get("status", {})
         message = (status.get("fault") or {}).get("message") if result == "Error" else None
         done.append(
-            {"aid": action_id, "result": result, "message": message, "host": status.get("host")}
+            {
+                "aid": action_id,
+                "result": result,
+                "message": message,
+                "host": status.get("host"),
+                "finished": now,
+            }
         )
     if not done:
         return
@@ -311,22 +312,35 @@ def finish_actions(session: Session, latest: dict[str, dict[str, Any] | None]) -
         result = results.get(action_id)
         if action in ("resize", "confirmResize", "revertResize") and result is not None:
             _move_latest(session, uid, _MIGRATION_ENDS.get((action, result), "error"), now)
-    session.connection().execute(
-        update(InstanceAction)
-        .where(InstanceAction.id == bindparam("aid"))
-        .values(finish_time=now, message=bindparam("message")),
-        done,
+    conn.execute(_FINISH_ACTION, done)
+    conn.execute(_FINISH_EVENTS, done)
+
+
+# built once: SQLAlchemy then reuses their compiled forms (building them took a third of
+# finish_actions' time)
+_OPEN_ACTIONS = select(
+    InstanceAction.id,
+    InstanceAction.instance_uid,
+    InstanceAction.action,
+    InstanceAction.generation,
+).where(
+    InstanceAction.instance_uid.in_(bindparam("uids", expanding=True)),
+    InstanceAction.finish_time.is_(None),
+)
+_FINISH_ACTION = (
+    update(InstanceAction)
+    .where(InstanceAction.id == bindparam("aid"))
+    .values(finish_time=bindparam("finished"), message=bindparam("message"))
+)
+_FINISH_EVENTS = (
+    update(InstanceActionEvent)
+    .where(InstanceActionEvent.action_id == bindparam("aid"))
+    .values(
+        finish_time=bindparam("finished"),
+        result=bindparam("result"),
+        host=func.coalesce(InstanceActionEvent.host, bindparam("host")),
     )
-    session.connection().execute(
-        update(InstanceActionEvent)
-        .where(InstanceActionEvent.action_id == bindparam("aid"))
-        .values(
-            finish_time=now,
-            result=bindparam("result"),
-            host=func.coalesce(InstanceActionEvent.host, bindparam("host")),
-        ),
-        done,
-    )
+)
 
 
 def upsert_compute_nodes(session: Session, nodes: list[dict[str, Any]]) -> None:
