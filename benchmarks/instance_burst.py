@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.lag_sampler import progress
 from fixtures.etcd import EtcdServer
 from state import keys
 from state.envelope import Ref, condition
@@ -110,11 +111,6 @@ async def run(url: str, hosts: int, single: int, burst: int, sql_path: str, host
     rev0 = await etcd.revision()
     names = [f"burst-{i:05d}" for i in range(burst)]
     db = sqlite3.connect(sql_path)
-
-    def progress() -> int:
-        row = db.execute("SELECT revision FROM watch_progress WHERE name = 'conductor'").fetchone()
-        return int(row[0]) if row else 0
-
     # the lag is sampled from a process of its own (benchmarks/lag_sampler.py)
     sampler = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -146,7 +142,7 @@ async def run(url: str, hosts: int, single: int, burst: int, sql_path: str, host
     lags = [float(line) for line in (await sampler.communicate(b""))[0].split()]
     rev1 = await etcd.revision()
     lag_start = time.perf_counter()
-    while progress() < rev1:
+    while progress(db) < rev1:
         await asyncio.sleep(0.005)
     lag = (time.perf_counter() - lag_start) * 1000
     db.close()

@@ -26,6 +26,12 @@ import time
 from urllib.parse import urlsplit
 
 
+def progress(db: sqlite3.Connection) -> int:
+    """The revision SQL reflects etcd up to: the conductor's progress row."""
+    row = db.execute("SELECT revision FROM watch_progress WHERE name = 'conductor'").fetchone()
+    return int(row[0]) if row else 0
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--etcd", required=True, help="etcd's client URL")
@@ -40,10 +46,6 @@ def main() -> None:
     def revision() -> int:
         conn.request("POST", "/v3/kv/range", body, {"Content-Type": "application/json"})
         return int(json.loads(conn.getresponse().read())["header"]["revision"])
-
-    def progress() -> int:
-        row = db.execute("SELECT revision FROM watch_progress WHERE name = 'conductor'").fetchone()
-        return int(row[0]) if row else 0
 
     revision()
     print("ready", flush=True)
@@ -63,7 +65,7 @@ def main() -> None:
         """Every millisecond, times the samples SQL's progress has reached (in a thread of
         its own: a slow answer from etcd must not delay it)."""
         while not stop.is_set():
-            done, now = progress(), time.perf_counter()
+            done, now = progress(db), time.perf_counter()
             while pending and pending[0][0] <= done:
                 lags.append((now - pending.popleft()[1]) * 1000)
             time.sleep(0.001)

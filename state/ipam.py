@@ -69,6 +69,11 @@ def bridge_name(network: Obj) -> str:
     )
 
 
+def floating_address(fip: Obj) -> str | None:
+    """A floating IP's address: the one asked for, else the one its pool gave it."""
+    return fip["spec"].get("address") or (fip.get("status") or {}).get("address")
+
+
 def floating_port(fip_spec: dict[str, Any], ports: list[dict[str, Any]]) -> int | None:
     """Which of its instance's ports a floating IP maps to: the one holding its
     ``fixedAddress``, else the first; None when there is no such port."""

@@ -171,10 +171,10 @@ class ObjectFeed:
             raise
 
     def _hand_out(self, batch: WatchBatch) -> None:
-        if batch.revision <= self.revision and batch.events == []:
-            return
         if not batch.events:
-            self.revision = max(self.revision, batch.revision)
+            if batch.revision <= self.revision:
+                return
+            self.revision = batch.revision
             for sub in list(self._subscribers):
                 sub.put(FeedBatch(self.revision, [], progress=True))
             return

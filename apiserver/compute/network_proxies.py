@@ -242,7 +242,7 @@ async def _fip_view(request: web.Request, fip: Obj) -> dict[str, Any]:
     found = await netops.target(store_of(request), fip)
     return {
         "id": fip["metadata"]["uid"],
-        "ip": fip["spec"].get("address") or (fip.get("status") or {}).get("address"),
+        "ip": ipam.floating_address(fip),
         "pool": fip["spec"]["pool"],
         "fixed_ip": found[0]["status"]["ports"][found[1]]["address"] if found else None,
         "instance_id": found[0]["metadata"]["uid"] if found else None,

@@ -339,7 +339,7 @@ async def _floating_ips(
     with it (one read of all floating IPs: they are few beside servers)."""
     found: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {}
     for f in (await store_of(request).list("FloatingIP")).items:
-        address = f["spec"].get("address") or (f.get("status") or {}).get("address")
+        address = ipam.floating_address(f)
         if f["spec"].get("instance") and address:
             key = (f["metadata"]["project"], f["spec"]["instance"])
             found.setdefault(key, []).append((address, f["spec"]))

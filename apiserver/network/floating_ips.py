@@ -40,10 +40,9 @@ def fip_view(
     fip: Obj, pool_uid: str, port: str | None, fixed: str | None, projects: Projects
 ) -> dict[str, Any]:
     """``port``, ``fixed``: the port it maps to and that port's address (None: none)."""
-    spec, status = fip["spec"], fip.get("status") or {}
     return {
         "id": fip["metadata"]["uid"],
-        "floating_ip_address": spec.get("address") or status.get("address"),
+        "floating_ip_address": ipam.floating_address(fip),
         "floating_network_id": pool_uid,
         "router_id": None,
         "port_id": port,

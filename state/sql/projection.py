@@ -44,9 +44,9 @@ def _time(stamp: str | None) -> dt.datetime:
     return dt.datetime.fromisoformat(stamp)  # "...Z" is UTC; strptime took 14% of a batch
 
 
-def _insert(session: Session) -> Any:
-    name = session.get_bind().dialect.name
-    return postgresql.insert if name == "postgresql" else sqlite.insert
+def _insert(dialect: str) -> Any:
+    """The INSERT with ON CONFLICT of the dialect (SQLite's or PostgreSQL's)."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 def _upsert_many(
@@ -68,7 +68,7 @@ def _upsert_stmt(
     """Built once per table and columns, so that SQLAlchemy reuses its compiled form (the
     conductor spent a tenth of its time building them anew for every batch)."""
     table = Base.metadata.tables[table_name]
-    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    stmt = _insert(dialect)(table)
     return stmt.on_conflict_do_update(
         index_elements=["uid"],
         set_={k: stmt.excluded[k] for k in columns if k not in keep},
@@ -224,7 +224,7 @@ def record_actions(
 def _new_actions_stmt(dialect: str) -> Any:
     """Inserts actions whose request id is not there yet, returning (request_id, id) of
     those it inserted; built once per dialect."""
-    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(InstanceAction)
+    stmt = _insert(dialect)(InstanceAction)
     return stmt.on_conflict_do_nothing(index_elements=["request_id"]).returning(
         InstanceAction.request_id, InstanceAction.id
     )
@@ -349,7 +349,7 @@ def upsert_compute_nodes(session: Session, nodes: list[dict[str, Any]]) -> None:
     if not nodes:
         return
     now = dt.datetime.now(dt.UTC)
-    stmt = _insert(session)(ComputeNode)
+    stmt = _insert(session.get_bind().dialect.name)(ComputeNode)
     stmt = stmt.on_conflict_do_update(
         index_elements=["host"],
         set_={k: stmt.excluded[k] for k in (*nodes[0], "updated_at") if k != "host"},
@@ -393,7 +393,7 @@ def record_progress(session: Session, name: str, revision: int) -> None:
 @cache
 def _progress_stmt(dialect: str) -> Any:
     """Built once per dialect, as ``_upsert_stmt``."""
-    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(WatchProgress)
+    stmt = _insert(dialect)(WatchProgress)
     return stmt.on_conflict_do_update(
         index_elements=["name"],
         set_={"revision": stmt.excluded.revision},

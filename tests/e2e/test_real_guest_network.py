@@ -97,6 +97,16 @@ def pings(vm: dict[str, Any]) -> list[tuple[int, str]]:
     ]
 
 
+def wait_refused(what: str, vm: Callable[[], dict[str, Any] | None], after: int) -> None:
+    """Waits until the guest's last three pings, of those more than ``after`` past its
+    latest now, failed."""
+    since = pings(vm() or {})[-1][0]
+    wait(
+        what,
+        lambda: [r for n, r in pings(vm() or {}) if n > since + after][-3:] == ["fail"] * 3,
+    )
+
+
 def ping_from(client: NetNamespace, address: str) -> bool:
     return client.run("busybox", "ping", "-c", "1", "-W", "1", address).returncode == 0
 
@@ -167,14 +177,7 @@ def test_real_guests_dhcp_metadata_security_groups_and_floating_ips(
         apply(up, tmp_path, group(ICMP_IN))
         wait("pings that pass", lambda: pings(instance(up, "tiny-2") or {})[-1][1] == "ok")
         apply(up, tmp_path, group([]))
-        since = pings(instance(up, "tiny-2") or {})[-1][0]
-        wait(
-            "pings refused again",
-            lambda: (
-                [r for n, r in pings(instance(up, "tiny-2") or {}) if n > since + 2][-3:]
-                == ["fail"] * 3
-            ),
-        )
+        wait_refused("pings refused again", lambda: instance(up, "tiny-2"), 2)
 
         # drift: tiny-1's ingress chain flushed behind hostd's back lets pings in, until
         # the next resync puts it back and says so on the Host
@@ -187,14 +190,7 @@ def test_real_guests_dhcp_metadata_security_groups_and_floating_ips(
             timeout=30,
         )
         assert f"chain filter/{chain} was changed" in ctl(up, "describe", "host", host).stdout
-        since = pings(instance(up, "tiny-2") or {})[-1][0]
-        wait(
-            "pings refused after the repair",
-            lambda: (
-                [r for n, r in pings(instance(up, "tiny-2") or {}) if n > since + 1][-3:]
-                == ["fail"] * 3
-            ),
-        )
+        wait_refused("pings refused after the repair", lambda: instance(up, "tiny-2"), 1)
 
         # a floating IP of the first guest, reached from a client namespace on its network
         apply(
