@@ -1,10 +1,17 @@
-"""Async client for etcd's v3 JSON gateway (``/v3/...``), the wire under the store.
+"""Async client for etcd's v3 API, the wire under the store.
 
-Owns: HTTP calls to etcd (range, put, delete, txn, compaction, leases, watch
-streams), base64 and int64-as-string encoding, and turning every transport or
-server failure into ``state.errors``. It speaks the same gateway etcd3gw
-speaks, but without blocking threads: the API server and reconcilers run on
-one event loop and need hundreds of requests in flight.
+Owns: calls to etcd (range, put, delete, txn, compaction, leases) over one
+gRPC channel with the messages of ``state.etcd_wire``; watch streams over
+etcd's JSON gateway (``/v3/watch``); turning every transport or server
+failure into ``state.errors``.
+
+Why two wires (measured, BENCHMARKS.md "Session 7"): through the JSON gateway
+etcd spent about twice the CPU per call (250 against 115 µs a put), and etcd's
+CPU is what a burst of instances waits on. But a gRPC stream hands each
+message to Python on its own, and each hand-over waits for the GIL: with
+another thread busy in the process (the conductor's SQL), a watch read through
+``grpc.aio`` fell behind etcd by seconds, where the gateway's HTTP stream
+hands over every message that has arrived in one read.
 
 Must never: know about resources, kinds or key layout (that is ``store``),
 retry on its own (callers decide), or swallow an error.
@@ -12,6 +19,7 @@ retry on its own (callers decide), or swallow an error.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import socket
@@ -21,11 +29,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import grpc
 
 from state.errors import Conflict, DesiredError, Gone, NotFound, Unavailable
-from state.http1 import Http1Pool, HttpError
+from state.etcd_wire import COMPARE_RESULT, COMPARE_TARGET, MESSAGE, METHODS
 
-# gRPC status codes the gateway reports in {"code": N}.
+# gRPC status codes the JSON gateway reports in {"code": N} on a watch stream
 _GRPC_OUT_OF_RANGE = 11
 _GRPC_NOT_FOUND = 5
 _GRPC_UNAVAILABLE = 14
@@ -34,9 +43,7 @@ _GRPC_DEADLINE = 4
 WATCH_SILENCE = 30.0
 
 
-def _b64(data: bytes | str) -> str:
-    if isinstance(data, str):
-        data = data.encode()
+def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
@@ -63,6 +70,10 @@ class KeyValue:
     mod_revision: int
     version: int
     lease: int
+
+    @classmethod
+    def from_wire(cls, kv: Any) -> KeyValue:
+        return cls(kv.key, kv.value, kv.create_revision, kv.mod_revision, kv.version, kv.lease)
 
     @classmethod
     def from_json(cls, kv: dict[str, Any]) -> KeyValue:
@@ -113,18 +124,16 @@ class Compare:
     result: str
     value: int | bytes
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"key": _b64(self.key), "target": self.target, "result": self.result}
-        if self.target == "VALUE":
-            assert isinstance(self.value, bytes)
-            out["value"] = _b64(self.value)
-        else:
-            out[
-                {"MOD": "mod_revision", "CREATE": "create_revision", "VERSION": "version"}[
-                    self.target
-                ]
-            ] = str(self.value)
-        return out
+    def to_wire(self) -> Any:
+        field = {"MOD": "mod_revision", "CREATE": "create_revision", "VERSION": "version"}.get(
+            self.target, "value"
+        )
+        return MESSAGE["Compare"](
+            key=self.key,
+            target=COMPARE_TARGET[self.target],
+            result=COMPARE_RESULT[self.result],
+            **{field: self.value},
+        )
 
 
 def mod_revision_is(key: bytes, revision: int) -> Compare:
@@ -141,11 +150,9 @@ class Put:
     value: bytes
     lease: int = 0
 
-    def to_json(self) -> dict[str, Any]:
-        req: dict[str, Any] = {"key": _b64(self.key), "value": _b64(self.value)}
-        if self.lease:
-            req["lease"] = str(self.lease)
-        return {"request_put": req}
+    def to_wire(self) -> Any:
+        put = MESSAGE["PutRequest"](key=self.key, value=self.value, lease=self.lease)
+        return MESSAGE["RequestOp"](request_put=put)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,11 +160,9 @@ class Delete:
     key: bytes
     range_end: bytes | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        req: dict[str, Any] = {"key": _b64(self.key)}
-        if self.range_end is not None:
-            req["range_end"] = _b64(self.range_end)
-        return {"request_delete_range": req}
+    def to_wire(self) -> Any:
+        delete = MESSAGE["DeleteRangeRequest"](key=self.key, range_end=self.range_end or b"")
+        return MESSAGE["RequestOp"](request_delete_range=delete)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,11 +170,9 @@ class Get:
     key: bytes
     range_end: bytes | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        req: dict[str, Any] = {"key": _b64(self.key)}
-        if self.range_end is not None:
-            req["range_end"] = _b64(self.range_end)
-        return {"request_range": req}
+    def to_wire(self) -> Any:
+        get = MESSAGE["RangeRequest"](key=self.key, range_end=self.range_end or b"")
+        return MESSAGE["RequestOp"](request_range=get)
 
 
 Op = Put | Delete | Get
@@ -184,15 +187,18 @@ class TxnResult:
 
 
 class EtcdClient:
-    """One connection pool to one etcd endpoint's JSON gateway."""
+    """One gRPC channel to one etcd endpoint (made on first use, for the event loop using it)."""
 
-    def __init__(self, url: str, *, timeout: float = 10.0, pool: int = 128) -> None:
+    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
         self.url = url.rstrip("/")
-        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 3.0))
-        self._pool = pool
-        #: unary calls (kv, txn, lease) go through a lean keep-alive pool
-        self._unary: Http1Pool | None = None
-        #: watch streams through aiohttp
+        self._timeout = timeout
+        parts = urlsplit(self.url)
+        self._target = f"{parts.hostname or '127.0.0.1'}:{parts.port or 2379}"
+        self._tls = parts.scheme == "https"
+        self._channel: grpc.aio.Channel | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._unary: dict[str, Any] = {}
+        #: watch streams through etcd's JSON gateway (see the module's docstring)
         self._session: aiohttp.ClientSession | None = None
 
     def local_address(self) -> str:
@@ -215,38 +221,74 @@ class EtcdClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    def _open(self) -> grpc.aio.Channel:
+        """The channel, made anew when the running event loop is not the one it was made
+        for (a gRPC channel belongs to one loop)."""
+        loop = asyncio.get_running_loop()
+        if self._channel is None or self._loop is not loop:
+            # no size limits: a full list of a kind can exceed gRPC's default of 4 MiB
+            options = [("grpc.max_receive_message_length", -1)]
+            self._channel = (
+                grpc.aio.secure_channel(self._target, grpc.ssl_channel_credentials(), options)
+                if self._tls
+                else grpc.aio.insecure_channel(self._target, options)
+            )
+            self._loop = loop
+            self._unary = {}
+        return self._channel
+
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 # watch streams hold a connection each for as long as they live: no cap, or
                 # the watches beyond it would wait forever (hostd runs one per simulated host)
                 connector=aiohttp.TCPConnector(limit=0),
-                timeout=self._timeout,
+                timeout=aiohttp.ClientTimeout(total=self._timeout, connect=min(self._timeout, 3.0)),
                 json_serialize=json.dumps,
             )
         return self._session
 
     async def close(self) -> None:
-        if self._unary is not None:
-            await self._unary.close()
-            self._unary = None
+        if self._channel is not None:
+            if self._loop is asyncio.get_running_loop():
+                await self._channel.close()
+            self._channel = None
+            self._unary = {}
         if self._session is not None:
             await self._session.close()
             self._session = None
 
-    async def _call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        if self._unary is None:
-            self._unary = Http1Pool(self.url, size=self._pool, timeout=self._timeout.total or 10.0)
+    def _method(self, path: str, kind: str) -> Any:
+        request, response = METHODS[path]
+        channel = self._open()
+        make = channel.unary_unary if kind == "unary" else channel.stream_stream
+        return make(
+            path,
+            request_serializer=MESSAGE[request].SerializeToString,
+            response_deserializer=MESSAGE[response].FromString,
+        )
+
+    async def _call(self, path: str, request: Any) -> Any:
+        self._open()
+        call = self._unary.get(path)
+        if call is None:
+            call = self._unary[path] = self._method(path, "unary")
         try:
-            _, raw = await self._unary.post(path, json.dumps(body, separators=(",", ":")).encode())
-            data = json.loads(raw)
-        except (HttpError, ValueError) as exc:
-            raise Unavailable(f"etcd at {self.url} is unreachable ({exc}); retry later") from exc
-        if not isinstance(data, dict):
-            raise Unavailable(f"etcd at {self.url} answered {path} with non-JSON; retry later")
-        if "error" in data or ("code" in data and "header" not in data):
-            raise _gateway_error(data)
-        return data
+            return await call(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise self._error(exc) from exc
+
+    def _error(self, exc: grpc.aio.AioRpcError) -> DesiredError:
+        code, message = exc.code(), exc.details() or str(exc.code())
+        if code == grpc.StatusCode.OUT_OF_RANGE or "compacted" in message:
+            return Gone(message)
+        if code == grpc.StatusCode.NOT_FOUND:
+            return NotFound(message)
+        if "too many operations" in message or "duplicate key" in message:
+            return Conflict(message)
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            return Unavailable(f"etcd at {self.url} is unreachable ({message}); retry later")
+        return Unavailable(f"etcd: {message}")
 
     # --- kv --------------------------------------------------------------
 
@@ -260,23 +302,20 @@ class EtcdClient:
         keys_only: bool = False,
         count_only: bool = False,
     ) -> RangeResult:
-        body: dict[str, Any] = {"key": _b64(key)}
-        if range_end is not None:
-            body["range_end"] = _b64(range_end)
-        if limit:
-            body["limit"] = str(limit)
-        if revision:
-            body["revision"] = str(revision)
-        if keys_only:
-            body["keys_only"] = True
-        if count_only:
-            body["count_only"] = True
-        data = await self._call("/v3/kv/range", body)
+        request = MESSAGE["RangeRequest"](
+            key=key,
+            range_end=range_end or b"",
+            limit=limit,
+            revision=revision,
+            keys_only=keys_only,
+            count_only=count_only,
+        )
+        data = await self._call("/etcdserverpb.KV/Range", request)
         return RangeResult(
-            kvs=[KeyValue.from_json(kv) for kv in data.get("kvs", [])],
-            revision=int(data["header"]["revision"]),
-            more=bool(data.get("more", False)),
-            count=int(data.get("count", 0)),
+            kvs=[KeyValue.from_wire(kv) for kv in data.kvs],
+            revision=data.header.revision,
+            more=data.more,
+            count=data.count,
         )
 
     async def get(self, key: bytes) -> KeyValue | None:
@@ -284,44 +323,37 @@ class EtcdClient:
         return res.kvs[0] if res.kvs else None
 
     async def put(self, key: bytes, value: bytes, *, lease: int = 0) -> int:
-        body: dict[str, Any] = {"key": _b64(key), "value": _b64(value)}
-        if lease:
-            body["lease"] = str(lease)
-        data = await self._call("/v3/kv/put", body)
-        return int(data["header"]["revision"])
+        request = MESSAGE["PutRequest"](key=key, value=value, lease=lease)
+        data = await self._call("/etcdserverpb.KV/Put", request)
+        return int(data.header.revision)
 
     async def delete(self, key: bytes, range_end: bytes | None = None) -> int:
-        body: dict[str, Any] = {"key": _b64(key)}
-        if range_end is not None:
-            body["range_end"] = _b64(range_end)
-        data = await self._call("/v3/kv/deleterange", body)
-        return int(data.get("deleted", 0))
+        request = MESSAGE["DeleteRangeRequest"](key=key, range_end=range_end or b"")
+        data = await self._call("/etcdserverpb.KV/DeleteRange", request)
+        return int(data.deleted)
 
     async def txn(
         self, compare: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op] = ()
     ) -> TxnResult:
-        data = await self._call(
-            "/v3/kv/txn",
-            {
-                "compare": [c.to_json() for c in compare],
-                "success": [o.to_json() for o in success],
-                "failure": [o.to_json() for o in failure],
-            },
+        request = MESSAGE["TxnRequest"](
+            compare=[c.to_wire() for c in compare],
+            success=[o.to_wire() for o in success],
+            failure=[o.to_wire() for o in failure],
         )
-        responses: list[list[KeyValue] | None] = []
-        for r in data.get("responses", []):
-            rng = r.get("response_range")
-            responses.append(
-                [KeyValue.from_json(kv) for kv in rng.get("kvs", [])] if rng is not None else None
-            )
+        data = await self._call("/etcdserverpb.KV/Txn", request)
+        responses: list[list[KeyValue] | None] = [
+            [KeyValue.from_wire(kv) for kv in r.response_range.kvs]
+            if r.WhichOneof("response") == "response_range"
+            else None
+            for r in data.responses
+        ]
         return TxnResult(
-            succeeded=bool(data.get("succeeded", False)),
-            revision=int(data["header"]["revision"]),
-            responses=responses,
+            succeeded=data.succeeded, revision=data.header.revision, responses=responses
         )
 
     async def compact(self, revision: int) -> None:
-        await self._call("/v3/kv/compaction", {"revision": str(revision), "physical": True})
+        request = MESSAGE["CompactionRequest"](revision=revision, physical=True)
+        await self._call("/etcdserverpb.KV/Compact", request)
 
     async def revision(self) -> int:
         """The store's current revision."""
@@ -331,20 +363,34 @@ class EtcdClient:
     # --- leases ----------------------------------------------------------
 
     async def lease_grant(self, ttl: int) -> int:
-        data = await self._call("/v3/lease/grant", {"TTL": str(ttl)})
-        return int(data["ID"])
+        data = await self._call(
+            "/etcdserverpb.Lease/LeaseGrant", MESSAGE["LeaseGrantRequest"](TTL=ttl)
+        )
+        if data.error:
+            raise Unavailable(f"etcd: {data.error}")
+        return int(data.ID)
 
     async def lease_keepalive(self, lease: int) -> int:
         """Refreshes the lease once; returns the TTL left, raising NotFound if it expired."""
-        data = await self._call("/v3/lease/keepalive", {"ID": str(lease)})
-        ttl = int(data.get("result", {}).get("TTL", 0))
+        call = self._method("/etcdserverpb.Lease/LeaseKeepAlive", "stream")(timeout=self._timeout)
+        try:
+            await call.write(MESSAGE["LeaseKeepAliveRequest"](ID=lease))
+            await call.done_writing()
+            data = await call.read()
+        except grpc.aio.AioRpcError as exc:
+            raise self._error(exc) from exc
+        finally:
+            call.cancel()
+        ttl = 0 if data is grpc.aio.EOF else int(data.TTL)
         if ttl <= 0:
             raise NotFound(f"lease {lease:x} has expired")
         return ttl
 
     async def lease_revoke(self, lease: int) -> None:
         try:
-            await self._call("/v3/lease/revoke", {"ID": str(lease)})
+            await self._call(
+                "/etcdserverpb.Lease/LeaseRevoke", MESSAGE["LeaseRevokeRequest"](ID=lease)
+            )
         except NotFound:
             pass
 
