@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 from collections.abc import AsyncIterator
 
 from reconcilers.conductor import Conductor
@@ -49,7 +50,14 @@ async def matches(store: Store, view: Projection) -> bool:
         assert (
             row.spec == obj["spec"] and row.status == obj["status"] and row.labels == {"app": "web"}
         )
+        created = dt.datetime.fromisoformat(obj["metadata"]["creationTimestamp"])
+        assert _utc(row.created_at) == created and row.deleted_at is None
     return True
+
+
+def _utc(stamp: dt.datetime) -> dt.datetime:
+    """SQLite gives back the UTC time without its zone, PostgreSQL with it."""
+    return stamp.astimezone(dt.UTC) if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
 
 
 async def test_projection_follows_etcd_and_survives_restarts(
