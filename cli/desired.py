@@ -245,6 +245,25 @@ async def _serve_metrics(metrics: Metrics, port: int) -> web.AppRunner | None:
     return runner
 
 
+def take_conductor_priority(cfg: Config) -> None:
+    """A process that runs the conductor alone takes ``reconcilers.conductor_nice``; called
+    before the process starts a thread (Linux keeps a nice value per thread, and new
+    threads take their creator's)."""
+    nice = cfg.reconcilers.conductor_nice
+    if not -20 <= nice <= 19:
+        raise DesiredError(f"reconcilers.conductor_nice must be from -20 to 19, not {nice}")
+    if parts_of(cfg.reconcilers.run) != ("conductor",):
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    except PermissionError:
+        print(
+            f"desired reconcilers: cannot take nice {nice} for the conductor (it needs root "
+            f"or CAP_SYS_NICE); running at {os.getpriority(os.PRIO_PROCESS, 0)}",
+            file=sys.stderr,
+        )
+
+
 async def reconcilers_cmd(cfg: Config, identity: str) -> int:
     if not cfg.etcd.url:
         raise DesiredError("desired reconcilers needs etcd.url (DESIRED_ETCD_URL)")
@@ -364,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "hostd":
             return asyncio.run(_daemon(hostd_cmd(cfg, args.simulate)))
         identity = args.identity or f"{socket.gethostname()}-{os.getpid()}"
+        take_conductor_priority(cfg)
         return asyncio.run(_daemon(reconcilers_cmd(cfg, identity)))
     except DesiredError as exc:
         print(f"desired: {exc.message}", file=sys.stderr)

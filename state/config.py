@@ -96,6 +96,11 @@ class ReconcilerConfig:
     #: port of ``desired reconcilers``' /metrics on loopback; 0: not served
     #: (``desired up`` serves them on the API server's /metrics)
     metrics_port: int = 0
+    #: the nice value (-20 to 19) a ``desired reconcilers`` process that runs the
+    #: conductor alone takes: readers wait for the conductor's progress to see their own
+    #: writes, so it must not queue for a CPU behind hostd and the scheduler; below 0
+    #: needs root (or CAP_SYS_NICE), without which it says so and keeps its priority
+    conductor_nice: int = -10
 
 
 @dataclass(frozen=True)
