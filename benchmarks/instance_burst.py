@@ -5,8 +5,9 @@ SQLite; with ``--conductor-apart`` the conductor in a second process) and
 ``desired hostd --simulate H`` as separate processes, as in production,
 then:
 
-1. creates ``--single`` instances one at a time and times each from the
-   create to its Ready condition (p50/p99);
+1. once hostd is done setting its hosts up (under 5 % of a CPU for half a
+   second), creates ``--single`` instances one at a time and times each from
+   the create to its Ready condition (p50/p99);
 2. creates ``--burst`` instances at once and times until all are Ready;
 3. prints hostd's RSS, etcd revisions (writes) per instance, and the
    conductor's projection lag: sampled during the burst by
@@ -46,6 +47,28 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def settled(
+    pid: int, *, quiet: float = 0.05, window: float = 0.5, limit: float = 60
+) -> float:
+    """Waits until the process used under ``quiet`` of a CPU over ``window`` seconds (hostd
+    goes on setting its hosts up for a while after they are registered); returns the
+    seconds waited."""
+    start = time.perf_counter()
+    before = cpu_seconds(pid)
+    while time.perf_counter() - start < limit:
+        await asyncio.sleep(window)
+        now = cpu_seconds(pid)
+        if now - before < quiet * window:
+            break
+        before = now
+    return time.perf_counter() - start
 
 
 def instance(name: str) -> dict:
@@ -93,6 +116,7 @@ async def run(url: str, hosts: int, single: int, burst: int, sql_path: str, host
     # wait until every simulated host is registered and alive
     while len((await etcd.range(b"/desired/v1/alive/", b"/desired/v1/alive0")).kvs) < hosts:
         await asyncio.sleep(0.2)
+    print(f"hostd settled {await settled(hostd_pid):.1f} s after its hosts were alive")
 
     latencies = []
     for i in range(single):
