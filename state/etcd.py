@@ -226,8 +226,15 @@ class EtcdClient:
         for (a gRPC channel belongs to one loop)."""
         loop = asyncio.get_running_loop()
         if self._channel is None or self._loop is not loop:
-            # no size limits: a full list of a kind can exceed gRPC's default of 4 MiB
-            options = [("grpc.max_receive_message_length", -1)]
+            options = [
+                # no size limits: a full list of a kind can exceed gRPC's default of 4 MiB
+                ("grpc.max_receive_message_length", -1),
+                # after etcd was away, reach it again within a second of its return (gRPC's
+                # own backoff grows to two minutes, and calls fail until it reconnects)
+                ("grpc.initial_reconnect_backoff_ms", 100),
+                ("grpc.min_reconnect_backoff_ms", 100),
+                ("grpc.max_reconnect_backoff_ms", 1000),
+            ]
             self._channel = (
                 grpc.aio.secure_channel(self._target, grpc.ssl_channel_credentials(), options)
                 if self._tls

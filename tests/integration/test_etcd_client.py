@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pytest
 
 from fixtures.etcd import EtcdServer
-from state.errors import Conflict, Gone, NotFound
+from state.errors import Conflict, Gone, NotFound, Unavailable
 from state.etcd import Compare, EtcdClient, Get, Put, absent, mod_revision_is, prefix_end
 
 PREFIX = b"/test/client/"
@@ -80,3 +81,29 @@ def test_one_client_serves_one_event_loop_after_another(etcd_server: EtcdServer)
     assert asyncio.run(client.get(PREFIX + b"loop")).value == b"1"  # type: ignore[union-attr]
     asyncio.run(client.delete(PREFIX + b"loop"))
     asyncio.run(client.close())
+
+
+async def test_calls_fail_while_etcd_is_away_and_work_a_moment_after_it_returns(
+    fresh_etcd: EtcdServer,
+) -> None:
+    client = EtcdClient(fresh_etcd.url, timeout=1)
+    try:
+        await client.put(PREFIX + b"k", b"1")
+        fresh_etcd.kill()
+        away = time.monotonic()
+        # 25 s: gRPC's own backoff would have grown to about 10 s between attempts
+        while time.monotonic() - away < 25:
+            with pytest.raises(Unavailable, match="retry later"):
+                await client.get(PREFIX + b"k")
+            await asyncio.sleep(0.5)
+        fresh_etcd.start()
+        back = time.monotonic()
+        while True:
+            try:
+                assert (await client.get(PREFIX + b"k")).value == b"1"  # type: ignore[union-attr]
+                break
+            except Unavailable:
+                assert time.monotonic() - back < 2, "not reconnected 2 s after etcd returned"
+                await asyncio.sleep(0.1)
+    finally:
+        await client.close()
