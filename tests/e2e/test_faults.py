@@ -1,8 +1,8 @@
 """Fault injection: kill -9 the reconcilers and hostd in the middle of a burst of 200 instances.
 
-The real processes (`desired reconcilers`, `desired hostd --simulate 4`) run
-against a real etcd; each is killed with SIGKILL mid-burst and started
-again. Afterwards every instance must be Ready, placed on exactly one host,
+The real processes (`desired reconcilers`, as one process or with the
+conductor in a second one, and `desired hostd --simulate 4`) run against a
+real etcd; each is killed with SIGKILL mid-burst and started again. Afterwards every instance must be Ready, placed on exactly one host,
 no host over-committed, every host's allocation equal to what its instances
 use, and SQL (the conductor's projection) equal to etcd.
 """
@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from fixtures.etcd import EtcdServer
 from state import keys
@@ -62,7 +64,9 @@ async def ready_count(store: Store) -> int:
     return sum(1 for o in items if (c := condition(o, "Ready")) and c["status"] == "True")
 
 
-async def burst_with_faults(etcd_url: str, data: Path, reconcilers: Proc, hostd: Proc) -> None:
+async def burst_with_faults(etcd_url: str, data: Path, first: list[Proc], then: list[Proc]) -> None:
+    """Kills ``first`` once 20 instances are Ready, ``then`` a second after the rest of the
+    burst was created (each with SIGKILL, each started again at once)."""
     etcd = EtcdClient(etcd_url)
     store = Store(etcd)
     await store.create(
@@ -92,10 +96,12 @@ async def burst_with_faults(etcd_url: str, data: Path, reconcilers: Proc, hostd:
     while await ready_count(store) < 20:  # mid-burst: some placed and running, most not
         assert time.monotonic() < deadline, "nothing became Ready"
         await asyncio.sleep(0.05)
-    reconcilers.kill9_and_restart()
+    for proc in first:
+        proc.kill9_and_restart()
     await asyncio.gather(*(create(i) for i in range(BURST // 2, BURST)))
     await asyncio.sleep(1.0)
-    hostd.kill9_and_restart()
+    for proc in then:
+        proc.kill9_and_restart()
 
     deadline = time.monotonic() + 90
     while await ready_count(store) < BURST:
@@ -151,7 +157,11 @@ async def burst_with_faults(etcd_url: str, data: Path, reconcilers: Proc, hostd:
     await etcd.close()
 
 
-def test_kill9_mid_burst_converges(tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", ["one process", "conductor apart"])
+def test_kill9_mid_burst_converges(tmp_path: Path, layout: str) -> None:
+    """One ``desired reconcilers`` killed mid-burst, then hostd; or, with the conductor in a
+    process of its own (the layout docs/reconcilers.md recommends), the scheduler's
+    process, then the conductor's and hostd."""
     with EtcdServer() as etcd:
         env = dict(
             os.environ,
@@ -164,10 +174,17 @@ def test_kill9_mid_burst_converges(tmp_path: Path) -> None:
             DESIRED_HOSTD_LEASE_TTL="3",
             DESIRED_HOSTD_RESYNC="2",
         )
-        reconcilers = Proc(["reconcilers"], env)
+        if layout == "one process":
+            reconcilers = [Proc(["reconcilers"], env)]
+        else:
+            reconcilers = [
+                Proc(["reconcilers"], {**env, "DESIRED_RECONCILERS_RUN": run})
+                for run in ("scheduler,gitsync,network", "conductor")
+            ]
         hostd = Proc(["hostd", "--simulate", "4"], env)
+        first, then = reconcilers[:1], [*reconcilers[1:], hostd]
         try:
-            asyncio.run(burst_with_faults(etcd.url, tmp_path, reconcilers, hostd))
+            asyncio.run(burst_with_faults(etcd.url, tmp_path, first, then))
         finally:
-            reconcilers.stop()
-            hostd.stop()
+            for proc in [*reconcilers, hostd]:
+                proc.stop()
