@@ -1,9 +1,9 @@
 """The ``desired`` command: run the cloud's processes.
 
 Owns: ``desired up`` (everything on this machine with embedded defaults:
-etcd as a child process, SQLite, the API server, the reconcilers, and a
-hostd: real guests through libvirtd when it answers, else simulated hosts,
-said at start; on the first start, a demo guest) and the separate
+etcd and the conductor as child processes, SQLite, the API server, the other
+reconcilers, and a hostd: real guests through libvirtd when it answers, else
+simulated hosts, said at start; on the first start, a demo guest) and the separate
 production processes ``desired apiserver``, ``desired reconcilers`` and
 ``desired hostd``; signal handling and orderly shutdown; the files ``up`` writes
 for clients (``env``, ``clouds.yaml``, ``desiredctl.yaml``).
@@ -108,7 +108,53 @@ async def _until_signalled() -> None:
     await stop.wait()
 
 
-async def up(cfg: Config, simulate: int = 0, demo: bool = True) -> int:
+async def _start_conductor(
+    cfg: Config, etcd_url: str, config_path: str | None
+) -> asyncio.subprocess.Process:
+    """The conductor in a ``desired reconcilers`` child process of its own: the layout for
+    speed (docs/reconcilers.md), where it takes ``reconcilers.conductor_nice``. It reads the
+    same config file and environment as ``up``, with ``up``'s etcd and SQL."""
+    args = ["--config", config_path] if config_path else []
+    env = {
+        **os.environ,
+        "DESIRED_ETCD_URL": etcd_url,
+        "DESIRED_DATA_DIR": str(cfg.data_dir),
+        "DESIRED_SQL_URL": cfg.sql_url(),
+        "DESIRED_RECONCILERS_RUN": "conductor",
+    }
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "cli.desired",
+        *args,
+        "reconcilers",
+        "--identity",
+        "up-conductor",
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+    )
+
+
+async def _stop_child(child: asyncio.subprocess.Process | None) -> None:
+    """Stops a child ``up`` started, by its PID: SIGTERM, then SIGKILL after 20 s."""
+    if child is None or child.returncode is not None:
+        return
+    child.terminate()
+    try:
+        await asyncio.wait_for(child.wait(), 20)
+    except TimeoutError:
+        child.kill()
+        await child.wait()
+
+
+async def _exited(child: asyncio.subprocess.Process, what: str) -> None:
+    code = await child.wait()
+    raise DesiredError(f"{what} (pid {child.pid}) exited with status {code}")
+
+
+async def up(
+    cfg: Config, simulate: int = 0, demo: bool = True, config_path: str | None = None
+) -> int:
     data_dir = cfg.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     etcd_server: EtcdServer | None = None
@@ -116,6 +162,8 @@ async def up(cfg: Config, simulate: int = 0, demo: bool = True) -> int:
     metadata: web.AppRunner | None = None
     reconcilers: asyncio.Task[None] | None = None
     hostd: asyncio.Task[None] | None = None
+    conductor: asyncio.subprocess.Process | None = None
+    conductor_exit: asyncio.Task[None] | None = None
     cfg = _with_metadata_secret(cfg)
     try:
         if cfg.etcd.url:
@@ -130,11 +178,20 @@ async def up(cfg: Config, simulate: int = 0, demo: bool = True) -> int:
         api_url = f"http://{cfg.api.host}:{_bound_port(runner)}"
         metadata = await _serve_metadata(cfg, etcd_url, cfg.metadata.secret)
         metadata_url = f"http://{cfg.metadata.host}:{_bound_port(metadata)}"
-        reconcilers = asyncio.create_task(
-            run_reconcilers(
-                cfg, EtcdClient(etcd_url, timeout=cfg.etcd.timeout), identity="up", metrics=metrics
+        parts = parts_of(cfg.reconcilers.run)
+        if "conductor" in parts:
+            conductor = await _start_conductor(cfg, etcd_url, config_path)
+            parts = tuple(p for p in parts if p != "conductor")
+        if parts:
+            here = dataclasses.replace(cfg.reconcilers, run=",".join(parts))
+            reconcilers = asyncio.create_task(
+                run_reconcilers(
+                    dataclasses.replace(cfg, reconcilers=here),
+                    EtcdClient(etcd_url, timeout=cfg.etcd.timeout),
+                    identity="up",
+                    metrics=metrics,
+                )
             )
-        )
         setup_store = Store(EtcdClient(etcd_url, timeout=cfg.etcd.timeout))
         try:
             passwords = await ensure_identity(setup_store, data_dir)
@@ -168,6 +225,8 @@ async def up(cfg: Config, simulate: int = 0, demo: bool = True) -> int:
         print(f"  metadata         {metadata_url} (guests: http://169.254.169.254)", flush=True)
         print(f"  etcd             {etcd_url}", flush=True)
         print(f"  SQL              {cfg.sql_url()}", flush=True)
+        if conductor is not None:
+            print(f"  conductor        process {conductor.pid} (desired reconcilers)", flush=True)
         if real is not None:
             print(
                 f"  hostd            host {real.host}: REAL guests through libvirtd "
@@ -186,21 +245,24 @@ async def up(cfg: Config, simulate: int = 0, demo: bool = True) -> int:
             print(f"  wrote            {f}", flush=True)
         print(f"  use it:          . {data_dir / 'env'} && desiredctl get flavors", flush=True)
         waiter = asyncio.create_task(_until_signalled())
-        done, _ = await asyncio.wait(
-            {waiter, reconcilers, hostd}, return_when=asyncio.FIRST_COMPLETED
-        )
+        watched = {waiter, hostd, *([reconcilers] if reconcilers else [])}
+        if conductor is not None:
+            conductor_exit = asyncio.create_task(_exited(conductor, "the conductor's process"))
+            watched.add(conductor_exit)
+        done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         for finished in done - {waiter}:
-            finished.result()  # a crash of the reconcilers or hostd ends ``up`` with its error
+            finished.result()  # a crash of the reconcilers, the conductor or hostd ends ``up``
         print("desired: stopping", flush=True)
         return 0
     finally:
         try:
-            for running in (hostd, reconcilers):
+            for running in (hostd, reconcilers, conductor_exit):
                 if running is not None:
                     running.cancel()
                     # a task that failed says so above; here it only has to be gone
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await running
+            await _stop_child(conductor)
             for serving in (runner, metadata):
                 if serving is not None:
                     await serving.cleanup()
@@ -377,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         if overrides:
             cfg = dataclasses.replace(cfg, **overrides)  # type: ignore[arg-type]
         if args.command == "up":
-            return asyncio.run(_daemon(up(cfg, args.simulate, not args.no_demo)))
+            return asyncio.run(_daemon(up(cfg, args.simulate, not args.no_demo, args.config)))
         if args.command == "apiserver":
             return asyncio.run(_daemon(apiserver(cfg)))
         if args.command == "hostd":

@@ -9,6 +9,8 @@ again and finds the state intact.
 from __future__ import annotations
 
 import json
+import os
+import re
 import signal
 import subprocess
 import time
@@ -119,11 +121,35 @@ def test_up_elects_its_reconcilers_and_serves_their_metrics(up: Up) -> None:
     deadline = time.monotonic() + 20
     while True:
         text = urllib.request.urlopen(up.url + "/metrics", timeout=5).read().decode()
-        if 'desired_leader{election="reconcilers"} 1.0' in text:
+        if 'desired_leader{election="reconcilers-scheduler-gitsync-network"} 1.0' in text:
             break
         assert time.monotonic() < deadline, text
         time.sleep(0.2)
     assert "desired_reconcile_seconds" in text
+
+
+def test_up_runs_the_conductor_in_a_child_process_at_its_priority(up: Up) -> None:
+    (line,) = [x for x in up.output if x.strip().startswith("conductor ")]
+    pid = int(re.search(r"process (\d+)", line).group(1))  # type: ignore[union-attr]
+    deadline = time.monotonic() + 30
+    while True:  # the child sets its priority once it has read its config
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        assert int(fields[1]) == up.proc.pid  # its parent is up
+        if int(fields[16]) == -10:  # reconcilers.conductor_nice
+            break
+        assert time.monotonic() < deadline, f"nice {fields[16]}"
+        time.sleep(0.1)
+    up.stop()
+    assert not Path(f"/proc/{pid}").exists()  # stopped with up
+
+
+def test_up_ends_with_an_error_when_its_conductor_dies(up: Up) -> None:
+    (line,) = [x for x in up.output if x.strip().startswith("conductor ")]
+    pid = int(re.search(r"process (\d+)", line).group(1))  # type: ignore[union-attr]
+    os.kill(pid, signal.SIGKILL)
+    assert up.proc.wait(60) == 1
+    time.sleep(0.5)  # the drain thread reads the last lines
+    assert f"the conductor's process (pid {pid}) exited with status -9" in "".join(up.output)
 
 
 def test_up_runs_an_instance_on_its_simulated_host(up: Up, tmp_path: Path) -> None:
