@@ -92,11 +92,8 @@ class _DriverStatement:
     def parameters(self, rows: list[dict[str, Any]]) -> list[Any]:
         binds = self.binds
         if self.positional:
-            return [
-                tuple(r[n] if p is None or r[n] is None else p(r[n]) for n, p in binds)
-                for r in rows
-            ]
-        return [{n: r[n] if p is None or r[n] is None else p(r[n]) for n, p in binds} for r in rows]
+            return [tuple(r[n] if p is None else p(r[n]) for n, p in binds) for r in rows]
+        return [{n: r[n] if p is None else p(r[n]) for n, p in binds} for r in rows]
 
 
 @cache
