@@ -124,6 +124,7 @@ async def _start_conductor(
     }
     return await asyncio.create_subprocess_exec(
         sys.executable,
+        "-P",  # the installed desired, not a cli/ of the working directory
         "-m",
         "cli.desired",
         *args,
