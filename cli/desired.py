@@ -36,6 +36,7 @@ from apiserver.metadata import service as metadata_service
 from cli.up_demo import create_demo
 from cli.up_files import write_client_files
 from cli.up_identity import CLIENT_USERS, HOSTD_USER, ensure_identity
+from fixtures.children import dying_with_parent
 from fixtures.etcd import EtcdServer
 from hostd.run import real_agent, run_agents, simulated_agents, try_real_agent
 from reconcilers.runtime.garbage import collect_when_quiet
@@ -122,7 +123,7 @@ async def _start_conductor(
         "DESIRED_SQL_URL": cfg.sql_url(),
         "DESIRED_RECONCILERS_RUN": "conductor",
     }
-    return await asyncio.create_subprocess_exec(
+    cmd = [
         sys.executable,
         "-P",  # the installed desired, not a cli/ of the working directory
         "-m",
@@ -131,6 +132,9 @@ async def _start_conductor(
         "reconcilers",
         "--identity",
         "up-conductor",
+    ]
+    return await asyncio.create_subprocess_exec(
+        *dying_with_parent(cmd),  # an up killed -9 leaves no conductor behind
         env=env,
         stdin=asyncio.subprocess.DEVNULL,
     )
@@ -170,7 +174,7 @@ async def up(
         if cfg.etcd.url:
             etcd_url = cfg.etcd.url
         else:
-            etcd_server = EtcdServer(data_dir / "etcd").start()
+            etcd_server = EtcdServer(data_dir / "etcd", die_with_parent=True).start()
             etcd_url = etcd_server.url
         upgrade(cfg.sql_url())
         token = bootstrap_token(cfg.api.admin_token, data_dir)

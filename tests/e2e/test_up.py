@@ -208,3 +208,37 @@ def test_up_makes_users_whose_clouds_yaml_logs_in(up: Up) -> None:
             f"{up.url}/compute/v2.1"
         )
     assert (up.data_dir / "passwords.yaml").stat().st_mode & 0o777 == 0o600
+
+
+def _children(pid: int) -> dict[int, str]:
+    """The live processes whose parent is ``pid``, with their command lines."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                cmdline = (entry / "cmdline").read_text().replace("\0", " ")
+            except OSError:
+                continue
+            if int(stat[1]) == pid and stat[0] != "Z":
+                found[int(entry.name)] = cmdline
+    return found
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_an_up_killed_with_sigkill_leaves_neither_etcd_nor_its_conductor(up: Up) -> None:
+    children = _children(up.proc.pid)
+    assert any("etcd" in c for c in children.values()), children
+    assert any("reconcilers" in c for c in children.values()), children
+    up.proc.kill()
+    up.proc.wait()
+    deadline = time.monotonic() + 20
+    while not all(_gone(pid) for pid in children):
+        assert time.monotonic() < deadline, {p: c for p, c in children.items() if not _gone(p)}
+        time.sleep(0.1)
