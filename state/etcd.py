@@ -34,11 +34,8 @@ import grpc
 from state.errors import Conflict, DesiredError, Gone, NotFound, Unavailable
 from state.etcd_wire import COMPARE_RESULT, COMPARE_TARGET, MESSAGE, METHODS
 
-# gRPC status codes the JSON gateway reports in {"code": N} on a watch stream
-_GRPC_OUT_OF_RANGE = 11
-_GRPC_NOT_FOUND = 5
-_GRPC_UNAVAILABLE = 14
-_GRPC_DEADLINE = 4
+#: gRPC's status codes by number (the JSON gateway reports {"code": N})
+_STATUS = {status.value[0]: status for status in grpc.StatusCode}
 #: seconds of silence after which a watch stream counts as dead and is resumed
 WATCH_SILENCE = 30.0
 
@@ -286,16 +283,7 @@ class EtcdClient:
             raise self._error(exc) from exc
 
     def _error(self, exc: grpc.aio.AioRpcError) -> DesiredError:
-        code, message = exc.code(), exc.details() or str(exc.code())
-        if code == grpc.StatusCode.OUT_OF_RANGE or "compacted" in message:
-            return Gone(message)
-        if code == grpc.StatusCode.NOT_FOUND:
-            return NotFound(message)
-        if "too many operations" in message or "duplicate key" in message:
-            return Conflict(message)
-        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-            return Unavailable(f"etcd at {self.url} is unreachable ({message}); retry later")
-        return Unavailable(f"etcd: {message}")
+        return _etcd_error(self.url, exc.code(), exc.details() or str(exc.code()))
 
     # --- kv --------------------------------------------------------------
 
@@ -429,8 +417,9 @@ class EtcdClient:
                 async for line in _lines(resp.content):
                     msg = json.loads(line)
                     if "error" in msg:
-                        err = msg["error"]
-                        raise _gateway_error(err if isinstance(err, dict) else msg)
+                        err = msg["error"] if isinstance(msg["error"], dict) else msg
+                        message = str(err.get("message") or err.get("error") or err)
+                        raise _etcd_error(self.url, _STATUS.get(int(err.get("code", 0))), message)
                     result = msg.get("result", {})
                     if result.get("compact_revision"):
                         raise Gone(
@@ -475,15 +464,14 @@ async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[bytes]:
         yield bytes(buf).strip()
 
 
-def _gateway_error(data: dict[str, Any]) -> DesiredError:
-    code = int(data.get("code", 0))
-    message = str(data.get("message") or data.get("error") or data)
-    if code == _GRPC_OUT_OF_RANGE or "compacted" in message:
+def _etcd_error(url: str, code: grpc.StatusCode | None, message: str) -> DesiredError:
+    """What etcd's answer (a gRPC status, from a call or from the JSON gateway) means."""
+    if code == grpc.StatusCode.OUT_OF_RANGE or "compacted" in message:
         return Gone(message)
-    if code == _GRPC_NOT_FOUND or "lease not found" in message:
+    if code == grpc.StatusCode.NOT_FOUND or "lease not found" in message:
         return NotFound(message)
-    if code in (_GRPC_UNAVAILABLE, _GRPC_DEADLINE):
-        return Unavailable(f"etcd: {message}; retry later")
     if "too many operations" in message or "duplicate key" in message:
         return Conflict(message)
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return Unavailable(f"etcd at {url} is unreachable ({message}); retry later")
     return Unavailable(f"etcd: {message}")
