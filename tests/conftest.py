@@ -26,6 +26,13 @@ settings.register_profile("desired", deadline=None, suppress_health_check=[Healt
 settings.load_profile("desired")
 
 
+def proc_stat(pid: int, tid: int | None = None) -> list[str]:
+    """A process's (or one of its threads') fields of /proc stat after its name: [0] is
+    proc(5)'s field 3 (state), [1] field 4 (parent's PID), [16] field 19 (nice)."""
+    text = Path(f"/proc/{pid}/task/{tid or pid}/stat").read_text()
+    return text.rsplit(")", 1)[1].split()
+
+
 @pytest.fixture(scope="session")
 def etcd_server() -> Iterator[EtcdServer]:
     """One etcd for the session; tests isolate themselves by clearing keys."""

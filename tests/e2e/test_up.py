@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import time
@@ -24,6 +23,7 @@ from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
 
 from state.sql.projection import Projection
+from tests.conftest import proc_stat
 from tests.e2e.up_process import BIN, Up, ctl, ctl_env
 
 
@@ -129,11 +129,10 @@ def test_up_elects_its_reconcilers_and_serves_their_metrics(up: Up) -> None:
 
 
 def test_up_runs_the_conductor_in_a_child_process_at_its_priority(up: Up) -> None:
-    (line,) = [x for x in up.output if x.strip().startswith("conductor ")]
-    pid = int(re.search(r"process (\d+)", line).group(1))  # type: ignore[union-attr]
+    pid = up.conductor_pid()
     deadline = time.monotonic() + 30
     while True:  # the child sets its priority once it has read its config
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = proc_stat(pid)
         assert int(fields[1]) == up.proc.pid  # its parent is up
         if int(fields[16]) == -10:  # reconcilers.conductor_nice
             break
@@ -144,8 +143,7 @@ def test_up_runs_the_conductor_in_a_child_process_at_its_priority(up: Up) -> Non
 
 
 def test_up_ends_with_an_error_when_its_conductor_dies(up: Up) -> None:
-    (line,) = [x for x in up.output if x.strip().startswith("conductor ")]
-    pid = int(re.search(r"process (\d+)", line).group(1))  # type: ignore[union-attr]
+    pid = up.conductor_pid()
     os.kill(pid, signal.SIGKILL)
     assert up.proc.wait(60) == 1
     time.sleep(0.5)  # the drain thread reads the last lines
@@ -216,7 +214,7 @@ def _children(pid: int) -> dict[int, str]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                stat = proc_stat(int(entry.name))
                 cmdline = (entry / "cmdline").read_text().replace("\0", " ")
             except OSError:
                 continue
@@ -227,7 +225,7 @@ def _children(pid: int) -> dict[int, str]:
 
 def _gone(pid: int) -> bool:
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        return proc_stat(pid)[0] == "Z"
     except OSError:
         return True
 

@@ -55,6 +55,13 @@ class Up:
         for line in self.proc.stdout:
             self.output.append(line)
 
+    def conductor_pid(self) -> int:
+        """The PID of the conductor's child process, as ``up``'s banner gives it."""
+        (line,) = [x for x in self.output if x.strip().startswith("conductor ")]
+        found = re.search(r"process (\d+)", line)
+        assert found is not None, line
+        return int(found.group(1))
+
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
         try:

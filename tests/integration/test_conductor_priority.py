@@ -10,13 +10,13 @@ import time
 from pathlib import Path
 
 from fixtures.etcd import EtcdServer
+from tests.conftest import proc_stat
 
 BIN = Path(sys.executable).parent
 
 
 def nice_of(pid: int, tid: int | None = None) -> int:
-    stat = Path(f"/proc/{pid}/task/{tid or pid}/stat").read_text()
-    return int(stat.rsplit(")", 1)[1].split()[16])  # field 19 of proc(5): nice
+    return int(proc_stat(pid, tid)[16])
 
 
 def start(etcd: EtcdServer, data: Path, run: str, **env: str) -> subprocess.Popen[bytes]:
