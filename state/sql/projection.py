@@ -80,12 +80,10 @@ class _DriverStatement:
     def compile(cls, stmt: Any, dialect: Dialect, columns: tuple[str, ...]) -> _DriverStatement:
         compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
         names = compiled.positiontup if compiled.positional else list(compiled.binds)
-        types = {name: compiled.binds[name].type for name in names}
+        types = [compiled.binds[name].type.dialect_impl(dialect) for name in names]
         return cls(
             sql=compiled.string,
-            binds=tuple(
-                (name, types[name].dialect_impl(dialect).bind_processor(dialect)) for name in names
-            ),
+            binds=tuple((n, t.bind_processor(dialect)) for n, t in zip(names, types, strict=True)),
             positional=compiled.positional,
         )
 
