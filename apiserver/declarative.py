@@ -26,12 +26,12 @@ import json
 import weakref
 from typing import Any
 
-import yaml
 from aiohttp import web
 
 from apiserver.auth import token_auth
 from apiserver.errors import status_errors
 from apiserver.kinds import KINDS, KindInfo, by_kind, by_plural, check_scope
+from apiserver.request_text import decode, loads_json, loads_yaml
 from state import selectors
 from state.admission import admit, admit_delete
 from state.apply import apply
@@ -56,11 +56,8 @@ async def _body(request: web.Request) -> Obj:
     if not raw:
         raise BadRequest("the request has no body")
     try:
-        if "yaml" in request.content_type:
-            data = yaml.safe_load(raw)
-        else:
-            data = json.loads(raw)
-    except (ValueError, yaml.YAMLError) as exc:
+        data = await decode(raw, loads_yaml if "yaml" in request.content_type else loads_json)
+    except ValueError as exc:
         raise BadRequest(
             f"the body is not valid {'YAML' if 'yaml' in request.content_type else 'JSON'}: {exc}"
         ) from None

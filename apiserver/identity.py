@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import json
 import secrets
 import time
 import uuid
@@ -28,6 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
+from apiserver import request_text
 from apiserver.tokens import Token, decode, encode
 from apiserver.urls import base_url
 from state import keys
@@ -329,8 +329,8 @@ async def _caller(request: web.Request) -> Token:
 
 async def issue(request: web.Request) -> web.Response:
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = await request_text.decode(await request.read())
+    except ValueError:
         raise _fail(400, "the request body is not JSON") from None
     identity = request.app[IDENTITY]
     token = await identity.authenticate(body)

@@ -26,6 +26,7 @@ from aiohttp import web
 
 from apiserver.compute.names import slug
 from apiserver.image_data import ImageData
+from apiserver.request_text import decode
 from apiserver.tokens import Token, TokenChecker
 from apiserver.urls import base_url
 from state.envelope import Obj, Ref
@@ -264,7 +265,7 @@ async def create_image(request: web.Request) -> web.Response:
     if "member" not in token.roles or not token.project:
         raise ImageFault(403, "You are not authorized to create images.")
     try:
-        body = await request.json()
+        body = await decode(await request.read())
     except ValueError:
         raise ImageFault(400, "Malformed JSON in request body.") from None
     if not isinstance(body, dict):

@@ -6,6 +6,8 @@ object shares) and ``defs.yaml`` (definitions they share); loading them once,
 compiling each kind's validator once, validating whole objects and specs
 with every error reported by field path, and filling in defaults.
 
+Every string of an object, keys included, must be storable text
+(``schemas.text``: no lone surrogate, no NUL) whatever its schema says.
 Validation is two-step: a compiled validator (fastjsonschema) says whether
 an object is valid, which is the common case and fast; only when it is not
 does jsonschema, the reference, find every error. Rules JSON Schema cannot
@@ -33,6 +35,7 @@ from jsonschema import Draft202012Validator, FormatChecker, validators
 from schemas.checks import scope_rules, spec_rules
 from schemas.formats import FORMATS
 from schemas.messages import humanise, type_name
+from schemas.text import unstorable
 
 __all__ = [
     "API_VERSION",
@@ -219,7 +222,7 @@ def validate(obj: dict[str, Any]) -> None:
     if not isinstance(obj, dict):
         raise SchemaError([("", f"expected object, got {type_name(obj)}")])
     kind = _kind_of(obj)
-    errors = _compiled(kind, "object").errors(obj)
+    errors = unstorable(obj) + _compiled(kind, "object").errors(obj)
     errors += scope_rules(kind, SCOPES[kind], obj)
     errors += spec_rules(kind, obj.get("spec"))
     if errors:
@@ -228,7 +231,8 @@ def validate(obj: dict[str, Any]) -> None:
 
 def validate_spec(kind: str, spec: dict[str, Any]) -> None:
     """Checks a spec alone (paths start with ``spec``); scope is not checked."""
-    errors = _compiled(_known(kind), "spec").errors(spec) + spec_rules(kind, spec)
+    errors = unstorable(spec, "spec") + _compiled(_known(kind), "spec").errors(spec)
+    errors += spec_rules(kind, spec)
     if errors:
         raise SchemaError(errors)
 

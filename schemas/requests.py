@@ -15,6 +15,7 @@ refuses.
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -24,6 +25,9 @@ import fastjsonschema
 import yaml
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import best_match
+
+from schemas.names import PRINTABLE, printable_name
+from schemas.text import unstorable
 
 _FILE = Path(__file__).parent / "compute_requests.yaml"
 
@@ -87,19 +91,31 @@ def request_schema(name: str, version: Version) -> dict[str, Any]:
     return {"$defs": doc["$defs"], **schema}
 
 
+_FORMATS = {"printable-name": printable_name}
+_FORMAT_CHECKER = FormatChecker()
+_FORMAT_CHECKER.checks("printable-name")(lambda v: not isinstance(v, str) or printable_name(v))
+#: Nova's words for a name that is not printable (its InvalidName)
+_INVALID_NAME = f"An invalid 'name' value was provided. The name must be: {PRINTABLE}"
+
+
 @cache
 def _validator(name: str, version: Version) -> Draft202012Validator:
-    return Draft202012Validator(request_schema(name, version), format_checker=FormatChecker())
+    return Draft202012Validator(request_schema(name, version), format_checker=_FORMAT_CHECKER)
 
 
 @cache
 def _fast(name: str, version: Version) -> Any:
-    return fastjsonschema.compile(request_schema(name, version))
+    return fastjsonschema.compile(request_schema(name, version), formats=_FORMATS)
 
 
 def check_request(name: str, version: Version, body: Any) -> BodyError | None:
     """The first error of ``body`` against request schema ``name`` at ``version`` (a
-    compiled validator says whether there is one; jsonschema, the reference, finds it)."""
+    compiled validator says whether there is one; jsonschema, the reference, finds it).
+    Text that cannot be stored (``schemas.text``) is an error wherever it is."""
+    bad = unstorable(body)
+    if bad:
+        field, why = bad[0]
+        return BodyError(field.rsplit(".", 1)[-1], _at_path(body, field), why)
     try:
         _fast(name, version)(body)
         return None
@@ -108,5 +124,23 @@ def check_request(name: str, version: Version, body: Any) -> BodyError | None:
     error = best_match(_validator(name, version).iter_errors(body))
     if error is None:
         return None
+    if error.validator == "format" and error.validator_value == "printable-name":
+        return BodyError("", error.instance, _INVALID_NAME)
     path = [p for p in error.path]
     return BodyError(str(path[-1]) if path else "", error.instance, error.message)
+
+
+def _at_path(body: Any, field: str) -> Any:
+    """The value at a dotted ``field`` path of ``body`` (the field itself when a key is at
+    fault, as the path then names the key)."""
+    node = body
+    for part in re.split(r"\.|\[(\d+)\]", field):
+        if not part:
+            continue
+        if isinstance(node, list) and part.isdigit():
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            return field
+    return node

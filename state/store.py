@@ -6,7 +6,8 @@ envelope's rules: uid and generation assigned here, optimistic concurrency on
 finalizers and ``deletionTimestamp``, status written through its own door,
 consistent paged lists, and events.
 
-Must never: validate specs against schemas (callers do), hide a conflict, or
+Must never: validate specs against schemas (callers do), store a spec holding
+text SQL cannot keep (``spec_bytes`` refuses it for every writer), hide a conflict, or
 write a spec and a status in separate transactions when both change.
 
 A spec key holds the envelope without ``status``. A status key holds
@@ -26,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from schemas.text import unstorable
 from state import keys
 from state.envelope import (
     API_VERSION,
@@ -38,7 +40,7 @@ from state.envelope import (
     ref,
     resource_version,
 )
-from state.errors import AlreadyExists, BadRequest, Conflict, NotFound
+from state.errors import AlreadyExists, BadRequest, Conflict, FieldError, Invalid, NotFound
 from state.etcd import (
     Compare,
     Delete,
@@ -62,6 +64,21 @@ _STATUS_RETRIES = 16
 
 def dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+
+
+def spec_bytes(obj: Obj) -> bytes:
+    """The spec key's value for ``obj``; Invalid, naming each field, when a string in it
+    is not storable text (``schemas.text``): etcd never holds what SQL cannot store."""
+    data = dumps(obj)
+    # ASCII-only JSON escapes every NUL, other control and non-ASCII character as \\u....:
+    # without one, there is nothing to look at more closely
+    if b"\\u" in data and (errors := unstorable(obj)):
+        meta = obj.get("metadata") or {}
+        raise Invalid(
+            f"{obj.get('kind')} {meta.get('name')!r} is invalid",
+            [FieldError(path, message) for path, message in errors],
+        )
+    return data
 
 
 def decode_spec(kv: KeyValue) -> Obj:
@@ -236,7 +253,7 @@ class Store:
         res = await self.etcd.txn(
             [*(absent(k) for k in spec_keys), *(c for c, _ in extra)],
             [
-                *(Put(k, dumps(s)) for k, s in zip(spec_keys, stored, strict=True)),
+                *(Put(k, spec_bytes(s)) for k, s in zip(spec_keys, stored, strict=True)),
                 *(op for _, op in extra),
             ],
             [Get(k) for k in spec_keys] if extra or len(objs) > 1 else [],
@@ -263,7 +280,7 @@ class Store:
         spec_key = keys.spec(r.kind, r.project, r.name)
         res = await self.etcd.txn(
             [absent(spec_key)],
-            [Put(spec_key, dumps(stored))],
+            [Put(spec_key, spec_bytes(stored))],
             [Get(spec_key), Get(keys.status_for_spec(spec_key))],
         )
         if res.succeeded:
@@ -354,7 +371,11 @@ class Store:
         if gone:
             ops = [Delete(spec_key), Delete(keys.status_for_spec(spec_key)), *extra_ops]
         else:
-            ops = [Put(spec_key, dumps(stored)), *extra_ops, Get(keys.status_for_spec(spec_key))]
+            ops = [
+                Put(spec_key, spec_bytes(stored)),
+                *extra_ops,
+                Get(keys.status_for_spec(spec_key)),
+            ]
         res = await self.etcd.txn(compares, ops)
         if not res.succeeded:
             raise Conflict(f"{r} was modified since resourceVersion {rv}; read it again and retry")

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from apiserver.compute.faults import ComputeFault
 from apiserver.compute.microversions import Version
+from apiserver.request_text import decode
 from schemas.requests import check_request, request_names
 
 #: (method, route) -> the name of its body's schema
@@ -58,7 +59,7 @@ def route_of(request: web.Request) -> str | None:
 
 async def _body(request: web.Request) -> Any:
     try:
-        return await request.json()
+        return await decode(await request.read())
     except ValueError:
         raise ComputeFault(400, "Malformed request body") from None
 

@@ -19,6 +19,7 @@ from apiserver.compute.create_batches import CreateBatches
 from apiserver.compute.faults import ComputeFault
 from apiserver.identity import keystone_id_of
 from apiserver.policy import Creds, Policy
+from apiserver.request_text import decode
 from apiserver.tokens import Token
 from state.sql.views import ComputeViews
 from state.store import Store
@@ -60,7 +61,7 @@ async def json_body(request: web.Request, key: str | None = None) -> dict[str, A
     """The request's JSON object (Nova's 400 when it is none), or the object under ``key``
     in it."""
     try:
-        body = await request.json()
+        body = await decode(await request.read())
     except ValueError:
         raise ComputeFault(400, "Malformed request body") from None
     if not isinstance(body, dict):

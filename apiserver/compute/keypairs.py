@@ -33,6 +33,7 @@ from apiserver.compute.faults import ComputeFault
 from apiserver.compute.microversions import since
 from apiserver.compute.names import object_name_for
 from apiserver.compute.paging import page
+from apiserver.request_text import decode
 from state.envelope import USER_ANNOTATION, Obj, Ref
 from state.errors import AlreadyExists, Invalid, NotFound
 from state.validation import validate
@@ -196,7 +197,7 @@ def _kind(request: web.Request, wanted: dict[str, Any]) -> str:
 async def create(request: web.Request) -> web.Response:
     project = _project(request, "create")
     try:
-        body = await request.json()
+        body = await decode(await request.read())
         wanted = body["keypair"]
         name = wanted["name"]
     except (ValueError, KeyError, TypeError):

@@ -30,6 +30,7 @@ from apiserver.compute.context import (
 from apiserver.compute.faults import ComputeFault
 from apiserver.compute.microversions import since
 from apiserver.compute.names import display_name, slug
+from apiserver.request_text import decode
 from state import quota
 from state.envelope import USER_ANNOTATION, Obj, Ref
 from state.errors import NotFound
@@ -108,7 +109,7 @@ async def show(request: web.Request) -> web.Response:
 async def create(request: web.Request) -> web.Response:
     project = _project(request, "create")
     try:
-        body = (await request.json())["server_group"]
+        body = (await decode(await request.read()))["server_group"]
         name, policies = body["name"], body["policies"]
     except (ValueError, KeyError, TypeError):
         raise ComputeFault(400, "Invalid input for field/attribute server_group.") from None

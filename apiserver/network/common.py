@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from apiserver.identity import keystone_id_of
+from apiserver.request_text import decode
 from apiserver.tokens import Token
 from state.envelope import Obj
 from state.store import Store
@@ -101,7 +102,7 @@ async def acting_project(request: web.Request, body: dict[str, Any]) -> str:
 
 async def body_of(request: web.Request, key: str) -> dict[str, Any]:
     try:
-        data = await request.json()
+        data = await decode(await request.read())
     except ValueError:
         raise NeutronFault(400, "BadRequest", "The request body is not JSON.") from None
     inner = data.get(key) if isinstance(data, dict) else None
