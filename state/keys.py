@@ -29,6 +29,12 @@ ROOT = "/desired/v1"
 CLUSTER = "_"
 
 
+_UTF8 = "utf-8"
+#: a key built from text that is not storable (a lone surrogate in a name someone looks up)
+#: is still a key, of no object, as no such name can be written (schemas.text)
+_ANY = "surrogatepass"
+
+
 def _seg(project: str | None) -> str:
     return project or CLUSTER
 
@@ -38,43 +44,43 @@ def _kind(kind: str) -> str:
 
 
 def spec(kind: str, project: str | None, name: str) -> bytes:
-    return f"{ROOT}/spec/{_kind(kind)}/{_seg(project)}/{name}".encode()
+    return f"{ROOT}/spec/{_kind(kind)}/{_seg(project)}/{name}".encode(_UTF8, _ANY)
 
 
 def status(kind: str, project: str | None, name: str) -> bytes:
-    return f"{ROOT}/status/{_kind(kind)}/{_seg(project)}/{name}".encode()
+    return f"{ROOT}/status/{_kind(kind)}/{_seg(project)}/{name}".encode(_UTF8, _ANY)
 
 
 def spec_prefix(kind: str | None = None, project: str | None = None) -> bytes:
     """Prefix of every spec of ``kind`` (all kinds if None), in ``project`` if given."""
     if kind is None:
-        return f"{ROOT}/spec/".encode()
+        return f"{ROOT}/spec/".encode(_UTF8, _ANY)
     if project is None:
-        return f"{ROOT}/spec/{_kind(kind)}/".encode()
-    return f"{ROOT}/spec/{_kind(kind)}/{_seg(project)}/".encode()
+        return f"{ROOT}/spec/{_kind(kind)}/".encode(_UTF8, _ANY)
+    return f"{ROOT}/spec/{_kind(kind)}/{_seg(project)}/".encode(_UTF8, _ANY)
 
 
 def status_prefix(kind: str | None = None, project: str | None = None) -> bytes:
     if kind is None:
-        return f"{ROOT}/status/".encode()
+        return f"{ROOT}/status/".encode(_UTF8, _ANY)
     if project is None:
-        return f"{ROOT}/status/{_kind(kind)}/".encode()
-    return f"{ROOT}/status/{_kind(kind)}/{_seg(project)}/".encode()
+        return f"{ROOT}/status/{_kind(kind)}/".encode(_UTF8, _ANY)
+    return f"{ROOT}/status/{_kind(kind)}/{_seg(project)}/".encode(_UTF8, _ANY)
 
 
 def status_for_spec(spec_key: bytes) -> bytes:
     """The status key that belongs to a spec key."""
-    head = f"{ROOT}/spec/".encode()
+    head = f"{ROOT}/spec/".encode(_UTF8, _ANY)
     if not spec_key.startswith(head):
         raise ValueError(f"not a spec key: {spec_key!r}")
-    return f"{ROOT}/status/".encode() + spec_key[len(head) :]
+    return f"{ROOT}/status/".encode(_UTF8, _ANY) + spec_key[len(head) :]
 
 
 def spec_for_status(status_key: bytes) -> bytes:
-    head = f"{ROOT}/status/".encode()
+    head = f"{ROOT}/status/".encode(_UTF8, _ANY)
     if not status_key.startswith(head):
         raise ValueError(f"not a status key: {status_key!r}")
-    return f"{ROOT}/spec/".encode() + status_key[len(head) :]
+    return f"{ROOT}/spec/".encode(_UTF8, _ANY) + status_key[len(head) :]
 
 
 def parse_object_key(key: bytes) -> tuple[str, str, str | None, str]:
@@ -89,28 +95,28 @@ def parse_object_key(key: bytes) -> tuple[str, str, str | None, str]:
 
 def events_prefix(project: str | None = None) -> bytes:
     if project is None:
-        return f"{ROOT}/events/".encode()
-    return f"{ROOT}/events/{_seg(project)}/".encode()
+        return f"{ROOT}/events/".encode(_UTF8, _ANY)
+    return f"{ROOT}/events/{_seg(project)}/".encode(_UTF8, _ANY)
 
 
 def event(project: str | None, stamp: str, ident: str) -> bytes:
-    return f"{ROOT}/events/{_seg(project)}/{stamp}-{ident}".encode()
+    return f"{ROOT}/events/{_seg(project)}/{stamp}-{ident}".encode(_UTF8, _ANY)
 
 
 def host(name: str) -> bytes:
-    return f"{ROOT}/hosts/{name}".encode()
+    return f"{ROOT}/hosts/{name}".encode(_UTF8, _ANY)
 
 
 def hosts_prefix() -> bytes:
-    return f"{ROOT}/hosts/".encode()
+    return f"{ROOT}/hosts/".encode(_UTF8, _ANY)
 
 
 def alive_prefix() -> bytes:
-    return f"{ROOT}/alive/".encode()
+    return f"{ROOT}/alive/".encode(_UTF8, _ANY)
 
 
 def alloc_prefix() -> bytes:
-    return f"{ROOT}/alloc/".encode()
+    return f"{ROOT}/alloc/".encode(_UTF8, _ANY)
 
 
 def last_segment(key: bytes) -> str:
@@ -119,36 +125,36 @@ def last_segment(key: bytes) -> str:
 
 
 def alive(name: str) -> bytes:
-    return f"{ROOT}/alive/{name}".encode()
+    return f"{ROOT}/alive/{name}".encode(_UTF8, _ANY)
 
 
 def assign(host_name: str, uid: str) -> bytes:
-    return f"{ROOT}/assign/{host_name}/{uid}".encode()
+    return f"{ROOT}/assign/{host_name}/{uid}".encode(_UTF8, _ANY)
 
 
 def assign_prefix(host_name: str) -> bytes:
-    return f"{ROOT}/assign/{host_name}/".encode()
+    return f"{ROOT}/assign/{host_name}/".encode(_UTF8, _ANY)
 
 
 def alloc(host_name: str) -> bytes:
-    return f"{ROOT}/alloc/{host_name}".encode()
+    return f"{ROOT}/alloc/{host_name}".encode(_UTF8, _ANY)
 
 
 def usage(project: str) -> bytes:
-    return f"{ROOT}/usage/{project}".encode()
+    return f"{ROOT}/usage/{project}".encode(_UTF8, _ANY)
 
 
 def leader(reconciler: str) -> bytes:
-    return f"{ROOT}/leader/{reconciler}".encode()
+    return f"{ROOT}/leader/{reconciler}".encode(_UTF8, _ANY)
 
 
 def token_key() -> bytes:
     """The identity service's token signing key (shared by every API server)."""
-    return f"{ROOT}/identity/token-key".encode()
+    return f"{ROOT}/identity/token-key".encode(_UTF8, _ANY)
 
 
 def revoked_prefix() -> bytes:
-    return f"{ROOT}/identity/revoked/".encode()
+    return f"{ROOT}/identity/revoked/".encode(_UTF8, _ANY)
 
 
 def revoked(audit_id: str) -> bytes:
@@ -157,30 +163,30 @@ def revoked(audit_id: str) -> bytes:
 
 
 def console_requests_prefix() -> bytes:
-    return f"{ROOT}/console/request/".encode()
+    return f"{ROOT}/console/request/".encode(_UTF8, _ANY)
 
 
 def console_request(host_name: str, uid: str) -> bytes:
     """An API server asks the hostd of ``host_name`` for the console log of ``uid`` (on a
     short lease)."""
-    return f"{ROOT}/console/request/{host_name}/{uid}".encode()
+    return f"{ROOT}/console/request/{host_name}/{uid}".encode(_UTF8, _ANY)
 
 
 def console_output(uid: str) -> bytes:
     """hostd's answer: the tail of the instance's serial console log (on a lease)."""
-    return f"{ROOT}/console/output/{uid}".encode()
+    return f"{ROOT}/console/output/{uid}".encode(_UTF8, _ANY)
 
 
 def ipam_root() -> bytes:
     """Every network's addresses (IPAM)."""
-    return f"{ROOT}/ipam/".encode()
+    return f"{ROOT}/ipam/".encode(_UTF8, _ANY)
 
 
 def ipam_prefix(network_uid: str) -> bytes:
     """The addresses allocated on one network (IPAM)."""
-    return f"{ROOT}/ipam/{network_uid}/".encode()
+    return f"{ROOT}/ipam/{network_uid}/".encode(_UTF8, _ANY)
 
 
 def ipam(network_uid: str, address: str) -> bytes:
     """One address of a network, held by an instance's port."""
-    return f"{ROOT}/ipam/{network_uid}/{address}".encode()
+    return f"{ROOT}/ipam/{network_uid}/{address}".encode(_UTF8, _ANY)

@@ -49,6 +49,7 @@ from apiserver.compute.server_views import (
     links,
     view,
 )
+from apiserver.compute.zones import known_zones
 from apiserver.identity import keystone_id_of
 from apiserver.images import is_active, new_image
 from apiserver.urls import base_url
@@ -241,6 +242,26 @@ async def _image_by_id(request: web.Request, image_id: str, project: str) -> Obj
     raise ComputeFault(400, f"Image {image_id} could not be found.")
 
 
+async def _zone(request: web.Request, asked: str) -> str:
+    """The availability zone a create asks for, checked as Nova checks it: ``zone``,
+    ``zone:host``, ``zone:host:node`` or ``zone::node``, where a host or node (forcing
+    one, which only admins may) is refused, as this cloud's scheduler places by zone alone;
+    the zone must be one a host is in."""
+    if asked.count(":") > 2:
+        raise ComputeFault(400, "Invalid input received: Unable to parse availability_zone")
+    zone, _, forced = asked.partition(":")
+    if forced:
+        authorize(request, "os_compute_api:servers:create:forced_host")
+        raise ComputeFault(
+            400,
+            "Invalid input received: forcing a host or node through availability_zone"
+            " is not supported; ask for the zone alone",
+        )
+    if zone not in await known_zones(request):
+        raise ComputeFault(400, "The requested availability zone is not available")
+    return zone
+
+
 async def create(request: web.Request) -> web.Response:
     body = await json_body(request)
     server = body.get("server")
@@ -279,8 +300,9 @@ async def create(request: web.Request) -> web.Response:
     if "description" in server and since(request, "2.19"):
         _describe(spec, server["description"])
     if server.get("availability_zone"):
-        spec["availabilityZone"] = server["availability_zone"]
+        spec["availabilityZone"] = await _zone(request, str(server["availability_zone"]))
     if isinstance(server.get("metadata"), dict):
+        await _metadata_within_quota(request, project, len(server["metadata"]))
         spec["metadata"] = {str(k): str(v) for k, v in server["metadata"].items()}
     if server.get("user_data"):
         try:
@@ -717,10 +739,19 @@ async def _charge_resize(request: web.Request, inst: Obj, flavor_name: str) -> t
     return guard, put
 
 
+async def _metadata_within_quota(request: web.Request, project: str, count: int) -> None:
+    """Nova's 403 when ``count`` metadata items exceed the project's ``metadata_items``
+    limit (-1: no limit), as for a create and for every change of a server's metadata."""
+    if count == 0:
+        return
+    allowed = (await quota.limits(store_of(request), project)).get("metadata_items", METADATA_ITEMS)
+    if 0 <= allowed < count:
+        raise ComputeFault(403, f"Maximum number of metadata items exceeds {allowed}")
+
+
 async def _set_metadata(request: web.Request, inst: Obj, metadata: dict[str, str]) -> None:
     _unlocked(request, inst)
-    if len(metadata) > METADATA_ITEMS:
-        raise ComputeFault(403, "Quota exceeded for metadata_items: the limit is 128")
+    await _metadata_within_quota(request, inst["metadata"]["project"], len(metadata))
     try:
         await store_of(request).update(dict(inst, spec=dict(inst["spec"], metadata=metadata)))
     except Conflict:

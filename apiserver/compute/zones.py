@@ -28,6 +28,11 @@ async def _zones(request: web.Request) -> dict[str, list[HostRow]]:
     return zones
 
 
+async def known_zones(request: web.Request) -> set[str]:
+    """The zones that have a compute host, available or not."""
+    return set(await _zones(request))
+
+
 async def list_zones(request: web.Request) -> web.Response:
     authorize(request, "os_compute_api:os-availability-zone:list")
     info = [

@@ -123,7 +123,9 @@ flavor_specs = st.fixed_dictionaries(
         "isPublic": st.booleans(),
         "extraSpecs": st.dictionaries(
             st.from_regex(r"[A-Za-z0-9_:.-][A-Za-z0-9_:. -]{0,9}", fullmatch=True),
-            st.text(st.characters(exclude_characters="\x00"), max_size=10),
+            st.text(
+                st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=10
+            ),
         ),
     },
 )
