@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -44,6 +45,8 @@ def bounded(value: Any) -> Any:
         seen += 1
         if seen > MAX_NODES:
             raise BodyTooComplex(f"the body holds more than {MAX_NODES} values")
+        if isinstance(node, float) and not math.isfinite(node):
+            raise ValueError(f"{node} is not a JSON number")
         if isinstance(node, dict | list):
             if depth > MAX_DEPTH:
                 raise BodyTooComplex(f"the body is nested deeper than {MAX_DEPTH} levels")
@@ -52,10 +55,23 @@ def bounded(value: Any) -> Any:
     return value
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range for a number")
+    return value
+
+
 def loads_json(raw: str | bytes) -> Any:
-    """The JSON value of ``raw``; ValueError when it is not JSON or past the limits."""
+    """The JSON value of ``raw``; ValueError when it is not JSON (NaN and Infinity, which
+    Python's parser takes, are not; nor is a number too large for a float) or past the
+    limits."""
     try:
-        return bounded(json.loads(raw))
+        return bounded(json.loads(raw, parse_constant=_not_json, parse_float=_finite))
     except RecursionError:
         raise BodyTooComplex(f"the body is nested deeper than {MAX_DEPTH} levels") from None
 

@@ -3,7 +3,8 @@
 Owns: what makes a string storable (valid Unicode that both SQLite and
 PostgreSQL keep as text: no lone surrogate, which UTF-8 cannot encode, and
 no NUL, which PostgreSQL refuses), and finding every such string in a JSON
-value (keys included) by field path.
+value (keys included) by field path, with every number JSON cannot write
+(NaN, infinities).
 
 Must never: import anything else from the project, or change a value: a
 string is refused, never repaired.
@@ -11,6 +12,7 @@ string is refused, never repaired.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from schemas.messages import path_of
@@ -32,7 +34,8 @@ def unstorable_reason(text: str) -> str | None:
 
 def unstorable(value: Any, base: str = "") -> list[tuple[str, str]]:
     """(field path, message) for every string in ``value`` (a JSON value: dicts, lists,
-    strings, numbers) that cannot be stored; a bad key is reported at its own path."""
+    strings, numbers) that cannot be stored, and every number that is not finite; a bad
+    key is reported at its own path."""
     errors: list[tuple[str, str]] = []
     stack: list[tuple[Any, list[str | int]]] = [(value, [])]
     while stack:
@@ -40,6 +43,8 @@ def unstorable(value: Any, base: str = "") -> list[tuple[str, str]]:
         if isinstance(node, str):
             if (why := unstorable_reason(node)) is not None:
                 errors.append((path_of(at, base), why))
+        elif isinstance(node, float) and not math.isfinite(node):
+            errors.append((path_of(at, base), f"must be a finite number (got {node})"))
         elif isinstance(node, dict):
             for key, item in node.items():
                 if isinstance(key, str) and (why := unstorable_reason(key)) is not None:

@@ -70,9 +70,9 @@ def spec_bytes(obj: Obj) -> bytes:
     """The spec key's value for ``obj``; Invalid, naming each field, when a string in it
     is not storable text (``schemas.text``): etcd never holds what SQL cannot store."""
     data = dumps(obj)
-    # ASCII-only JSON escapes every NUL, other control and non-ASCII character as \\u....:
-    # without one, there is nothing to look at more closely
-    if b"\\u" in data and (errors := unstorable(obj)):
+    # ASCII-only JSON escapes every NUL, other control and non-ASCII character as \\u....,
+    # and writes NaN and Infinity as such: without them, there is nothing to look at closer
+    if (b"\\u" in data or b"NaN" in data or b"Infinity" in data) and (errors := unstorable(obj)):
         meta = obj.get("metadata") or {}
         raise Invalid(
             f"{obj.get('kind')} {meta.get('name')!r} is invalid",

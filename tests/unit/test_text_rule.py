@@ -102,3 +102,11 @@ def test_a_compute_body_with_a_poison_name_is_refused_with_novas_words() -> None
     err = check_request("servers.create", (2, 47), {"server": {**base, "name": "a\x07b"}})
     assert err is not None and err.message.startswith("An invalid 'name' value was provided.")
     assert check_request("servers.create", (2, 47), {"server": {**base, "name": "ok é"}}) is None
+
+
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), -float("inf")])
+def test_numbers_json_cannot_write_are_refused(number: float) -> None:
+    obj = {"kind": "Flavor", "metadata": {"name": "f"}, "spec": {"hints": {"x": [number]}}}
+    with pytest.raises(Invalid) as caught:
+        spec_bytes(obj)
+    assert [e.path for e in caught.value.errors] == ["spec.hints.x[0]"]
