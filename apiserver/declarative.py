@@ -98,6 +98,7 @@ async def discovery(request: web.Request) -> web.Response:
 
 async def apply_handler(request: web.Request) -> web.Response:
     obj = await _body(request)
+    validate(dict(obj))  # the object as given, before anything reads its fields
     info = by_kind(str(obj.get("kind", "")))
     r = ref(obj)
     check_scope(info, r.project)

@@ -1,7 +1,7 @@
 """The string formats the schemas use, shared by both validators.
 
 Owns: each ``format`` keyword value the kind schemas use (``ipv4``,
-``ipv4-network``, ``ipv6-network``, ``base64``, ``printable-name``), the check behind it and the
+``ipv4-network``, ``ipv6-network``, ``base64``, ``printable``, ``printable-name``), the check behind it and the
 words an error message uses for it. jsonschema (which reports errors) and
 the compiled fast path (which only says yes or no) get the same checks, so
 they cannot disagree about a format.
@@ -16,7 +16,7 @@ import binascii
 import ipaddress
 from collections.abc import Callable
 
-from schemas.names import printable_name
+from schemas.names import printable, printable_name
 
 
 def _ipv4(value: str) -> bool:
@@ -64,6 +64,7 @@ FORMATS: dict[str, tuple[Callable[[str], bool], str]] = {
         "an IPv6 network in CIDR notation without host bits, like fd00::/64",
     ),
     "base64": (_base64, "base64-encoded"),
+    "printable": (printable, "printable characters"),
     "printable-name": (
         printable_name,
         "a name of printable characters, not starting or ending with white space",

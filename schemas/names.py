@@ -20,11 +20,16 @@ def _printable(char: str) -> bool:
     return not category.startswith("C") and (not category.startswith("Z") or category == "Zs")
 
 
+def printable(text: str) -> bool:
+    """Whether every character of ``text`` is printable as Nova counts them."""
+    if text.isascii():
+        return text.isprintable()
+    return all(_printable(c) for c in text)
+
+
 def printable_name(text: str) -> bool:
     """Whether ``text`` is a name as Nova takes it: printable characters, not starting or
     ending with white space (the empty string passes: length is the schema's to say)."""
     if text and (text[0].isspace() or text[-1].isspace()):
         return False
-    if text.isascii():
-        return text.isprintable()
-    return all(_printable(c) for c in text)
+    return printable(text)

@@ -26,7 +26,7 @@ import yaml
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import best_match
 
-from schemas.names import PRINTABLE, printable_name
+from schemas.names import PRINTABLE, printable, printable_name
 from schemas.text import unstorable
 
 _FILE = Path(__file__).parent / "compute_requests.yaml"
@@ -91,9 +91,10 @@ def request_schema(name: str, version: Version) -> dict[str, Any]:
     return {"$defs": doc["$defs"], **schema}
 
 
-_FORMATS = {"printable-name": printable_name}
+_FORMATS = {"printable-name": printable_name, "printable": printable}
 _FORMAT_CHECKER = FormatChecker()
-_FORMAT_CHECKER.checks("printable-name")(lambda v: not isinstance(v, str) or printable_name(v))
+for _name, _check in _FORMATS.items():
+    _FORMAT_CHECKER.checks(_name)(lambda v, check=_check: not isinstance(v, str) or check(v))
 #: Nova's words for a name that is not printable (its InvalidName)
 _INVALID_NAME = f"An invalid 'name' value was provided. The name must be: {PRINTABLE}"
 

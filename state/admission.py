@@ -9,7 +9,8 @@ and a Network whose addresses ports still hold is not deleted.
 Owns: those checks and their errors (``Invalid`` naming the field,
 ``Conflict``).
 
-Must never: write.
+Must never: write, or fail on an object its schema refuses (callers may admit
+before they validate).
 """
 
 from __future__ import annotations
@@ -29,11 +30,14 @@ async def admit(store: Store, obj: Obj) -> None:
 
 
 async def _network(store: Store, obj: Obj) -> None:
-    cidr = (obj.get("spec") or {}).get("cidr")
-    if not cidr:
+    spec, meta = obj.get("spec"), obj.get("metadata")
+    cidr = spec.get("cidr") if isinstance(spec, dict) else None
+    if not cidr or not isinstance(meta, dict):
         return
-    meta = obj["metadata"]
-    wanted = ipaddress.IPv4Network(cidr, strict=False)
+    try:
+        wanted = ipaddress.IPv4Network(cidr, strict=False)
+    except (ValueError, TypeError):
+        return  # not a network: the kind's schema says so
     for net in (await store.list("Network", meta.get("project"))).items:
         other = net["spec"].get("cidr")
         if net["metadata"]["name"] == meta["name"] or not other:

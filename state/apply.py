@@ -50,8 +50,9 @@ def applied_config(obj: Obj) -> Obj:
         out_meta["project"] = meta["project"]
     for k in _MERGED_META:
         if meta.get(k):
-            out_meta[k] = dict(meta[k])
-    if LAST_APPLIED in out_meta.get("annotations", {}):
+            # anything but a mapping is kept as it is, for the schema to refuse it
+            out_meta[k] = dict(meta[k]) if isinstance(meta[k], dict) else meta[k]
+    if LAST_APPLIED in (out_meta.get("annotations") or {}):
         del out_meta["annotations"][LAST_APPLIED]
         if not out_meta["annotations"]:
             del out_meta["annotations"]

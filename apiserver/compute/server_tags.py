@@ -11,6 +11,7 @@ Must never: touch a server the caller may not see; answer below 2.26.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -19,6 +20,7 @@ from apiserver.compute.faults import ComputeFault
 from apiserver.compute.microversions import require
 from apiserver.compute.servers import find, write_spec
 from apiserver.urls import base_url
+from schemas.names import printable
 from state.envelope import Obj
 
 #: Nova's most tags one server has
@@ -29,15 +31,22 @@ _CHANGEABLE = {"active", "paused", "suspended", "stopped"}
 
 
 def valid_tag(tag: Any) -> bool:
-    return isinstance(tag, str) and 0 < len(tag) <= 60 and "/" not in tag and "," not in tag
+    """Nova's rule for a tag (1 to 60 characters, no "/" or ","), and printable."""
+    return (
+        isinstance(tag, str)
+        and 0 < len(tag) <= 60
+        and "/" not in tag
+        and "," not in tag
+        and printable(tag)
+    )
 
 
 def _checked(tag: Any) -> str:
     if not valid_tag(tag):
         raise ComputeFault(
             400,
-            f"Tag '{tag}' is invalid. It must be a non empty string without characters '/' "
-            "and ','.",
+            f"Tag '{tag}' is invalid. It must be a non empty string of printable characters"
+            " without characters '/' and ','.",
         )
     return str(tag)
 
@@ -88,7 +97,7 @@ async def update(request: web.Request) -> web.Response:
         return web.Response(status=204)
     await _write(request, inst, [*tags, tag])
     uid = inst["metadata"]["uid"]
-    location = f"{base_url(request)}/compute/v2.1/servers/{uid}/tags/{tag}"
+    location = f"{base_url(request)}/compute/v2.1/servers/{uid}/tags/{quote(tag, safe='')}"
     return web.Response(status=201, headers={"Location": location})
 
 
