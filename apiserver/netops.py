@@ -110,7 +110,7 @@ async def set_subnet(store: Store, net: Obj, subnet: dict[str, Any]) -> Obj:
 
 
 async def ports_on(store: Store, net: Obj) -> int:
-    return len(await ipam.held(store.etcd, net["metadata"]["uid"]))
+    return await ipam.used(store.etcd, net["metadata"]["uid"])
 
 
 async def delete_network(store: Store, net: Obj) -> None:

@@ -64,7 +64,6 @@ def network_view(net: Obj, projects: Projects) -> dict[str, Any]:
 
 def subnet_view(net: Obj, projects: Projects) -> dict[str, Any]:
     spec = net["spec"]
-    pool = ipam.pool(spec)
     return {
         "id": netops.subnet_id(net),
         "name": spec.get("subnetName") or spec.get("displayName") or net["metadata"]["name"],
@@ -72,7 +71,9 @@ def subnet_view(net: Obj, projects: Projects) -> dict[str, Any]:
         "ip_version": 4,
         "cidr": str(ipaddress.IPv4Network(spec["cidr"], strict=False)),
         "gateway_ip": str(ipam.gateway(spec)),
-        "allocation_pools": [{"start": str(pool[0]), "end": str(pool[-1])}] if pool else [],
+        "allocation_pools": [
+            {"start": str(first), "end": str(last)} for first, last in ipam.Pool.of(spec).bounds()
+        ],
         "dns_nameservers": list(spec.get("dnsServers", [])),
         "host_routes": [],
         "enable_dhcp": True,
