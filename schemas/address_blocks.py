@@ -9,7 +9,9 @@ broadcast address); and, by arithmetic on at most five blocks, which of them
 a network lies inside or overlaps. Private, shared (100.64/10) and
 documentation ranges are not special here: guests can use them.
 
-Used by ``state.ipam``: a pool skips them.
+Used by ``schemas.checks`` (no network inside a block, for every writer), by
+the API server (a caller who is not an admin may not even overlap one) and
+by ``state.ipam`` (a pool skips them).
 
 Must never: import anything else from the project; enumerate a network's
 addresses.

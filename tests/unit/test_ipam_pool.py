@@ -1,15 +1,20 @@
 """A network's pool by arithmetic: the same addresses as listing them would give on small
 networks, nothing of a special-purpose block on big ones, the same cost for a /0 as for a
-/30."""
+/30; and who may make which network (the kind's rules for everyone, ``check_cidr`` for
+callers who are not admins)."""
 
 from __future__ import annotations
 
+import re
 import time
 from ipaddress import IPv4Address, IPv4Network
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import schemas
+from apiserver.netops import SpecialBlock, check_cidr
 from schemas.address_blocks import SPECIAL_BLOCKS
 from state.ipam import Pool, gateway
 
@@ -118,3 +123,59 @@ def test_a_slash_0_costs_what_a_slash_30_does() -> None:
         IPv4Address("1.0.0.3"),
         IPv4Address("1.0.0.4"),
     ]
+
+
+def _network(cidr: str) -> dict:
+    return {"kind": "Network", "metadata": {"name": "n", "project": "demo"}, "spec": {"cidr": cidr}}
+
+
+@pytest.mark.parametrize(
+    ("cidr", "block"),
+    [
+        ("127.0.0.0/24", "127.0.0.0/8"),
+        ("127.0.0.0/8", "127.0.0.0/8"),
+        ("0.0.0.0/24", "0.0.0.0/8"),
+        ("169.254.0.0/16", "169.254.0.0/16"),
+        ("224.0.0.0/4", "224.0.0.0/4"),
+        ("239.1.0.0/16", "224.0.0.0/4"),
+        ("240.0.0.0/24", "240.0.0.0/4"),
+        ("255.255.255.252/30", "240.0.0.0/4"),
+    ],
+)
+def test_no_writer_makes_a_network_inside_a_special_block(cidr: str, block: str) -> None:
+    with pytest.raises(schemas.SchemaError) as info:
+        schemas.validate(_network(cidr))
+    ((path, message),) = info.value.errors
+    assert path == "spec.cidr" and message.startswith(f"must not lie inside {block} (")
+
+
+@pytest.mark.parametrize("cidr", ["0.0.0.0/0", "0.0.0.0/1", "96.0.0.0/3", "10.0.0.0/8"])
+def test_the_kind_takes_networks_that_span_special_blocks(cidr: str) -> None:
+    schemas.validate(_network(cidr))
+    check_cidr(None, {"cidr": cidr}, admin=True)
+
+
+@pytest.mark.parametrize(
+    ("cidr", "blocks"),
+    [
+        ("0.0.0.0/0", "0.0.0.0/8, 127.0.0.0/8, 169.254.0.0/16, 224.0.0.0/4, 240.0.0.0/4"),
+        ("96.0.0.0/3", "127.0.0.0/8"),
+        ("127.0.0.0/24", "127.0.0.0/8"),
+        ("169.254.169.0/24", "169.254.0.0/16"),
+        ("192.0.0.0/2", "224.0.0.0/4, 240.0.0.0/4"),
+    ],
+)
+def test_members_may_not_even_overlap_one(cidr: str, blocks: str) -> None:
+    with pytest.raises(SpecialBlock) as info:
+        check_cidr(None, {"cidr": cidr}, admin=False)
+    assert re.findall(r"\d+\.\d+\.\d+\.\d+/\d+", info.value.message) == [
+        cidr,
+        *blocks.split(", "),
+    ]
+
+
+def test_members_keep_what_an_admin_made_and_make_ordinary_networks() -> None:
+    made = _network("0.0.0.0/0")
+    check_cidr(made, {"cidr": "0.0.0.0/0", "dnsServers": ["10.0.0.2"]}, admin=False)
+    for cidr in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "1.0.0.0/8"):
+        check_cidr(None, {"cidr": cidr}, admin=False)
