@@ -30,10 +30,13 @@ async def admit(store: Store, obj: Obj) -> None:
 
 async def _network(store: Store, obj: Obj) -> None:
     cidr = (obj.get("spec") or {}).get("cidr")
-    if not cidr:
+    if not isinstance(cidr, str) or not cidr:
         return
+    try:
+        wanted = ipaddress.IPv4Network(cidr, strict=False)
+    except ValueError:
+        return  # not a network: the kind's schema says so (the declarative API admits first)
     meta = obj["metadata"]
-    wanted = ipaddress.IPv4Network(cidr, strict=False)
     for net in (await store.list("Network", meta.get("project"))).items:
         other = net["spec"].get("cidr")
         if net["metadata"]["name"] == meta["name"] or not other:
