@@ -8,11 +8,15 @@ Owns: the ids the faces show for what has none of its own (a network's one
 subnet, a security group rule, an instance's port: name-based UUIDs); finding
 objects by id; the project's ``default`` security group (made on first use,
 no rules: all ingress denied, all egress allowed, as nova-network's);
-refusing (with ``state.admission``) overlapping CIDRs within a project, deleting a network that still
-has ports, a group instances still use, a duplicate rule, and associating a
-floating IP that is associated already (everything else is the kinds'
-schemas' to refuse: each change is validated before it is written); allocating a floating IP's address
-before the object is made, so the answer can carry it.
+refusing to a caller who is not an admin a cidr that overlaps a
+special-purpose block (``check_cidr``: 0.0.0.0/0, loopback, link-local,
+multicast, ...; an admin may, though no network may lie inside one);
+refusing (with ``state.admission``) overlapping CIDRs within a project,
+deleting a network that still has ports, a group instances still use, a
+duplicate rule, and associating a floating IP that is associated already
+(everything else is the kinds' schemas' to refuse: each change is validated
+before it is written); allocating a floating IP's address before the object
+is made, so the answer can carry it.
 
 Must never: show or change another project's objects for a caller who is not
 an admin (callers pass the project they act for).
@@ -20,10 +24,12 @@ an admin (callers pass the project they act for).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import uuid
 from typing import Any
 
+from schemas import address_blocks
 from state import ipam
 from state.admission import admit, admit_delete
 from state.envelope import Obj, Ref
@@ -33,6 +39,11 @@ from state.validation import validate
 
 DEFAULT_GROUP = "default"
 _IDS = uuid.UUID("8f4a7c52-3d1e-4c5b-9a60-1f2e3d4c5b6a")
+
+
+class SpecialBlock(BadRequest):
+    """A caller who is not an admin asked for a network whose cidr overlaps a special-purpose
+    block (``schemas.address_blocks``: 0.0.0.0/0, loopback, link-local, multicast, ...)."""
 
 
 def short_id() -> str:
@@ -79,8 +90,30 @@ async def ensure_default_group(store: Store, project: str) -> Obj:
     return made
 
 
-async def update_spec(store: Store, obj: Obj, spec: dict[str, Any]) -> Obj:
-    """Writes ``obj`` with ``spec``, checked by its kind's schema and admission first."""
+def check_cidr(before: Obj | None, spec: dict[str, Any], *, admin: bool) -> None:
+    """Refuses (SpecialBlock) a new or changed cidr that overlaps a special-purpose block,
+    for a caller who is not an admin. An admin may make any network the kind's schema
+    takes (a /0 too: its pool skips those blocks); every writer runs that schema."""
+    cidr = spec.get("cidr")
+    if admin or not isinstance(cidr, str) or cidr == ((before or {}).get("spec") or {}).get("cidr"):
+        return
+    try:
+        net = ipaddress.IPv4Network(cidr)
+    except ValueError:
+        return  # the schema says what is wrong with it
+    blocks = address_blocks.overlapped(net)
+    if blocks:
+        raise SpecialBlock(
+            f"cidr {cidr} overlaps {address_blocks.described(blocks)}, which only an admin's "
+            "subnet may span (none may lie inside one)"
+        )
+
+
+async def update_spec(store: Store, obj: Obj, spec: dict[str, Any], *, admin: bool) -> Obj:
+    """Writes ``obj`` with ``spec``, checked (``check_cidr``, for a Network), by its kind's
+    schema and admission first."""
+    if obj.get("kind") == "Network":
+        check_cidr(obj, spec, admin=admin)
     updated = validate(dict(obj, spec=spec))
     await admit(store, updated)
     return await store.update(updated) or updated
@@ -89,7 +122,10 @@ async def update_spec(store: Store, obj: Obj, spec: dict[str, Any]) -> Obj:
 # --- networks ------------------------------------------------------------------------
 
 
-async def create_network(store: Store, project: str, name: str, spec: dict[str, Any]) -> Obj:
+async def create_network(
+    store: Store, project: str, name: str, spec: dict[str, Any], *, admin: bool
+) -> Obj:
+    check_cidr(None, spec, admin=admin)
     obj = validate(
         {"kind": "Network", "metadata": {"name": name, "project": project}, "spec": spec}
     )
@@ -100,17 +136,18 @@ async def create_network(store: Store, project: str, name: str, spec: dict[str, 
         raise Conflict(f"a network named {name!r} exists in the project already") from None
 
 
-async def set_subnet(store: Store, net: Obj, subnet: dict[str, Any]) -> Obj:
+async def set_subnet(store: Store, net: Obj, subnet: dict[str, Any], *, admin: bool) -> Obj:
     """Gives a network its (one) subnet: cidr, gateway, DHCP range, DNS servers."""
     if net["spec"].get("cidr"):
         raise Conflict(f"network {net['metadata']['name']} has a subnet already (one per network)")
+    check_cidr(net, subnet, admin=admin)
     updated = validate(dict(net, spec={**net["spec"], **subnet}))
     await admit(store, updated)
     return await store.update(updated) or updated
 
 
 async def ports_on(store: Store, net: Obj) -> int:
-    return len(await ipam.held(store.etcd, net["metadata"]["uid"]))
+    return await ipam.used(store.etcd, net["metadata"]["uid"])
 
 
 async def delete_network(store: Store, net: Obj) -> None:

@@ -4,7 +4,12 @@ Owns: the project/cluster scope of objects (a public Image is the only
 cluster-scoped Image), and the cross-field rules of specs (a network's
 gateway and DHCP range inside its CIDR, port ranges in order and only with
 protocols that have ports, a FloatingIP's fixedAddress only with an
-instance, server group rules only with anti-affinity). Each rule returns
+instance, server group rules only with anti-affinity), and a network's
+cidr: at most /30, and never inside a special-purpose block
+(``schemas.address_blocks``: loopback, link-local, multicast, ...), for
+every writer, admins too. Overlapping such a block (``0.0.0.0/0``) is the
+API server's to refuse to callers who are not admins: these rules cannot
+know the caller. Each rule returns
 ``(path, message)`` pairs like the schema's errors.
 
 Must never: import anything else from the project, or report a value the
@@ -18,6 +23,7 @@ import ipaddress
 from collections.abc import Callable
 from typing import Any
 
+from schemas import address_blocks
 from schemas.messages import path_of, show
 
 Errors = list[tuple[str, str]]
@@ -56,6 +62,14 @@ def _network_rules(spec: dict[str, Any]) -> Errors:
             (
                 "spec.cidr",
                 f"must leave room for hosts: a prefix length of at most 30 (got /{net.prefixlen})",
+            )
+        ]
+    if (block := address_blocks.inside(net)) is not None:
+        return [
+            (
+                "spec.cidr",
+                f"must not lie inside {address_blocks.described([block])}: "
+                "no guest's address works there",
             )
         ]
     errors: Errors = []

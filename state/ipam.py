@@ -1,16 +1,21 @@
 """Addresses of networks, allocated to instances' ports race-free in etcd.
 
-Owns: a Network's gateway and bridge name, which addresses of it may be handed out (its ``dhcpRange``, else
-every host address after the gateway), the keys
+Owns: a Network's gateway and bridge name; which addresses of it may be
+handed out (``Pool``: its ``dhcpRange``, else every host address after the
+gateway, never the gateway nor an address of a special-purpose block such
+as loopback or multicast, which only an admin's network can span), as
+integer ranges, so that a /0 costs what a /30 does; the keys
 ``/desired/v1/ipam/<network uid>/<address>`` (each held by one port:
 ``{"instance": uid, "port": index, "mac": ...}``, created only where absent,
-so two allocations of one address cannot both succeed), a port's MAC
-(``fa:16:3e`` and three bytes of a digest of instance and port, as
-OpenStack's prefix), finding a port's allocation again, and releasing an
-instance's addresses.
+so two allocations of one address cannot both succeed); picking a free
+address by walking the pool past the held ones (at most as many steps as
+addresses are held); a port's MAC (``fa:16:3e`` and three bytes of a digest
+of instance and port, as OpenStack's prefix); finding a port's allocation
+again, and releasing an instance's addresses.
 
 Must never: hand one address to two ports; release an address another
-instance holds.
+instance holds; list a network's addresses (the cost would follow its
+prefix, not its ports).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from schemas import address_blocks
 from state import keys
 from state.envelope import Obj
 from state.errors import BadRequest, Conflict
@@ -84,30 +90,90 @@ def floating_port(fip_spec: dict[str, Any], ports: list[dict[str, Any]]) -> int 
     return None
 
 
-def pool(spec: dict[str, Any]) -> list[ipaddress.IPv4Address]:
-    """The addresses a network hands out, in order."""
-    net = ipaddress.IPv4Network(spec["cidr"], strict=False)
-    gw = gateway(spec)
-    if spec.get("dhcpRange"):
-        first = ipaddress.IPv4Address(spec["dhcpRange"]["start"])
-        last = ipaddress.IPv4Address(spec["dhcpRange"]["end"])
-    else:
-        first, last = gw + 1, net.broadcast_address - 1
-    return [
-        ipaddress.IPv4Address(a)
-        for a in range(int(first), int(last) + 1)
-        if ipaddress.IPv4Address(a) in net and ipaddress.IPv4Address(a) != gw
-    ]
+@dataclass(frozen=True)
+class Pool:
+    """The addresses a network hands out: integer ranges, never a list of addresses, so
+    that asking anything of a /0 costs what it costs of a /30.
+
+    The addresses are its ``dhcpRange``, else every host address after the gateway, but
+    the gateway and the special-purpose blocks (``schemas.address_blocks``: only an
+    admin's network can span one) -- at most seven ranges."""
+
+    #: (first, last) of each range, as integers, inclusive, in order, disjoint, none empty
+    ranges: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def of(cls, spec: dict[str, Any]) -> Pool:
+        net = ipaddress.IPv4Network(spec["cidr"], strict=False)
+        gw = int(gateway(spec))
+        if spec.get("dhcpRange"):
+            first = int(ipaddress.IPv4Address(spec["dhcpRange"]["start"]))
+            last = int(ipaddress.IPv4Address(spec["dhcpRange"]["end"]))
+        else:
+            first, last = gw + 1, int(net.broadcast_address) - 1
+        hosts = (int(net.network_address) + 1, int(net.broadcast_address) - 1)
+        ranges = [(max(first, hosts[0]), min(last, hosts[1]))]
+        holes = [(gw, gw)] + [
+            (int(b.network_address), int(b.broadcast_address))
+            for b, _ in address_blocks.overlapped(net)
+        ]
+        for low, high in holes:
+            ranges = [
+                part
+                for lo, hi in ranges
+                for part in ((lo, min(hi, low - 1)), (max(lo, high + 1), hi))
+                if part[0] <= part[1]
+            ]
+        return cls(tuple(ranges))
+
+    @property
+    def size(self) -> int:
+        """How many addresses it has."""
+        return sum(hi - lo + 1 for lo, hi in self.ranges)
+
+    def __contains__(self, address: object) -> bool:
+        if not isinstance(address, ipaddress.IPv4Address):
+            return False
+        return any(lo <= int(address) <= hi for lo, hi in self.ranges)
+
+    def bounds(self) -> list[tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]]:
+        """(first, last) address of each range: Neutron's allocation pools."""
+        return [(ipaddress.IPv4Address(lo), ipaddress.IPv4Address(hi)) for lo, hi in self.ranges]
+
+    def first(self) -> ipaddress.IPv4Address | None:
+        return ipaddress.IPv4Address(self.ranges[0][0]) if self.ranges else None
+
+    def free(self, taken: set[ipaddress.IPv4Address], count: int) -> list[ipaddress.IPv4Address]:
+        """The first ``count`` addresses not in ``taken``, in order: a walk that skips each
+        taken address at most once, so it costs ``count + len(taken)`` steps at most,
+        whatever the pool's size."""
+        held = {int(a) for a in taken}
+        found: list[ipaddress.IPv4Address] = []
+        for lo, hi in self.ranges:
+            address = lo
+            while address <= hi and len(found) < count:
+                if address not in held:
+                    found.append(ipaddress.IPv4Address(address))
+                address += 1
+        return found
+
+    def used(self, taken: set[ipaddress.IPv4Address]) -> int:
+        """How many of ``taken`` are its addresses (fixed ones may lie outside)."""
+        return sum(a in self for a in taken)
 
 
 def _fixed(spec: dict[str, Any], wanted: str) -> ipaddress.IPv4Address:
-    """An address asked for: a host address of the network, not its gateway."""
+    """An address asked for: a host address of the network, not its gateway, none of a
+    special-purpose block (outside the pool otherwise is fine)."""
     net = ipaddress.IPv4Network(spec["cidr"], strict=False)
     address = ipaddress.IPv4Address(wanted)
     if address not in net or address in (net.network_address, net.broadcast_address):
         raise BadRequest(f"{wanted} is not a host address of {spec['cidr']}")
     if address == gateway(spec):
         raise BadRequest(f"{wanted} is the gateway of {spec['cidr']}")
+    for block, what in address_blocks.SPECIAL_BLOCKS:
+        if address in block:
+            raise BadRequest(f"{wanted} is in {block} ({what}): no guest's address")
     return address
 
 
@@ -116,6 +182,12 @@ async def held(etcd: EtcdClient, network_uid: str) -> dict[str, dict[str, Any]]:
     prefix = keys.ipam_prefix(network_uid)
     res = await etcd.range(prefix, prefix_end(prefix))
     return {keys.last_segment(kv.key): json.loads(kv.value) for kv in res.kvs}
+
+
+async def used(etcd: EtcdClient, network_uid: str) -> int:
+    """How many addresses are allocated on a network (counted by etcd, none read)."""
+    prefix = keys.ipam_prefix(network_uid)
+    return (await etcd.range(prefix, prefix_end(prefix), count_only=True)).count
 
 
 async def allocate(
@@ -137,13 +209,13 @@ async def allocate(
         if wanted is not None:
             candidate = _fixed(spec, wanted)
         else:
-            free = [a for a in pool(spec) if str(a) not in taken]
+            free = Pool.of(spec).free({ipaddress.IPv4Address(a) for a in taken}, 8)
             if not free:
                 raise PoolExhausted(
                     f"no free address on network {network['metadata']['name']} ({spec['cidr']})"
                 )
             # a random one of the first few: racing allocations rarely pick the same
-            candidate = random.choice(free[:8])
+            candidate = random.choice(free)
         key = keys.ipam(uid, str(candidate))
         res = await etcd.txn([absent(key)], [Put(key, value)])
         if res.succeeded:

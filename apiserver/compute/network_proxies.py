@@ -373,7 +373,7 @@ def _network_view(request: web.Request, net: Obj, ids: dict[str, str]) -> dict[s
     view.update(id=net["metadata"]["uid"], label=spec.get("displayName") or net["metadata"]["name"])
     if spec.get("cidr"):
         cidr = ipaddress.IPv4Network(spec["cidr"], strict=False)
-        pool = ipam.pool(spec)
+        first = ipam.Pool.of(spec).first()
         dns = [*spec.get("dnsServers", []), None, None]
         view.update(
             cidr=str(cidr),
@@ -381,7 +381,7 @@ def _network_view(request: web.Request, net: Obj, ids: dict[str, str]) -> dict[s
             broadcast=str(cidr.broadcast_address),
             gateway=str(ipam.gateway(spec)),
             dhcp_server=str(ipam.gateway(spec)),
-            dhcp_start=str(pool[0]) if pool else None,
+            dhcp_start=str(first) if first else None,
             dns1=dns[0],
             dns2=dns[1],
             enable_dhcp=True,

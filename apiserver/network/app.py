@@ -3,7 +3,9 @@
 Owns: checking the token of every request but the version documents, the
 version and extension documents clients read first, and turning typed errors
 into Neutron's error body (a 404 of a kind the handler did not name becomes
-Neutron's ``NotFound``; conflicts ``Conflict``; refused input ``BadRequest``).
+Neutron's ``NotFound``; conflicts ``Conflict``; refused input ``BadRequest``;
+a member's subnet over a special-purpose block ``InvalidInput``, as Neutron's
+for a loopback or multicast subnet).
 
 Must never: answer a request whose token does not hold.
 """
@@ -14,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from apiserver import netops
 from apiserver.network import floating_ips, networks, quotas, security_groups
 from apiserver.network.common import CALLER, STORE, NeutronFault, render
 from apiserver.tokens import TokenChecker
@@ -101,6 +104,10 @@ def _middleware(tokens: TokenChecker) -> Any:
             return await handler(request)
         except NeutronFault as fault:
             return render(fault)
+        except netops.SpecialBlock as exc:
+            return render(
+                NeutronFault(400, "InvalidInput", f"Invalid input for operation: {exc.message}.")
+            )
         except Invalid as exc:
             return render(
                 NeutronFault(400, "HTTPBadRequest", f"Invalid input for operation: {exc.message}")

@@ -64,7 +64,6 @@ def network_view(net: Obj, projects: Projects) -> dict[str, Any]:
 
 def subnet_view(net: Obj, projects: Projects) -> dict[str, Any]:
     spec = net["spec"]
-    pool = ipam.pool(spec)
     return {
         "id": netops.subnet_id(net),
         "name": spec.get("subnetName") or spec.get("displayName") or net["metadata"]["name"],
@@ -72,7 +71,9 @@ def subnet_view(net: Obj, projects: Projects) -> dict[str, Any]:
         "ip_version": 4,
         "cidr": str(ipaddress.IPv4Network(spec["cidr"], strict=False)),
         "gateway_ip": str(ipam.gateway(spec)),
-        "allocation_pools": [{"start": str(pool[0]), "end": str(pool[-1])}] if pool else [],
+        "allocation_pools": [
+            {"start": str(first), "end": str(last)} for first, last in ipam.Pool.of(spec).bounds()
+        ],
         "dns_nameservers": list(spec.get("dnsServers", [])),
         "host_routes": [],
         "enable_dhcp": True,
@@ -150,7 +151,11 @@ async def create_network(request: web.Request) -> web.Response:
     project = await acting_project(request, body)
     name, extra = _name(body, "net")
     net = await netops.create_network(
-        store_of(request), project, name, {**extra, **_settings(request, body)}
+        store_of(request),
+        project,
+        name,
+        {**extra, **_settings(request, body)},
+        admin=is_admin(request),
     )
     return one("network", network_view(net, await Projects.read(request)), 201)
 
@@ -168,7 +173,7 @@ async def update_network(request: web.Request) -> web.Response:
         else:
             spec.pop("displayName", None)
             spec.update(extra)
-    updated = await netops.update_spec(store_of(request), net, spec)
+    updated = await netops.update_spec(store_of(request), net, spec, admin=is_admin(request))
     return one("network", network_view(updated, await Projects.read(request)))
 
 
@@ -238,7 +243,9 @@ async def create_subnet(request: web.Request) -> web.Response:
     body = await body_of(request, "subnet")
     net = await _network(request, str(body.get("network_id", "")))
     _mine(request, net, "network")
-    updated = await netops.set_subnet(store_of(request), net, _subnet_spec(body))
+    updated = await netops.set_subnet(
+        store_of(request), net, _subnet_spec(body), admin=is_admin(request)
+    )
     return one("subnet", subnet_view(updated, await Projects.read(request)), 201)
 
 
@@ -256,7 +263,7 @@ async def update_subnet(request: web.Request) -> web.Response:
         spec["dnsServers"] = list(body["dns_nameservers"] or [])
         if not spec["dnsServers"]:
             del spec["dnsServers"]
-    updated = await netops.update_spec(store_of(request), net, spec)
+    updated = await netops.update_spec(store_of(request), net, spec, admin=is_admin(request))
     return one("subnet", subnet_view(updated, await Projects.read(request)))
 
 

@@ -155,7 +155,7 @@ async def update_group(request: web.Request) -> web.Response:
         spec["description"] = str(body["description"] or "")
     if "name" in body:
         spec["displayName"] = str(body["name"])
-    updated = await netops.update_spec(store_of(request), group, spec)
+    updated = await netops.update_spec(store_of(request), group, spec, admin=is_admin(request))
     return one("security_group", group_view(updated, await Projects.read(request), {}))
 
 
