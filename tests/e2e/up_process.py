@@ -22,7 +22,8 @@ class Up:
         self.data_dir = data_dir
         self.proc = subprocess.Popen(
             [str(BIN / "desired"), "up", "--data-dir", str(data_dir), "--port", "0", *args],
-            env={**os.environ, **(env or {})},
+            # the metadata service on a free port, so that clouds of tests run side by side
+            env={**os.environ, "DESIRED_METADATA_PORT": "0", **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
