@@ -18,6 +18,7 @@ that is not whole; let a reader change an image.
 
 from __future__ import annotations
 
+import html
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
@@ -66,8 +67,9 @@ class ImageFault(Exception):
 def _error(status: int, message: str) -> web.Response:
     titles = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found"}
     title = titles.get(status, "Conflict" if status == 409 else "Error")
+    shown = html.escape(message.encode("utf-8", "backslashreplace").decode("utf-8"), quote=False)
     return web.Response(
-        status=status, text=f"<html><body><h1>{status} {title}</h1>{message}</body></html>"
+        status=status, text=f"<html><body><h1>{status} {title}</h1>{shown}</body></html>"
     )
 
 

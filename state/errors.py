@@ -25,6 +25,9 @@ class DesiredError(Exception):
     reason: str = "InternalError"
 
     def __init__(self, message: str) -> None:
+        # messages echo input: one that is not valid Unicode (a lone surrogate) is shown
+        # escaped, so that every API can write it in any format
+        message = message.encode("utf-8", "backslashreplace").decode("utf-8")
         super().__init__(message)
         self.message = message
 
