@@ -33,6 +33,7 @@ from aiohttp import web
 from apiserver.auth import token_auth
 from apiserver.errors import status_errors
 from apiserver.kinds import KINDS, KindInfo, by_kind, by_plural, check_scope
+from schemas.documents import StrictLoader
 from state import selectors
 from state.admission import admit, admit_delete
 from state.apply import apply
@@ -61,9 +62,9 @@ async def _body(request: web.Request) -> Obj:
         raise BadRequest("the request has no body")
     try:
         if "yaml" in request.content_type:
-            data = yaml.safe_load(raw)
+            data = yaml.load(raw, Loader=StrictLoader)  # a key given twice is refused
         else:
-            data = json.loads(raw)
+            data = json.loads(raw, object_pairs_hook=_unique_keys)
     except (ValueError, yaml.YAMLError) as exc:
         raise BadRequest(
             f"the body is not valid {'YAML' if 'yaml' in request.content_type else 'JSON'}: {exc}"
@@ -71,6 +72,16 @@ async def _body(request: web.Request) -> Obj:
     if not isinstance(data, dict):
         raise BadRequest("the body must be one object (a mapping)")
     return data
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice (as ``StrictLoader`` does in YAML)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
 
 
 def _bool(request: web.Request, name: str) -> bool:

@@ -242,6 +242,26 @@ async def test_a_resource_version_that_is_no_revision_is_400(
         assert "is ahead of the store" in (await resp.json())["message"]
 
 
+async def test_a_key_given_twice_in_a_body_is_refused(api: aiohttp.ClientSession) -> None:
+    yaml_body = (
+        "kind: Flavor\nmetadata: {name: twice}\nspec:\n  vcpus: 1\n  vcpus: 8\n"
+        "  ramMiB: 512\n  diskGiB: 1\n"
+    )
+    json_body = (
+        '{"kind": "Flavor", "metadata": {"name": "twice"}, '
+        '"spec": {"vcpus": 1, "vcpus": 8, "ramMiB": 512, "diskGiB": 1}}'
+    )
+    for body, content_type in ((yaml_body, "application/yaml"), (json_body, "application/json")):
+        async with api.post(
+            "/apis/v1/apply", data=body, headers={"Content-Type": content_type}
+        ) as resp:
+            assert resp.status == 400, content_type
+            message = (await resp.json())["message"]
+            assert "duplicate key 'vcpus'" in message, message
+    async with api.get("/apis/v1/flavors/twice") as resp:
+        assert resp.status == 404
+
+
 async def test_etcd_unreachable_is_503(etcd_server: object) -> None:
     from fixtures.ports import free_port
 
