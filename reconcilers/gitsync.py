@@ -14,7 +14,8 @@ and failures.
 
 Invariants: a repository that cannot be fetched or parsed, or with any
 document that breaks its schema (a key given twice, an unknown kind or
-apiVersion, a bad field; ``schemas.documents``), changes nothing: no
+apiVersion, a bad field; ``schemas.documents``) or that the objects already
+stored refuse (``state.admission``), changes nothing: no
 partial apply of a broken commit, no pruning; the condition names each
 document by file, number and line; every step is safe to
 repeat; the reconcile is re-run every ``intervalSeconds``.
@@ -37,7 +38,7 @@ from state import selectors
 from state.admission import admit
 from state.apply import CONFIGURED, apply, prune_candidates
 from state.envelope import Obj, Ref, now, ref, set_condition
-from state.errors import DesiredError
+from state.errors import DesiredError, Invalid
 from state.store import Store
 from state.validation import validate
 
@@ -159,6 +160,7 @@ class GitSync:
             for _, doc in docs:
                 self._own(source, doc.obj)
             check_documents(docs)  # all or nothing: one bad document and none is applied
+            await self._admit_all(docs)
         except SyncError as exc:
             await self._fail(source, exc.reason, exc.message)
             return Requeue(after=interval)
@@ -167,6 +169,22 @@ class GitSync:
         failed = [r for r in results if r.get("error")]
         await self._record(source, commit, results, drift, pruned, failed)
         return Requeue(after=interval)
+
+    async def _admit_all(self, docs: list[tuple[str, Document]]) -> None:
+        """Raises SyncError (``Refused``) naming every document the objects already stored
+        refuse (``state.admission``: a network overlapping another), before any is applied."""
+        problems = []
+        for _, doc in docs:
+            try:
+                await admit(self.store, doc.obj)
+            except Invalid as exc:
+                problems += [doc.problem(f"{e.path}: {e.message}", e.path) for e in exc.errors]
+                if not exc.errors:
+                    problems.append(doc.problem(exc.message))
+            except DesiredError as exc:
+                problems.append(doc.problem(exc.message))
+        if problems:
+            raise SyncError("Refused", _summary(problems))
 
     async def _apply_all(
         self, source: Obj, docs: list[tuple[str, Document]], commit: str

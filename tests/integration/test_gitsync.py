@@ -187,6 +187,30 @@ async def test_a_commit_with_one_bad_document_applies_none(
         assert await store.get(Ref("KeyPair", "ops", "ops"))
 
 
+async def test_a_commit_the_stored_objects_refuse_applies_none(
+    store: Store, repo: Path, tmp_path: Path
+) -> None:
+    """A network overlapping one already stored: the commit's other documents wait too."""
+    await store.create(
+        {
+            "kind": "Network",
+            "metadata": {"name": "old", "project": "ops"},
+            "spec": {"cidr": "10.9.0.0/24"},
+        }
+    )
+    (repo / "cloud/net.yaml").write_text(
+        "kind: Network\nmetadata: {name: new}\nspec: {cidr: 10.9.0.128/25}\n"
+    )
+    commit(repo, "overlapping network")
+    key = await source(store, repo)
+    await GitSync(store, tmp_path / "work").reconcile(key)
+    ready = condition(await store.get(key), "Ready")
+    assert ready is not None and ready["reason"] == "Refused", ready
+    assert ready["message"].startswith("net.yaml: document 1 (line 3): spec.cidr: "), ready
+    assert await store.get_or_none(Ref("Flavor", None, "m1.small")) is None
+    assert await store.get_or_none(Ref("Network", "ops", "new")) is None
+
+
 async def test_unreachable_repository_is_reported(store: Store, tmp_path: Path) -> None:
     key = await source(store, tmp_path / "nowhere")
     result = await GitSync(store, tmp_path / "work").reconcile(key)
