@@ -17,6 +17,7 @@ from pathlib import Path
 from aiohttp import web
 
 from apiserver import declarative, identity, images
+from apiserver.body_deadline import DEFAULT_SECONDS, body_deadline
 from apiserver.compute import app as compute_app
 from apiserver.external_identity import ExternalTokens
 from apiserver.image_data import ImageData
@@ -49,6 +50,7 @@ def make_app(
     image_dir: Path | None = None,
     keystone_url: str = "",
     keystone_cache_seconds: float = 300.0,
+    body_timeout: float = DEFAULT_SECONDS,
 ) -> web.Application:
     """The root app; ``metrics_text`` (Prometheus text) is served at ``/metrics`` when given;
     identity tokens live ``token_ttl`` seconds; ``sql_url`` is the conductor's database,
@@ -56,8 +58,9 @@ def make_app(
     most ``max_limit`` servers; ``policy_file`` overrides the Compute API's policy;
     ``image_dir`` keeps uploaded images' data (None: the image service stores none);
     ``keystone_url``: an external Keystone whose tokens the Compute and image APIs take
-    (kept ``keystone_cache_seconds``) instead of this identity service's."""
-    root = web.Application()
+    (kept ``keystone_cache_seconds``) instead of this identity service's; a request body
+    that stalls ``body_timeout`` seconds is answered 408 (``apiserver.body_deadline``)."""
+    root = web.Application(middlewares=[body_deadline(body_timeout)])
     root[ETCD] = etcd
     root.router.add_get("/healthz", healthz)
     if metrics_text is not None:

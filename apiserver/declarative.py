@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import weakref
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -49,6 +51,9 @@ WATCHES = web.AppKey("watches", weakref.WeakSet[asyncio.Task[Any]])
 _HEARTBEAT = 10.0
 
 _MAX_BODY = 4 * 1024 * 1024
+#: the largest revision etcd has (an int64)
+_MAX_REVISION = 2**63 - 1
+_DIGITS = re.compile(r"[0-9]+")
 
 
 async def _body(request: web.Request) -> Obj:
@@ -56,7 +61,9 @@ async def _body(request: web.Request) -> Obj:
     if not raw:
         raise BadRequest("the request has no body")
     try:
-        data = await decode(raw, loads_yaml if "yaml" in request.content_type else loads_json)
+        # a key given twice is refused, in YAML (as desiredctl does) and in JSON
+        loads = loads_yaml if "yaml" in request.content_type else partial(loads_json, unique=True)
+        data = await decode(raw, loads)
     except ValueError as exc:
         raise BadRequest(
             f"the body is not valid {'YAML' if 'yaml' in request.content_type else 'JSON'}: {exc}"
@@ -143,13 +150,30 @@ async def list_handler(request: web.Request) -> web.StreamResponse:
     )
 
 
+def _resource_version(request: web.Request) -> int:
+    """The query's ``resourceVersion`` (0 when absent): an etcd revision, so digits only
+    and at most 2**63-1; anything else is a 400 that says so."""
+    raw = request.query.get("resourceVersion") or "0"
+    if not _DIGITS.fullmatch(raw) or int(raw) > _MAX_REVISION:
+        shown = raw if len(raw) <= 40 else raw[:40] + "..."
+        raise BadRequest(
+            f"resourceVersion must be a revision: an integer from 0 to {_MAX_REVISION} "
+            f"(got {shown!r})"
+        )
+    return int(raw)
+
+
 async def _watch(
     request: web.Request, info: KindInfo, project: str | None, selector: selectors.Selector | None
 ) -> web.StreamResponse:
-    try:
-        revision = int(request.query.get("resourceVersion") or 0)
-    except ValueError:
-        raise BadRequest("resourceVersion must be an integer") from None
+    revision = _resource_version(request)
+    if revision:
+        current = await request.app[STORE].etcd.revision()
+        if revision > current:
+            raise BadRequest(
+                f"resourceVersion {revision} is ahead of the store (at revision {current}): "
+                "watch from a resourceVersion a read returned"
+            )
     watch = ObjectWatch(request.app[STORE].etcd, info.kind, project, revision=revision)
     stream = watch.__aiter__()
     try:
@@ -250,10 +274,7 @@ def _success(message: str) -> dict[str, Any]:
 
 async def delete_handler(request: web.Request) -> web.Response:
     _, r = _ref(request)
-    try:
-        rv = int(request.query.get("resourceVersion") or 0)
-    except ValueError:
-        raise BadRequest("resourceVersion must be an integer") from None
+    rv = _resource_version(request)
     await admit_delete(request.app[STORE], r)
     result = await request.app[STORE].delete(r, resource_version_=rv)
     if result is None:

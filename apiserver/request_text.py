@@ -21,15 +21,14 @@ from typing import Any
 
 import yaml
 
+from schemas.documents import StrictLoader
+
 #: the deepest nesting of lists and objects a body may have (Compute bodies need 6)
 MAX_DEPTH = 32
 #: the most values (scalars, lists and objects) one body may hold, aliases expanded
 MAX_NODES = 200_000
 #: bodies longer than this are decoded in a worker thread, off the event loop
 OFF_LOOP_BYTES = 64 * 1024
-#: libyaml's safe loader where PyYAML was built with it: it refuses deep nesting at once,
-#: where the pure-Python one spends seconds on a few thousand "["
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class BodyTooComplex(ValueError):
@@ -66,21 +65,35 @@ def _finite(text: str) -> float:
     return value
 
 
-def loads_json(raw: str | bytes) -> Any:
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def loads_json(raw: str | bytes, *, unique: bool = False) -> Any:
     """The JSON value of ``raw``; ValueError when it is not JSON (NaN and Infinity, which
     Python's parser takes, are not; nor is a number too large for a float) or past the
-    limits."""
+    limits; with ``unique``, also when an object gives one key twice."""
+    hook = _unique_keys if unique else None
     try:
-        return bounded(json.loads(raw, parse_constant=_not_json, parse_float=_finite))
+        return bounded(
+            json.loads(raw, parse_constant=_not_json, parse_float=_finite, object_pairs_hook=hook)
+        )
     except RecursionError:
         raise BodyTooComplex(f"the body is nested deeper than {MAX_DEPTH} levels") from None
 
 
 def loads_yaml(raw: str | bytes) -> Any:
-    """The YAML value of ``raw`` (safe types only); ValueError when it is not YAML or past
-    the limits."""
+    """The YAML value of ``raw`` (safe types only, through libyaml where PyYAML has it:
+    the pure-Python parser spends seconds on a few thousand "["); ValueError when it is not
+    YAML, gives a key twice, or is past the limits."""
     try:
-        return bounded(yaml.load(raw, Loader=_YAML_LOADER))
+        return bounded(yaml.load(raw, Loader=StrictLoader))
     except RecursionError:
         raise BodyTooComplex(f"the body is nested deeper than {MAX_DEPTH} levels") from None
     except yaml.YAMLError as exc:

@@ -67,8 +67,10 @@ async def _serve_api(
         image_dir=cfg.data_dir / "images",
         keystone_url=cfg.api.keystone_url,
         keystone_cache_seconds=cfg.api.keystone_cache_seconds,
+        body_timeout=cfg.api.body_timeout,
     )
-    runner = web.AppRunner(app, access_log=None)
+    # the rest of a body a handler did not read is drained no longer than a stall may last
+    runner = web.AppRunner(app, access_log=None, lingering_time=cfg.api.body_timeout)
     await runner.setup()
     site = web.TCPSite(runner, cfg.api.host, cfg.api.port)
     await site.start()
@@ -78,9 +80,13 @@ async def _serve_api(
 async def _serve_metadata(cfg: Config, etcd_url: str, secret: str) -> web.AppRunner:
     """The metadata service on its own listener (``metadata.host``/``metadata.port``)."""
     app = metadata_service.make_app(
-        Store(EtcdClient(etcd_url, timeout=cfg.etcd.timeout)), ComputeViews(cfg.sql_url()), secret
+        Store(EtcdClient(etcd_url, timeout=cfg.etcd.timeout)),
+        ComputeViews(cfg.sql_url()),
+        secret,
+        body_timeout=cfg.api.body_timeout,
     )
-    runner = web.AppRunner(app, access_log=None)
+    # the rest of a body a handler did not read is drained no longer than a stall may last
+    runner = web.AppRunner(app, access_log=None, lingering_time=cfg.api.body_timeout)
     await runner.setup()
     await web.TCPSite(runner, cfg.metadata.host, cfg.metadata.port).start()
     return runner

@@ -19,6 +19,7 @@ import re
 import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -45,27 +46,97 @@ def api_error_lines(where: str, exc: ApiError) -> list[str]:
     return [f"{where}: {exc}"]
 
 
-async def _prepare(client: Client, docs: list[ctl_files.Document], project: str | None) -> None:
-    for doc in docs:
-        kind = await client.kind(str(doc.obj["kind"]))
+def doc_error_lines(doc: ctl_files.Document, exc: ApiError) -> list[str]:
+    """The server's refusal of a document: one line each, on the line of the field."""
+    name = ref_text(doc.obj)
+    if exc.causes:
+        return [
+            str(doc.problem(f"{name}: {c.get('field')}: {c.get('message')}", c.get("field") or ""))
+            for c in exc.causes
+        ]
+    return [str(doc.problem(f"{name}: {exc}"))]
+
+
+def _preparer(kinds: dict[str, Kind], project: str | None) -> Callable[[ctl_files.Document], None]:
+    """What spells a document's kind as the server does (any case, singular or plural) and
+    gives a project-scoped object ``project`` when it names none."""
+    by_name = {n: k for k in kinds.values() for n in (k.kind.lower(), k.plural)}
+
+    def prepare(doc: ctl_files.Document) -> None:
+        name = doc.obj.get("kind")
+        kind = by_name.get(name.lower()) if isinstance(name, str) else None
+        if kind is None:
+            return  # the check says it is unknown, with the file and line
         doc.obj["kind"] = kind.kind
-        meta = doc.obj["metadata"]
-        if project and kind.scope == "project" and not meta.get("project"):
-            meta["project"] = project
+        meta = doc.obj.get("metadata")
+        if project and kind.scope == "project" and isinstance(meta, dict):
+            meta.setdefault("project", project)
+
+    return prepare
+
+
+async def _checked(
+    client: Client, filenames: list[str], project: str | None, schema: bool = True
+) -> list[ctl_files.Document]:
+    """Every document of the files, all checked before any is sent: YAML, duplicate keys,
+    kind, apiVersion and (with ``schema``) the kind's schema. Raises SpecFileError with
+    every problem found."""
+    loaded = ctl_files.load(filenames)
+    try:
+        kinds = await client.kinds()
+    except ApiError:
+        if loaded.problems:  # what can be said without the server comes first
+            raise ctl_files.SpecFileError([str(p) for p in loaded.problems]) from None
+        raise
+    prepare = _preparer(kinds, project)
+    if schema:
+        ctl_files.check(loaded, prepare)
+        return loaded.docs
+    problems = [str(p) for p in loaded.problems]
+    for doc in loaded.docs:
+        if not isinstance(doc.obj, dict):
+            problems.append(str(doc.problem("expected a mapping (an object)")))
+            continue
+        prepare(doc)
+        meta = doc.obj.get("metadata")
+        if doc.obj.get("kind") not in kinds:
+            problems.append(str(doc.problem(f"unknown kind {doc.obj.get('kind')!r}", "kind")))
+        elif not isinstance(meta, dict) or not meta.get("name"):
+            problems.append(str(doc.problem("has no metadata.name", "metadata")))
+    if problems:
+        raise ctl_files.SpecFileError(problems)
+    return loaded.docs
 
 
 async def cmd_apply(client: Client, args: argparse.Namespace) -> int:
-    docs = ctl_files.load(args.filename)
-    await _prepare(client, docs, args.project)
-    suffix = " (dry run)" if args.dry_run else ""
-    results = await asyncio.gather(
-        *(client.apply(d.obj, args.dry_run) for d in docs), return_exceptions=True
+    """Applies every document or none: each is checked here first (``_checked``) and then by
+    the server (a dry run of all); only when none is refused is any written."""
+    docs = await _checked(client, args.filename, args.project)
+    checks = await asyncio.gather(
+        *(client.apply(d.obj, True) for d in docs), return_exceptions=True
     )
+    refused = 0
+    for doc, res in zip(docs, checks, strict=True):
+        if isinstance(res, ApiError):
+            refused += 1
+            for line in doc_error_lines(doc, res):
+                err(line)
+        elif isinstance(res, BaseException):
+            raise res
+    if refused:
+        err(f"nothing applied: the server refused {refused} of {len(docs)} objects")
+        return EXIT_FAILED
+    suffix = " (dry run)" if args.dry_run else ""
+    results = checks
+    if not args.dry_run:
+        results = await asyncio.gather(
+            *(client.apply(d.obj, False) for d in docs), return_exceptions=True
+        )
     failed = False
     for doc, res in zip(docs, results, strict=True):
         if isinstance(res, ApiError):
-            failed = True
-            for line in api_error_lines(f"{doc.source}: {ref_text(doc.obj)}", res):
+            failed = True  # changed on the server since its check
+            for line in doc_error_lines(doc, res):
                 err(line)
         elif isinstance(res, BaseException):
             raise res
@@ -117,8 +188,7 @@ def _comparable(obj: dict[str, Any]) -> str:
 
 
 async def cmd_diff(client: Client, args: argparse.Namespace) -> int:
-    docs = ctl_files.load(args.filename)
-    await _prepare(client, docs, args.project)
+    docs = await _checked(client, args.filename, args.project)
     differs = False
     for doc in docs:
         kind = await client.kind(doc.obj["kind"])
@@ -231,8 +301,7 @@ async def cmd_describe(client: Client, args: argparse.Namespace) -> int:
 async def cmd_delete(client: Client, args: argparse.Namespace) -> int:
     targets: list[tuple[Kind, str | None, str]] = []
     if args.filename:
-        docs = ctl_files.load(args.filename)
-        await _prepare(client, docs, args.project)
+        docs = await _checked(client, args.filename, args.project, schema=False)
         for d in docs:
             targets.append(
                 (
@@ -540,7 +609,8 @@ def main(argv: list[str] | None = None) -> int:
         err(str(exc))
         return EXIT_USAGE
     except ctl_files.SpecFileError as exc:
-        err(str(exc))
+        for line in exc.lines:
+            err(line)
         return EXIT_FAILED
     except ApiError as exc:
         err(str(exc))

@@ -12,8 +12,12 @@ GitSource's status: ``commit``, ``lastSyncTime``, per-object ``results``,
 commit), ``observedGeneration`` and a ``Ready`` condition; events for drift
 and failures.
 
-Invariants: a repository that cannot be fetched or parsed changes nothing
-(no partial apply of a broken commit, no pruning); every step is safe to
+Invariants: a repository that cannot be fetched or parsed, or with any
+document that breaks its schema (a key given twice, an unknown kind or
+apiVersion, a bad field; ``schemas.documents``) or that the objects already
+stored refuse (``state.admission``), changes nothing: no
+partial apply of a broken commit, no pruning; the condition names each
+document by file, number and line; every step is safe to
 repeat; the reconcile is re-run every ``intervalSeconds``.
 """
 
@@ -26,15 +30,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 import schemas
 from reconcilers.runtime.controller import Requeue
+from schemas import documents
+from schemas.documents import Document, Problem
 from state import selectors
 from state.admission import admit
 from state.apply import CONFIGURED, apply, prune_candidates
 from state.envelope import Obj, Ref, now, ref, set_condition
-from state.errors import DesiredError
+from state.errors import DesiredError, Invalid
 from state.store import Store
 from state.validation import validate
 
@@ -95,8 +99,9 @@ async def fetch(repository: str, branch: str, checkout: Path) -> str:
     return await git("rev-parse", "HEAD", cwd=checkout)
 
 
-def load_documents(root: Path) -> list[tuple[str, Obj]]:
-    """Every object under ``root``: (``file`` or ``file#N``, object); raises SyncError."""
+def load_documents(root: Path) -> list[tuple[str, Document]]:
+    """Every document under ``root``: (``file`` or ``file#N``, document); raises SyncError
+    naming every document that cannot be read (YAML, a key given twice)."""
     if not root.exists():
         raise SyncError("PathNotFound", f"path {root.name!r} does not exist in the repository")
     files = (
@@ -104,23 +109,34 @@ def load_documents(root: Path) -> list[tuple[str, Obj]]:
         if root.is_file()
         else sorted(p for p in root.rglob("*") if p.suffix in _SUFFIXES and ".git" not in p.parts)
     )
-    docs: list[tuple[str, Obj]] = []
+    docs: list[tuple[str, Document]] = []
+    problems: list[Problem] = []
     for f in files:
         rel = f.relative_to(root.parent if root.is_file() else root)
-        try:
-            loaded = list(yaml.safe_load_all(f.read_text()))
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = f":{mark.line + 1}" if mark is not None else ""
-            problem = getattr(exc, "problem", None) or str(exc)
-            raise SyncError("ParseError", f"{rel}{line}: {problem}") from None
-        for n, doc in enumerate(loaded, 1):
-            if doc is None:
-                continue
-            if not isinstance(doc, dict) or "kind" not in doc:
-                raise SyncError("ParseError", f"{rel}: document {n} is not an object with a kind")
-            docs.append((f"{rel}#{n}" if len(loaded) > 1 else str(rel), doc))
+        text = f.read_text()
+        read, unreadable = documents.read(text, str(rel))
+        problems += unreadable
+        several = len(read) > 1 or any(doc.number > 1 for doc in read)
+        for doc in read:
+            docs.append((f"{rel}#{doc.number}" if several else str(rel), doc))
+    if problems:
+        raise SyncError("ParseError", _summary(problems))
     return docs
+
+
+def check_documents(docs: list[tuple[str, Document]]) -> None:
+    """Raises SyncError (``Invalid``) naming every document that breaks its schema (kind,
+    apiVersion, fields); run on all before any is applied."""
+    problems = [p for _, doc in docs for p in documents.check(doc)]
+    if problems:
+        raise SyncError("Invalid", _summary(problems))
+
+
+def _summary(problems: list[Problem], shown: int = 5) -> str:
+    lines = [str(p) for p in problems[:shown]]
+    if len(problems) > shown:
+        lines.append(f"and {len(problems) - shown} more")
+    return "; ".join(lines)
 
 
 @dataclass
@@ -141,6 +157,10 @@ class GitSync:
         try:
             commit = await fetch(spec["repository"], spec.get("branch", "main"), self.workdir / uid)
             docs = load_documents((self.workdir / uid / spec.get("path", ".")).resolve())
+            for _, doc in docs:
+                self._own(source, doc.obj)
+            check_documents(docs)  # all or nothing: one bad document and none is applied
+            await self._admit_all(docs)
         except SyncError as exc:
             await self._fail(source, exc.reason, exc.message)
             return Requeue(after=interval)
@@ -150,19 +170,31 @@ class GitSync:
         await self._record(source, commit, results, drift, pruned, failed)
         return Requeue(after=interval)
 
+    async def _admit_all(self, docs: list[tuple[str, Document]]) -> None:
+        """Raises SyncError (``Refused``) naming every document the objects already stored
+        refuse (``state.admission``: a network overlapping another), before any is applied."""
+        problems = []
+        for _, doc in docs:
+            try:
+                await admit(self.store, doc.obj)
+            except Invalid as exc:
+                problems += [doc.problem(f"{e.path}: {e.message}", e.path) for e in exc.errors]
+                if not exc.errors:
+                    problems.append(doc.problem(exc.message))
+            except DesiredError as exc:
+                problems.append(doc.problem(exc.message))
+        if problems:
+            raise SyncError("Refused", _summary(problems))
+
     async def _apply_all(
-        self, source: Obj, docs: list[tuple[str, Obj]], commit: str
+        self, source: Obj, docs: list[tuple[str, Document]], commit: str
     ) -> tuple[list[dict[str, Any]], list[str]]:
-        uid = source["metadata"]["uid"]
         same_commit = source.get("status", {}).get("commit") == commit
         results: list[dict[str, Any]] = []
         drift: list[str] = []
-        for where, doc in docs:
-            meta = doc.setdefault("metadata", {})
-            meta.setdefault("labels", {})[LABEL] = uid
-            project = source["metadata"].get("project")
-            if project and schemas.SCOPES.get(str(doc.get("kind"))) == "project":
-                meta.setdefault("project", project)
+        for where, document in docs:
+            doc = document.obj
+            meta = doc["metadata"]
             entry: dict[str, Any] = {
                 "source": where,
                 "kind": doc.get("kind"),
@@ -189,9 +221,25 @@ class GitSync:
                 )
         return results, drift
 
-    async def _prune(self, source: Obj, docs: list[tuple[str, Obj]]) -> list[str]:
+    @staticmethod
+    def _own(source: Obj, doc: Any) -> None:
+        """Labels ``doc`` as the source's and gives it the source's project when it is
+        project-scoped and names none (a document that is no object is left to the check)."""
+        if not isinstance(doc, dict):
+            return
+        meta = doc.setdefault("metadata", {})
+        if not isinstance(meta, dict):
+            return
+        labels = meta.setdefault("labels", {})
+        if isinstance(labels, dict):
+            labels[LABEL] = source["metadata"]["uid"]
+        project = source["metadata"].get("project")
+        if project and schemas.SCOPES.get(str(doc.get("kind"))) == "project":
+            meta.setdefault("project", project)
+
+    async def _prune(self, source: Obj, docs: list[tuple[str, Document]]) -> list[str]:
         selector = selectors.parse(f"{LABEL}={source['metadata']['uid']}")
-        wanted = {ref(doc) for _, doc in docs}
+        wanted = {ref(doc.obj) for _, doc in docs}
         live: list[Obj] = []
         for kind in schemas.KINDS:
             live += (await self.store.list(kind, selector=selector)).items

@@ -56,6 +56,9 @@ class ApiConfig:
     keystone_url: str = ""
     #: seconds a token the external Keystone vouched for is taken without asking again
     keystone_cache_seconds: float = 300.0
+    #: seconds a request body may stall (no byte arriving) before the request is answered
+    #: 408 and its connection closed, on the API server's and the metadata service's listeners
+    body_timeout: float = 10.0
 
 
 @dataclass(frozen=True)

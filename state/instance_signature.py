@@ -18,6 +18,9 @@ def sign(secret: str, instance_id: str) -> str:
 
 
 def valid(secret: str, instance_id: str, signature: str) -> bool:
-    return bool(secret and instance_id) and hmac.compare_digest(
-        signature, sign(secret, instance_id)
-    )
+    """Whether ``signature`` signs ``instance_id``. Headers arrive as any bytes (decoded with
+    surrogates): an id or a signature that is not ASCII is simply not valid (ids and hex
+    signatures are ASCII; hmac.compare_digest refuses other str)."""
+    if not (secret and instance_id and instance_id.isascii() and signature.isascii()):
+        return False
+    return hmac.compare_digest(signature, sign(secret, instance_id))

@@ -101,11 +101,13 @@ async def charge(
     store: Store, project: str, delta: dict[str, int]
 ) -> tuple[Compare, Put, dict[str, int]]:
     """The compare and put that move the project's usage by ``delta``, and the new usage;
-    raises QuotaExceeded when a positive delta passes a limit."""
+    raises QuotaExceeded when a positive delta passes a limit. A release (no positive
+    delta) reads only the usage: one round trip, so that a delete's window is short."""
     used, revision = await usage(store, project)
-    over = _over(used, delta, await limits(store, project))
-    if over:
-        raise QuotaExceeded(over)
+    if any(v > 0 for v in delta.values()):
+        over = _over(used, delta, await limits(store, project))
+        if over:
+            raise QuotaExceeded(over)
     new = _moved(used, delta)
     return _guard(project, revision), Put(keys.usage(project), dumps(new)), new
 

@@ -17,13 +17,16 @@ spec's (left by an older object of the same name) is ignored on read.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import builtins
 import copy
+import itertools
 import json
+import random
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +63,10 @@ from state.selectors import Selector
 _EVENT_TTL = 3600
 #: how often a status read-modify-write is retried when another writer wins
 _STATUS_RETRIES = 16
+#: seconds a delete keeps re-reading and retrying while other writers win
+_DELETE_PATIENCE = 30.0
+#: attempts a delete retries at once before pausing between them
+_DELETE_EAGER = 4
 
 
 def dumps(obj: Any) -> bytes:
@@ -391,18 +398,23 @@ class Store:
         r: Ref,
         *,
         resource_version_: int = 0,
-        extra: Sequence[tuple[Compare, Op]] = (),
+        extra_for: Callable[[Obj], Awaitable[Sequence[tuple[Compare, Op]]]] | None = None,
     ) -> Obj | None:
         """Deletes an object, or marks it deleting while finalizers remain.
 
         Returns the object marked with ``deletionTimestamp``, or None once it
         is gone. Deleting an object that is already deleting changes nothing.
         With ``resource_version_`` the delete is refused (Conflict) if the spec
-        changed since; without it, a concurrent change (a reconciler adding a
-        finalizer) makes it re-read and try again. ``extra`` joins the
-        transaction that marks (or removes) the object (quota usage).
+        changed since. Without it a delete always wins: a concurrent change (a
+        reconciler adding a finalizer, another writer moving the project's
+        usage) makes it re-read and try again, at once and then with a short
+        jittered pause, for up to ``_DELETE_PATIENCE`` seconds.
+        ``extra_for(current)`` gives the compares and ops that join the
+        transaction marking (or removing) the object (quota usage); it is
+        called again on each fresh read, so they never go stale.
         """
-        for _ in range(_STATUS_RETRIES):
+        deadline = time.monotonic() + _DELETE_PATIENCE
+        for attempt in itertools.count():
             current = await self.get(r)
             if is_deleting(current):
                 return current
@@ -410,12 +422,17 @@ class Store:
             stored = {k: v for k, v in current.items() if k != "status"}
             stored["metadata"] = dict(current["metadata"], deletionTimestamp=now())
             stored["metadata"].pop("resourceVersion", None)
+            extra = await extra_for(current) if extra_for is not None else ()
             try:
                 return await self._write(r, rv, stored, extra)
             except Conflict:
-                if resource_version_ or extra:
+                if resource_version_ or time.monotonic() > deadline:
                     raise
-        raise Conflict(f"{r}: kept changing while being deleted; try again")
+            if attempt >= _DELETE_EAGER:
+                await asyncio.sleep(
+                    random.uniform(0, min(0.002 * 2 ** (attempt - _DELETE_EAGER), 0.05))
+                )
+        raise AssertionError("unreachable")
 
     async def remove_finalizer(self, r: Ref, name: str) -> Obj | None:
         """Drops one finalizer, re-reading on conflict.

@@ -62,11 +62,10 @@ from state.envelope import (
     Ref,
 )
 from state.errors import AlreadyExists, Conflict, NotFound
+from state.etcd import Compare, Op
 from state.sql.server_lists import ServerRef
 from state.validation import validate
 
-#: tries of a change whose usage another change moved meanwhile
-_QUOTA_RETRIES = 10
 #: draws of a random object name suffix before giving up
 _NAME_TRIES = 3
 #: Nova's default quota of metadata items per server
@@ -418,28 +417,29 @@ async def _networks(
 
 
 async def delete(request: web.Request) -> web.Response:
-    """Marks the server deleted and gives its quota back, in one transaction."""
+    """Marks the server deleted and gives its quota back, in one transaction.
+
+    A delete always wins: when other writers (hostd, the scheduler, reconcilers,
+    other creates and deletes of the project) change the server or the project's
+    usage meanwhile, the store re-reads both and tries again; it never answers 409.
+    """
     store = store_of(request)
-    for _ in range(_QUOTA_RETRIES):
-        inst = await find(request, request.match_info["server_id"], "os_compute_api:servers:delete")
-        _unlocked(request, inst)
-        meta = inst["metadata"]
-        r = Ref("Instance", meta["project"], meta["name"])
-        release = {k: -v for k, v in quota.charged(inst).items()}
-        try:
-            if meta.get("deletionTimestamp") or not release:
-                await store.delete(r)
-            else:
-                guard, put, _used = await quota.charge(store, meta["project"], release)
-                await store.delete(
-                    r, resource_version_=int(meta["resourceVersion"]), extra=[(guard, put)]
-                )
-            return web.Response(status=204)
-        except NotFound:
-            return web.Response(status=204)
-        except Conflict:
-            continue
-    raise ComputeFault(409, "The server kept changing while being deleted; retry")
+    inst = await find(request, request.match_info["server_id"], "os_compute_api:servers:delete")
+    _unlocked(request, inst)
+    meta = inst["metadata"]
+
+    async def give_back(current: Obj) -> list[tuple[Compare, Op]]:
+        release = {k: -v for k, v in quota.charged(current).items()}
+        if not release:
+            return []
+        guard, put, _used = await quota.charge(store, current["metadata"]["project"], release)
+        return [(guard, put)]
+
+    try:
+        await store.delete(Ref("Instance", meta["project"], meta["name"]), extra_for=give_back)
+    except NotFound:
+        pass
+    return web.Response(status=204)
 
 
 #: action -> (Nova statuses it is allowed in, the spec change, status code)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from apiserver.body_deadline import DEFAULT_SECONDS, body_deadline
 from apiserver.identity import keystone_id_of
 from apiserver.metadata import content
 from state import ec2_ids, instance_signature, ipam
@@ -166,8 +167,12 @@ async def _set_password(request: web.Request, inst: Obj, path: str) -> web.Respo
     raise web.HTTPServiceUnavailable(text="the instance keeps changing; try again\n")
 
 
-def make_app(store: Store, views: ComputeViews, secret: str) -> web.Application:
-    app = web.Application()
+def make_app(
+    store: Store, views: ComputeViews, secret: str, body_timeout: float = DEFAULT_SECONDS
+) -> web.Application:
+    """The metadata service; a request body that stalls ``body_timeout`` seconds is
+    answered 408 (``apiserver.body_deadline``)."""
+    app = web.Application(middlewares=[body_deadline(body_timeout)])
     app[STORE] = store
     app[VIEWS] = views
     app[SECRET] = secret

@@ -8,7 +8,8 @@ metadata service with ``X-Instance-ID`` and ``X-Instance-ID-Signature`` (an
 HMAC-SHA256 of the id with the shared secret), as Nova's metadata proxy does.
 
 Owns: one listening socket per gateway (made in the guests' namespace), the
-caller look-up and the forwarding.
+caller look-up and the forwarding; a guest whose request body stalls is
+answered 408 and dropped (``body_timeout``).
 
 Must never: forward a request it cannot tie to exactly one instance here;
 take the instance id from the guest.
@@ -16,6 +17,7 @@ take the instance id from the guest.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from collections.abc import Callable
@@ -32,10 +34,23 @@ log = logging.getLogger(__name__)
 Caller = Callable[[str, str], str | None]
 
 
+#: seconds a guest's request body may take to arrive whole (guests send a few hundred bytes)
+BODY_TIMEOUT = 10.0
+
+
 class MetadataProxy:
     def __init__(
-        self, ns: Namespace, port: int, upstream: str, secret: str, caller: Caller
+        self,
+        ns: Namespace,
+        port: int,
+        upstream: str,
+        secret: str,
+        caller: Caller,
+        body_timeout: float = BODY_TIMEOUT,
     ) -> None:
+        """``body_timeout``: a guest whose request body has not arrived whole in that many
+        seconds is answered 408 and its connection closed."""
+        self.body_timeout = body_timeout
         self.ns = ns
         self.port = port
         self.upstream = upstream.rstrip("/")
@@ -45,7 +60,7 @@ class MetadataProxy:
         self._sites: dict[str, web.SockSite] = {}
         self._session: aiohttp.ClientSession | None = None
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         local = request.transport.get_extra_info("sockname") if request.transport else None
         peer = request.remote or ""
         uid = self.caller(local[0], peer) if local else None
@@ -62,11 +77,14 @@ class MetadataProxy:
             if name in request.headers:
                 headers[name] = request.headers[name]
         try:
+            async with asyncio.timeout(self.body_timeout):
+                data = await request.read()
+        except TimeoutError:
+            log.warning("metadata request from %s: its body stalled", peer)
+            return await _timed_out(request, self.body_timeout)
+        try:
             async with self._session.request(
-                request.method,
-                self.upstream + request.path_qs,
-                headers=headers,
-                data=await request.read(),
+                request.method, self.upstream + request.path_qs, headers=headers, data=data
             ) as reply:
                 body = await reply.read()
                 return web.Response(
@@ -82,7 +100,8 @@ class MetadataProxy:
         if self._runner is None:
             app = web.Application()
             app.router.add_route("*", "/{tail:.*}", self._handle)
-            self._runner = web.AppRunner(app, access_log=None)
+            # what a handler left unread is drained no longer than a body may take
+            self._runner = web.AppRunner(app, access_log=None, lingering_time=self.body_timeout)
             await self._runner.setup()
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         return self._runner
@@ -106,3 +125,18 @@ class MetadataProxy:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+async def _timed_out(request: web.Request, seconds: float) -> web.StreamResponse:
+    """Sends a 408 and closes the connection at once (aiohttp would linger reading first)."""
+    response = web.Response(
+        status=408,
+        text=f"the request body did not arrive in {seconds:g} seconds\n",
+        headers={"Connection": "close"},
+    )
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    if request.transport is not None:
+        request.transport.close()
+    return response

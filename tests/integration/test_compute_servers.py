@@ -7,17 +7,21 @@ run against a real etcd; requests carry real keystoneauth1 tokens.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from state import quota
 from state.envelope import Ref
+from state.errors import Conflict, NotFound
 from state.store import Store
 from tests.conftest import eventually
 from tests.integration.test_compute_api import token_of
 from tests.integration.test_hostd import cloud as hostd_cloud
+from tests.integration.test_hostd import flavor_and_image
 from tests.integration.test_identity import cloud  # noqa: F401 -- the fixture
 
 
@@ -216,3 +220,89 @@ async def test_servers_through_the_compute_api(
         while (await nova("GET", f"/servers/{sid}"))[0] != 404:
             assert time.monotonic() < deadline
             await asyncio.sleep(0.05)
+
+
+async def test_deletes_win_against_writers_racing_them(
+    cloud: str,  # noqa: F811
+    store: Store,
+) -> None:
+    """Every delete answers 204 and gives its quota back while other writers keep changing
+    the same servers (status as hostd writes it, specs and finalizers as reconcilers do)
+    and the project's usage; none answers 409."""
+    await flavor_and_image(store)
+    nova = Nova(cloud, await token_of(cloud, "demo", "demo-secret", "demo"))
+    image_id = (await store.get(Ref("Image", None, "tiny")))["metadata"]["uid"]
+    _, flavors = await nova("GET", "/flavors/detail")
+    (flavor_id,) = [f["id"] for f in flavors["flavors"] if f["name"] == "small"]
+    n = 10
+    code, body = await nova(
+        "POST",
+        "/servers",
+        {
+            "server": {
+                "name": "racer",
+                "imageRef": image_id,
+                "flavorRef": flavor_id,
+                "networks": [],
+                "min_count": n,
+                "max_count": n,
+            }
+        },
+    )
+    assert code == 202, body
+    instances = (await store.list("Instance", "demo")).items
+    assert len(instances) == n
+    refs = [Ref("Instance", "demo", i["metadata"]["name"]) for i in instances]
+    uids = [i["metadata"]["uid"] for i in instances]
+    assert (await quota.usage(store, "demo"))[0]["instances"] == n
+    done = asyncio.Event()
+
+    async def status_writer(r: Ref) -> None:
+        count = 0
+        while not done.is_set():
+            count += 1
+
+            def mutate(status: dict[str, Any], count: int = count) -> bool:
+                status["heartbeat"] = count
+                return True
+
+            await store.patch_status(r, mutate)
+            await asyncio.sleep(random.uniform(0, 0.005))
+
+    async def spec_writer(r: Ref) -> None:
+        count = 0
+        while not done.is_set():
+            count += 1
+            try:
+                obj = await store.get(r)
+                if obj["metadata"].get("deletionTimestamp"):
+                    return
+                obj["metadata"].setdefault("labels", {})["churn"] = str(count)
+                await store.update(obj)
+            except (Conflict, NotFound):
+                pass
+            await asyncio.sleep(random.uniform(0, 0.005))
+
+    async def usage_writer() -> None:
+        while not done.is_set():
+            guard, put, _ = await quota.charge(store, "demo", {"instances": 0})
+            await store.etcd.txn([guard], [put])
+            await asyncio.sleep(random.uniform(0, 0.005))
+
+    writers = [
+        *(asyncio.create_task(status_writer(r)) for r in refs),
+        *(asyncio.create_task(spec_writer(r)) for r in refs),
+        *(asyncio.create_task(usage_writer()) for _ in range(2)),
+    ]
+    try:
+        await asyncio.sleep(0.2)  # the writers are at it
+        answers = await asyncio.gather(*(nova("DELETE", f"/servers/{uid}") for uid in uids))
+    finally:
+        done.set()
+        await asyncio.gather(*writers)
+    assert [code for code, _ in answers] == [204] * n, answers
+    for r in refs:  # deleting: gone once their finalizers' owners (not running here) let go
+        deleting = await store.get_or_none(r)
+        assert deleting is None or deleting["metadata"]["deletionTimestamp"]
+    used, _ = await quota.usage(store, "demo")
+    assert (used["instances"], used["cores"], used["ram"]) == (0, 0, 0), used

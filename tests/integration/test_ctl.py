@@ -100,9 +100,13 @@ async def test_apply_directory_and_stdin(ctl, tmp_path: Path) -> None:  # type: 
     r = await ctl("apply", "-f", str(d), "-p", "demo")
     assert r.out == "flavor/m1.tiny created\nkeypair/k1 created\n"
     r = await ctl("apply", "-f", "-", stdin=STACK.replace("m1.tiny", "m1.other"), env=None)
-    assert r.code == 1  # keypair k1 has no project here
-    assert "flavor/m1.other created" in r.out
-    assert "project-scoped" in r.err
+    assert r.code == 1  # keypair k1 has no project here: nothing is applied
+    assert r.out == ""
+    assert r.err == (
+        "desiredctl: <stdin>: document 2 (line 8): metadata.project: is required: "
+        "KeyPair is project-scoped\n"
+    )
+    assert "m1.other" not in (await ctl("get", "flavors", "-o", "name")).out
 
 
 async def test_broken_yaml_names_file_and_line_and_applies_nothing(ctl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -110,9 +114,8 @@ async def test_broken_yaml_names_file_and_line_and_applies_nothing(ctl, tmp_path
     f.write_text(STACK + "---\nkind: Flavor\nmetadata: {name: x\nspec: {}\n")
     r = await ctl("apply", "-f", str(f), "-p", "demo")
     assert r.code == 1
-    assert r.err.startswith(f"desiredctl: {f}:")
-    line = int(r.err.split(":")[2])
-    assert line in (12, 13)  # the unclosed mapping (line 12) is noticed on line 13
+    # the unclosed mapping (line 12) is noticed on line 13
+    assert r.err.startswith(f"desiredctl: {f}: document 3 (line 13): "), r.err
     assert (await ctl("get", "flavors", "-o", "name")).out == ""
 
 
@@ -123,7 +126,90 @@ async def test_schema_violation_shows_field_path(ctl, tmp_path: Path) -> None:  
     )
     r = await ctl("apply", "-f", str(f))
     assert r.code == 1
-    assert f"{f}: flavor/bad: spec.vcpus: expected integer" in r.err
+    assert r.err.startswith(
+        f"desiredctl: {f}: document 1 (line 3): spec.vcpus: expected integer"
+    ), r.err
+
+
+BROKEN_THIRD = (
+    STACK
+    + """---
+apiVersion: v2
+kind: Flavor
+metadata: {name: m1.third}
+spec: {vcpus: 1, ramMiB: 512, diskGiB: 1}
+"""
+)
+
+
+async def test_a_wrong_third_document_applies_nothing(ctl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    f = tmp_path / "spec.yaml"
+    f.write_text(BROKEN_THIRD)
+    for extra in ([], ["--dry-run"]):
+        r = await ctl("apply", "-f", str(f), "-p", "demo", *extra)
+        assert (r.code, r.out) == (1, "")
+        assert r.err == (
+            f"desiredctl: {f}: document 3 (line 11): unknown apiVersion 'v2'; "
+            "desired serves desired/v1\n"
+        )
+    assert (await ctl("get", "flavors", "-o", "name")).out == ""
+    assert (await ctl("get", "keypairs", "-p", "demo", "-o", "name")).out == ""
+
+
+async def test_every_problem_of_every_file_is_reported_at_once(ctl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    d = tmp_path / "specs"
+    d.mkdir()
+    (d / "a.yaml").write_text(STACK)  # fine
+    (d / "b.yaml").write_text(
+        "kind: Flavor\n"
+        "metadata: {name: twice}\n"
+        "spec:\n"
+        "  vcpus: 1\n"
+        "  ramMiB: 512\n"
+        "  vcpus: 8\n"
+        "  diskGiB: 1\n"
+        "---\n"
+        "kind: Volume\n"
+        "metadata: {name: v}\n"
+        "---\n"
+        "kind: Flavor\n"
+        "metadata: {name: f}\n"
+        "spec:\n"
+        "  vcpus: 1\n"
+        "  ramMiB: lots\n"
+        "  diskGiB: 1\n"
+    )
+    r = await ctl("apply", "-f", str(d), "-p", "demo")
+    assert (r.code, r.out) == (1, "")
+    b = d / "b.yaml"
+    assert r.err.splitlines() == [
+        f"desiredctl: {b}: document 1 (line 6): duplicate key 'vcpus' (first given on line 4)",
+        f"desiredctl: {b}: document 2 (line 9): unknown kind 'Volume'; known kinds: "
+        "Aggregate, Flavor, FloatingIP, GitSource, Host, Image, Instance, KeyPair, Network, "
+        "Project, Quota, QuotaClass, SecurityGroup, ServerGroup, User",
+        f'desiredctl: {b}: document 3 (line 16): spec.ramMiB: expected integer, got string "lots"',
+    ]
+    assert (await ctl("get", "flavors", "-o", "name")).out == ""
+
+
+async def test_a_refusal_by_the_server_applies_nothing(ctl, store: Store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """What only the server can check (a network overlapping one it has) is asked of every
+    document first: one refusal and none is written."""
+    await store.create(
+        {
+            "kind": "Network",
+            "metadata": {"name": "old", "project": "demo"},
+            "spec": {"cidr": "10.9.0.0/24"},
+        }
+    )
+    f = tmp_path / "net.yaml"
+    f.write_text(STACK + "---\nkind: Network\nmetadata: {name: new}\nspec: {cidr: 10.9.0.0/25}\n")
+    r = await ctl("apply", "-f", str(f), "-p", "demo")
+    assert (r.code, r.out) == (1, "")
+    lines = r.err.splitlines()
+    assert lines[0].startswith(f"desiredctl: {f}: document 3 (line 13): network/new: spec.cidr")
+    assert lines[-1] == "desiredctl: nothing applied: the server refused 1 of 3 objects"
+    assert (await ctl("get", "flavors", "-o", "name")).out == ""
 
 
 async def test_unknown_kind_lists_known_ones(ctl) -> None:  # type: ignore[no-untyped-def]

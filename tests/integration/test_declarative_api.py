@@ -220,6 +220,48 @@ async def test_watch_from_compacted_revision_is_410(
         assert resp.status == 410
 
 
+async def test_a_resource_version_that_is_no_revision_is_400(
+    api: aiohttp.ClientSession,
+) -> None:
+    for rv in ("99999999999999999999", str(2**63), "-1", "abc", "1_000", " 7", "\u0661"):
+        for method, path, watch in (
+            ("GET", "/apis/v1/flavors", {"watch": "true"}),
+            ("DELETE", "/apis/v1/flavors/m1.tiny", {}),
+        ):
+            params = {**watch, "resourceVersion": rv}
+            async with api.request(method, path, params=params) as resp:
+                assert resp.status == 400, (method, rv, resp.status)
+                body = await resp.json()
+                assert body["reason"] == "BadRequest", body
+                assert "resourceVersion must be a revision" in body["message"], body
+    # a revision the store has not reached yet is no revision a read returned
+    async with api.get(
+        "/apis/v1/flavors", params={"watch": "true", "resourceVersion": str(2**63 - 1)}
+    ) as resp:
+        assert resp.status == 400
+        assert "is ahead of the store" in (await resp.json())["message"]
+
+
+async def test_a_key_given_twice_in_a_body_is_refused(api: aiohttp.ClientSession) -> None:
+    yaml_body = (
+        "kind: Flavor\nmetadata: {name: twice}\nspec:\n  vcpus: 1\n  vcpus: 8\n"
+        "  ramMiB: 512\n  diskGiB: 1\n"
+    )
+    json_body = (
+        '{"kind": "Flavor", "metadata": {"name": "twice"}, '
+        '"spec": {"vcpus": 1, "vcpus": 8, "ramMiB": 512, "diskGiB": 1}}'
+    )
+    for body, content_type in ((yaml_body, "application/yaml"), (json_body, "application/json")):
+        async with api.post(
+            "/apis/v1/apply", data=body, headers={"Content-Type": content_type}
+        ) as resp:
+            assert resp.status == 400, content_type
+            message = (await resp.json())["message"]
+            assert "duplicate key 'vcpus'" in message, message
+    async with api.get("/apis/v1/flavors/twice") as resp:
+        assert resp.status == 404
+
+
 async def test_etcd_unreachable_is_503(etcd_server: object) -> None:
     from fixtures.ports import free_port
 

@@ -149,6 +149,68 @@ async def test_broken_commit_changes_nothing(store: Store, repo: Path, tmp_path:
     assert await store.get(Ref("Flavor", None, "m1.small"))
 
 
+async def test_a_commit_with_one_bad_document_applies_none(
+    store: Store, repo: Path, tmp_path: Path
+) -> None:
+    """A key given twice or a wrong apiVersion in one document: no document of the commit
+    is applied (not even the good ones), nothing is pruned, and the condition says where."""
+    key = await source(store, repo)
+    sync = GitSync(store, tmp_path / "work")
+    await sync.reconcile(key)
+    good = (await store.get(key))["status"]["commit"]
+    small = await store.get(Ref("Flavor", None, "m1.small"))
+    for broken, reason, message in (
+        (
+            "kind: Flavor\nmetadata: {name: m1.small}\nspec:\n  vcpus: 1\n  vcpus: 8\n"
+            "  ramMiB: 512\n  diskGiB: 1\n",
+            "ParseError",
+            "flavors.yaml: document 1 (line 5): duplicate key 'vcpus' (first given on line 4)",
+        ),
+        (
+            FLAVORS.replace("vcpus: 2", "vcpus: 4")
+            + "---\napiVersion: v2\nkind: Flavor\nmetadata: {name: m1.third}\n",
+            "Invalid",
+            "flavors.yaml: document 3 (line 12): unknown apiVersion 'v2'",
+        ),
+    ):
+        (repo / "cloud/flavors.yaml").write_text(broken)
+        commit(repo, "broken")
+        await sync.reconcile(key)
+        source_obj = await store.get(key)
+        ready = condition(source_obj, "Ready")
+        assert ready is not None and ready["status"] == "False", ready
+        assert ready["reason"] == reason and message in ready["message"], ready
+        assert source_obj["status"]["commit"] == good
+        # the good documents were not applied either, nor anything pruned
+        assert await store.get(Ref("Flavor", None, "m1.small")) == small
+        assert await store.get_or_none(Ref("Flavor", None, "m1.third")) is None
+        assert await store.get(Ref("KeyPair", "ops", "ops"))
+
+
+async def test_a_commit_the_stored_objects_refuse_applies_none(
+    store: Store, repo: Path, tmp_path: Path
+) -> None:
+    """A network overlapping one already stored: the commit's other documents wait too."""
+    await store.create(
+        {
+            "kind": "Network",
+            "metadata": {"name": "old", "project": "ops"},
+            "spec": {"cidr": "10.9.0.0/24"},
+        }
+    )
+    (repo / "cloud/net.yaml").write_text(
+        "kind: Network\nmetadata: {name: new}\nspec: {cidr: 10.9.0.128/25}\n"
+    )
+    commit(repo, "overlapping network")
+    key = await source(store, repo)
+    await GitSync(store, tmp_path / "work").reconcile(key)
+    ready = condition(await store.get(key), "Ready")
+    assert ready is not None and ready["reason"] == "Refused", ready
+    assert ready["message"].startswith("net.yaml: document 1 (line 3): spec.cidr: "), ready
+    assert await store.get_or_none(Ref("Flavor", None, "m1.small")) is None
+    assert await store.get_or_none(Ref("Network", "ops", "new")) is None
+
+
 async def test_unreachable_repository_is_reported(store: Store, tmp_path: Path) -> None:
     key = await source(store, tmp_path / "nowhere")
     result = await GitSync(store, tmp_path / "work").reconcile(key)

@@ -149,6 +149,32 @@ async def test_only_a_signed_instance_id_is_answered(
         assert user == base64.b64decode(inst["spec"]["userData"])
 
 
+async def raw_get(base: str, path: str, headers: bytes) -> bytes:
+    """The status line of a GET sent byte for byte (headers no client would encode)."""
+    host, port = base.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n".encode() + headers + b"\r\n")
+        await writer.drain()
+        return await asyncio.wait_for(reader.readline(), 10)
+    finally:
+        writer.close()
+
+
+async def test_a_signature_or_id_not_in_ascii_is_refused_not_a_crash(
+    metadata: tuple[str, list[dict[str, Any]]],
+) -> None:
+    base, (a, _) = metadata
+    uid = a["metadata"]["uid"].encode()
+    for headers in (
+        b"X-Instance-ID: " + uid + b"\r\nX-Instance-ID-Signature: \xc3\xa9t\xc3\xa9\r\n",
+        b"X-Instance-ID: " + uid + b"\r\nX-Instance-ID-Signature: \xff\xfe\r\n",
+        b"X-Instance-ID: \xe9" + uid + b"\r\nX-Instance-ID-Signature: 00\r\n",
+    ):
+        status = await raw_get(base, "/latest/meta-data/instance-id", headers)
+        assert status.startswith(b"HTTP/1.1 403"), (headers, status)
+
+
 async def test_the_trees_cloud_init_reads(metadata: tuple[str, list[dict[str, Any]]]) -> None:
     base, (a, _b) = metadata
     uid = a["metadata"]["uid"]
