@@ -37,7 +37,7 @@ from apiserver.request_text import decode, loads_json, loads_yaml
 from state import selectors
 from state.admission import admit, admit_delete
 from state.apply import apply
-from state.envelope import API_VERSION, Obj, Ref, ref
+from state.envelope import API_VERSION, Obj, Ref
 from state.errors import BadRequest, FieldError, Invalid
 from state.store import Store
 from state.validation import validate
@@ -105,10 +105,10 @@ async def discovery(request: web.Request) -> web.Response:
 
 async def apply_handler(request: web.Request) -> web.Response:
     obj = await _body(request)
-    validate(dict(obj))  # the object as given, before anything reads its fields
     info = by_kind(str(obj.get("kind", "")))
-    r = ref(obj)
-    check_scope(info, r.project)
+    meta = obj.get("metadata")
+    check_scope(info, meta.get("project") if isinstance(meta, dict) else None)
+    validate(dict(obj))  # the object as given, before anything reads its other fields
     await admit(request.app[STORE], obj)
     result = await apply(
         request.app[STORE], obj, validate=validate, dry_run=_bool(request, "dryRun")
