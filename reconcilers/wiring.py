@@ -119,7 +119,7 @@ def build(cfg: Config, etcd: EtcdClient, identity: str, metrics: Metrics) -> Man
         informers.append(gitsources)
         controllers.append(gitsync)
     if "conductor" in parts:
-        streams.append(Conductor(etcd, cfg.sql_url()).run)
+        streams.append(Conductor(etcd, cfg.sql_url(), metrics).run)
     if "network" in parts:
         networks = Informer(etcd, "Network")
         controllers.append(
