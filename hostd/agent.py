@@ -109,7 +109,12 @@ class HostAgent:
         self.store = Store(etcd)
         self.assignments = Assignments(etcd, host)
         self.controller: Controller[str] = Controller(
-            self, [self.assignments], key_of=lambda a: a["uid"], workers=workers, resync=resync
+            self,
+            [self.assignments],
+            key_of=lambda a: a["uid"],
+            workers=workers,
+            resync=resync,
+            events=self.store,
         )
         self._lease = 0
         #: what events about this host name (with its uid, once registered: readers of a
