@@ -96,6 +96,8 @@ class Controller(Generic[K]):
         self._conflicts: dict[K, int] = {}
         #: keys whose last reconcile failed terminally: a resync leaves them alone
         self._terminal: set[K] = set()
+        #: keys an informer reported changed since their reconcile began
+        self._changed: set[K] = set()
         for inf in informers:
             inf.add_handler(self._on_change)
 
@@ -108,6 +110,7 @@ class Controller(Generic[K]):
                 return  # nothing changed: retrying cannot help
         else:
             self._terminal.discard(key)
+            self._changed.add(key)
         self.queue.add(key)
 
     async def run(self) -> None:
@@ -162,6 +165,7 @@ class Controller(Generic[K]):
 
     async def _handle(self, key: K) -> None:
         start = time.perf_counter()
+        self._changed.discard(key)
         try:
             result = await self.reconciler.reconcile(key)
         except Conflict:
@@ -184,6 +188,8 @@ class Controller(Generic[K]):
             self._conflicts.pop(key, None)
             self.queue.forget(key)
             self._terminal.add(key)
+            if key not in self._changed:
+                self.queue.discard(key)  # adds meanwhile were resyncs or requeues: no change
             self.metrics.errors.labels(self.name, type(exc).__name__).inc()
             log.warning(
                 "reconcile failed terminally, not retried until the object changes: %s",
