@@ -92,6 +92,8 @@ def real_agent(cfg: Config, etcd: EtcdClient) -> HostAgent:
         zone=h.zone,
         lease_ttl=h.lease_ttl,
         resync=h.resync,
+        image_fetch_timeout=h.image_fetch_timeout,
+        image_retry_delay=h.image_retry_delay,
         storage=Storage.under(root, service),
         uploads=service,
         traits=tuple(this_host()),

@@ -48,14 +48,19 @@ class Unavailable(Transient):
 class Terminal(DesiredError):
     """Retrying the same input cannot succeed: the reconcile that raises it is recorded
     and not retried until its key changes. ``obj``: the object it is about (the envelope:
-    kind, metadata), for the event; None lets the controller find it in its cache."""
+    kind, metadata), for the event; None lets the controller find it in its cache.
+    ``reason``: the event's reason (default "Terminal")."""
 
     status = 422
     reason = "Terminal"
 
-    def __init__(self, message: str, obj: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, message: str, obj: dict[str, Any] | None = None, reason: str | None = None
+    ) -> None:
         super().__init__(message)
         self.obj = obj
+        if reason:
+            self.reason = reason
 
 
 class NotFound(DesiredError):
