@@ -22,7 +22,8 @@ class Up:
         self.data_dir = data_dir
         self.proc = subprocess.Popen(
             [str(BIN / "desired"), "up", "--data-dir", str(data_dir), "--port", "0", *args],
-            env={**os.environ, **(env or {})},
+            # a free metadata port: another ``up`` on this machine may hold the default
+            env={"DESIRED_METADATA_PORT": "0", **os.environ, **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
