@@ -77,6 +77,10 @@ async def test_refused_objects_are_reported_and_skipped(
     ]
     if postgres:  # SQLite stores a NUL; PostgreSQL refuses it
         poison.append(await put_raw(etcd, "nul-name", vm("nul\0name")))
+    # not objects at all: skipped by the watch (logged), as if absent
+    await etcd.put(keys.spec("Instance", "demo", "not-json"), b"{not json")
+    await etcd.put(keys.spec("Instance", "demo", "a-list"), b"[1, 2]")
+    await etcd.put(keys.spec("Instance", "demo", "no-meta"), b'{"kind": "Instance"}')
 
     async def names() -> set[str]:
         return {r.name for r in await asyncio.to_thread(view.rows, "Instance")}
