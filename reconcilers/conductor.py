@@ -106,19 +106,30 @@ class Conductor:
         pumping = asyncio.create_task(pump())
         nodes = asyncio.create_task(self._compute_nodes())
         checkpoints = asyncio.create_task(self._checkpoints())
+        projecting = asyncio.create_task(self._project(queue))
+        helpers = {pumping: "the watch", nodes: "the compute nodes", checkpoints: "checkpoints"}
         try:
-            await self._initial(queue)
-            while True:
-                batch = [await queue.get()]
-                while not queue.empty() and len(batch) < _BATCH:
-                    batch.append(queue.get_nowait())
-                await self._apply(batch)
+            # none of them ends on its own: one that does (the watch broken beyond resuming)
+            # ends the conductor loudly rather than leave it waiting for events forever
+            done, _ = await asyncio.wait(
+                {projecting, *helpers}, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done:
+                task.result()
+            raise RuntimeError(f"{', '.join(helpers.get(t, 'projecting') for t in done)} ended")
         finally:
-            pumping.cancel()
-            nodes.cancel()
-            checkpoints.cancel()
-            await asyncio.gather(pumping, nodes, checkpoints, return_exceptions=True)
+            for task in (projecting, *helpers):
+                task.cancel()
+            await asyncio.gather(projecting, *helpers, return_exceptions=True)
             self.projection.close()
+
+    async def _project(self, queue: asyncio.Queue[ObjectEvent]) -> None:
+        await self._initial(queue)
+        while True:
+            batch = [await queue.get()]
+            while not queue.empty() and len(batch) < _BATCH:
+                batch.append(queue.get_nowait())
+            await self._apply(batch)
 
     async def _write(self, fn: Callable[..., Any], *args: Any) -> Any:
         async with self._writing:
@@ -176,7 +187,11 @@ class Conductor:
             now = time.monotonic()
             quiet = now - self._last_apply > _QUIET
             if (quiet and now - done > _CHECKPOINT_EVERY) or now - done > _CHECKPOINT_AT_LEAST:
-                await self._write(self.projection.checkpoint)
+                try:
+                    await self._write(self.projection.checkpoint)
+                except Exception as exc:  # the database itself: the next one tries again
+                    self.metrics.errors.labels(self.name, type(exc).__name__).inc()
+                    log.warning("checkpoint failed: %s", exc)
                 done = time.monotonic()
 
     async def _compute_nodes(self) -> None:
