@@ -145,13 +145,13 @@ async def _start_conductor(
 
 
 def _hostd_factory(
-    cfg: Config, etcd_url: str, simulate: int
+    cfg: Config, etcd_url: str, simulate: int, metrics: Metrics
 ) -> tuple[Callable[[], Coroutine[Any, Any, None]], HostAgent | None, list[HostAgent], str]:
     """What runs ``up``'s hostd (a coroutine made anew at each start, with new agents and
     client), the real agent (None: simulated hosts), the first agents and why not real."""
     etcd = EtcdClient(etcd_url, timeout=cfg.etcd.timeout)
-    real, why_not = (None, "asked for") if simulate else try_real_agent(cfg, etcd)
-    agents = [real] if real is not None else simulated_agents(cfg, etcd, simulate or 1)
+    real, why_not = (None, "asked for") if simulate else try_real_agent(cfg, etcd, metrics)
+    agents = [real] if real is not None else simulated_agents(cfg, etcd, simulate or 1, metrics)
     first: list[tuple[list[HostAgent], EtcdClient] | None] = [(agents, etcd)]
 
     def run() -> Coroutine[Any, Any, None]:
@@ -160,8 +160,8 @@ def _hostd_factory(
             return run_agents(*made)
         again = EtcdClient(etcd_url, timeout=cfg.etcd.timeout)
         if real is not None:
-            return run_agents([real_agent(cfg, again)], again)
-        return run_agents(simulated_agents(cfg, again, simulate or 1), again)
+            return run_agents([real_agent(cfg, again, metrics)], again)
+        return run_agents(simulated_agents(cfg, again, simulate or 1, metrics), again)
 
     return run, real, agents, why_not
 
@@ -231,7 +231,7 @@ async def up(
             if not cfg.hostd.metadata_url:  # guests' metadata requests come here
                 hostd_cfg = dataclasses.replace(cfg.hostd, metadata_url=metadata_url)
                 cfg = dataclasses.replace(cfg, hostd=hostd_cfg)
-            run_hostd, real, agents, why_not = _hostd_factory(cfg, etcd_url, simulate)
+            run_hostd, real, agents, why_not = _hostd_factory(cfg, etcd_url, simulate, metrics)
             parts.append(InProcess("hostd", run_hostd))
             demo_said = (
                 await create_demo(setup_store, data_dir, ImageData(data_dir / "images"))

@@ -45,6 +45,7 @@ from hostd.render import DomainSpec
 from hostd.storage import Storage
 from hostd.virt import MISSING, PAUSED, RUNNING, STOPPED, SUSPENDED, VirtDriver
 from reconcilers.runtime.controller import Controller, Requeue
+from reconcilers.runtime.metrics import Metrics
 from state import keys
 from state.envelope import Ref, now, set_condition
 from state.errors import AlreadyExists, DesiredError, NotFound, Terminal
@@ -124,10 +125,12 @@ class HostAgent:
         network: HostNetwork | None = None,
         image_fetch_timeout: float = 300.0,
         image_retry_delay: float = 2.0,
+        metrics: Metrics | None = None,
     ) -> None:
         """``storage``: where real guests' images and disks live; None for simulated hosts.
         ``image_fetch_timeout``, ``image_retry_delay``: how long and how often an image that
         cannot be read is tried before its instance is put in ERROR (``state.config``).
+        ``metrics``: where its controller counts reconciles and their failures.
         ``uploads``: where snapshots go (the image service; None: snapshots fail).
         ``network``: the host's bridges, DHCP, firewall and metadata proxy; None for
         simulated hosts (their domains name bridges nothing makes)."""
@@ -153,6 +156,7 @@ class HostAgent:
             key_of=lambda a: a["uid"],
             workers=workers,
             resync=resync,
+            metrics=metrics,
             events=self.store,
         )
         self._lease = 0

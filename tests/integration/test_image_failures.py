@@ -71,7 +71,7 @@ async def test_unreadable_image_ends_in_error_with_nova_fault(store: Store, tmp_
         }
     )
     image_id = image["metadata"]["uid"]
-    async with host_with_storage(store, tmp_path):
+    async with host_with_storage(store, tmp_path) as agent:
         await store.create(
             {
                 "kind": "Instance",
@@ -107,3 +107,44 @@ async def test_unreadable_image_ends_in_error_with_nova_fault(store: Store, tmp_
         await asyncio.sleep(1.2)
         after = [e for e in await store.events_for(VM) if e["reason"] == "ImageFetchFailed"]
         assert len(after) == len(tries)
+        assert agent.controller.metrics.errors.labels("hostd", "Terminal")._value.get() == 1
+
+
+async def test_unusable_image_is_in_error_at_once(store: Store, tmp_path: Path) -> None:
+    data = tmp_path / "tiny.img"
+    data.write_bytes(b"not what the checksum says")
+    await store.create(
+        {
+            "kind": "Flavor",
+            "metadata": {"name": "small"},
+            "spec": {"vcpus": 1, "ramMiB": 256, "diskGiB": 1},
+        }
+    )
+    await store.create(
+        {
+            "kind": "Image",
+            "metadata": {"name": "bad"},
+            "spec": {"visibility": "public", "url": data.as_uri(), "checksum": "0" * 32},
+        }
+    )
+    async with host_with_storage(store, tmp_path) as agent:
+        await store.create(
+            {
+                "kind": "Instance",
+                "metadata": {"name": "vm", "project": "demo"},
+                "spec": {"flavor": "small", "image": "bad"},
+            }
+        )
+
+        async def failed() -> bool:
+            status = (await store.get(VM))["status"]
+            assert status.get("novaStatus") == "ERROR", status
+            assert "does not match" in status["fault"]["message"]
+            events = await store.events_for(VM)
+            assert [e["reason"] for e in events] == ["ImageFailed"], events
+            return True
+
+        await eventually(failed, timeout=15)
+        await asyncio.sleep(1.0)  # resyncs every 0.3 s: nothing is fetched again
+        assert [e["reason"] for e in await store.events_for(VM)] == ["ImageFailed"]
+        assert agent.controller.metrics.errors.labels("hostd", "Terminal")._value.get() == 1
