@@ -75,6 +75,9 @@ async def test_refused_objects_are_reported_and_skipped(
             etcd, "surrogate-image", {**vm("surrogate-image"), "spec": {"image": "\udc80"}}
         ),
     ]
+    poison.append(
+        await put_raw(etcd, "odd-types", {**vm("odd-types"), "spec": {"flavor": {"a": 1}}})
+    )
     if postgres:  # SQLite stores a NUL; PostgreSQL refuses it
         poison.append(await put_raw(etcd, "nul-name", vm("nul\0name")))
     # not objects at all: skipped by the watch (logged), as if absent
