@@ -539,6 +539,7 @@ class HostAgent:
 
     async def _remove(self, uid: str) -> Requeue | None:
         self._reported.pop(uid, None)
+        self._image_tries.pop(uid, None)
         observed = await self.driver.observe(uid)
         if observed.state != MISSING and observed.host not in ("", self.host):
             return None  # another hostd's domain on a shared libvirt
