@@ -8,7 +8,9 @@ import asyncio
 
 import pytest
 
-from reconcilers.runtime.controller import Requeue
+from reconcilers.runtime.controller import Controller, Requeue
+from reconcilers.runtime.informer import Informer
+from reconcilers.runtime.manager import Manager
 from state.envelope import Ref
 from state.errors import Terminal
 from state.store import Store
@@ -101,3 +103,16 @@ def _at_least(calls: dict[str, int], name: str, n: int) -> asyncio.Future[bool]:
 
 async def _status_is(store: Store, name: str, vcpus: int) -> bool:
     return (await store.get(Ref("Flavor", None, name)))["status"].get("vcpus") == vcpus
+
+
+async def test_a_manager_whose_informer_stops_ends_with_its_error(store: Store) -> None:
+    class Broken(Informer):
+        async def run(self) -> None:  # a failure injected at the informer's edge
+            await asyncio.sleep(0.1)
+            raise RuntimeError("the watch is gone")
+
+    informer = Broken(store.etcd, "Flavor")
+    informer.synced.set()
+    controller = Controller(Mirror(store), [informer])
+    with pytest.raises(RuntimeError, match="the watch is gone"):
+        await asyncio.wait_for(Manager([informer], [controller]).run(), 10)
