@@ -9,7 +9,9 @@ production processes ``desired apiserver``, ``desired reconcilers`` and
 for clients (``env``, ``clouds.yaml``, ``desiredctl.yaml``).
 
 Must never: keep running half-started: if a part fails to start, everything
-started so far is stopped and the command exits non-zero.
+started so far is stopped and the command exits non-zero; nor end ``up``
+because a part died once started: it is started again
+(``cli.up_supervise``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +38,10 @@ from apiserver.metadata import service as metadata_service
 from cli.up_demo import create_demo
 from cli.up_files import write_client_files
 from cli.up_identity import CLIENT_USERS, HOSTD_USER, ensure_identity
+from cli.up_supervise import ChildProcess, EtcdChild, InProcess, Part, supervise
 from fixtures.children import dying_with_parent
 from fixtures.etcd import EtcdServer
+from hostd.agent import HostAgent
 from hostd.run import real_agent, run_agents, simulated_agents, try_real_agent
 from reconcilers.runtime.garbage import collect_when_quiet
 from reconcilers.runtime.metrics import Metrics
@@ -146,35 +150,41 @@ async def _start_conductor(
     )
 
 
-async def _stop_child(child: asyncio.subprocess.Process | None) -> None:
-    """Stops a child ``up`` started, by its PID: SIGTERM, then SIGKILL after 20 s."""
-    if child is None or child.returncode is not None:
-        return
-    child.terminate()
-    try:
-        await asyncio.wait_for(child.wait(), 20)
-    except TimeoutError:
-        child.kill()
-        await child.wait()
+def _hostd_factory(
+    cfg: Config, etcd_url: str, simulate: int, metrics: Metrics
+) -> tuple[Callable[[], Coroutine[Any, Any, None]], HostAgent | None, list[HostAgent], str]:
+    """What runs ``up``'s hostd (a coroutine made anew at each start, with new agents and
+    client), the real agent (None: simulated hosts), the first agents and why not real."""
+    etcd = EtcdClient(etcd_url, timeout=cfg.etcd.timeout)
+    real, why_not = (None, "asked for") if simulate else try_real_agent(cfg, etcd, metrics)
+    agents = [real] if real is not None else simulated_agents(cfg, etcd, simulate or 1, metrics)
+    first: list[tuple[list[HostAgent], EtcdClient] | None] = [(agents, etcd)]
 
+    def run() -> Coroutine[Any, Any, None]:
+        made = first.pop() if first else None
+        if made is not None:
+            return run_agents(*made)
+        again = EtcdClient(etcd_url, timeout=cfg.etcd.timeout)
+        if real is not None:
+            return run_agents([real_agent(cfg, again, metrics)], again)
+        return run_agents(simulated_agents(cfg, again, simulate or 1, metrics), again)
 
-async def _exited(child: asyncio.subprocess.Process, what: str) -> None:
-    code = await child.wait()
-    raise DesiredError(f"{what} (pid {child.pid}) exited with status {code}")
+    return run, real, agents, why_not
 
 
 async def up(
     cfg: Config, simulate: int = 0, demo: bool = True, config_path: str | None = None
 ) -> int:
+    """Runs everything until SIGINT or SIGTERM. A part that dies after the start (etcd, the
+    conductor's process, the other reconcilers, hostd) is started again with backoff
+    (``cli.up_supervise``), said on stderr; the API keeps serving meanwhile."""
     data_dir = cfg.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     etcd_server: EtcdServer | None = None
     runner: web.AppRunner | None = None
     metadata: web.AppRunner | None = None
-    reconcilers: asyncio.Task[None] | None = None
-    hostd: asyncio.Task[None] | None = None
-    conductor: asyncio.subprocess.Process | None = None
-    conductor_exit: asyncio.Task[None] | None = None
+    parts: list[Part] = []
+    supervisors: list[asyncio.Task[None]] = []
     cfg = _with_metadata_secret(cfg)
     try:
         if cfg.etcd.url:
@@ -182,6 +192,7 @@ async def up(
         else:
             etcd_server = EtcdServer(data_dir / "etcd", die_with_parent=True).start()
             etcd_url = etcd_server.url
+            parts.append(EtcdChild(etcd_server))
         upgrade(cfg.sql_url())
         token = bootstrap_token(cfg.api.admin_token, data_dir)
         metrics = Metrics()
@@ -189,18 +200,30 @@ async def up(
         api_url = f"http://{cfg.api.host}:{_bound_port(runner)}"
         metadata = await _serve_metadata(cfg, etcd_url, cfg.metadata.secret)
         metadata_url = f"http://{cfg.metadata.host}:{_bound_port(metadata)}"
-        parts = parts_of(cfg.reconcilers.run)
-        if "conductor" in parts:
-            conductor = await _start_conductor(cfg, etcd_url, config_path)
-            parts = tuple(p for p in parts if p != "conductor")
-        if parts:
-            here = dataclasses.replace(cfg.reconcilers, run=",".join(parts))
-            reconcilers = asyncio.create_task(
-                run_reconcilers(
-                    dataclasses.replace(cfg, reconcilers=here),
-                    EtcdClient(etcd_url, timeout=cfg.etcd.timeout),
-                    identity="up",
-                    metrics=metrics,
+        names = parts_of(cfg.reconcilers.run)
+        conductor: ChildProcess | None = None
+        if "conductor" in names:
+
+            async def start_conductor() -> asyncio.subprocess.Process:
+                return await _start_conductor(cfg, etcd_url, config_path)
+
+            conductor = ChildProcess(
+                "the conductor's process", start_conductor, await start_conductor()
+            )
+            parts.append(conductor)
+            names = tuple(p for p in names if p != "conductor")
+        if names:
+            here = dataclasses.replace(cfg.reconcilers, run=",".join(names))
+            central = dataclasses.replace(cfg, reconcilers=here)
+            parts.append(
+                InProcess(
+                    "the reconcilers (" + ", ".join(names) + ")",
+                    lambda: run_reconcilers(
+                        central,
+                        EtcdClient(etcd_url, timeout=cfg.etcd.timeout),
+                        identity="up",
+                        metrics=metrics,
+                    ),
                 )
             )
         setup_store = Store(EtcdClient(etcd_url, timeout=cfg.etcd.timeout))
@@ -214,12 +237,8 @@ async def up(
             if not cfg.hostd.metadata_url:  # guests' metadata requests come here
                 hostd_cfg = dataclasses.replace(cfg.hostd, metadata_url=metadata_url)
                 cfg = dataclasses.replace(cfg, hostd=hostd_cfg)
-            hostd_etcd = EtcdClient(etcd_url, timeout=cfg.etcd.timeout)
-            real, why_not = (None, "asked for") if simulate else try_real_agent(cfg, hostd_etcd)
-            agents = (
-                [real] if real is not None else simulated_agents(cfg, hostd_etcd, simulate or 1)
-            )
-            hostd = asyncio.create_task(run_agents(agents, hostd_etcd))
+            run_hostd, real, agents, why_not = _hostd_factory(cfg, etcd_url, simulate, metrics)
+            parts.append(InProcess("hostd", run_hostd))
             demo_said = (
                 await create_demo(setup_store, data_dir, ImageData(data_dir / "images"))
                 if demo
@@ -236,8 +255,11 @@ async def up(
         print(f"  metadata         {metadata_url} (guests: http://169.254.169.254)", flush=True)
         print(f"  etcd             {etcd_url}", flush=True)
         print(f"  SQL              {cfg.sql_url()}", flush=True)
-        if conductor is not None:
-            print(f"  conductor        process {conductor.pid} (desired reconcilers)", flush=True)
+        if conductor is not None and conductor.child is not None:
+            print(
+                f"  conductor        process {conductor.child.pid} (desired reconcilers)",
+                flush=True,
+            )
         if real is not None:
             print(
                 f"  hostd            host {real.host}: REAL guests through libvirtd "
@@ -255,25 +277,17 @@ async def up(
         for f in files:
             print(f"  wrote            {f}", flush=True)
         print(f"  use it:          . {data_dir / 'env'} && desiredctl get flavors", flush=True)
-        waiter = asyncio.create_task(_until_signalled())
-        watched = {waiter, hostd, *([reconcilers] if reconcilers else [])}
-        if conductor is not None:
-            conductor_exit = asyncio.create_task(_exited(conductor, "the conductor's process"))
-            watched.add(conductor_exit)
-        done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
-        for finished in done - {waiter}:
-            finished.result()  # a crash of the reconcilers, the conductor or hostd ends ``up``
+        supervisors = [asyncio.create_task(supervise(p)) for p in parts]
+        await _until_signalled()  # a part that dies is started again meanwhile
         print("desired: stopping", flush=True)
         return 0
     finally:
         try:
-            for running in (hostd, reconcilers, conductor_exit):
-                if running is not None:
-                    running.cancel()
-                    # a task that failed says so above; here it only has to be gone
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await running
-            await _stop_child(conductor)
+            for task in supervisors:  # each stops its part
+                task.cancel()
+            await asyncio.gather(*supervisors, return_exceptions=True)
+            for part in parts if not supervisors else ():  # failed before supervision began
+                await part.stop()
             for serving in (runner, metadata):
                 if serving is not None:
                     await serving.cleanup()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import difflib
+import io
 import json
 import re
 import signal
@@ -603,6 +604,9 @@ def main(argv: list[str] | None = None) -> int:
         err("--prune needs -l SELECTOR")
         return EXIT_USAGE
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    for stream in (sys.stdout, sys.stderr):  # a stored name no UTF-8 can hold is shown escaped
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     try:
         return asyncio.run(run(args))
     except ctl_config.ConfigMissing as exc:

@@ -11,6 +11,14 @@ the ``Ready`` condition; ``domainState: removed`` once an unassigned domain
 is gone; events for drift repaired and snapshots that failed; snapshots'
 data, uploaded to the image service.
 
+Images: one that cannot be used as it is (bad checksum, size, format) puts the
+instance in ERROR at once (a ``Terminal`` failure: not retried until the
+assignment changes); one that cannot be read now (its file or server away) is
+tried again after ``image_retry_delay`` seconds, doubling up to 60 s, each try
+an ``ImageFetchFailed`` event on the instance, until ``image_fetch_timeout``
+seconds after the first failure: then the instance is in ERROR with Nova's
+fault "Image <id> could not be found.", terminally.
+
 Invariants: a domain exists only while its assignment does (domains of ours
 without one are reaped); every reconcile is level-based (it reads the
 assignment and the domain, whatever event woke it); a domain is redefined
@@ -26,19 +34,21 @@ import hashlib
 import json
 import logging
 import platform
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
 from hostd.assignments import Assignments
-from hostd.images import ImageError
+from hostd.images import ImageError, ImageFetchError
 from hostd.net.driver import HostNetwork, interfaces
 from hostd.render import DomainSpec
 from hostd.storage import Storage
 from hostd.virt import MISSING, PAUSED, RUNNING, STOPPED, SUSPENDED, VirtDriver
 from reconcilers.runtime.controller import Controller, Requeue
+from reconcilers.runtime.metrics import Metrics
 from state import keys
 from state.envelope import Ref, now, set_condition
-from state.errors import AlreadyExists, DesiredError, NotFound
+from state.errors import AlreadyExists, DesiredError, NotFound, Terminal
 from state.etcd import EtcdClient
 from state.instance_states import nova_state
 from state.store import Store, dumps
@@ -68,6 +78,28 @@ def definition_digest(a: dict[str, Any]) -> int:
     return int(hashlib.sha256(raw).hexdigest()[:12], 16)
 
 
+#: the longest wait between two tries to read an unreadable image
+_IMAGE_RETRY_MAX = 60.0
+
+
+@dataclasses.dataclass
+class _ImageTries:
+    """An instance's image that could not be read: since when, how often, when next."""
+
+    image: tuple[str, str]
+    first: float
+    tries: int = 0
+    next_at: float = 0.0
+
+
+def _instance(a: dict[str, Any]) -> dict[str, Any]:
+    """The envelope events about an assignment's instance name."""
+    return {
+        "kind": "Instance",
+        "metadata": {"name": a["name"], "project": a["project"], "uid": a["uid"]},
+    }
+
+
 class Uploads(Protocol):
     """Where snapshots go: the image service."""
 
@@ -91,12 +123,22 @@ class HostAgent:
         traits: tuple[str, ...] = (),
         uploads: Uploads | None = None,
         network: HostNetwork | None = None,
+        image_fetch_timeout: float = 300.0,
+        image_retry_delay: float = 2.0,
+        metrics: Metrics | None = None,
     ) -> None:
         """``storage``: where real guests' images and disks live; None for simulated hosts.
+        ``image_fetch_timeout``, ``image_retry_delay``: how long and how often an image that
+        cannot be read is tried before its instance is put in ERROR (``state.config``).
+        ``metrics``: where its controller counts reconciles and their failures.
         ``uploads``: where snapshots go (the image service; None: snapshots fail).
         ``network``: the host's bridges, DHCP, firewall and metadata proxy; None for
         simulated hosts (their domains name bridges nothing makes)."""
         self.network = network
+        self.image_fetch_timeout = image_fetch_timeout
+        self.image_retry_delay = image_retry_delay
+        #: uid -> its image's failed reads, while they go on
+        self._image_tries: dict[str, _ImageTries] = {}
         self.etcd = etcd
         self.storage = storage
         self.uploads = uploads
@@ -109,7 +151,13 @@ class HostAgent:
         self.store = Store(etcd)
         self.assignments = Assignments(etcd, host)
         self.controller: Controller[str] = Controller(
-            self, [self.assignments], key_of=lambda a: a["uid"], workers=workers, resync=resync
+            self,
+            [self.assignments],
+            key_of=lambda a: a["uid"],
+            workers=workers,
+            resync=resync,
+            metrics=metrics,
+            events=self.store,
         )
         self._lease = 0
         #: what events about this host name (with its uid, once registered: readers of a
@@ -337,11 +385,9 @@ class HostAgent:
             await self.driver.remove(uid)  # its disk may change: only while it is down
         resize = self._settle_resize(a, status)
         if self.storage is not None:
-            try:
-                await self.storage.prepare(a)
-            except ImageError as exc:
-                await self._not_ready(ref, uid, "Failed", 500, str(exc))
-                return None  # a change of the spec or the image brings it back
+            waiting = await self._prepare(a, ref)
+            if waiting is not None:
+                return waiting
         await self._sync_network(uid)  # its bridge before its domain
         observed = await self.driver.ensure(spec, want)
         # drift: what hostd found (before, or when ensure looked: it may have changed in
@@ -420,6 +466,61 @@ class HostAgent:
             self._reported[uid] = written
         return None
 
+    async def _prepare(self, a: dict[str, Any], ref: Ref) -> Requeue | None:
+        """The instance's images and disk made ready; a Requeue while its image cannot be
+        read yet. Raises Terminal once the image cannot be used or read (the instance is
+        then in ERROR with the fault)."""
+        uid = a["uid"]
+        image = (str(a["image"].get("uid")), str(a["image"].get("url")))
+        tried = self._image_tries.get(uid)
+        if tried is not None and tried.image != image:
+            del self._image_tries[uid]  # another image now: its own tries
+            tried = None
+        if tried is not None and time.monotonic() < tried.next_at:
+            return Requeue(after=tried.next_at - time.monotonic())  # woken early: wait on
+        try:
+            await self.storage.prepare(a)  # type: ignore[union-attr]
+        except ImageFetchError as exc:
+            return await self._image_unreadable(
+                a, ref, tried or _ImageTries(image, time.monotonic()), exc
+            )
+        except ImageError as exc:
+            self._image_tries.pop(uid, None)
+            await self._not_ready(ref, uid, "Failed", 500, exc.message)
+            raise Terminal(exc.message, _instance(a), "ImageFailed") from None
+        self._image_tries.pop(uid, None)
+        return None
+
+    async def _image_unreadable(
+        self, a: dict[str, Any], ref: Ref, tried: _ImageTries, exc: ImageFetchError
+    ) -> Requeue:
+        uid = a["uid"]
+        tried.tries += 1
+        waited = time.monotonic() - tried.first
+        if waited >= self.image_fetch_timeout:
+            self._image_tries.pop(uid, None)
+            fault = f"Image {a['image'].get('uid')} could not be found."
+            await self._not_ready(ref, uid, "Failed", 404, fault)
+            raise Terminal(
+                f"{fault} ({tried.tries} tries in {waited:.0f} s; the last: {exc.message})",
+                _instance(a),
+                "ImageNotFound",
+            )
+        delay = min(
+            self.image_retry_delay * 2 ** (tried.tries - 1),
+            _IMAGE_RETRY_MAX,
+            max(self.image_fetch_timeout - waited, 0.0),
+        )
+        tried.next_at = time.monotonic() + delay
+        self._image_tries[uid] = tried
+        message = (
+            f"try {tried.tries}: {exc.message}; next try in {delay:.1f} s (ERROR "
+            f"{self.image_fetch_timeout - waited:.0f} s from now if it still fails)"
+        )
+        log.warning("image unreadable: %s", message, extra={"host": self.host, "uid": uid})
+        await self.store.record_event(_instance(a), "Warning", "ImageFetchFailed", message)
+        return Requeue(after=delay)
+
     async def _not_ready(
         self, ref: Ref, uid: str, reason: str, code: int, message: str, **fields: Any
     ) -> None:
@@ -438,6 +539,7 @@ class HostAgent:
 
     async def _remove(self, uid: str) -> Requeue | None:
         self._reported.pop(uid, None)
+        self._image_tries.pop(uid, None)
         observed = await self.driver.observe(uid)
         if observed.state != MISSING and observed.host not in ("", self.host):
             return None  # another hostd's domain on a shared libvirt

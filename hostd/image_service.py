@@ -89,7 +89,7 @@ class ImageService:
                 self._request(http, "GET", url) as resp,
             ):
                 if resp.status == 404:
-                    raise ImageError(f"the image service has no image {uid}")
+                    raise ImageError(f"Image {uid} could not be found.")  # Nova's fault
                 if resp.status != 200:
                     raise ImageFetchError(f"GET {url}: HTTP {resp.status}")
                 async for chunk in resp.content.iter_chunked(_CHUNK):

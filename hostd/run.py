@@ -24,6 +24,7 @@ from hostd.net.netns import Namespace, libvirtd_namespace
 from hostd.simulated import simulated_uri
 from hostd.storage import Storage
 from hostd.virt_type import resolve
+from reconcilers.runtime.metrics import Metrics
 from state.config import Config
 from state.etcd import EtcdClient
 
@@ -37,8 +38,11 @@ def _image_service(cfg: Config) -> ImageService | None:
     return ImageService(h.api_url, h.user, h.password) if h.api_url else None
 
 
-def simulated_agents(cfg: Config, etcd: EtcdClient, count: int) -> list[HostAgent]:
-    """``count`` simulated hosts; their snapshots (no data) go to ``hostd.api_url``."""
+def simulated_agents(
+    cfg: Config, etcd: EtcdClient, count: int, metrics: Metrics | None = None
+) -> list[HostAgent]:
+    """``count`` simulated hosts; their snapshots (no data) go to ``hostd.api_url``; their
+    controllers count in ``metrics``."""
     h = cfg.hostd
     service = _image_service(cfg)
     agents = []
@@ -57,6 +61,7 @@ def simulated_agents(cfg: Config, etcd: EtcdClient, count: int) -> list[HostAgen
                 lease_ttl=h.lease_ttl,
                 resync=h.resync,
                 uploads=service,
+                metrics=metrics,
             )
         )
     return agents
@@ -74,7 +79,7 @@ def host_network(cfg: Config) -> HostNetwork:
     )
 
 
-def real_agent(cfg: Config, etcd: EtcdClient) -> HostAgent:
+def real_agent(cfg: Config, etcd: EtcdClient, metrics: Metrics | None = None) -> HostAgent:
     """The agent of this machine's real guests; raises VirtError when libvirtd is not usable.
     Images without a url come from ``hostd.api_url``'s image service, when set, and
     snapshots go there."""
@@ -92,17 +97,22 @@ def real_agent(cfg: Config, etcd: EtcdClient) -> HostAgent:
         zone=h.zone,
         lease_ttl=h.lease_ttl,
         resync=h.resync,
+        image_fetch_timeout=h.image_fetch_timeout,
+        image_retry_delay=h.image_retry_delay,
         storage=Storage.under(root, service),
         uploads=service,
         traits=tuple(this_host()),
         network=host_network(cfg),
+        metrics=metrics,
     )
 
 
-def try_real_agent(cfg: Config, etcd: EtcdClient) -> tuple[HostAgent | None, str]:
+def try_real_agent(
+    cfg: Config, etcd: EtcdClient, metrics: Metrics | None = None
+) -> tuple[HostAgent | None, str]:
     """This machine's agent, or None and why libvirtd cannot be used."""
     try:
-        return real_agent(cfg, etcd), ""
+        return real_agent(cfg, etcd, metrics), ""
     except VirtError as exc:
         return None, exc.message
 

@@ -146,6 +146,7 @@ def controller(
         workers=workers,
         resync=resync,
         metrics=metrics,
+        events=store,
     )
 
     def on_network(event_type: str, net: Obj) -> None:

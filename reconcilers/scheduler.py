@@ -8,7 +8,12 @@ settings), read together in one etcd transaction per reconcile.
 Outputs: for a new instance, in one transaction that compares the chosen
 host's allocation revision, the allocation with the instance added and the
 assignment ``/assign/<host>/<uid>`` (the rendered spec hostd converges);
-then the instance's status (``host``, ``Scheduled`` condition). For a
+then the instance's status (``host``, ``Scheduled`` condition). An instance
+that fits nowhere is retried every RETRY_UNSCHEDULABLE seconds (reason
+``Unschedulable``, an event at each retry) until ``no_valid_host_after``
+seconds after its creation, then is in ERROR with Nova's fault "No valid host
+was found. ..." (reason ``NoValidHost``, an event); a spec that cannot be
+rendered is in ERROR at once (``InvalidSpec``, an event). For a
 placed instance, the assignment re-rendered when the spec changes. For a
 deleting instance, the assignment removed, and once hostd reports the domain
 removed (or the host is dead), the allocation released and the finalizer
@@ -43,7 +48,15 @@ from reconcilers.port_render import NetworkCatalog
 from reconcilers.runtime.controller import Controller, Requeue
 from reconcilers.runtime.informer import Informer
 from state import keys
-from state.envelope import SCHEDULER_FINALIZER, Obj, Ref, age_seconds, ref, set_condition
+from state.envelope import (
+    SCHEDULER_FINALIZER,
+    Obj,
+    Ref,
+    age_seconds,
+    condition,
+    ref,
+    set_condition,
+)
 from state.errors import BadRequest, Conflict
 from state.etcd import Delete, Put, absent, mod_revision_is
 from state.instance_states import nova_state
@@ -88,6 +101,8 @@ class Scheduler:
     #: uid -> the assignment body known to be in etcd, re-checked every ASSIGNMENT_RECHECK s
     _assigned: dict[str, bytes] = field(default_factory=dict, init=False, repr=False)
     _assigned_since: float = field(default_factory=time.monotonic, init=False, repr=False)
+    #: uid -> when the last event about why it is not placed was recorded
+    _said: dict[str, float] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.weigher not in WEIGHERS:
@@ -111,6 +126,7 @@ class Scheduler:
         rendered = await self._render(inst)
         if isinstance(rendered, str):
             await self._condition(inst, False, "InvalidSpec", rendered)
+            await self._say(inst, "InvalidSpec", rendered)
             return None  # a change of the spec (or the flavor/image) brings it back
         known = inst.get("status", {}).get("host")
         if known:  # placed (the status is written after the allocation): keep it current
@@ -138,16 +154,41 @@ class Scheduler:
                 waited = age_seconds(meta.get("creationTimestamp"))
                 if waited < self.no_valid_host_after:
                     await self._condition(inst, False, "Unschedulable", claim)
-                else:
-                    await self._condition(
-                        inst, False, "NoValidHost", f"No valid host was found. {claim}"
+                    await self._say(
+                        inst,
+                        "Unschedulable",
+                        claim,
+                        every=RETRY_UNSCHEDULABLE,
+                        detail=f"; retrying every {RETRY_UNSCHEDULABLE:g} s, ERROR in "
+                        f"{self.no_valid_host_after - waited:.0f} s if it still fits nowhere",
                     )
+                else:
+                    fault = f"No valid host was found. {claim}"
+                    await self._condition(inst, False, "NoValidHost", fault)
+                    await self._say(inst, "NoValidHost", fault)
                 return Requeue(after=RETRY_UNSCHEDULABLE)
+            self._said.pop(meta["uid"], None)
             return None
         await self._ensure_assignment(host, rendered)
         if inst.get("status", {}).get("host") != host:
             await self._condition(inst, True, "Scheduled", f"placed on {host}", host=host)
         return None
+
+    async def _say(
+        self, inst: Obj, reason: str, message: str, every: float = 0.0, detail: str = ""
+    ) -> None:
+        """Records why the instance is not placed (``message`` + ``detail``) as an event:
+        when ``reason`` and ``message`` differ from its Scheduled condition as read, or
+        ``every`` seconds (0: never again) after the last such event."""
+        uid = inst["metadata"]["uid"]
+        known = condition(inst, "Scheduled") or {}
+        last = self._said.get(uid)
+        changed = (known.get("reason"), known.get("message")) != (reason, message)
+        due = last is None or (every and time.monotonic() - last >= every * 0.9)
+        if not changed and not due:
+            return
+        self._said[uid] = time.monotonic()
+        await self.store.record_event(inst, "Warning", reason, message + detail)
 
     async def _render(self, inst: Obj) -> dict[str, Any] | str:
         """The assignment hostd converges, or why it cannot be made."""
@@ -407,6 +448,7 @@ class Scheduler:
         meta = inst["metadata"]
         uid = meta["uid"]
         self._assigned.pop(uid, None)
+        self._said.pop(uid, None)
         r = Ref("Instance", meta["project"], meta["name"])
         cluster = await self.read_cluster()
         host = cluster.host_of(uid)

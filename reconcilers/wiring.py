@@ -78,6 +78,7 @@ def scheduler(
         workers=workers,
         resync=resync,
         metrics=metrics,
+        events=store,
     )
     cluster.add_liveness_handler(requeue_on_liveness(controller, instances))
     catalog.on_change(requeue_unplaced(controller, instances))
@@ -115,11 +116,12 @@ def build(cfg: Config, etcd: EtcdClient, identity: str, metrics: Metrics) -> Man
             workers=rc.workers,
             resync=rc.resync,
             metrics=metrics,
+            events=store,
         )
         informers.append(gitsources)
         controllers.append(gitsync)
     if "conductor" in parts:
-        streams.append(Conductor(etcd, cfg.sql_url()).run)
+        streams.append(Conductor(etcd, cfg.sql_url(), metrics).run)
     if "network" in parts:
         networks = Informer(etcd, "Network")
         controllers.append(
@@ -141,6 +143,7 @@ def build(cfg: Config, etcd: EtcdClient, identity: str, metrics: Metrics) -> Man
                 workers=rc.workers,
                 resync=rc.resync,
                 metrics=metrics,
+                events=store,
             )
         )
         informers.append(floating_ips)

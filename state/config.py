@@ -138,6 +138,12 @@ class HostdConfig:
     lease_ttl: int = 10
     #: seconds between full re-reconciles of every assignment and stray domain
     resync: float = 30.0
+    #: seconds an instance's image may stay unreadable (its file or server away) before
+    #: the instance is put in ERROR with Nova's fault "Image <id> could not be found."
+    image_fetch_timeout: float = 300.0
+    #: seconds before the second try to read an unreadable image; each further wait is
+    #: twice the last, up to 60 s (every try is an ImageFetchFailed event on the instance)
+    image_retry_delay: float = 2.0
     #: vCPUs, RAM (MiB) and disk (GiB) of each simulated host
     simulated_vcpus: int = 16
     simulated_ram_mib: int = 65536

@@ -5,15 +5,20 @@ once into its own format (Nova JSON fault, EC2 XML error, declarative API
 status, a stderr line in the CLI). Must never import anything else from the
 project.
 
-Three families decide what a caller does:
+Families decide what a caller does:
 - ``Transient``: retry later with backoff (etcd unreachable, timeouts).
 - ``Conflict``: re-read and retry at once (stale resourceVersion).
-- everything else is terminal for this input: report it, wait for a change.
+- ``Terminal``: retrying cannot fix it (controller-runtime's TerminalError): a
+  controller records it (a log line, an event on the object) and leaves the
+  key until it changes.
+- any other error of a reconcile is retried with per-key backoff; an API
+  answers it with its status.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 class DesiredError(Exception):
@@ -41,6 +46,24 @@ class Transient(DesiredError):
 
 class Unavailable(Transient):
     """The backing store (etcd) cannot be reached or did not answer."""
+
+
+class Terminal(DesiredError):
+    """Retrying the same input cannot succeed: the reconcile that raises it is recorded
+    and not retried until its key changes. ``obj``: the object it is about (the envelope:
+    kind, metadata), for the event; None lets the controller find it in its cache.
+    ``reason``: the event's reason (default "Terminal")."""
+
+    status = 422
+    reason = "Terminal"
+
+    def __init__(
+        self, message: str, obj: dict[str, Any] | None = None, reason: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.obj = obj
+        if reason:
+            self.reason = reason
 
 
 class NotFound(DesiredError):

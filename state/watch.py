@@ -6,7 +6,10 @@ from the last seen revision when the stream breaks, and re-listing when the
 revision it needs was compacted, then emitting exactly the differences.
 
 Must never: hand out an object older than one it already delivered, or
-deliver the same (object, resourceVersion) twice.
+deliver the same (object, resourceVersion) twice; nor end because of what a
+key holds: a spec or status that is not an object's JSON (written straight
+into etcd) is logged and not delivered, as if absent, until it is written
+again.
 
 How: the spec and status keys of all kinds sit next to each other under
 ``/desired/v1/s``, so one etcd watch delivers the spec and status of an object
@@ -56,9 +59,33 @@ class ObjectEvent:
 class _Entry:
     spec: KeyValue
     status: KeyValue | None
+    #: the latest spec that held an object (what a deletion reports if the last did not)
+    good: KeyValue | None = None
 
-    def object(self) -> Obj:
-        return attach_status(decode_spec(self.spec), self.status)
+    def object(self) -> Obj | None:
+        """The object, or None (logged) when its keys do not hold one."""
+        try:
+            obj = attach_status(decode_spec(self.spec), self.status)
+            meta = obj["metadata"]
+            if isinstance(obj["kind"], str) and isinstance(meta["name"], str) and meta["uid"]:
+                self.good = self.spec
+                return obj
+            raise TypeError("kind, metadata.name or metadata.uid is not a string")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.error(
+                "not an object, skipped until written again: %s: %s",
+                type(exc).__name__,
+                exc,
+                extra={"key": ascii(self.spec.key), "revision": self.spec.mod_revision},
+            )
+            return None
+
+
+def _event(type_: str, entry: _Entry, revision: int) -> ObjectEvent | None:
+    obj = entry.object()
+    if obj is None and type_ == DELETED and entry.good is not None:
+        obj = _Entry(entry.good, None).object()  # its watchers saw this one: it goes
+    return None if obj is None else ObjectEvent(type_, obj, revision)
 
 
 class ObjectWatch:
@@ -127,7 +154,7 @@ class ObjectWatch:
 
     def cached(self) -> list[Obj]:
         """Every object as this watch last saw it."""
-        return [e.object() for e in self._entries.values()]
+        return [o for e in self._entries.values() if (o := e.object()) is not None]
 
     async def __aiter__(self) -> AsyncGenerator[ObjectEvent, None]:
         if self.start_revision:
@@ -142,7 +169,8 @@ class ObjectWatch:
             # listed after subscribing: a change the feed hands out again is in the list
             self.revision = await self._snapshot(0)
             for e in list(self._entries.values()):
-                yield ObjectEvent(ADDED, e.object(), self.revision)
+                if (added := _event(ADDED, e, self.revision)) is not None:
+                    yield added
             yield ObjectEvent(BOOKMARK, None, self.revision)
             while True:
                 batch = await subscription.next()
@@ -199,14 +227,14 @@ class ObjectWatch:
                     return None
                 del self._entries[ident]
                 self._orphan_status.pop(ident, None)
-                return ObjectEvent(DELETED, entry.object(), revision)
+                return _event(DELETED, entry, revision)
             if entry is not None and kv.mod_revision <= entry.spec.mod_revision:
                 return None  # seen already (a resumed stream repeats nothing new)
             if entry is None:
                 self._entries[ident] = _Entry(kv, self._orphan_status.pop(ident, None))
-                return ObjectEvent(ADDED, self._entries[ident].object(), revision)
+                return _event(ADDED, self._entries[ident], revision)
             entry.spec = kv
-            return ObjectEvent(MODIFIED, entry.object(), revision)
+            return _event(MODIFIED, entry, revision)
         # a status key
         if entry is None:
             if deleted:
@@ -218,34 +246,36 @@ class ObjectWatch:
             if entry.status is None:
                 return None
             entry.status = None
-            return ObjectEvent(MODIFIED, entry.object(), revision)
+            return _event(MODIFIED, entry, revision)
         if entry.status is not None and kv.mod_revision <= entry.status.mod_revision:
             return None
         entry.status = kv
-        return ObjectEvent(MODIFIED, entry.object(), revision)
+        return _event(MODIFIED, entry, revision)
 
     async def _relist(self) -> list[ObjectEvent]:
         """After a compaction: read the present state and emit the differences."""
         self.relists += 1
         before = self._entries
         revision = await self._snapshot(0)
-        out: list[ObjectEvent] = []
+        out: list[ObjectEvent | None] = []
         for ident, old in before.items():
             if ident not in self._entries:
-                out.append(ObjectEvent(DELETED, old.object(), revision))
+                out.append(_event(DELETED, old, revision))
         for ident, new in self._entries.items():
             old_entry = before.get(ident)
+            if old_entry is not None:
+                new.good = old_entry.good
             if old_entry is None:
-                out.append(ObjectEvent(ADDED, new.object(), revision))
+                out.append(_event(ADDED, new, revision))
             elif _changed(old_entry, new):
                 if old_entry.spec.create_revision != new.spec.create_revision:
                     # deleted and created again while we could not see it
-                    out.append(ObjectEvent(DELETED, old_entry.object(), revision))
-                    out.append(ObjectEvent(ADDED, new.object(), revision))
+                    out.append(_event(DELETED, old_entry, revision))
+                    out.append(_event(ADDED, new, revision))
                 else:
-                    out.append(ObjectEvent(MODIFIED, new.object(), revision))
+                    out.append(_event(MODIFIED, new, revision))
         self.revision = revision
-        return out
+        return [e for e in out if e is not None]
 
 
 def _changed(a: _Entry, b: _Entry) -> bool:

@@ -3,11 +3,17 @@
 Owns: the ``Reconciler`` protocol (``async def reconcile(key) -> Requeue |
 None``), ``Requeue``, and ``Controller``, which turns informer changes into
 keys (never events), runs workers that call ``reconcile``, resyncs every
-cached key periodically, and retries: ``Conflict`` at once, any other error
-with per-key backoff; ``Requeue(after)`` as asked; ``None`` forgets the key.
+cached key periodically, and retries: ``Conflict`` at once, ``Terminal``
+never (it is logged, recorded as an event on its object, and the key waits
+until it changes: a resync does not bring it back), any other error with
+per-key backoff; ``Requeue(after)`` as asked; ``None`` forgets the key. Every
+failure counts in ``desired_reconcile_errors_total{controller,reason}``
+(reason: the error's class). One key's failure is that key's alone: the other
+keys go on.
 
-Must never: let a worker die, run one key in two workers, or start before
-its informers are synced.
+Must never: let a worker die (whatever a reconcile raises, even a
+CancelledError that is not the worker's own cancellation), run one key in two
+workers, or start before its informers are synced.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from reconcilers.runtime.metrics import Metrics
 from reconcilers.runtime.queue import ShutDown, WorkQueue
 from state.envelope import ref
-from state.errors import Conflict
+from state.errors import Conflict, Terminal
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +63,12 @@ class Source(Protocol):
     def list(self) -> list[Any]: ...
 
 
+class EventRecorder(Protocol):
+    """Where a controller records what users should read about an object (``Store``)."""
+
+    async def record_event(self, obj: Any, type_: str, reason: str, message: str) -> None: ...
+
+
 class Controller(Generic[K]):
     def __init__(
         self,
@@ -68,8 +80,12 @@ class Controller(Generic[K]):
         key_of: Callable[[Any], K | None] = ref,  # type: ignore[assignment]
         metrics: Metrics | None = None,
         queue: WorkQueue[K] | None = None,
+        events: EventRecorder | None = None,
     ) -> None:
+        """``events``: where terminal failures are recorded on their objects (None: only
+        logged)."""
         self.reconciler = reconciler
+        self.events = events
         self.name = reconciler.name
         self.informers = informers
         self.workers = workers
@@ -78,13 +94,24 @@ class Controller(Generic[K]):
         self.metrics = metrics or Metrics()
         self.queue: WorkQueue[K] = queue or WorkQueue()
         self._conflicts: dict[K, int] = {}
+        #: keys whose last reconcile failed terminally: a resync leaves them alone
+        self._terminal: set[K] = set()
+        #: keys an informer reported changed since their reconcile began
+        self._changed: set[K] = set()
         for inf in informers:
             inf.add_handler(self._on_change)
 
     def _on_change(self, event_type: str, obj: Any) -> None:
         key = self.key_of(obj)
-        if key is not None:
-            self.queue.add(key)
+        if key is None:
+            return
+        if event_type == "RESYNC":
+            if key in self._terminal:
+                return  # nothing changed: retrying cannot help
+        else:
+            self._terminal.discard(key)
+            self._changed.add(key)
+        self.queue.add(key)
 
     async def run(self) -> None:
         """Runs the workers and the resync until ``stop`` (workers drain) or cancellation."""
@@ -121,14 +148,24 @@ class Controller(Generic[K]):
             self.metrics.depth.labels(self.name).set(len(self.queue))
             try:
                 await self._handle(key)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # the worker itself is being stopped
+                self._worker_error(key)  # a reconcile's own cancellation, not the worker's
             except Exception:  # a bug in the runtime itself: keep the worker, retry the key
-                log.exception("worker error", extra={"controller": self.name, "object": str(key)})
-                self.queue.add_rate_limited(key)
+                self._worker_error(key)
             finally:
                 self.queue.done(key)
 
+    def _worker_error(self, key: K) -> None:
+        self.metrics.errors.labels(self.name, "WorkerError").inc()
+        log.exception("worker error", extra={"controller": self.name, "object": str(key)})
+        self.queue.add_rate_limited(key)
+
     async def _handle(self, key: K) -> None:
         start = time.perf_counter()
+        self._changed.discard(key)
         try:
             result = await self.reconciler.reconcile(key)
         except Conflict:
@@ -147,6 +184,20 @@ class Controller(Generic[K]):
                     extra={"controller": self.name, "object": str(key)},
                 )
             return
+        except Terminal as exc:
+            self._conflicts.pop(key, None)
+            self.queue.forget(key)
+            self._terminal.add(key)
+            if key not in self._changed:
+                self.queue.discard(key)  # adds meanwhile were resyncs or requeues: no change
+            self.metrics.errors.labels(self.name, type(exc).__name__).inc()
+            log.warning(
+                "reconcile failed terminally, not retried until the object changes: %s",
+                exc,
+                extra={"controller": self.name, "object": str(key)},
+            )
+            await self._record(key, exc)
+            return
         except Exception as exc:
             self.metrics.errors.labels(self.name, type(exc).__name__).inc()
             delay = self.queue.add_rate_limited(key)
@@ -161,7 +212,27 @@ class Controller(Generic[K]):
         finally:
             self.metrics.latency.labels(self.name).observe(time.perf_counter() - start)
         self._conflicts.pop(key, None)
+        self._terminal.discard(key)
         self.queue.forget(key)
         if result is not None:
             self.metrics.requeues.labels(self.name).inc()
             self.queue.add_after(key, result.after)
+
+    async def _record(self, key: K, exc: Terminal) -> None:
+        """The terminal failure as a Warning event on its object, when there is one."""
+        obj = exc.obj
+        for inf in self.informers if obj is None else ():
+            found = getattr(inf, "get", lambda _k: None)(key)
+            if isinstance(found, dict) and "kind" in found and "metadata" in found:
+                obj = found
+                break
+        if obj is None or self.events is None:
+            return
+        try:
+            await self.events.record_event(obj, "Warning", exc.reason, exc.message)
+        except Exception as err:  # the failure is logged above; the event is a courtesy
+            log.warning(
+                "cannot record an event: %s",
+                err,
+                extra={"controller": self.name, "object": str(key)},
+            )

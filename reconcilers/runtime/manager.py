@@ -4,7 +4,8 @@ Owns: starting every informer (always: a standby keeps its cache warm) and
 every controller (only while this replica leads, when an elector is given),
 and stopping them in order: controllers drain, then informers stop.
 
-Must never: run a controller while another replica leads.
+Must never: run a controller while another replica leads, or go on with an
+informer that stopped.
 """
 
 from __future__ import annotations
@@ -66,14 +67,24 @@ class Manager:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def run(self) -> None:
-        """Runs until cancelled; on cancellation drains controllers, then stops informers."""
+        """Runs until cancelled; on cancellation drains controllers, then stops informers.
+        An informer that ends (it never does on its own) ends the manager with its error,
+        rather than leave controllers reading a cache that no longer follows etcd."""
         informers = [asyncio.create_task(i.run()) for i in self.informers]
+        main = asyncio.create_task(
+            self._run_controllers()
+            if self.elector is None
+            else self.elector.run(self._run_controllers)
+        )
         try:
-            if self.elector is None:
-                await self._run_controllers()
-            else:
-                await self.elector.run(self._run_controllers)
+            done, _ = await asyncio.wait([main, *informers], return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                t.result()
+            if main not in done:
+                raise RuntimeError("an informer stopped")
         finally:
+            main.cancel()
+            await asyncio.gather(main, return_exceptions=True)
             for t in informers:
                 t.cancel()
             await asyncio.gather(*informers, return_exceptions=True)

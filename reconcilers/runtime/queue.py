@@ -92,6 +92,17 @@ class WorkQueue(Generic[K]):
         self.add_after(key, min(delay, self.max_delay))
         return delay
 
+    def discard(self, key: K) -> None:
+        """Drops every pending add of ``key`` (queued, delayed, or asked while it is being
+        processed); a later ``add`` is taken as usual."""
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        self._dirty.discard(key)
+        if key in self._queued:
+            self._queued.discard(key)
+            self._queue.remove(key)
+
     def forget(self, key: K) -> None:
         self._failures.pop(key, None)
 

@@ -5,16 +5,19 @@ back to an older resourceVersion), marking rows deleted, the progress
 revision (``watch_progress``) readers wait on for their own writes, and the
 listing queries of the views. For Instances also their Compute view row,
 the actions each change stands for (recorded once, by a deterministic
-request id) and their end; and the compute nodes' rows.
+request id) and their end; and the compute nodes' rows. A batch SQL refuses
+is split until the objects it refuses are alone (``state.sql.refusals``):
+those are returned, the rest written, progress moved on.
 
-Must never: be the source of truth: rows only follow etcd.
+Must never: be the source of truth: rows only follow etcd; nor let one object
+SQL refuses keep the others (or the progress) from being written.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -37,6 +40,7 @@ from state.sql.models import (
     Resource,
     WatchProgress,
 )
+from state.sql.refusals import Refused, isolate, refusable
 
 
 def _time(stamp: str | None) -> dt.datetime:
@@ -439,44 +443,115 @@ def progress(session: Session, name: str) -> int:
     return row.revision if row is not None else 0
 
 
+@dataclass(frozen=True)
+class _Unit:
+    """One object's share of a batch: its latest state (or its last, if deleted) and the
+    Instance changes it went through, in etcd order."""
+
+    object: dict[str, Any]
+    deleted: bool = False
+    changes: tuple[dict[str, Any], ...] = ()
+
+
+def _units(
+    upserts: list[dict[str, Any]],
+    deletes: list[dict[str, Any]],
+    instance_changes: list[dict[str, Any]],
+) -> list[_Unit]:
+    changes: dict[str, list[dict[str, Any]]] = {}
+    for obj in instance_changes:
+        changes.setdefault(obj["metadata"]["uid"], []).append(obj)
+    return [
+        *(_Unit(o, False, tuple(changes.get(o["metadata"]["uid"], ()))) for o in upserts),
+        *(_Unit(o, True) for o in deletes),
+    ]
+
+
 class Projection:
-    """A projector's handle on one database: batches of changes in single transactions."""
+    """A projector's handle on one database: batches of changes in single transactions.
+
+    A batch SQL refuses is written again split in halves until each object it refuses
+    is alone (``state.sql.refusals``): every other object is written, the refused ones
+    are returned to the caller to report, and progress moves past them all."""
 
     def __init__(self, url: str, name: str = "conductor") -> None:
         self.engine = make_engine(url)
         self.sessions = make_sessionmaker(self.engine)
         self.name = name
-        #: uid -> each Instance as last projected (generation and spec), for record_actions
+        #: uid -> each Instance as last projected (generation and spec), for record_actions;
+        #: an entry missing is read from its row
         self._instances: dict[str, dict[str, Any]] = {}
 
     def apply(
         self,
         upserts: list[dict[str, Any]],
-        deletes: list[str],
+        deletes: list[dict[str, Any]],
         revision: int,
         instance_changes: list[dict[str, Any]] | None = None,
-    ) -> None:
-        """Applies one batch and records that SQL now reflects etcd up to ``revision``.
+    ) -> list[Refused[dict[str, Any]]]:
+        """Applies one batch and records that SQL now reflects etcd up to ``revision``;
+        returns the objects SQL refused (their rows stay as they were).
 
-        ``instance_changes``: every Instance the batch saw, in etcd order (``upserts``
-        holds only the last of each), for the actions they stand for."""
+        ``deletes``: the objects gone, as last seen. ``instance_changes``: every Instance
+        the batch saw, in etcd order (``upserts`` holds only the last of each), for the
+        actions they stand for."""
+        units = _units(upserts, deletes, instance_changes or [])
+        try:
+            self._write(units, revision)
+            return []
+        except Exception as exc:
+            if not refusable(exc):
+                raise
+        refused = isolate(units, lambda part: self._write(part, 0))
         with session_scope(self.sessions) as s:
-            record_actions(s, instance_changes or [], self._instances)
-            self._upsert(s, upserts)
-            mark_deleted(s, deletes)
-            for uid in deletes:
-                self._instances.pop(uid, None)
             record_progress(s, self.name, revision)
+        return [Refused(r.unit.object, r.reason, r.message) for r in refused]
 
-    def sync(self, present: list[dict[str, Any]], revision: int) -> None:
-        """After a full list: upserts everything present and marks every other row deleted."""
-        with session_scope(self.sessions) as s:
+    def _write(self, units: Sequence[_Unit], revision: int) -> None:
+        """One transaction: the units' rows, their actions and (unless 0) the progress."""
+        try:
+            with session_scope(self.sessions) as s:
+                changes = [c for u in units for c in u.changes]
+                record_actions(s, changes, self._instances)
+                self._upsert(s, [u.object for u in units if not u.deleted])
+                gone = [u.object["metadata"]["uid"] for u in units if u.deleted]
+                mark_deleted(s, gone)
+                for uid in gone:
+                    self._instances.pop(uid, None)
+                if revision:
+                    record_progress(s, self.name, revision)
+        except Exception:
+            for u in units:  # rolled back: what record_actions learnt is read again
+                self._instances.pop(u.object["metadata"]["uid"], None)
+            raise
+
+    def sync(self, present: list[dict[str, Any]], revision: int) -> list[Refused[dict[str, Any]]]:
+        """After a full list: upserts everything present and marks every other row deleted;
+        returns the objects SQL refused, as ``apply``."""
+        self._instances.clear()
+        try:
+            with session_scope(self.sessions) as s:
+                self._sync(s, present, revision)
+            return []
+        except Exception as exc:
             self._instances.clear()
-            record_actions(s, [o for o in present if o["kind"] == "Instance"], self._instances)
-            self._upsert(s, present)
-            seen = {obj["metadata"]["uid"] for obj in present}
-            mark_deleted(s, live_uids(s) - seen)
-            record_progress(s, self.name, revision)
+            if not refusable(exc):
+                raise
+        units = [_Unit(o, False, (o,) if o["kind"] == "Instance" else ()) for o in present]
+        refused = isolate(units, lambda part: self._write(part, 0))
+        with session_scope(self.sessions) as s:
+            self._sync(s, [], revision, {o["metadata"]["uid"] for o in present})
+        return [Refused(r.unit.object, r.reason, r.message) for r in refused]
+
+    def _sync(
+        self, s: Session, present: list[dict[str, Any]], revision: int, seen: Iterable[str] = ()
+    ) -> None:
+        """``seen``: uids present besides those of ``present`` (refused, or written already)."""
+        record_actions(s, [o for o in present if o["kind"] == "Instance"], self._instances)
+        self._upsert(s, present)
+        kept = set(seen) | {obj["metadata"]["uid"] for obj in present}
+        mark_deleted(s, live_uids(s) - kept)
+        record_progress(s, self.name, revision)
 
     @staticmethod
     def _upsert(s: Session, objects: list[dict[str, Any]]) -> None:
@@ -486,9 +561,14 @@ class Projection:
     def checkpoint(self) -> None:
         checkpoint(self.engine)
 
-    def compute_nodes(self, nodes: list[dict[str, Any]]) -> None:
-        with session_scope(self.sessions) as s:
-            upsert_compute_nodes(s, nodes)
+    def compute_nodes(self, nodes: list[dict[str, Any]]) -> list[Refused[dict[str, Any]]]:
+        """Writes the hosts' rows; returns those SQL refused (the others are written)."""
+
+        def write(part: Sequence[dict[str, Any]]) -> None:
+            with session_scope(self.sessions) as s:
+                upsert_compute_nodes(s, list(part))
+
+        return isolate(nodes, write)
 
     def progress(self) -> int:
         with session_scope(self.sessions) as s:

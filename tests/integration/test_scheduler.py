@@ -162,6 +162,8 @@ async def test_racing_replicas_never_over_commit(store: Store, etcd: EtcdClient)
         assert cond is not None and cond["reason"] == "NoValidHost"
         assert cond["message"].startswith("No valid host was found.")
         assert (o["status"]["vmState"], o["status"]["fault"]["code"]) == ("error", 500)
+        events = await store.events_for(Ref("Instance", "demo", o["metadata"]["name"]))
+        assert "NoValidHost" in {e["reason"] for e in events}
 
 
 async def test_unschedulable_waits_for_capacity(store: Store, etcd: EtcdClient) -> None:
@@ -178,6 +180,15 @@ async def test_unschedulable_waits_for_capacity(store: Store, etcd: EtcdClient) 
             return True
 
         await eventually(no_host)
+
+        async def retries_said() -> bool:
+            events = await store.events_for(Ref("Instance", "demo", "vm"))
+            said = [e["message"] for e in events if e["reason"] == "Unschedulable"]
+            assert len(said) >= 2 and all("retrying every 2 s" in m for m in said), said
+            return True
+
+        await eventually(retries_said)  # one at the first try, one at the retry 2 s later
+        assert len(await store.events_for(Ref("Instance", "demo", "vm"))) <= 3
         await add_host(etcd, "late")
 
         async def placed() -> bool:

@@ -100,3 +100,20 @@ def test_no_key_in_two_workers_and_no_add_lost(ops: list[tuple[str, int]]) -> No
         await asyncio.gather(*workers)
 
     asyncio.run(scenario())
+
+
+async def test_discard_drops_every_pending_add() -> None:
+    q: WorkQueue[str] = WorkQueue()
+    q.add("a")
+    q.add("b")
+    q.discard("a")
+    assert await q.get() == "b"
+    q.add("b")  # while processing: dirty
+    q.discard("b")
+    q.done("b")
+    q.add_after("c", 0.01)
+    q.discard("c")
+    await asyncio.sleep(0.03)
+    assert len(q) == 0
+    q.add("a")
+    assert await q.get() == "a"
