@@ -443,6 +443,8 @@ class EtcdClient:
                     yield WatchBatch(revision=int(header.get("revision", 0)), events=events)
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
             raise Unavailable(f"watch on etcd at {self.url} broke: {exc}") from exc
+        except RuntimeError as exc:  # aiohttp's "Connection closed.": the client was closed
+            raise Unavailable(f"watch on etcd at {self.url} ended: {exc}") from exc
         raise Unavailable(f"etcd at {self.url} closed the watch stream")
 
 
