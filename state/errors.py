@@ -40,6 +40,12 @@ class Unavailable(Transient):
     """The backing store (etcd) cannot be reached or did not answer."""
 
 
+class TimeLimitExceeded(Transient):
+    """A statement ran past the time its caller allowed it and was stopped."""
+
+    reason = "Timeout"
+
+
 class NotFound(DesiredError):
     status = 404
     reason = "NotFound"
