@@ -67,6 +67,7 @@ async def _serve_api(
         image_dir=cfg.data_dir / "images",
         keystone_url=cfg.api.keystone_url,
         keystone_cache_seconds=cfg.api.keystone_cache_seconds,
+        identity_config=cfg.identity,
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
