@@ -207,7 +207,7 @@ class Identity:
         if self.lockouts.locked(failures):
             raise _fail(401, f"The account is locked for user: {keystone_id(found)}.")
         if not await self.checks.verify(password, found["spec"].get("passwordHash")):
-            await self.lockouts.failed(uid, failures)
+            self.lockouts.failed_soon(uid, failures)  # written after the answer
             raise _fail(401, "The request you have made requires authentication.")
         await self.lockouts.succeeded(uid, failures)
         return found
@@ -476,6 +476,7 @@ def make_app(identity: Identity) -> web.Application:
         following.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await following
+        await identity.lockouts.settle()
         identity.checks.close()
 
     app.cleanup_ctx.append(lifecycle)

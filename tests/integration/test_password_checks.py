@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import statistics
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,12 +21,13 @@ import aiohttp
 
 from apiserver.app import make_app
 from apiserver.identity import IDENTITY
+from state import keys
 from state.config import IdentityConfig
 from state.etcd import EtcdClient
 from state.passwords import ITERATIONS, hash_password
 from state.sql.migrate import upgrade
 from state.store import Store
-from tests.conftest import serving
+from tests.conftest import eventually, serving
 
 
 async def _user(store: Store, name: str, iterations: int = ITERATIONS) -> str:
@@ -92,7 +95,7 @@ async def test_lockout_after_failures_then_success_after_duration(
             "message": f"The account is locked for user: {uid}.",
             "title": "Unauthorized",
         }
-        # by id too
+        # a wrong password while locked: the same answer (no hash, not counted)
         locked_at = time.monotonic()
         code, body = await _login(http, base, "alice", "wrong")
         assert body["error"]["message"] == f"The account is locked for user: {uid}."
@@ -113,6 +116,12 @@ async def test_failures_are_shared_by_api_servers(store: Store, tmp_path: Path) 
     ):
         for base in (one, two, one, two):
             assert (await _login(http, base, "bob", "wrong"))[0] == 401
+
+        async def counted() -> bool:  # (written after each answer)
+            kv = await store.etcd.get(keys.login_failures(str(uuid.UUID(uid))))
+            return kv is not None and json.loads(kv.value)["count"] == 4
+
+        await eventually(counted)
         for base in (one, two):
             code, body = await _login(http, base, "bob", "bob-secret")
             assert (code, body["error"]["message"]) == (
