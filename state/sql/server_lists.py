@@ -16,6 +16,7 @@ PostgreSQL (which disagree on where NULLs sort) give the same order.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -156,7 +157,15 @@ def _filters(q: ServerQuery) -> list[ColumnElement[bool]]:
     return where
 
 
+#: a pattern's leading flags, as RE2 and PostgreSQL both read them (only there for PostgreSQL)
+_FLAGS = re.compile(r"\(\?([a-zA-Z]+)\)")
+
+
 def _multiline(pattern: str) -> str:
+    """``pattern`` with ``^`` and ``$`` at each line: (?m), merged with its own leading flags."""
+    flags = _FLAGS.match(pattern)
+    if flags is not None:
+        return f"(?m{flags.group(1)})" + pattern[flags.end() :]
     return "(?m)" + pattern
 
 
