@@ -41,7 +41,7 @@ WORST = "(a+)+$"
 
 
 def quantiles(ms: list[float]) -> str:
-    q = statistics.quantiles(ms, n=100)
+    q = statistics.quantiles(ms, n=100, method="inclusive")
     return f"p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms, max {max(ms):.1f} ms"
 
 

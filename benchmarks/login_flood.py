@@ -38,7 +38,7 @@ from state.store import Store
 
 
 def quantiles(ms: list[float]) -> str:
-    q = statistics.quantiles(ms, n=100)
+    q = statistics.quantiles(ms, n=100, method="inclusive")
     return f"p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms, max {max(ms):.1f} ms ({len(ms)})"
 
 
