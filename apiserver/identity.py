@@ -42,7 +42,7 @@ from state.envelope import Obj, Ref
 from state.errors import DesiredError, Unavailable
 from state.etcd import Put, absent
 from state.keywatch import BOOKMARK, DELETE, KeyWatch
-from state.lockout import LockoutPolicy, Lockouts
+from state.lockout import Failures, LockoutPolicy, Lockouts
 from state.passwords import PasswordChecks
 from state.store import Store
 
@@ -203,11 +203,13 @@ class Identity:
             await self.checks.verify(password, None)  # as long as a known user's check
             raise _fail(401, "The request you have made requires authentication.")
         uid = str(found["metadata"]["uid"])
-        failures = await self.lockouts.read(uid)
+        lockable = not found["spec"].get("ignoreLockoutFailureAttempts", False)
+        failures = await self.lockouts.read(uid) if lockable else Failures()
         if self.lockouts.locked(failures):
             raise _fail(401, f"The account is locked for user: {keystone_id(found)}.")
         if not await self.checks.verify(password, found["spec"].get("passwordHash")):
-            self.lockouts.failed_soon(uid, failures)  # written after the answer
+            if lockable:
+                self.lockouts.failed_soon(uid, failures)  # written after the answer
             raise _fail(401, "The request you have made requires authentication.")
         await self.lockouts.succeeded(uid, failures)
         return found

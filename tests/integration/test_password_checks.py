@@ -30,7 +30,7 @@ from state.store import Store
 from tests.conftest import eventually, serving
 
 
-async def _user(store: Store, name: str, iterations: int = ITERATIONS) -> str:
+async def _user(store: Store, name: str, iterations: int = ITERATIONS, **spec: Any) -> str:
     """A user with password ``<name>-secret``; its Keystone id."""
     obj = await store.create(
         {
@@ -39,6 +39,7 @@ async def _user(store: Store, name: str, iterations: int = ITERATIONS) -> str:
             "spec": {
                 "passwordHash": hash_password(f"{name}-secret", iterations=iterations),
                 "roles": [],
+                **spec,
             },
         }
     )
@@ -101,6 +102,20 @@ async def test_lockout_after_failures_then_success_after_duration(
         assert body["error"]["message"] == f"The account is locked for user: {uid}."
         await asyncio.sleep(max(0.0, 1.6 - (time.monotonic() - locked_at)))
         assert (await _login(http, base, "alice", "alice-secret"))[0] == 201
+
+
+async def test_a_user_that_ignores_lockout_is_never_locked(store: Store, tmp_path: Path) -> None:
+    """Keystone's ignore_lockout_failure_attempts: for daemons such as hostd."""
+    await _user(store, "daemon", iterations=1000, ignoreLockoutFailureAttempts=True)
+    cfg = IdentityConfig(lockout_failure_attempts=2, lockout_duration=60)
+    async with _api(store, tmp_path, cfg) as (base, _), aiohttp.ClientSession() as http:
+        for _ in range(4):
+            code, body = await _login(http, base, "daemon", "wrong")
+            assert (code, body["error"]["message"]) == (
+                401,
+                "The request you have made requires authentication.",
+            )
+        assert (await _login(http, base, "daemon", "daemon-secret"))[0] == 201
 
 
 async def test_failures_are_shared_by_api_servers(store: Store, tmp_path: Path) -> None:
