@@ -10,7 +10,9 @@ looking up what server views show beside an Instance (flavor, image and
 project ids, the flavor, the host's status).
 
 Must never: list before SQL reflects this API server's own writes (a client
-reads what it just wrote); list another project's servers for a member.
+reads what it just wrote); list another project's servers for a member;
+compile or match a user's pattern (``name``, ``ip``) on the event loop
+(``state.sql.server_lists`` does, in the list's worker thread, with RE2).
 """
 
 from __future__ import annotations
