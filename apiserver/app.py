@@ -23,8 +23,11 @@ from apiserver.external_identity import ExternalTokens
 from apiserver.image_data import ImageData
 from apiserver.network import app as network_app
 from apiserver.tokens import TokenChecker
+from state.config import IdentityConfig
 from state.errors import DesiredError
 from state.etcd import EtcdClient
+from state.lockout import LockoutPolicy
+from state.passwords import PasswordChecks
 from state.sql.views import ComputeViews
 from state.store import Store
 
@@ -51,6 +54,7 @@ def make_app(
     keystone_url: str = "",
     keystone_cache_seconds: float = 300.0,
     body_timeout: float = DEFAULT_SECONDS,
+    identity_config: IdentityConfig | None = None,
 ) -> web.Application:
     """The root app; ``metrics_text`` (Prometheus text) is served at ``/metrics`` when given;
     identity tokens live ``token_ttl`` seconds; ``sql_url`` is the conductor's database,
@@ -59,7 +63,8 @@ def make_app(
     ``image_dir`` keeps uploaded images' data (None: the image service stores none);
     ``keystone_url``: an external Keystone whose tokens the Compute and image APIs take
     (kept ``keystone_cache_seconds``) instead of this identity service's; a request body
-    that stalls ``body_timeout`` seconds is answered 408 (``apiserver.body_deadline``)."""
+    that stalls ``body_timeout`` seconds is answered 408 (``apiserver.body_deadline``);
+    ``identity_config``: lockout and password checks (defaults: ``IdentityConfig()``)."""
     root = web.Application(middlewares=[body_deadline(body_timeout)])
     root[ETCD] = etcd
     root.router.add_get("/healthz", healthz)
@@ -71,7 +76,14 @@ def make_app(
 
         root.router.add_get("/metrics", metrics)
     root.add_subapp("/apis/v1", declarative.make_app(Store(etcd), admin_token))
-    ident = identity.Identity(Store(etcd), token_ttl)
+    idc = identity_config or IdentityConfig()
+    ident = identity.Identity(
+        Store(etcd),
+        token_ttl,
+        LockoutPolicy(idc.lockout_failure_attempts, idc.lockout_duration),
+        PasswordChecks(idc.password_check_workers, idc.password_check_queue),
+    )
+    root[identity.IDENTITY] = ident  # (also here: tests read its password checks)
     root.add_subapp("/identity", identity.make_app(ident))
     tokens: TokenChecker = (
         ExternalTokens(Store(etcd), keystone_url, keystone_cache_seconds) if keystone_url else ident

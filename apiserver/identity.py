@@ -10,8 +10,15 @@ projects are the ``User`` and ``Project`` objects; Keystone ids are their
 uids without dashes. Errors are Keystone's ``{"error": {code, message,
 title}}``.
 
+Passwords are checked off the event loop (``state.passwords.PasswordChecks``:
+a few threads of their own, a bounded queue, 503 past it), an unknown user's
+as dearly as a known one's (against a dummy hash), and Keystone's lockout
+(``state.lockout``) refuses a user after repeated failures: "The account is
+locked for user: <id>.", checked before the password as Keystone does.
+
 Must never: issue a token for a disabled user or project, or to a user
-without a role on the project asked for; accept a revoked token.
+without a role on the project asked for, or to a locked-out user; accept a
+revoked token; check a password on the event loop.
 """
 
 from __future__ import annotations
@@ -35,7 +42,8 @@ from state.envelope import Obj, Ref
 from state.errors import DesiredError, Unavailable
 from state.etcd import Put, absent
 from state.keywatch import BOOKMARK, DELETE, KeyWatch
-from state.passwords import check_password
+from state.lockout import Failures, LockoutPolicy, Lockouts
+from state.passwords import PasswordChecks
 from state.store import Store
 
 DOMAIN = {"id": "default", "name": "Default"}
@@ -83,13 +91,22 @@ def _stamp(seconds: float) -> str:
 
 
 class Identity:
-    """The service's state: the store, the signing key and the revoked audit ids."""
+    """The service's state: the store, the signing key, the revoked audit ids, the
+    password checks and the lockout policy."""
 
-    def __init__(self, store: Store, token_ttl: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        token_ttl: int,
+        lockout: LockoutPolicy | None = None,
+        checks: PasswordChecks | None = None,
+    ) -> None:
         self.store = store
         self.token_ttl = token_ttl
         self.key = b""
         self.revoked: set[str] = set()
+        self.lockouts = Lockouts(store.etcd, lockout or LockoutPolicy())
+        self.checks = checks or PasswordChecks()
 
     async def signing_key(self) -> bytes:
         """The cloud's token key, read (or made, by the first API server) at first use, so
@@ -158,16 +175,10 @@ class Identity:
             methods = identity["methods"]
         except (KeyError, TypeError):
             raise _fail(400, "expected {'auth': {'identity': {'methods': [...], ...}}}") from None
+        user: Obj | None
         if "password" in methods:
             user_ref = (identity.get("password") or {}).get("user") or {}
-            user = await self._by_id_or_name("User", user_ref)
-            password = user_ref.get("password")
-            if (
-                user is None
-                or not isinstance(password, str)
-                or not check_password(password, user["spec"].get("passwordHash", ""))
-            ):
-                raise _fail(401, "The request you have made requires authentication.")
+            user = await self._password_user(user_ref)
         elif "token" in methods:
             old = await self.check(str((identity.get("token") or {}).get("id", "")))
             if old is None:
@@ -180,6 +191,28 @@ class Identity:
         if not user["spec"].get("enabled", True):
             raise _fail(401, "The request you have made requires authentication.")
         return await self._scoped(user, auth.get("scope"))
+
+    async def _password_user(self, user_ref: dict[str, Any]) -> Obj:
+        """The user whose password ``user_ref`` has right (401 otherwise, or while the
+        user is locked out)."""
+        found = await self._by_id_or_name("User", user_ref)
+        password = user_ref.get("password")
+        if not isinstance(password, str):
+            raise _fail(401, "The request you have made requires authentication.")
+        if found is None:
+            await self.checks.verify(password, None)  # as long as a known user's check
+            raise _fail(401, "The request you have made requires authentication.")
+        uid = str(found["metadata"]["uid"])
+        lockable = not found["spec"].get("ignoreLockoutFailureAttempts", False)
+        failures = await self.lockouts.read(uid) if lockable else Failures()
+        if self.lockouts.locked(failures):
+            raise _fail(401, f"The account is locked for user: {keystone_id(found)}.")
+        if not await self.checks.verify(password, found["spec"].get("passwordHash")):
+            if lockable:
+                self.lockouts.failed_soon(uid, failures)  # written after the answer
+            raise _fail(401, "The request you have made requires authentication.")
+        await self.lockouts.succeeded(uid, failures)
+        return found
 
     async def _scoped(self, user: Obj, scope: Any) -> Token:
         assignments = user["spec"].get("roles") or []
@@ -445,6 +478,8 @@ def make_app(identity: Identity) -> web.Application:
         following.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await following
+        await identity.lockouts.settle()
+        identity.checks.close()
 
     app.cleanup_ctx.append(lifecycle)
     app.router.add_get("", versions)

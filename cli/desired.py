@@ -72,6 +72,7 @@ async def _serve_api(
         keystone_url=cfg.api.keystone_url,
         keystone_cache_seconds=cfg.api.keystone_cache_seconds,
         body_timeout=cfg.api.body_timeout,
+        identity_config=cfg.identity,
     )
     # the rest of a body a handler did not read is drained no longer than a stall may last
     runner = web.AppRunner(app, access_log=None, lingering_time=cfg.api.body_timeout)

@@ -56,6 +56,8 @@ async def ensure_identity(store: Store, data_dir: Path) -> dict[str, str]:
                 "spec": {
                     "passwordHash": hash_password(passwords[user]),
                     **({"defaultProject": user} if user in CLIENT_USERS else {}),
+                    # a daemon: wrong passwords for its name must not lock it out
+                    **({} if user in CLIENT_USERS else {"ignoreLockoutFailureAttempts": True}),
                     "roles": roles,
                 },
             }

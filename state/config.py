@@ -62,6 +62,22 @@ class ApiConfig:
 
 
 @dataclass(frozen=True)
+class IdentityConfig:
+    #: failed password logins in a row that lock a user out (Keystone's
+    #: ``[security_compliance] lockout_failure_attempts``); 0: never locked out
+    lockout_failure_attempts: int = 5
+    #: seconds a locked-out user stays locked after the last failure (Keystone's
+    #: ``lockout_duration``); a failure this long after the previous one starts the count
+    #: again
+    lockout_duration: float = 300.0
+    #: threads that check passwords (each check is about 40 ms of one CPU), at a lower CPU
+    #: priority than the API server's event loop
+    password_check_workers: int = 1
+    #: logins that may wait for a checking thread; more at once are refused with 503
+    password_check_queue: int = 32
+
+
+@dataclass(frozen=True)
 class MetadataConfig:
     #: address the metadata service listens on (hosts' metadata proxies reach it there)
     host: str = "127.0.0.1"
@@ -156,6 +172,7 @@ class Config:
     data_dir: Path = field(default_factory=default_data_dir)
     etcd: EtcdConfig = field(default_factory=EtcdConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
     sql: SqlConfig = field(default_factory=SqlConfig)
     metadata: MetadataConfig = field(default_factory=MetadataConfig)
     reconcilers: ReconcilerConfig = field(default_factory=ReconcilerConfig)

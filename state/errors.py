@@ -66,6 +66,12 @@ class Terminal(DesiredError):
             self.reason = reason
 
 
+class TimeLimitExceeded(Transient):
+    """A statement ran past the time its caller allowed it and was stopped."""
+
+    reason = "Timeout"
+
+
 class NotFound(DesiredError):
     status = 404
     reason = "NotFound"

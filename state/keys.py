@@ -162,6 +162,11 @@ def revoked(audit_id: str) -> bytes:
     return revoked_prefix() + audit_id.encode()
 
 
+def login_failures(user_uid: str) -> bytes:
+    """A user's recent failed password logins (count and time of the last), for lockout."""
+    return f"{ROOT}/identity/failures/{user_uid}".encode()
+
+
 def console_requests_prefix() -> bytes:
     return f"{ROOT}/console/request/".encode(_UTF8, _ANY)
 

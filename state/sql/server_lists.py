@@ -6,7 +6,8 @@ conductor last projected it), ordered by sort keys that always end in
 the page that follows a marker.
 
 Must never: write; decide who may see what (the caller's query says which
-project, or every project).
+project, or every project); run a user's pattern (``name``, ``ip``) other than
+by RE2 (SQLite) or for longer than ``patterns.BUDGET`` (both backends).
 
 Nullable sort columns are compared as empty strings, so that SQLite and
 PostgreSQL (which disagree on where NULLs sort) give the same order.
@@ -15,14 +16,18 @@ PostgreSQL (which disagree on where NULLs sort) give the same order.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, bindparam, case, false, func, not_, or_, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, aliased
 
-from state.errors import BadRequest
+from state import patterns
+from state.errors import BadRequest, TimeLimitExceeded
+from state.sql.engine import time_limit
 from state.sql.models import InstanceRow, Resource
 
 #: Nova's sort keys that have a column here
@@ -54,7 +59,7 @@ class MarkerNotFound(BadRequest):
 class ServerQuery:
     #: one project's servers, or every project's (None)
     project: str | None
-    #: a regular expression the name must contain a match of
+    #: a regular expression (RE2's syntax) the name must contain a match of
     name: str | None = None
     vm_states: frozenset[str] = frozenset()
     #: empty: any task state; "default" stands for no task
@@ -66,7 +71,8 @@ class ServerQuery:
     #: exact matches on columns: host, user_id, uid, key_name, availability_zone,
     #: image, flavor
     equal: dict[str, str] = field(default_factory=dict)
-    #: a regular expression one of its fixed addresses must contain a match of
+    #: a regular expression (RE2's syntax) one of its fixed addresses must contain a
+    #: match of
     ip: str | None = None
     #: tags a server must have all of, any of, not all of, none of
     tags: tuple[str, ...] = ()
@@ -145,9 +151,31 @@ def _filters(q: ServerQuery) -> list[ColumnElement[bool]]:
         where.append(columns[name] == value)
     if q.ip is not None:
         # one address per line: a match within a line is a match of one address
-        where.append(func.coalesce(InstanceRow.addresses, "").regexp_match(q.ip, flags="m"))
+        # (inline, as SQLite's REGEXP takes no flags; PostgreSQL reads (?m) as (?n), the same)
+        where.append(func.coalesce(InstanceRow.addresses, "").regexp_match(_multiline(q.ip)))
     where.extend(_tag_filters(q))
     return where
+
+
+#: a pattern's leading flags, as RE2 and PostgreSQL both read them (only there for PostgreSQL)
+_FLAGS = re.compile(r"\(\?([a-zA-Z]+)\)")
+
+
+def _multiline(pattern: str) -> str:
+    """``pattern`` with ``^`` and ``$`` at each line: (?m), merged with its own leading flags."""
+    flags = _FLAGS.match(pattern)
+    if flags is not None:
+        return f"(?m{flags.group(1)})" + pattern[flags.end() :]
+    return "(?m)" + pattern
+
+
+def _check_patterns(q: ServerQuery) -> None:
+    """``BadPattern`` for a pattern RE2 does not take (compiled once, for SQLite's REGEXP)."""
+    if q.name is not None:
+        patterns.compiled("name", q.name)
+    if q.ip is not None:
+        patterns.compiled("ip", q.ip)
+        patterns.compiled("ip", _multiline(q.ip))
 
 
 def _tag_filters(q: ServerQuery) -> list[ColumnElement[bool]]:
@@ -166,8 +194,30 @@ def _tag_filters(q: ServerQuery) -> list[ColumnElement[bool]]:
     return where
 
 
+def _execute(session: Session, stmt: Any, q: ServerQuery) -> list[Any]:
+    """The rows of ``stmt``; with a user's pattern, within ``patterns.BUDGET`` seconds and
+    ``BadPattern`` past them (or for a pattern PostgreSQL refuses where RE2 did not)."""
+    if q.name is None and q.ip is None:
+        return list(session.execute(stmt))
+    field, pattern = ("name", q.name) if q.name is not None else ("ip", q.ip or "")
+    try:
+        with time_limit(session, patterns.BUDGET):
+            return list(session.execute(stmt))
+    except TimeLimitExceeded:
+        why = f"The filter took longer than {patterns.BUDGET:g} s."
+        raise patterns.BadPattern(field, pattern, why) from None
+    except DBAPIError as exc:
+        if getattr(exc.orig, "pgcode", None) != "2201B":  # invalid_regular_expression
+            raise
+        why = "PostgreSQL: " + str(exc.orig).strip().splitlines()[0]
+        raise patterns.BadPattern(field, pattern, why) from None
+
+
 def list_servers(session: Session, q: ServerQuery) -> list[ServerRow]:
-    """One page of servers in the query's order, after its marker."""
+    """One page of servers in the query's order, after its marker (``BadPattern`` for a
+    ``name`` or ``ip`` that RE2 does not take, or whose query runs past
+    ``patterns.BUDGET``)."""
+    _check_patterns(q)
     order = _order(q)
     where = _filters(q)
     if q.marker is not None:
@@ -185,6 +235,7 @@ def list_servers(session: Session, q: ServerQuery) -> list[ServerRow]:
         .order_by(*(c.asc() if d == "asc" else c.desc() for c, d in order))
         .limit(q.limit)
     )
+    found = _execute(session, stmt, q)
     return [
         ServerRow(
             uid=row.uid,
@@ -198,7 +249,7 @@ def list_servers(session: Session, q: ServerQuery) -> list[ServerRow]:
             updated_at=row.updated_at,
             deleted=row.deleted_at is not None,
         )
-        for row, meta, spec, status in session.execute(stmt)
+        for row, meta, spec, status in found
     ]
 
 

@@ -1,0 +1,48 @@
+"""Password checks: the same work with or without a hash, in threads of lower priority."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+
+import pytest
+
+from state import passwords
+from state.passwords import Busy, PasswordChecks, hash_password, verify
+
+
+def test_verify_hashes_even_without_a_usable_hash(monkeypatch: pytest.MonkeyPatch) -> None:
+    stored = hash_password("secret", iterations=1000)
+    assert verify("secret", stored) and not verify("wrong", stored)
+    checked: list[str] = []
+    real = passwords.check_password
+
+    def counting(password: str, against: str) -> bool:
+        checked.append(against)
+        return real(password, against)
+
+    monkeypatch.setattr(passwords, "check_password", counting)
+    for unusable in (None, "", "plain-text", "md5$1$x$y"):
+        assert verify("secret", unusable) is False
+    assert checked == [passwords._dummy()] * 4
+    assert f"${passwords.ITERATIONS}$" in passwords._dummy()
+
+
+async def test_checks_run_in_their_threads_at_lower_priority() -> None:
+    checks = PasswordChecks(workers=1, queue=0)
+    try:
+        seen = await asyncio.get_running_loop().run_in_executor(
+            checks._pool, lambda: (threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0))
+        )
+        tid, _ = seen
+        assert tid != threading.get_native_id()
+        assert os.getpriority(os.PRIO_PROCESS, tid) >= os.getpriority(os.PRIO_PROCESS, 0) + 1
+        stored = hash_password("x", iterations=200_000)
+        results = await asyncio.gather(
+            checks.verify("x", stored), checks.verify("y", stored), return_exceptions=True
+        )
+        assert results[0] is True and isinstance(results[1], Busy)  # 1 worker, no queue
+        assert checks.pending == 0 and checks.done == 1
+    finally:
+        checks.close()
