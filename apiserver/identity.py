@@ -67,6 +67,15 @@ def _fail(code: int, message: str) -> KeystoneError:
     return KeystoneError(code, message)
 
 
+def _object(value: Any, what: str) -> dict[str, Any]:
+    """``value`` when it is a JSON object ({} when absent); Keystone's 400 otherwise."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _fail(400, f"{what} must be an object")
+    return value
+
+
 def keystone_id(obj: Obj) -> str:
     return keystone_id_of(str(obj["metadata"]["uid"]))
 
@@ -151,14 +160,15 @@ class Identity:
 
     # --- users and projects ---------------------------------------------------
 
-    async def _by_id_or_name(self, kind: str, ident: dict[str, Any]) -> Obj | None:
+    async def _by_id_or_name(self, kind: str, ident: Any) -> Obj | None:
+        ident = _object(ident, kind.lower())
         if "id" in ident:
             for obj in (await self.store.list(kind)).items:
                 if keystone_id(obj) == ident["id"]:
                     return obj
             return None
         if "name" in ident:
-            domain = ident.get("domain") or {}
+            domain = _object(ident.get("domain"), f"{kind.lower()}.domain")
             # everything is in the Default domain: another, by id or by name, has nothing
             if (
                 domain.get("id", "default") != "default"
@@ -176,11 +186,13 @@ class Identity:
         except (KeyError, TypeError):
             raise _fail(400, "expected {'auth': {'identity': {'methods': [...], ...}}}") from None
         user: Obj | None
+        if not isinstance(identity, dict) or not isinstance(methods, list):
+            raise _fail(400, "expected {'auth': {'identity': {'methods': [...], ...}}}")
         if "password" in methods:
-            user_ref = (identity.get("password") or {}).get("user") or {}
+            user_ref = _object(_object(identity.get("password"), "password").get("user"), "user")
             user = await self._password_user(user_ref)
         elif "token" in methods:
-            old = await self.check(str((identity.get("token") or {}).get("id", "")))
+            old = await self.check(str(_object(identity.get("token"), "token").get("id", "")))
             if old is None:
                 raise _fail(401, "The request you have made requires authentication.")
             user = await self.store.get_or_none(Ref("User", None, old.user))
