@@ -223,6 +223,8 @@ def _subnet_spec(body: dict[str, Any]) -> dict[str, Any]:
     if body.get("gateway_ip"):
         spec["gateway"] = body["gateway_ip"]
     pools = body.get("allocation_pools") or []
+    if not isinstance(pools, list) or not all(isinstance(p, dict) for p in pools):
+        raise NeutronFault(400, "HTTPBadRequest", "Invalid input for allocation_pools.")
     if len(pools) > 1:
         raise NeutronFault(
             400, "InvalidInput", "Invalid input for operation: one allocation pool per subnet."
@@ -230,6 +232,8 @@ def _subnet_spec(body: dict[str, Any]) -> dict[str, Any]:
     if pools:
         spec["dhcpRange"] = {"start": pools[0].get("start"), "end": pools[0].get("end")}
     if body.get("dns_nameservers"):
+        if not isinstance(body["dns_nameservers"], list):
+            raise NeutronFault(400, "HTTPBadRequest", "Invalid input for dns_nameservers.")
         spec["dnsServers"] = list(body["dns_nameservers"])
     if body.get("enable_dhcp") is False:
         raise NeutronFault(
