@@ -166,7 +166,12 @@ def _fixed(spec: dict[str, Any], wanted: str) -> ipaddress.IPv4Address:
     """An address asked for: a host address of the network, not its gateway, none of a
     special-purpose block (outside the pool otherwise is fine)."""
     net = ipaddress.IPv4Network(spec["cidr"], strict=False)
-    address = ipaddress.IPv4Address(wanted)
+    try:
+        if not isinstance(wanted, str):
+            raise ValueError(wanted)
+        address = ipaddress.IPv4Address(wanted)
+    except ValueError:
+        raise BadRequest(f"{wanted!r} is not an IPv4 address") from None
     if address not in net or address in (net.network_address, net.broadcast_address):
         raise BadRequest(f"{wanted} is not a host address of {spec['cidr']}")
     if address == gateway(spec):

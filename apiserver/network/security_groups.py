@@ -236,13 +236,12 @@ def _rule(body: dict[str, Any], groups: list[Obj], project: str) -> dict[str, An
         rule["remoteCidr"] = body["remote_ip_prefix"]
     if body.get("remote_group_id"):
         names = {v: k for k, v in _uids(groups, project).items()}
-        if body["remote_group_id"] not in names:
+        remote = str(body["remote_group_id"])
+        if remote not in names:
             raise NeutronFault(
-                404,
-                "SecurityGroupNotFound",
-                f"Security group {body['remote_group_id']} does not exist",
+                404, "SecurityGroupNotFound", f"Security group {remote} does not exist"
             )
-        rule["remoteGroup"] = names[body["remote_group_id"]]
+        rule["remoteGroup"] = names[remote]
     return rule
 
 

@@ -237,6 +237,27 @@ def requests_(draw: st.DrawFn, ids: dict[str, str]) -> Request:
         lambda: (
             who,
             "POST",
+            "/network/v2.0/floatingips",
+            {
+                "floatingip": draw(
+                    _fields(
+                        floating_network_id=ids["network"],
+                        floating_ip_address="10.231.0.77",
+                        port_id=ids["server"],
+                        fixed_ip_address="10.231.0.5",
+                    )
+                )
+            },
+        ),
+        lambda: (
+            who,
+            "POST",
+            "/network/v2.0/security-groups",
+            {"security_group": draw(_fields(name="g", description="d"))},
+        ),
+        lambda: (
+            who,
+            "POST",
             "/image/v2/images",
             draw(
                 _fields(
