@@ -42,6 +42,7 @@ import aiohttp
 from apiserver.network.common import Projects
 from apiserver.network.networks import subnet_view
 from fixtures.etcd import EtcdServer
+from fixtures.keystone import password_login
 from state.etcd import EtcdClient
 from state.passwords import hash_password
 from state.sql.migrate import upgrade
@@ -87,21 +88,7 @@ async def seed(store: Store) -> None:
 
 
 async def token(http: aiohttp.ClientSession, base: str, user: str, project: str) -> str:
-    body = {
-        "auth": {
-            "identity": {
-                "methods": ["password"],
-                "password": {
-                    "user": {
-                        "name": user,
-                        "domain": {"name": "Default"},
-                        "password": f"{user}-secret",
-                    }
-                },
-            },
-            "scope": {"project": {"name": project, "domain": {"name": "Default"}}},
-        }
-    }
+    body = password_login(user, f"{user}-secret", project)
     async with http.post(f"{base}/identity/v3/auth/tokens", json=body) as resp:
         assert resp.status == 201, await resp.text()
         return resp.headers["X-Subject-Token"]

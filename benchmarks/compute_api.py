@@ -34,6 +34,7 @@ import aiohttp
 
 from apiserver.identity import Identity
 from fixtures.etcd import EtcdServer
+from fixtures.keystone import password_login
 from fixtures.postgres import PostgresServer
 from state.envelope import USER_ANNOTATION, Ref
 from state.etcd import EtcdClient
@@ -102,21 +103,7 @@ async def seed(store: Store, servers: int) -> None:
 
 
 async def token(http: aiohttp.ClientSession, base: str) -> str:
-    body = {
-        "auth": {
-            "identity": {
-                "methods": ["password"],
-                "password": {
-                    "user": {
-                        "name": "bench",
-                        "domain": {"name": "Default"},
-                        "password": "bench-secret",
-                    }
-                },
-            },
-            "scope": {"project": {"name": PROJECT, "domain": {"name": "Default"}}},
-        }
-    }
+    body = password_login("bench", "bench-secret", PROJECT)
     async with http.post(f"{base}/identity/v3/auth/tokens", json=body) as resp:
         assert resp.status == 201, await resp.text()
         return resp.headers["X-Subject-Token"]

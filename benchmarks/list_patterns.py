@@ -29,6 +29,7 @@ import aiohttp
 
 from fixtures.apiserver import ApiServerProcess
 from fixtures.etcd import EtcdServer
+from fixtures.keystone import password_login
 from fixtures.postgres import PostgresServer
 from fixtures.servers import instance_objects, project_servers
 from state.etcd import EtcdClient
@@ -68,21 +69,7 @@ async def seed(etcd_url: str, sql_url: str, servers: int) -> None:
 
 
 async def token(http: aiohttp.ClientSession, base: str) -> str:
-    body = {
-        "auth": {
-            "identity": {
-                "methods": ["password"],
-                "password": {
-                    "user": {
-                        "name": "bench",
-                        "domain": {"name": "Default"},
-                        "password": "bench-secret",
-                    }
-                },
-            },
-            "scope": {"project": {"name": PROJECT, "domain": {"name": "Default"}}},
-        }
-    }
+    body = password_login("bench", "bench-secret", PROJECT)
     async with http.post(f"{base}/identity/v3/auth/tokens", json=body) as resp:
         assert resp.status == 201, await resp.text()
         return resp.headers["X-Subject-Token"]

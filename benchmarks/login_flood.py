@@ -32,6 +32,7 @@ import aiohttp
 
 from fixtures.apiserver import ApiServerProcess
 from fixtures.etcd import EtcdServer
+from fixtures.keystone import password_login
 from state.etcd import EtcdClient
 from state.passwords import hash_password
 from state.store import Store
@@ -60,16 +61,7 @@ async def seed(etcd_url: str) -> None:
 
 
 async def login(http: aiohttp.ClientSession, base: str, user: str, password: str) -> int:
-    body: dict[str, Any] = {
-        "auth": {
-            "identity": {
-                "methods": ["password"],
-                "password": {
-                    "user": {"name": user, "domain": {"id": "default"}, "password": password}
-                },
-            }
-        }
-    }
+    body: dict[str, Any] = password_login(user, password)
     async with http.post(f"{base}/identity/v3/auth/tokens", json=body) as resp:
         await resp.read()
         return resp.status

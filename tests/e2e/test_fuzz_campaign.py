@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, text
 
+from fixtures.keystone import password_login
 from state import keys
 from state.etcd import EtcdClient, prefix_end
 from tests.conftest import eventually
@@ -386,21 +387,7 @@ class Cloud:
         self.bootstrap = yaml.safe_load((up.data_dir / "desiredctl.yaml").read_text())["token"]
 
     def _token(self, auth: dict[str, str]) -> str:
-        body = {
-            "auth": {
-                "identity": {
-                    "methods": ["password"],
-                    "password": {
-                        "user": {
-                            "name": auth["username"],
-                            "password": auth["password"],
-                            "domain": {"name": "Default"},
-                        }
-                    },
-                },
-                "scope": {"project": {"name": auth["project_name"], "domain": {"name": "Default"}}},
-            }
-        }
+        body = password_login(auth["username"], auth["password"], auth["project_name"])
         resp = self.http.post(f"{self.up.url}/identity/v3/auth/tokens", json=body, timeout=30)
         assert resp.status_code == 201, resp.text
         return resp.headers["X-Subject-Token"]

@@ -21,6 +21,7 @@ import aiohttp
 
 from apiserver.app import make_app
 from apiserver.identity import IDENTITY
+from fixtures.keystone import password_login
 from state import keys
 from state.config import IdentityConfig
 from state.etcd import EtcdClient
@@ -57,16 +58,7 @@ async def _api(store: Store, tmp_path: Path, cfg: IdentityConfig) -> AsyncIterat
 
 
 async def _login(http: aiohttp.ClientSession, base: str, user: str, password: str) -> Any:
-    body = {
-        "auth": {
-            "identity": {
-                "methods": ["password"],
-                "password": {
-                    "user": {"name": user, "domain": {"id": "default"}, "password": password}
-                },
-            }
-        }
-    }
+    body = password_login(user, password)
     async with http.post(f"{base}/identity/v3/auth/tokens", json=body) as resp:
         return resp.status, await resp.json()
 
