@@ -33,9 +33,9 @@ from pathlib import Path
 import aiohttp
 
 from apiserver.identity import Identity
+from benchmarks import sql_backend
 from fixtures.etcd import EtcdServer
 from fixtures.keystone import password_login
-from fixtures.postgres import PostgresServer
 from state.envelope import USER_ANNOTATION, Ref
 from state.etcd import EtcdClient
 from state.passwords import hash_password
@@ -211,11 +211,7 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         etcd = stack.enter_context(EtcdServer())
         data = stack.enter_context(tempfile.TemporaryDirectory())
-        sql_url = f"sqlite:///{data}/desired.sqlite"
-        if args.postgresql:
-            postgres = stack.enter_context(PostgresServer())
-            postgres.create_database("bench")
-            sql_url = postgres.url.rsplit("/", 1)[0] + "/bench"
+        sql_url = sql_backend.sql_url(stack, data, args.postgresql)
         env = dict(
             os.environ,
             DESIRED_ETCD_URL=etcd.url,

@@ -27,10 +27,10 @@ from urllib.parse import quote
 
 import aiohttp
 
+from benchmarks import sql_backend
 from fixtures.apiserver import ApiServerProcess
 from fixtures.etcd import EtcdServer
 from fixtures.keystone import password_login
-from fixtures.postgres import PostgresServer
 from fixtures.servers import instance_objects, project_servers
 from state.etcd import EtcdClient
 from state.passwords import hash_password
@@ -135,11 +135,7 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         etcd = stack.enter_context(EtcdServer())
         data = stack.enter_context(tempfile.TemporaryDirectory())
-        sql_url = f"sqlite:///{data}/desired.sqlite"
-        if args.postgresql:
-            postgres = stack.enter_context(PostgresServer())
-            postgres.create_database("bench")
-            sql_url = postgres.url.rsplit("/", 1)[0] + "/bench"
+        sql_url = sql_backend.sql_url(stack, data, args.postgresql)
         print(f"SQL: {sql_url.split(':', 1)[0]}")
         asyncio.run(seed(etcd.url, sql_url, args.servers))
         env = {"DESIRED_SQL_URL": sql_url, "DESIRED_METADATA_PORT": "0"}
