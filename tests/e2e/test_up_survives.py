@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import time
 import urllib.request
 import uuid
@@ -23,7 +24,7 @@ from state.etcd import EtcdClient
 from state.sql.projection import Projection
 from state.store import Store, dumps
 from tests.conftest import proc_stat
-from tests.e2e.up_process import Up, ctl
+from tests.e2e.up_process import BIN, Up, ctl, ctl_env
 
 VM_SPEC = """
 kind: Flavor
@@ -192,3 +193,49 @@ def test_a_poison_object_stops_neither_up_nor_its_next_start(
         assert "conductor's process (pid" not in "".join(again.output)  # it never died
     finally:
         assert again.stop() == 0
+
+
+def test_kills_mid_burst_lose_nothing(up: Up, tmp_path: Path) -> None:
+    """The conductor killed while a burst of instances is applied, then etcd while they
+    converge: both are started again, every instance becomes ACTIVE and SQL has them all."""
+    names = [f"burst-{i}" for i in range(30)]
+    spec = tmp_path / "burst.yaml"
+    head = VM_SPEC.format(name="unused").partition("---\nkind: Instance")[0]
+    spec.write_text(
+        head
+        + "".join(
+            f"---\nkind: Instance\nmetadata: {{name: {n}, project: demo}}\n"
+            "spec: {flavor: m1.tiny, image: tiny}\n"
+            for n in names
+        )
+    )
+    conductor = up.conductor_pid()
+    applying = subprocess.Popen(
+        [str(BIN / "desiredctl"), "apply", "-f", str(spec)],
+        env=ctl_env(up),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(0.3)
+    os.kill(conductor, signal.SIGKILL)
+    _, err = applying.communicate(timeout=120)
+    assert applying.returncode == 0, err
+    etcd = etcd_pid(up)
+    os.kill(etcd, signal.SIGKILL)
+    said(up, rf"desired up: the conductor's process \(pid {conductor}\) exited with status -9")
+    said(up, rf"desired up: etcd \(pid {etcd}\) exited with status -9")
+    said(up, r"desired up: etcd restarted")
+
+    def all_active() -> bool:
+        got = ctl(up, "get", "instances", "-p", "demo")
+        rows = [line.split() for line in got.stdout.splitlines()[1:]]
+        return sorted(r[0] for r in rows if r[3] == "ACTIVE") == sorted(names)
+
+    wait_for(all_active, timeout=120)
+    view = Projection(f"sqlite:///{up.data_dir / 'desired.sqlite'}")
+    try:
+        wait_for(lambda: {r.name for r in view.rows("Instance", "demo")} == set(names))
+    finally:
+        view.close()
+    assert up.stop() == 0
