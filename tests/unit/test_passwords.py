@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 
 import pytest
 
@@ -44,5 +45,26 @@ async def test_checks_run_in_their_threads_at_lower_priority() -> None:
         )
         assert results[0] is True and isinstance(results[1], Busy)  # 1 worker, no queue
         assert checks.pending == 0 and checks.done == 1
+    finally:
+        checks.close()
+
+
+async def test_an_unknown_user_waits_as_long_as_a_check_without_a_cpu() -> None:
+    checks = PasswordChecks(workers=1, queue=4)
+    try:
+        stored = hash_password("x")
+        for _ in range(3):
+            assert await checks.verify("x", stored)
+        real = checks.took
+        assert real > 0.001
+        wall, cpu = time.perf_counter(), time.process_time()
+        answers = await asyncio.gather(*(checks.verify("x", None) for _ in range(5)))
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        assert answers == [False] * 5 and checks.done == 3  # no check ran
+        assert 0.8 * real < wall < 3 * real + 0.05  # waited together, about one check long
+        assert cpu < real  # and burnt no CPU doing it
+        many = [checks.verify("x", None) for _ in range(8)]
+        results = await asyncio.gather(*many, return_exceptions=True)
+        assert sum(isinstance(r, Busy) for r in results) == 3  # its own bound: 1 + 4
     finally:
         checks.close()
