@@ -12,7 +12,7 @@ title}}``.
 
 Passwords are checked off the event loop (``state.passwords.PasswordChecks``:
 a few threads of their own, a bounded queue, 503 past it), an unknown user's
-as dearly as a known one's (against a dummy hash), and Keystone's lockout
+answered as late as a known one's (without the work), and Keystone's lockout
 (``state.lockout``) refuses a user after repeated failures: "The account is
 locked for user: <id>.", checked before the password as Keystone does.
 
