@@ -138,7 +138,7 @@ def main() -> None:
         sql_url = sql_backend.sql_url(stack, data, args.postgresql)
         print(f"SQL: {sql_url.split(':', 1)[0]}")
         asyncio.run(seed(etcd.url, sql_url, args.servers))
-        env = {"DESIRED_SQL_URL": sql_url, "DESIRED_METADATA_PORT": "0"}
+        env = {"DESIRED_SQL_URL": sql_url}
         api = stack.enter_context(ApiServerProcess(etcd.url, data, "bench-token", env=env))
         asyncio.run(run(args, api.url))
 

@@ -156,7 +156,7 @@ def main() -> None:
         etcd = stack.enter_context(EtcdServer())
         data = stack.enter_context(tempfile.TemporaryDirectory())
         asyncio.run(seed(etcd.url))
-        env = {"DESIRED_METADATA_PORT": "0"}
+        env: dict[str, str] = {}
         api = stack.enter_context(ApiServerProcess(etcd.url, data, "bench-token", env=env))
         asyncio.run(run(args, api.url))
 
