@@ -24,7 +24,6 @@ revoked token; check a password on the event loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import secrets
 import time
@@ -35,6 +34,7 @@ from typing import Any
 from aiohttp import web
 
 from apiserver import request_text
+from apiserver.token_users import TokenUsers
 from apiserver.tokens import Token, decode, encode
 from apiserver.urls import base_url
 from state import keys
@@ -116,6 +116,8 @@ class Identity:
         self.revoked: set[str] = set()
         self.lockouts = Lockouts(store.etcd, lockout or LockoutPolicy())
         self.checks = checks or PasswordChecks()
+        #: the users tokens stand for, as they are now
+        self.users = TokenUsers(store, _implied)
 
     async def signing_key(self) -> bytes:
         """The cloud's token key, read (or made, by the first API server) at first use, so
@@ -150,6 +152,8 @@ class Identity:
         token = decode(text, await self.signing_key()) if text else None
         if token is None or token.audit_id in self.revoked:
             return None
+        if not await self.users.holds(token, keystone_id_of):
+            return None  # its user was deleted or disabled, or lost a role it carries
         return token
 
     async def revoke(self, token: Token) -> None:
@@ -485,11 +489,14 @@ def make_app(identity: Identity) -> web.Application:
     app[IDENTITY] = identity
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        following = asyncio.create_task(identity.follow_revocations())
+        following = [
+            asyncio.create_task(identity.follow_revocations()),
+            asyncio.create_task(identity.users.follow()),
+        ]
         yield
-        following.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await following
+        for task in following:
+            task.cancel()
+        await asyncio.gather(*following, return_exceptions=True)
         await identity.lockouts.settle()
         identity.checks.close()
 
