@@ -42,10 +42,11 @@ class ImageData:
     async def write(self, uid: str, chunks: AsyncIterator[bytes]) -> Stored:
         """Writes the data of image ``uid`` from ``chunks``; Conflict while another write of
         it is under way."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.root.chmod(0o700)  # images are their owners' alone; hostd reads them by HTTP
         part = self.path(uid).with_suffix(".part")
         try:
-            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             raise Conflict(f"image {uid} is being uploaded") from None
         sha256, md5, size = hashlib.sha256(), hashlib.md5(), 0  # md5: Glance's checksum

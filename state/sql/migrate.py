@@ -27,8 +27,17 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    """Brings the database at ``url`` to ``revision``. A SQLite file (made here when absent)
+    is its owner's alone: it holds password hashes (its journals take its mode)."""
+    if not url.startswith("sqlite:///"):
+        command.upgrade(alembic_config(url), revision)
+        return
+    path = Path(url.removeprefix("sqlite:///"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    for file in (path, *(path.with_name(path.name + end) for end in ("-wal", "-shm"))):
+        if file.exists():
+            file.chmod(0o600)
     command.upgrade(alembic_config(url), revision)
 
 

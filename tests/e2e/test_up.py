@@ -231,3 +231,18 @@ def test_an_up_killed_with_sigkill_leaves_neither_etcd_nor_its_conductor(up: Up)
     while not all(_gone(pid) for pid in children):
         assert time.monotonic() < deadline, {p: c for p, c in children.items() if not _gone(p)}
         time.sleep(0.1)
+
+
+def test_up_keeps_its_secrets_to_its_owner(up: Up, data_dir: Path) -> None:
+    """etcd's data (the token key among it), SQLite (password hashes) and the credential
+    files are readable by their owner alone."""
+    private = [
+        data_dir / "etcd",
+        data_dir / "desired.sqlite",
+        data_dir / "env",
+        data_dir / "clouds.yaml",
+        data_dir / "desiredctl.yaml",
+    ]
+    for path in private:
+        assert path.exists(), path
+        assert path.stat().st_mode & 0o077 == 0, (path, oct(path.stat().st_mode))
