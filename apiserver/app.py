@@ -20,7 +20,7 @@ from apiserver import declarative, identity, images
 from apiserver.body_deadline import DEFAULT_SECONDS, body_deadline
 from apiserver.compute import app as compute_app
 from apiserver.external_identity import ExternalTokens
-from apiserver.image_data import ImageData
+from apiserver.image_data import ImageData, ImageLimits
 from apiserver.network import app as network_app
 from apiserver.tokens import TokenChecker
 from state.config import IdentityConfig
@@ -55,6 +55,7 @@ def make_app(
     keystone_cache_seconds: float = 300.0,
     body_timeout: float = DEFAULT_SECONDS,
     identity_config: IdentityConfig | None = None,
+    image_limits: ImageLimits | None = None,
 ) -> web.Application:
     """The root app; ``metrics_text`` (Prometheus text) is served at ``/metrics`` when given;
     identity tokens live ``token_ttl`` seconds; ``sql_url`` is the conductor's database,
@@ -64,7 +65,8 @@ def make_app(
     ``keystone_url``: an external Keystone whose tokens the Compute and image APIs take
     (kept ``keystone_cache_seconds``) instead of this identity service's; a request body
     that stalls ``body_timeout`` seconds is answered 408 (``apiserver.body_deadline``);
-    ``identity_config``: lockout and password checks (defaults: ``IdentityConfig()``)."""
+    ``identity_config``: lockout and password checks (defaults: ``IdentityConfig()``);
+    ``image_limits``: how much image data may be stored (defaults: ``ImageLimits()``)."""
     root = web.Application(middlewares=[body_deadline(body_timeout)])
     root[ETCD] = etcd
     root.router.add_get("/healthz", healthz)
@@ -97,7 +99,7 @@ def make_app(
             ),
         )
     data = ImageData(image_dir) if image_dir is not None else None
-    root.add_subapp("/image", images.make_app(Store(etcd), tokens, data))
+    root.add_subapp("/image", images.make_app(Store(etcd), tokens, data, image_limits))
     root.add_subapp("/network", network_app.make_app(Store(etcd), tokens))
 
     async def close_etcd(app: web.Application) -> AsyncIterator[None]:

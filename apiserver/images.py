@@ -26,7 +26,7 @@ from typing import Any
 from aiohttp import web
 
 from apiserver.compute.names import slug
-from apiserver.image_data import ImageData
+from apiserver.image_data import ImageData, ImageLimits, TooLarge
 from apiserver.request_text import decode
 from apiserver.tokens import Token, TokenChecker
 from apiserver.urls import base_url
@@ -39,6 +39,7 @@ STORE = web.AppKey("image_store", Store)
 IDENTITY = web.AppKey("image_identity", TokenChecker)
 #: where uploaded data lives; absent: uploads are refused
 DATA = web.AppKey("image_data", ImageData)
+LIMITS = web.AppKey("image_limits", ImageLimits)
 CALLER = web.RequestKey("image_caller", Token)
 #: the MD5 of uploaded data (Glance's ``checksum``)
 MD5_ANNOTATION = "desired/md5"
@@ -298,19 +299,48 @@ async def upload(request: web.Request) -> web.Response:
         raise ImageFault(503, "This image service stores no data")
     if is_active(image):
         raise ImageFault(409, "Image status transition from active to saving is not allowed")
+    limit, why = await _room(request, image)
     try:
-        await store_data(request.app[STORE], data, image, request.content.iter_chunked(1 << 20))
+        await store_data(
+            request.app[STORE], data, image, request.content.iter_chunked(1 << 20), limit, why
+        )
     except Conflict as exc:
         raise ImageFault(409, exc.message) from None
+    except TooLarge as exc:
+        raise ImageFault(413, exc.message) from None
     return web.Response(status=204)
 
 
+async def _room(request: web.Request, image: Obj) -> tuple[int, str]:
+    """The bytes an upload of ``image`` may store (0: any), and why no more: Glance's
+    ``image_size_cap``, or what is left of its project's ``user_storage_quota`` (413 when
+    nothing is)."""
+    limits = request.app[LIMITS]
+    cap, project = limits.size_cap, image["metadata"].get("project")
+    capped = (cap, f"Image exceeds the size cap of {cap} bytes")
+    if not limits.storage_quota or not project:
+        return capped
+    images = (await request.app[STORE].list("Image", project)).items
+    left = limits.storage_quota - sum(int(i["spec"].get("sizeBytes") or 0) for i in images)
+    if left <= 0:
+        raise ImageFault(413, f"The image storage quota of project {project} is used up.")
+    if cap and cap <= left:
+        return capped
+    return left, f"The size of the data will exceed the limit. {left} bytes remaining."
+
+
 async def store_data(
-    store: Store, data: ImageData, image: Obj, chunks: AsyncIterator[bytes]
+    store: Store,
+    data: ImageData,
+    image: Obj,
+    chunks: AsyncIterator[bytes],
+    limit: int = 0,
+    why: str = "",
 ) -> Obj:
     """Stores ``chunks`` as the image's data and records their size and checksums on the
-    Image (Conflict when another upload of it is under way or it keeps changing)."""
-    stored = await data.write(image["metadata"]["uid"], chunks)
+    Image (Conflict when another upload of it is under way or it keeps changing;
+    ``TooLarge`` past ``limit`` bytes, saying ``why``)."""
+    stored = await data.write(image["metadata"]["uid"], chunks, limit, why)
     for _ in range(5):
         current = await store.get(_ref(image))
         spec = dict(current["spec"], checksum=f"sha256:{stored.sha256}", sizeBytes=stored.size)
@@ -366,12 +396,17 @@ def _ref(image: Obj) -> Ref:
 
 
 def make_app(
-    store: Store, identity: TokenChecker, data: ImageData | None = None
+    store: Store,
+    identity: TokenChecker,
+    data: ImageData | None = None,
+    limits: ImageLimits | None = None,
 ) -> web.Application:
-    """``data``: where uploaded images live (None: the service stores no data)."""
+    """``data``: where uploaded images live (None: the service stores no data); ``limits``:
+    how much they may hold (``ImageLimits()``'s defaults when None)."""
     app = web.Application(middlewares=[_guard])
     app[STORE] = store
     app[IDENTITY] = identity
+    app[LIMITS] = limits or ImageLimits()
     if data is not None:
         app[DATA] = data
     app.router.add_get("", versions)

@@ -33,7 +33,7 @@ from aiohttp import web
 
 from apiserver.app import make_app
 from apiserver.auth import bootstrap_token, kept_secret
-from apiserver.image_data import ImageData
+from apiserver.image_data import ImageData, ImageLimits
 from apiserver.metadata import service as metadata_service
 from cli.up_demo import create_demo
 from cli.up_files import write_client_files
@@ -73,6 +73,7 @@ async def _serve_api(
         keystone_cache_seconds=cfg.api.keystone_cache_seconds,
         body_timeout=cfg.api.body_timeout,
         identity_config=cfg.identity,
+        image_limits=ImageLimits(cfg.api.image_size_cap, cfg.api.image_storage_quota),
     )
     # the rest of a body a handler did not read is drained no longer than a stall may last
     runner = web.AppRunner(app, access_log=None, lingering_time=cfg.api.body_timeout)

@@ -59,6 +59,10 @@ class ApiConfig:
     #: seconds a request body may stall (no byte arriving) before the request is answered
     #: 408 and its connection closed, on the API server's and the metadata service's listeners
     body_timeout: float = 10.0
+    #: the largest image one upload may store, in bytes (Glance's ``image_size_cap``); 0: any
+    image_size_cap: int = 10 * 2**30
+    #: bytes of image data one project may store (Glance's ``user_storage_quota``); 0: any
+    image_storage_quota: int = 50 * 2**30
 
 
 @dataclass(frozen=True)

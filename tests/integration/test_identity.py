@@ -14,6 +14,7 @@ from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
 
 from apiserver.app import make_app
+from apiserver.image_data import ImageLimits
 from state.passwords import hash_password
 from state.sql.migrate import upgrade
 from state.store import Store
@@ -42,6 +43,7 @@ async def api_cloud(
     max_limit: int = 50,
     policy_file: Path | None = None,
     image_dir: Path | None = None,
+    image_limits: ImageLimits | None = None,
     keystone_url: str = "",
     keystone_cache_seconds: float = 300.0,
 ) -> AsyncIterator[str]:
@@ -64,6 +66,7 @@ async def api_cloud(
         max_limit=max_limit,
         policy_file=policy_file,
         image_dir=image_dir,
+        image_limits=image_limits,
         keystone_url=keystone_url,
         keystone_cache_seconds=keystone_cache_seconds,
     )

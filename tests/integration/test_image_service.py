@@ -13,6 +13,7 @@ import aiohttp
 import openstack
 import pytest
 
+from apiserver.image_data import ImageLimits
 from hostd.image_service import ImageService
 from hostd.images import ImageCache, ImageFetchError
 from state.envelope import Ref
@@ -201,3 +202,37 @@ def _sdk_round_trip(base: str, data: bytes) -> bool:
         return bool(fetched.content == data)
     finally:
         conn.close()
+
+
+async def test_uploads_past_the_size_cap_or_the_project_s_quota_are_413(
+    store: Store, tmp_path: Path
+) -> None:
+    images_dir = tmp_path / "images"
+    limits = ImageLimits(size_cap=3 * 2**20, storage_quota=5 * 2**20)
+    sql_url = f"sqlite:///{tmp_path / 'api.sqlite'}"
+    async with api_cloud(store, sql_url, image_dir=images_dir, image_limits=limits) as base:
+        demo = Glance(base, await token_of(base, "demo", "demo-secret", "demo"))
+        other = Glance(base, await token_of(base, "other", "other-secret", "other"))
+
+        async def image(glance: Glance) -> str:
+            create = {"name": "i", "disk_format": "raw", "container_format": "bare"}
+            code, made, _ = await glance("POST", "/images", create)
+            assert code == 201, made
+            return str(made["id"])
+
+        big = await image(demo)
+        code, body, _ = await demo("PUT", f"/images/{big}/file", data=b"x" * (4 * 2**20))
+        assert code == 413 and b"size cap" in body, body
+        assert not any(images_dir.iterdir())  # nothing of it kept
+        first = await image(demo)
+        assert (await demo("PUT", f"/images/{first}/file", data=b"x" * (3 * 2**20)))[0] == 204
+        second = await image(demo)  # 2 MiB of the quota left: 2.5 MiB is too much
+        code, body, _ = await demo("PUT", f"/images/{second}/file", data=b"x" * (5 * 2**19))
+        assert code == 413 and b"2097152 bytes remaining" in body, body
+        assert (await demo("PUT", f"/images/{second}/file", data=b"x" * 2**20))[0] == 204
+        # another project's quota is its own
+        theirs = await image(other)
+        assert (await other("PUT", f"/images/{theirs}/file", data=b"x" * (3 * 2**20)))[0] == 204
+        stored = sorted(p.stat().st_size for p in images_dir.iterdir())
+        assert stored == [2**20, 3 * 2**20, 3 * 2**20]
+        assert all(p.stat().st_mode & 0o077 == 0 for p in images_dir.iterdir())
