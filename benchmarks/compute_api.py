@@ -34,11 +34,11 @@ import aiohttp
 
 from apiserver.identity import Identity
 from benchmarks import sql_backend
+from benchmarks.accounts import project_with_member
 from fixtures.etcd import EtcdServer
 from fixtures.keystone import password_login
 from state.envelope import USER_ANNOTATION, Ref
 from state.etcd import EtcdClient
-from state.passwords import hash_password
 from state.sql.projection import Projection
 from state.store import Store
 
@@ -52,17 +52,7 @@ def quantiles(samples: list[float]) -> str:
 
 
 async def seed(store: Store, servers: int) -> None:
-    await store.create({"kind": "Project", "metadata": {"name": PROJECT}, "spec": {}})
-    await store.create(
-        {
-            "kind": "User",
-            "metadata": {"name": "bench"},
-            "spec": {
-                "passwordHash": hash_password("bench-secret", iterations=1000),
-                "roles": [{"role": "member", "project": PROJECT}],
-            },
-        }
-    )
+    await project_with_member(store, PROJECT)
     await store.create(
         {
             "kind": "Flavor",
@@ -184,11 +174,15 @@ async def run(args: argparse.Namespace, etcd_url: str, base: str, sql_url: str) 
         )
 
     identity = Identity(store, 3600)
+    following = asyncio.create_task(identity.users.follow())  # as the API server does
+    await identity.users.synced.wait()
     n = 10_000
     t0 = time.perf_counter()
     for _ in range(n):
         assert await identity.check(tok) is not None
     print(f"Identity.check in process: {(time.perf_counter() - t0) / n * 1e6:.0f} µs per token")
+    following.cancel()
+    await asyncio.gather(following, return_exceptions=True)
     await etcd.close()
 
 

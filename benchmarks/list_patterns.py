@@ -28,12 +28,12 @@ from urllib.parse import quote
 import aiohttp
 
 from benchmarks import sql_backend
+from benchmarks.accounts import project_with_member
 from fixtures.apiserver import ApiServerProcess
 from fixtures.etcd import EtcdServer
 from fixtures.keystone import password_login
 from fixtures.servers import instance_objects, project_servers
 from state.etcd import EtcdClient
-from state.passwords import hash_password
 from state.sql.migrate import upgrade
 from state.store import Store
 
@@ -49,17 +49,7 @@ def quantiles(ms: list[float]) -> str:
 async def seed(etcd_url: str, sql_url: str, servers: int) -> None:
     etcd = EtcdClient(etcd_url)
     store = Store(etcd)
-    await store.create({"kind": "Project", "metadata": {"name": PROJECT}, "spec": {}})
-    await store.create(
-        {
-            "kind": "User",
-            "metadata": {"name": "bench"},
-            "spec": {
-                "passwordHash": hash_password("bench-secret", iterations=1000),
-                "roles": [{"role": "member", "project": PROJECT}],
-            },
-        }
-    )
+    await project_with_member(store, PROJECT)
     await etcd.close()
     await asyncio.to_thread(upgrade, sql_url)
     names = [f"{'a' * (20 + i % 5)}!" for i in range(servers)]
