@@ -13,10 +13,8 @@ import signal
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import yaml
 from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
@@ -24,22 +22,6 @@ from keystoneauth1.identity import v3
 from state.sql.projection import Projection
 from tests.conftest import proc_stat
 from tests.e2e.up_process import BIN, Up, ctl, ctl_env
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "desired"
-
-
-@pytest.fixture
-def up(data_dir: Path) -> Iterator[Up]:
-    u = Up(data_dir, "--simulate", "1", "--no-demo")
-    try:
-        yield u
-    finally:
-        if u.proc.poll() is None:
-            u.stop()
-
 
 SPEC = """
 apiVersion: desired/v1

@@ -13,10 +13,8 @@ import subprocess
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from state import keys
 from state.envelope import Ref, now
@@ -39,21 +37,6 @@ kind: Instance
 metadata: {{name: {name}, project: demo}}
 spec: {{flavor: m1.tiny, image: tiny}}
 """
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "desired"
-
-
-@pytest.fixture
-def up(data_dir: Path) -> Iterator[Up]:
-    u = Up(data_dir, "--simulate", "1", "--no-demo")
-    try:
-        yield u
-    finally:
-        if u.proc.poll() is None:
-            u.stop()
 
 
 def said(up: Up, pattern: str, timeout: float = 60) -> re.Match[str]:
