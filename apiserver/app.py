@@ -16,16 +16,18 @@ from pathlib import Path
 
 from aiohttp import web
 
-from apiserver import declarative, identity, images
+from apiserver import declarative, host_credentials, identity, images
 from apiserver.body_deadline import DEFAULT_SECONDS, body_deadline
 from apiserver.compute import app as compute_app
 from apiserver.external_identity import ExternalTokens
 from apiserver.image_data import ImageData, ImageLimits
 from apiserver.network import app as network_app
 from apiserver.tokens import TokenChecker
+from state import keys
 from state.config import IdentityConfig
 from state.errors import DesiredError
 from state.etcd import EtcdClient
+from state.etcd_tls import Authority
 from state.lockout import LockoutPolicy
 from state.passwords import PasswordChecks
 from state.sql.views import ComputeViews
@@ -36,7 +38,7 @@ ETCD = web.AppKey("etcd", EtcdClient)
 
 async def healthz(request: web.Request) -> web.Response:
     try:
-        await request.app[ETCD].revision()
+        await request.app[ETCD].revision(keys.root())
     except DesiredError as exc:
         return web.Response(status=503, text=f"etcd: {exc.message}\n")
     return web.Response(text="ok\n")
@@ -56,6 +58,7 @@ def make_app(
     body_timeout: float = DEFAULT_SECONDS,
     identity_config: IdentityConfig | None = None,
     image_limits: ImageLimits | None = None,
+    host_issuer: Authority | None = None,
 ) -> web.Application:
     """The root app; ``metrics_text`` (Prometheus text) is served at ``/metrics`` when given;
     identity tokens live ``token_ttl`` seconds; ``sql_url`` is the conductor's database,
@@ -66,7 +69,9 @@ def make_app(
     (kept ``keystone_cache_seconds``) instead of this identity service's; a request body
     that stalls ``body_timeout`` seconds is answered 408 (``apiserver.body_deadline``);
     ``identity_config``: lockout and password checks (defaults: ``IdentityConfig()``);
-    ``image_limits``: how much image data may be stored (defaults: ``ImageLimits()``)."""
+    ``image_limits``: how much image data may be stored (defaults: ``ImageLimits()``);
+    ``host_issuer``: the CA etcd trusts, with which hosts' etcd credentials are issued
+    (``apiserver.host_credentials``; ``etcd`` is then etcd's root)."""
     root = web.Application(middlewares=[body_deadline(body_timeout)])
     root[ETCD] = etcd
     root.router.add_get("/healthz", healthz)
@@ -77,7 +82,9 @@ def make_app(
             return web.Response(body=render(), content_type="text/plain", charset="utf-8")
 
         root.router.add_get("/metrics", metrics)
-    root.add_subapp("/apis/v1", declarative.make_app(Store(etcd), admin_token))
+    declarative_app = declarative.make_app(Store(etcd), admin_token)
+    host_credentials.add_routes(declarative_app, etcd, host_issuer)
+    root.add_subapp("/apis/v1", declarative_app)
     idc = identity_config or IdentityConfig()
     ident = identity.Identity(
         Store(etcd),

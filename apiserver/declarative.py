@@ -34,7 +34,7 @@ from apiserver.auth import token_auth
 from apiserver.errors import status_errors
 from apiserver.kinds import KINDS, KindInfo, by_kind, by_plural, check_scope
 from apiserver.request_text import decode, loads_json, loads_yaml
-from state import selectors
+from state import keys, selectors
 from state.admission import admit, admit_delete
 from state.apply import apply
 from state.envelope import API_VERSION, Obj, Ref
@@ -168,7 +168,7 @@ async def _watch(
 ) -> web.StreamResponse:
     revision = _resource_version(request)
     if revision:
-        current = await request.app[STORE].etcd.revision()
+        current = await request.app[STORE].etcd.revision(keys.root())
         if revision > current:
             raise BadRequest(
                 f"resourceVersion {revision} is ahead of the store (at revision {current}): "

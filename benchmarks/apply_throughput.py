@@ -19,8 +19,8 @@ import time
 
 import aiohttp
 
+from benchmarks.bench_etcd import bench_etcd
 from fixtures.apiserver import ApiServerProcess
-from fixtures.etcd import EtcdServer
 
 TOKEN = "bench-token"
 
@@ -79,12 +79,18 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--objects", type=int, default=5000)
     p.add_argument("--clients", type=int, default=32)
+    p.add_argument(
+        "--secure",
+        action="store_true",
+        help="etcd with TLS and authentication, a user per part (as desired up runs it)",
+    )
     args = p.parse_args()
     with (
-        EtcdServer() as etcd,
+        bench_etcd(args.secure) as etcd,
         tempfile.TemporaryDirectory() as data,
-        ApiServerProcess(etcd.url, data, TOKEN) as api,
+        ApiServerProcess(etcd.url, data, TOKEN, etcd.env("apiserver")) as api,
     ):
+        print(f"etcd: {'TLS and authentication' if args.secure else 'plain HTTP, no users'}")
         print(f"apply: {args.objects} Flavors, {args.clients} concurrent clients, 2-core machine")
         for label in ("create", "unchanged"):
             elapsed, lat, outcomes = asyncio.run(run_pass(api.url, args.objects, args.clients))

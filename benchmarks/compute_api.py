@@ -35,10 +35,10 @@ import aiohttp
 from apiserver.identity import Identity
 from benchmarks import sql_backend
 from benchmarks.accounts import project_with_member
-from fixtures.etcd import EtcdServer
+from benchmarks.bench_etcd import BenchEtcd, bench_etcd
 from fixtures.keystone import password_login
+from state import keys
 from state.envelope import USER_ANNOTATION, Ref
-from state.etcd import EtcdClient
 from state.sql.projection import Projection
 from state.store import Store
 
@@ -110,13 +110,13 @@ async def timed_gets(http: aiohttp.ClientSession, urls: list[str], headers: dict
     return out
 
 
-async def run(args: argparse.Namespace, etcd_url: str, base: str, sql_url: str) -> None:
-    etcd = EtcdClient(etcd_url)
+async def run(args: argparse.Namespace, bench: BenchEtcd, base: str, sql_url: str) -> None:
+    etcd = bench.client()
     store = Store(etcd)
     await seed(store, args.servers)
     view = Projection(sql_url)
     t0 = time.perf_counter()
-    target = await etcd.revision()
+    target = await etcd.revision(keys.root())
     while await asyncio.to_thread(view.progress) < target:
         await asyncio.sleep(0.05)
     view.close()
@@ -201,24 +201,34 @@ def main() -> None:
     p.add_argument(
         "--postgresql", action="store_true", help="project into a PostgreSQL it starts, not SQLite"
     )
+    p.add_argument(
+        "--secure",
+        action="store_true",
+        help="etcd with TLS and authentication, a user per part (as desired up runs it)",
+    )
     args = p.parse_args()
     with contextlib.ExitStack() as stack:
-        etcd = stack.enter_context(EtcdServer())
+        etcd = stack.enter_context(bench_etcd(args.secure))
+        print(f"etcd: {'TLS and authentication' if args.secure else 'plain HTTP, no users'}")
         data = stack.enter_context(tempfile.TemporaryDirectory())
         sql_url = sql_backend.sql_url(stack, data, args.postgresql)
         env = dict(
             os.environ,
-            DESIRED_ETCD_URL=etcd.url,
             DESIRED_DATA_DIR=data,
             DESIRED_SQL_URL=sql_url,
             DESIRED_RECONCILERS_RUN="conductor",
             DESIRED_API_PORT="0",
         )
         conductor = subprocess.Popen(
-            [str(BIN / "desired"), "reconcilers"], env=env, stdout=subprocess.DEVNULL
+            [str(BIN / "desired"), "reconcilers"],
+            env={**env, **etcd.env("reconcilers")},
+            stdout=subprocess.DEVNULL,
         )
         api = subprocess.Popen(
-            [str(BIN / "desired"), "apiserver"], env=env, stdout=subprocess.PIPE, text=True
+            [str(BIN / "desired"), "apiserver"],
+            env={**env, **etcd.env("apiserver")},
+            stdout=subprocess.PIPE,
+            text=True,
         )
         try:
             assert api.stdout is not None
@@ -227,7 +237,7 @@ def main() -> None:
             if found is None:
                 raise SystemExit(f"the API server did not start: {line!r}")
             print(f"SQL: {sql_url.split(':', 1)[0]}")
-            asyncio.run(run(args, etcd.url, found.group(0), sql_url))
+            asyncio.run(run(args, etcd, found.group(0), sql_url))
         finally:
             for proc in (api, conductor):
                 proc.terminate()

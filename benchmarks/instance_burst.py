@@ -31,11 +31,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.bench_etcd import HOST, BenchEtcd, bench_etcd
 from benchmarks.lag_sampler import progress
-from fixtures.etcd import EtcdServer
 from state import keys
 from state.envelope import Ref, condition
-from state.etcd import EtcdClient
 from state.keywatch import BOOKMARK, PUT, KeyWatch
 from state.store import Store
 
@@ -79,8 +78,10 @@ def instance(name: str) -> dict:
     }
 
 
-async def run(url: str, hosts: int, single: int, burst: int, sql_path: str, hostd_pid: int) -> None:
-    etcd = EtcdClient(url)
+async def run(
+    bench: BenchEtcd, hosts: int, single: int, burst: int, sql_path: str, hostd_pid: int
+) -> None:
+    etcd = bench.client()
     store = Store(etcd)
     await store.create(
         {
@@ -132,7 +133,7 @@ async def run(url: str, hosts: int, single: int, burst: int, sql_path: str, host
     q = statistics.quantiles(latencies, n=100)
     print(f"apply -> Ready, one at a time ({single}): p50 {q[49]:.1f} ms  p99 {q[98]:.1f} ms")
 
-    rev0 = await etcd.revision()
+    rev0 = await etcd.revision(keys.root())
     names = [f"burst-{i:05d}" for i in range(burst)]
     db = sqlite3.connect(sql_path)
     # the lag is sampled from a process of its own (benchmarks/lag_sampler.py)
@@ -141,9 +142,14 @@ async def run(url: str, hosts: int, single: int, burst: int, sql_path: str, host
         "-m",
         "benchmarks.lag_sampler",
         "--etcd",
-        url,
+        bench.url,
         "--db",
         sql_path,
+        *(
+            ["--credentials", bench.env("apiserver")["DESIRED_ETCD_CREDENTIALS"]]
+            if bench.creds
+            else []
+        ),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )
@@ -164,7 +170,7 @@ async def run(url: str, hosts: int, single: int, burst: int, sql_path: str, host
             raise SystemExit(f"{len(missing)} instances not Ready after 600 s")
     elapsed = max(ready_at[n] for n in names) - t0
     lags = [float(line) for line in (await sampler.communicate(b""))[0].split()]
-    rev1 = await etcd.revision()
+    rev1 = await etcd.revision(keys.root())
     lag_start = time.perf_counter()
     while progress(db) < rev1:
         await asyncio.sleep(0.005)
@@ -208,15 +214,19 @@ def main() -> None:
         action="store_true",
         help="run the conductor in a process of its own (reconcilers.run)",
     )
+    p.add_argument(
+        "--secure",
+        action="store_true",
+        help="etcd with TLS and authentication, a user per part (as desired up runs it)",
+    )
     args = p.parse_args()
-    with EtcdServer() as etcd, tempfile.TemporaryDirectory() as data:
-        env = dict(
-            os.environ, DESIRED_ETCD_URL=etcd.url, DESIRED_DATA_DIR=data, DESIRED_HOSTD_NAME="bench"
-        )
+    with bench_etcd(args.secure) as etcd, tempfile.TemporaryDirectory() as data:
+        env = dict(os.environ, DESIRED_DATA_DIR=data, DESIRED_HOSTD_NAME=HOST)
+        print(f"etcd: {'TLS and authentication' if args.secure else 'plain HTTP, no users'}")
         procs = [
             subprocess.Popen(
                 [str(BIN / "desired"), *command],
-                env={**env, **extra},
+                env={**env, **etcd.env(command[0]), **extra},
                 stdout=subprocess.DEVNULL,
                 stderr=log_file(args.log_dir, "-".join([command[0], *extra.values()])),
             )
@@ -235,7 +245,7 @@ def main() -> None:
         try:
             asyncio.run(
                 run(
-                    etcd.url,
+                    etcd,
                     args.hosts,
                     args.single,
                     args.burst,

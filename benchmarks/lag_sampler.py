@@ -20,10 +20,14 @@ import collections
 import http.client
 import json
 import sqlite3
+import ssl
 import sys
 import threading
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
+
+from state.etcd_tls import Credentials
 
 
 def progress(db: sqlite3.Connection) -> int:
@@ -37,14 +41,28 @@ def main() -> None:
     p.add_argument("--etcd", required=True, help="etcd's client URL")
     p.add_argument("--db", required=True, help="the conductor's SQLite file")
     p.add_argument("--every", type=float, default=0.01)
+    p.add_argument("--credentials", help="a credential directory, for an etcd with TLS")
     args = p.parse_args()
     url = urlsplit(args.etcd)
-    conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port or 2379, timeout=10)
-    body = json.dumps({"key": base64.b64encode(b"\0").decode(), "count_only": True})
+    conn: http.client.HTTPConnection
+    headers = {"Content-Type": "application/json"}
+    if args.credentials:
+        creds = Credentials.read(Path(args.credentials))
+        context = ssl.create_default_context(cafile=str(creds.ca_file))
+        context.load_cert_chain(str(creds.cert_file), str(creds.key_file))
+        conn = http.client.HTTPSConnection(
+            url.hostname or "127.0.0.1", url.port or 2379, timeout=10, context=context
+        )
+        login = json.dumps({"name": creds.user, "password": creds.password})
+        conn.request("POST", "/v3/auth/authenticate", login, headers)
+        headers["Authorization"] = json.loads(conn.getresponse().read())["token"]
+    else:
+        conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port or 2379, timeout=10)
+    body = json.dumps({"key": base64.b64encode(b"/desired/v1/").decode(), "count_only": True})
     db = sqlite3.connect(args.db, check_same_thread=False)
 
     def revision() -> int:
-        conn.request("POST", "/v3/kv/range", body, {"Content-Type": "application/json"})
+        conn.request("POST", "/v3/kv/range", body, headers)
         return int(json.loads(conn.getresponse().read())["header"]["revision"])
 
     revision()

@@ -35,14 +35,16 @@ from apiserver.app import make_app
 from apiserver.auth import bootstrap_token, kept_secret
 from apiserver.image_data import ImageData, ImageLimits
 from apiserver.metadata import service as metadata_service
+from cli.join import join
 from cli.up_demo import create_demo
+from cli.up_etcd import UpCredentials, secure, start_etcd
 from cli.up_files import write_client_files
 from cli.up_identity import CLIENT_USERS, HOSTD_USER, ensure_identity
 from cli.up_supervise import ChildProcess, EtcdChild, InProcess, Part, supervise
 from fixtures.children import dying_with_parent
 from fixtures.etcd import EtcdServer
 from hostd.agent import HostAgent
-from hostd.run import real_agent, run_agents, simulated_agents, try_real_agent
+from hostd.run import host_name, real_agent, run_agents, simulated_agents, try_real_agent
 from reconcilers.runtime.garbage import collect_when_quiet
 from reconcilers.runtime.metrics import Metrics
 from reconcilers.wiring import parts_of, run_reconcilers
@@ -50,6 +52,7 @@ from state import config as config_mod
 from state.config import Config
 from state.errors import DesiredError
 from state.etcd import EtcdClient
+from state.etcd_tls import Authority, Credentials
 from state.sql.migrate import upgrade
 from state.sql.views import ComputeViews
 from state.store import Store
@@ -57,11 +60,26 @@ from state.store import Store
 log = logging.getLogger("desired")
 
 
+def _etcd(cfg: Config, url: str = "", credentials: Credentials | None = None) -> EtcdClient:
+    """A client of ``url`` (else ``etcd.url``) with ``credentials`` (else those of
+    ``etcd.credentials``, if set)."""
+    if credentials is None and cfg.etcd.credentials:
+        credentials = Credentials.read(Path(cfg.etcd.credentials))
+    return EtcdClient(url or cfg.etcd.url, timeout=cfg.etcd.timeout, credentials=credentials)
+
+
 async def _serve_api(
-    cfg: Config, etcd_url: str, token: str, metrics: Metrics | None = None
+    cfg: Config,
+    etcd_url: str,
+    token: str,
+    metrics: Metrics | None = None,
+    credentials: Credentials | None = None,
+    issuer: Authority | None = None,
 ) -> web.AppRunner:
+    if issuer is None and cfg.etcd.issuer:
+        issuer = Authority(Path(cfg.etcd.issuer))
     app = make_app(
-        EtcdClient(etcd_url, timeout=cfg.etcd.timeout),
+        _etcd(cfg, etcd_url, credentials),
         token,
         metrics.text if metrics is not None else None,
         token_ttl=cfg.api.token_ttl,
@@ -74,6 +92,7 @@ async def _serve_api(
         body_timeout=cfg.api.body_timeout,
         identity_config=cfg.identity,
         image_limits=ImageLimits(cfg.api.image_size_cap, cfg.api.image_storage_quota),
+        host_issuer=issuer,
     )
     # the rest of a body a handler did not read is drained no longer than a stall may last
     runner = web.AppRunner(app, access_log=None, lingering_time=cfg.api.body_timeout)
@@ -83,10 +102,12 @@ async def _serve_api(
     return runner
 
 
-async def _serve_metadata(cfg: Config, etcd_url: str, secret: str) -> web.AppRunner:
+async def _serve_metadata(
+    cfg: Config, etcd_url: str, secret: str, credentials: Credentials | None = None
+) -> web.AppRunner:
     """The metadata service on its own listener (``metadata.host``/``metadata.port``)."""
     app = metadata_service.make_app(
-        Store(EtcdClient(etcd_url, timeout=cfg.etcd.timeout)),
+        Store(_etcd(cfg, etcd_url, credentials)),
         ComputeViews(cfg.sql_url()),
         secret,
         body_timeout=cfg.api.body_timeout,
@@ -122,7 +143,7 @@ async def _until_signalled() -> None:
 
 
 async def _start_conductor(
-    cfg: Config, etcd_url: str, config_path: str | None
+    cfg: Config, etcd_url: str, config_path: str | None, credentials: Credentials | None
 ) -> asyncio.subprocess.Process:
     """The conductor in a ``desired reconcilers`` child process of its own: the layout for
     speed (docs/reconcilers.md), where it takes ``reconcilers.conductor_nice``. It reads the
@@ -135,6 +156,8 @@ async def _start_conductor(
         "DESIRED_SQL_URL": cfg.sql_url(),
         "DESIRED_RECONCILERS_RUN": "conductor",
     }
+    if credentials is not None:
+        env["DESIRED_ETCD_CREDENTIALS"] = str(credentials.ca_file.parent)
     cmd = [
         sys.executable,
         "-P",  # the installed desired, not a cli/ of the working directory
@@ -153,11 +176,15 @@ async def _start_conductor(
 
 
 def _hostd_factory(
-    cfg: Config, etcd_url: str, simulate: int, metrics: Metrics
+    cfg: Config,
+    etcd_url: str,
+    simulate: int,
+    metrics: Metrics,
+    credentials: Credentials | None = None,
 ) -> tuple[Callable[[], Coroutine[Any, Any, None]], HostAgent | None, list[HostAgent], str]:
     """What runs ``up``'s hostd (a coroutine made anew at each start, with new agents and
     client), the real agent (None: simulated hosts), the first agents and why not real."""
-    etcd = EtcdClient(etcd_url, timeout=cfg.etcd.timeout)
+    etcd = _etcd(cfg, etcd_url, credentials)
     real, why_not = (None, "asked for") if simulate else try_real_agent(cfg, etcd, metrics)
     agents = [real] if real is not None else simulated_agents(cfg, etcd, simulate or 1, metrics)
     first: list[tuple[list[HostAgent], EtcdClient] | None] = [(agents, etcd)]
@@ -166,7 +193,7 @@ def _hostd_factory(
         made = first.pop() if first else None
         if made is not None:
             return run_agents(*made)
-        again = EtcdClient(etcd_url, timeout=cfg.etcd.timeout)
+        again = _etcd(cfg, etcd_url, credentials)
         if real is not None:
             return run_agents([real_agent(cfg, again, metrics)], again)
         return run_agents(simulated_agents(cfg, again, simulate or 1, metrics), again)
@@ -181,8 +208,11 @@ async def up(
     conductor's process, the other reconcilers, hostd) is started again with backoff
     (``cli.up_supervise``), said on stderr; the API keeps serving meanwhile."""
     data_dir = cfg.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data_dir.chmod(0o700)  # secrets below: etcd's data and credentials, SQLite, passwords
     etcd_server: EtcdServer | None = None
+    #: the credentials of up's parts for its own etcd (None: ``etcd.url``'s, from the config)
+    creds: UpCredentials | None = None
     runner: web.AppRunner | None = None
     metadata: web.AppRunner | None = None
     parts: list[Part] = []
@@ -192,22 +222,34 @@ async def up(
         if cfg.etcd.url:
             etcd_url = cfg.etcd.url
         else:
-            etcd_server = EtcdServer(data_dir / "etcd", die_with_parent=True).start()
+            etcd_server = start_etcd(data_dir)
             etcd_url = etcd_server.url
             parts.append(EtcdChild(etcd_server))
+            creds = await secure(etcd_server, host_name(cfg), cfg.etcd.timeout)
         upgrade(cfg.sql_url())
         token = bootstrap_token(cfg.api.admin_token, data_dir)
         metrics = Metrics()
-        runner = await _serve_api(cfg, etcd_url, token, metrics)
+        runner = await _serve_api(
+            cfg,
+            etcd_url,
+            token,
+            metrics,
+            creds.apiserver if creds else None,
+            etcd_server.authority if etcd_server is not None else None,
+        )
         api_url = f"http://{cfg.api.host}:{_bound_port(runner)}"
-        metadata = await _serve_metadata(cfg, etcd_url, cfg.metadata.secret)
+        metadata = await _serve_metadata(
+            cfg, etcd_url, cfg.metadata.secret, creds.apiserver if creds else None
+        )
         metadata_url = f"http://{cfg.metadata.host}:{_bound_port(metadata)}"
         names = parts_of(cfg.reconcilers.run)
         conductor: ChildProcess | None = None
         if "conductor" in names:
 
             async def start_conductor() -> asyncio.subprocess.Process:
-                return await _start_conductor(cfg, etcd_url, config_path)
+                return await _start_conductor(
+                    cfg, etcd_url, config_path, creds.reconcilers if creds else None
+                )
 
             conductor = ChildProcess(
                 "the conductor's process", start_conductor, await start_conductor()
@@ -222,13 +264,13 @@ async def up(
                     "the reconcilers (" + ", ".join(names) + ")",
                     lambda: run_reconcilers(
                         central,
-                        EtcdClient(etcd_url, timeout=cfg.etcd.timeout),
+                        _etcd(cfg, etcd_url, creds.reconcilers if creds else None),
                         identity="up",
                         metrics=metrics,
                     ),
                 )
             )
-        setup_store = Store(EtcdClient(etcd_url, timeout=cfg.etcd.timeout))
+        setup_store = Store(_etcd(cfg, etcd_url, creds.apiserver if creds else None))
         try:
             passwords = await ensure_identity(setup_store, data_dir)
             if not cfg.hostd.api_url:  # hostd reads images from this API server, as hostd
@@ -239,7 +281,9 @@ async def up(
             if not cfg.hostd.metadata_url:  # guests' metadata requests come here
                 hostd_cfg = dataclasses.replace(cfg.hostd, metadata_url=metadata_url)
                 cfg = dataclasses.replace(cfg, hostd=hostd_cfg)
-            run_hostd, real, agents, why_not = _hostd_factory(cfg, etcd_url, simulate, metrics)
+            run_hostd, real, agents, why_not = _hostd_factory(
+                cfg, etcd_url, simulate, metrics, creds.hostd if creds else None
+            )
             parts.append(InProcess("hostd", run_hostd))
             demo_said = (
                 await create_demo(setup_store, data_dir, ImageData(data_dir / "images"))
@@ -255,7 +299,12 @@ async def up(
         print(f"  identity         {api_url}/identity (users admin, demo: clouds.yaml)", flush=True)
         print(f"  metrics          {api_url}/metrics", flush=True)
         print(f"  metadata         {metadata_url} (guests: http://169.254.169.254)", flush=True)
-        print(f"  etcd             {etcd_url}", flush=True)
+        secured = (
+            f" (TLS to its own CA, a user per part: credentials in {creds.apiserver.ca_file.parent.parent})"
+            if creds
+            else ""
+        )
+        print(f"  etcd             {etcd_url}{secured}", flush=True)
         print(f"  SQL              {cfg.sql_url()}", flush=True)
         if conductor is not None and conductor.child is not None:
             print(
@@ -359,9 +408,7 @@ async def reconcilers_cmd(cfg: Config, identity: str) -> int:
     if "conductor" in parts_of(cfg.reconcilers.run):  # only the conductor writes SQL
         upgrade(cfg.sql_url())
     metrics = Metrics()
-    task = asyncio.create_task(
-        run_reconcilers(cfg, EtcdClient(cfg.etcd.url, timeout=cfg.etcd.timeout), identity, metrics)
-    )
+    task = asyncio.create_task(run_reconcilers(cfg, _etcd(cfg), identity, metrics))
     metrics_runner = await _serve_metrics(metrics, cfg.reconcilers.metrics_port)
     waiter = asyncio.create_task(_until_signalled())
     done, _ = await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
@@ -382,7 +429,7 @@ async def hostd_cmd(cfg: Config, simulate: int) -> int:
         raise DesiredError(
             "desired hostd: hostd.metadata_url needs metadata.secret, the metadata service's"
         )
-    etcd = EtcdClient(cfg.etcd.url, timeout=cfg.etcd.timeout)
+    etcd = _etcd(cfg)
     if simulate > 0:
         agents = simulated_agents(cfg, etcd, simulate)
         print(f"desired hostd: {simulate} simulated host(s): {agents[0].host} ...", flush=True)
@@ -445,6 +492,13 @@ def parser() -> argparse.ArgumentParser:
         metavar="N",
         help="run N simulated hosts (libvirt's test driver)",
     )
+    join_p = sub.add_parser(
+        "join", help="get a host's etcd credential from the API (admin) for its hostd"
+    )
+    join_p.add_argument("--url", required=True, help="the API server's URL")
+    join_p.add_argument("--token", required=True, help="an admin's token")
+    join_p.add_argument("--host", required=True, help="the host's name (hostd.name)")
+    join_p.add_argument("--into", type=Path, required=True, help="the credential directory")
     rec_p = sub.add_parser("reconcilers", help="run the central reconcilers (leader-elected)")
     rec_p.add_argument("--identity", default="", help="this replica's name in leader election")
     return p
@@ -471,6 +525,11 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_daemon(apiserver(cfg)))
         if args.command == "hostd":
             return asyncio.run(_daemon(hostd_cmd(cfg, args.simulate)))
+        if args.command == "join":
+            print(
+                f"credential in {args.into}; run: {join(args.url, args.token, args.host, args.into)}"
+            )
+            return 0
         identity = args.identity or f"{socket.gethostname()}-{os.getpid()}"
         take_conductor_priority(cfg)
         return asyncio.run(_daemon(reconcilers_cmd(cfg, identity)))

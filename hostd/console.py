@@ -45,12 +45,25 @@ def tail(path: str | None, limit: int = MAX_BYTES) -> str:
         return ""
 
 
+def _common_start(names: list[str]) -> str:
+    """The longest start all ``names`` share (by character: host names, not paths)."""
+    first, last = min(names), max(names)
+    n = 0
+    while n < len(first) and first[n] == last[n]:
+        n += 1
+    return first[:n]
+
+
 async def serve_console(etcd: EtcdClient, logs: dict[str, Callable[[str], str | None]]) -> None:
     """Answers console requests for the hosts in ``logs`` (host → the console log path of
-    an instance uid, or None) until cancelled, retrying while etcd is away."""
+    an instance uid, or None) until cancelled, retrying while etcd is away. It watches the
+    requests to those hosts alone (their names' common start: its etcd user may read
+    no other host's)."""
+    hosts = sorted(logs)
+    scope = hosts[0] + "/" if len(hosts) == 1 else _common_start(hosts)
     while True:
         try:
-            async for ev in KeyWatch(etcd, keys.console_requests_prefix()):
+            async for ev in KeyWatch(etcd, keys.console_requests_prefix(scope)):
                 if ev.type != PUT:
                     continue
                 host, uid = ev.key.decode().rsplit("/", 2)[-2:]

@@ -35,6 +35,16 @@ class EtcdConfig:
     url: str = ""
     #: seconds before an etcd request is given up as unavailable
     timeout: float = 10.0
+    #: a credential directory for an etcd with TLS and authentication: ``ca.pem`` (the CA
+    #: etcd's certificate is checked against), ``cert.pem`` and ``key.pem`` (this client's),
+    #: ``user`` and ``password`` (its etcd user); empty: plain HTTP, no user. ``desired up``
+    #: makes its own etcd's (docs/etcd.md)
+    credentials: str = ""
+    #: the directory of the CA etcd trusts (``ca.pem``, ``ca-key.pem``), with which the API
+    #: server issues hosts' etcd credentials (``POST /apis/v1/hosts/<host>/credentials``;
+    #: its etcd user must then be etcd's root); empty: it issues none. ``desired up`` sets
+    #: its own
+    issuer: str = ""
 
 
 @dataclass(frozen=True)

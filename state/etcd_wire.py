@@ -3,7 +3,7 @@
 Owns: the layouts of the messages (names, field numbers and types as etcd's
 ``api/etcdserverpb/rpc.proto`` and ``api/mvccpb/kv.proto`` define them; fields
 desired never sends or reads are left out, which the wire allows) and the
-method paths of the KV and Lease services (watches go through etcd's JSON
+method paths of the KV, Lease and Auth services (watches go through etcd's JSON
 gateway: see ``state.etcd``). The classes are built with
 protobuf's descriptor API from the table below: no generated code, no protoc.
 
@@ -102,7 +102,32 @@ _MESSAGES: dict[str, list[tuple[Any, ...]]] = {
         ("ID", 2, INT64),
         ("TTL", 3, INT64),
     ],
+    # authentication and its users and roles (etcd's Auth service; Permission is authpb's)
+    "Permission": [("permType", 1, ENUM), ("key", 2, BYTES), ("range_end", 3, BYTES)],
+    "AuthEnableRequest": [],
+    "AuthenticateRequest": [("name", 1, STRING), ("password", 2, STRING)],
+    "AuthenticateResponse": [("header", 1, "ResponseHeader"), ("token", 2, STRING)],
+    "AuthUserAddRequest": [("name", 1, STRING), ("password", 2, STRING)],
+    "AuthUserChangePasswordRequest": [("name", 1, STRING), ("password", 2, STRING)],
+    "AuthUserGrantRoleRequest": [("user", 1, STRING), ("role", 2, STRING)],
+    "AuthRoleAddRequest": [("name", 1, STRING)],
+    "AuthRoleGetRequest": [("role", 1, STRING)],
+    "AuthRoleGetResponse": [
+        ("header", 1, "ResponseHeader"),
+        ("perm", 2, "Permission", REPEATED),
+    ],
+    "AuthRoleGrantPermissionRequest": [("name", 1, STRING), ("perm", 2, "Permission")],
+    "AuthRoleRevokePermissionRequest": [
+        ("role", 1, STRING),
+        ("key", 2, BYTES),
+        ("range_end", 3, BYTES),
+    ],
+    #: every Auth call desired makes but Authenticate and RoleGet answers only a header
+    "AuthResponse": [("header", 1, "ResponseHeader")],
 }
+
+#: authpb.Permission's types, by etcd's numbers
+PERMISSION_TYPE = {"READ": 0, "WRITE": 1, "READWRITE": 2}
 
 #: Compare's enums, by etcd's numbers
 COMPARE_RESULT = {"EQUAL": 0, "GREATER": 1, "LESS": 2, "NOT_EQUAL": 3}
@@ -118,6 +143,15 @@ METHODS = {
     "/etcdserverpb.Lease/LeaseGrant": ("LeaseGrantRequest", "LeaseGrantResponse"),
     "/etcdserverpb.Lease/LeaseRevoke": ("LeaseRevokeRequest", "LeaseRevokeResponse"),
     "/etcdserverpb.Lease/LeaseKeepAlive": ("LeaseKeepAliveRequest", "LeaseKeepAliveResponse"),
+    "/etcdserverpb.Auth/AuthEnable": ("AuthEnableRequest", "AuthResponse"),
+    "/etcdserverpb.Auth/Authenticate": ("AuthenticateRequest", "AuthenticateResponse"),
+    "/etcdserverpb.Auth/UserAdd": ("AuthUserAddRequest", "AuthResponse"),
+    "/etcdserverpb.Auth/UserChangePassword": ("AuthUserChangePasswordRequest", "AuthResponse"),
+    "/etcdserverpb.Auth/UserGrantRole": ("AuthUserGrantRoleRequest", "AuthResponse"),
+    "/etcdserverpb.Auth/RoleAdd": ("AuthRoleAddRequest", "AuthResponse"),
+    "/etcdserverpb.Auth/RoleGet": ("AuthRoleGetRequest", "AuthRoleGetResponse"),
+    "/etcdserverpb.Auth/RoleGrantPermission": ("AuthRoleGrantPermissionRequest", "AuthResponse"),
+    "/etcdserverpb.Auth/RoleRevokePermission": ("AuthRoleRevokePermissionRequest", "AuthResponse"),
 }
 
 

@@ -103,6 +103,20 @@ def event(project: str | None, stamp: str, ident: str) -> bytes:
     return f"{ROOT}/events/{_seg(project)}/{stamp}-{ident}".encode(_UTF8, _ANY)
 
 
+def root() -> bytes:
+    """Every key of desired."""
+    return f"{ROOT}/".encode(_UTF8, _ANY)
+
+
+def hosts_named(prefix: str) -> bytes:
+    """The host records of hosts whose names start with ``prefix``."""
+    return f"{ROOT}/hosts/{prefix}".encode(_UTF8, _ANY)
+
+
+def alive_named(prefix: str) -> bytes:
+    return f"{ROOT}/alive/{prefix}".encode(_UTF8, _ANY)
+
+
 def host(name: str) -> bytes:
     return f"{ROOT}/hosts/{name}".encode(_UTF8, _ANY)
 
@@ -132,6 +146,11 @@ def assign(host_name: str, uid: str) -> bytes:
     return f"{ROOT}/assign/{host_name}/{uid}".encode(_UTF8, _ANY)
 
 
+def assign_named(prefix: str) -> bytes:
+    """The assignments of hosts whose names start with ``prefix``."""
+    return f"{ROOT}/assign/{prefix}".encode(_UTF8, _ANY)
+
+
 def assign_prefix(host_name: str) -> bytes:
     return f"{ROOT}/assign/{host_name}/".encode(_UTF8, _ANY)
 
@@ -153,6 +172,11 @@ def token_key() -> bytes:
     return f"{ROOT}/identity/token-key".encode(_UTF8, _ANY)
 
 
+def identity_prefix() -> bytes:
+    """The identity service's own keys: the token key, revocations, login failures."""
+    return f"{ROOT}/identity/".encode(_UTF8, _ANY)
+
+
 def revoked_prefix() -> bytes:
     return f"{ROOT}/identity/revoked/".encode(_UTF8, _ANY)
 
@@ -167,8 +191,10 @@ def login_failures(user_uid: str) -> bytes:
     return f"{ROOT}/identity/failures/{user_uid}".encode()
 
 
-def console_requests_prefix() -> bytes:
-    return f"{ROOT}/console/request/".encode(_UTF8, _ANY)
+def console_requests_prefix(hosts: str = "") -> bytes:
+    """Console requests to every host, or to the hosts whose names start with ``hosts``
+    (``"<host>/"`` for one host)."""
+    return f"{ROOT}/console/request/{hosts}".encode(_UTF8, _ANY)
 
 
 def console_request(host_name: str, uid: str) -> bytes:

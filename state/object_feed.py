@@ -127,7 +127,7 @@ class ObjectFeed:
         skips what its list already holds."""
         async with self._starting:
             if self._task is None or self._task.done():
-                self.revision = await self.etcd.revision()
+                self.revision = await self.etcd.revision(keys.root())
                 self._task = asyncio.create_task(self._run(), name="object-feed")
             sub = Subscription(self, kind)
             self._subscribers.add(sub)
@@ -146,7 +146,7 @@ class ObjectFeed:
             while True:
                 try:
                     if compacted:
-                        self.revision = await self.etcd.revision()
+                        self.revision = await self.etcd.revision(keys.root())
                         for sub in list(self._subscribers):
                             sub.put(FeedBatch(self.revision, [], relist=True))
                         compacted = False

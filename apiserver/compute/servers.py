@@ -174,7 +174,7 @@ async def _located(request: web.Request, ident: str) -> ServerRef | None:
     await views.caught_up(store.written)
     where = await views.server_ref(ident)
     if where is None:
-        await views.caught_up(await store.etcd.revision())
+        await views.caught_up(await store.etcd.revision(keys.root()))
         where = await views.server_ref(ident)
     return where
 

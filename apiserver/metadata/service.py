@@ -21,7 +21,7 @@ from aiohttp import web
 from apiserver.body_deadline import DEFAULT_SECONDS, body_deadline
 from apiserver.identity import keystone_id_of
 from apiserver.metadata import content
-from state import ec2_ids, instance_signature, ipam
+from state import ec2_ids, instance_signature, ipam, keys
 from state.envelope import LAUNCH_INDEX_ANNOTATION, RESERVATION_ANNOTATION, Obj, Ref, ref
 from state.errors import Conflict
 from state.sql.views import ComputeViews
@@ -44,7 +44,7 @@ async def _instance(request: web.Request) -> Obj:
     views, store = request.app[VIEWS], request.app[STORE]
     where = await views.server_ref(uid)
     if where is None:
-        await views.caught_up(await store.etcd.revision())
+        await views.caught_up(await store.etcd.revision(keys.root()))
         where = await views.server_ref(uid)
     inst = await store.get_or_none(Ref("Instance", where.project, where.name)) if where else None
     if inst is None or inst["metadata"]["uid"] != uid:

@@ -29,7 +29,7 @@ from sqlalchemy import create_engine, text
 
 from fixtures.keystone import password_login
 from state import keys
-from state.etcd import EtcdClient, prefix_end
+from state.etcd import prefix_end
 from tests.conftest import eventually
 from tests.e2e.up_process import Up
 
@@ -377,9 +377,6 @@ class Cloud:
         found = re.search(r"metadata\s+(http://\S+)", banner)
         assert found is not None, banner
         self.metadata = found.group(1)
-        etcd = re.search(r"etcd\s+(http://\S+)", banner)
-        assert etcd is not None, banner
-        self.etcd_url = etcd.group(1)
         clouds = yaml.safe_load((up.data_dir / "clouds.yaml").read_text())["clouds"]
         self.tokens = {
             user: self._token(clouds[f"desired-{user}"]["auth"]) for user in ("demo", "admin")
@@ -454,9 +451,9 @@ def _server_active(cloud: Cloud, name: str, image: str, flavor: str) -> str:
     return sid
 
 
-async def _etcd_objects(url: str) -> dict[str, int]:
+async def _etcd_objects(up: Up) -> dict[str, int]:
     """uid -> resourceVersion of every object in etcd (the later of spec and status)."""
-    etcd = EtcdClient(url)
+    etcd = up.etcd()
     try:
         spec_p, status_p = keys.spec_prefix(), keys.status_prefix()
         specs = (await etcd.range(spec_p, prefix_end(spec_p))).kvs
@@ -541,7 +538,7 @@ def test_fuzz_campaign_leaves_the_cloud_whole(up_on: Up, sql_url: str) -> None:
     )
 
     async def same() -> bool:
-        want = await _etcd_objects(cloud.etcd_url)
+        want = await _etcd_objects(cloud.up)
         have = await asyncio.to_thread(_sql_objects, sql)
         assert have == want, (
             f"etcd only: {sorted(set(want) - set(have))[:5]}, SQL only: {sorted(set(have) - set(want))[:5]}, "

@@ -18,7 +18,6 @@ from pathlib import Path
 
 from state import keys
 from state.envelope import Ref, now
-from state.etcd import EtcdClient
 from state.sql.projection import Projection
 from state.store import Store, dumps
 from tests.conftest import proc_stat
@@ -120,16 +119,17 @@ def test_etcd_killed_is_started_again_on_its_data(up: Up, tmp_path: Path) -> Non
     pid = etcd_pid(up)
     os.kill(pid, signal.SIGKILL)
     said(up, rf"desired up: etcd \(pid {pid}\) exited with status -9; restarting it in 1 s")
-    said(up, r"desired up: etcd restarted \(pid \d+, http://127\.0\.0\.1:\d+\)")
+    said(up, r"desired up: etcd restarted \(pid \d+, https://127\.0\.0\.1:\d+\)")
     res = ctl(up, "get", "instance", "before", "-p", "demo", "-o", "name")
     assert (res.returncode, res.stdout) == (0, "instance/before\n"), res.stderr
     runs_a_server(up, tmp_path, "after-etcd")
     assert up.stop() == 0
 
 
-async def _poison(etcd_url: str) -> dict:
-    """An Instance with a lone surrogate in its name, put into etcd as no API would take it."""
-    etcd = EtcdClient(etcd_url)
+async def _poison(up: Up) -> dict:
+    """An Instance with a lone surrogate in its name, put into etcd as no API would take it
+    (by etcd's root: what a breach or a bug might write)."""
+    etcd = up.etcd()
     try:
         obj = {
             "apiVersion": "desired/v1",
@@ -149,8 +149,8 @@ async def _poison(etcd_url: str) -> dict:
         await etcd.close()
 
 
-async def _refusals(etcd_url: str) -> int:
-    etcd = EtcdClient(etcd_url)
+async def _refusals(up: Up) -> int:
+    etcd = up.etcd()
     try:
         events = await Store(etcd).events_for(Ref("Instance", "demo", "fz\ud800x"))
         return sum(1 for e in events if e["reason"] == "ProjectionFailed")
@@ -161,17 +161,15 @@ async def _refusals(etcd_url: str) -> int:
 def test_a_poison_object_stops_neither_up_nor_its_next_start(
     up: Up, data_dir: Path, tmp_path: Path
 ) -> None:
-    etcd_url = said(up, r"etcd\s+(http://\S+)").group(1)
-    asyncio.run(_poison(etcd_url))
-    wait_for(lambda: asyncio.run(_refusals(etcd_url)) >= 1)  # seen in the stream, reported
+    asyncio.run(_poison(up))
+    wait_for(lambda: asyncio.run(_refusals(up)) >= 1)  # seen in the stream, reported
     runs_a_server(up, tmp_path, "beside-poison")
     assert up.proc.poll() is None
     assert up.stop() == 0
     again = Up(data_dir, "--simulate", "1", "--no-demo")  # the first full list holds it
     try:
         serves(again)
-        url = said(again, r"etcd\s+(http://\S+)").group(1)
-        wait_for(lambda: asyncio.run(_refusals(url)) >= 2)
+        wait_for(lambda: asyncio.run(_refusals(again)) >= 2)
         runs_a_server(again, tmp_path, "after-restart")
         assert "conductor's process (pid" not in "".join(again.output)  # it never died
     finally:

@@ -11,6 +11,9 @@ import threading
 import time
 from pathlib import Path
 
+from cli.up_etcd import credentials_of
+from state.etcd import EtcdClient
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
@@ -55,6 +58,17 @@ class Up:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.output.append(line)
+
+    def etcd_url(self) -> str:
+        """up's etcd, as its banner gives it (it may move only when restarted)."""
+        found = [re.search(r"etcd\s+(https://\S+)", x) for x in self.output]
+        urls = [m.group(1) for m in found if m]
+        assert urls, "".join(self.output)
+        return urls[-1]
+
+    def etcd(self, user: str = "root") -> EtcdClient:
+        """A client of up's etcd as its etcd user ``user`` (root: every key)."""
+        return EtcdClient(self.etcd_url(), credentials=credentials_of(self.data_dir, user))
 
     def conductor_pid(self) -> int:
         """The PID of the conductor's child process, as ``up``'s banner gives it."""
