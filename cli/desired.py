@@ -65,6 +65,7 @@ async def _serve_api(
         token,
         metrics.text if metrics is not None else None,
         token_ttl=cfg.api.token_ttl,
+        admin_token_ttl=cfg.api.admin_token_ttl,
         sql_url=cfg.sql_url(),
         max_limit=cfg.api.max_limit,
         policy_file=Path(cfg.api.policy_file) if cfg.api.policy_file else None,

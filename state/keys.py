@@ -153,6 +153,12 @@ def token_key() -> bytes:
     return f"{ROOT}/identity/token-key".encode(_UTF8, _ANY)
 
 
+def admin_token() -> bytes:
+    """The bootstrap admin token's record (its hash and when it was made), which every API
+    server watches: a rotation is one write here."""
+    return f"{ROOT}/identity/admin-token".encode(_UTF8, _ANY)
+
+
 def revoked_prefix() -> bytes:
     return f"{ROOT}/identity/revoked/".encode(_UTF8, _ANY)
 
