@@ -38,7 +38,7 @@ from aiohttp import web
 
 from apiserver.admin_token import AdminToken
 from apiserver.auth import PRINCIPAL, token_auth
-from apiserver.declarative_access import READ, WRITE, authorize
+from apiserver.declarative_access import READ, WRITE, authorize, check_fields, guards_fields
 from apiserver.errors import status_errors
 from apiserver.kinds import KINDS, KindInfo, by_kind, by_plural, check_scope
 from apiserver.request_text import decode, loads_json, loads_yaml
@@ -122,6 +122,7 @@ async def apply_handler(request: web.Request) -> web.Response:
     check_scope(info, project)
     authorize(request[PRINCIPAL], info, WRITE, project)
     validate(dict(obj))  # the object as given, before anything reads its other fields
+    await _check_fields(request, obj)
     await admit(request.app[STORE], obj)
     result = await apply(
         request.app[STORE], obj, validate=validate, dry_run=_bool(request, "dryRun")
@@ -260,9 +261,22 @@ def _body_for(request: web.Request, info: KindInfo, project: str | None, obj: Ob
     return obj
 
 
+async def _check_fields(request: web.Request, obj: Obj) -> None:
+    """Refuses a field only admins may set (``declarative_access.check_fields``), reading
+    the object as it is now only when that has something to check."""
+    who = request[PRINCIPAL]
+    if guards_fields(who, obj):
+        meta = obj["metadata"]
+        stored = await request.app[STORE].get_or_none(
+            Ref(str(obj["kind"]), meta.get("project"), str(meta["name"]))
+        )
+        check_fields(who, obj, stored)
+
+
 async def create_handler(request: web.Request) -> web.Response:
     info, project = _target(request, WRITE)
     obj = validate(_body_for(request, info, project, await _body(request)))
+    await _check_fields(request, obj)
     await admit(request.app[STORE], obj)
     return _json(await request.app[STORE].create(obj), status=201)
 
@@ -270,6 +284,7 @@ async def create_handler(request: web.Request) -> web.Response:
 async def replace_handler(request: web.Request) -> web.Response:
     info, r = _ref(request, WRITE)
     obj = validate(_body_for(request, info, r.project, await _body(request)))
+    await _check_fields(request, obj)
     await admit(request.app[STORE], obj)
     updated = await request.app[STORE].update(obj)
     if updated is None:

@@ -18,15 +18,24 @@ and Glance show them to every user), the others (Host: ``os-hypervisors``,
 Aggregate, QuotaClass, Project, User, a cluster GitSource) are admin's alone;
 every cluster-scoped object is admin's to write; a list or watch across
 every project is admin's (Kubernetes' 403 for a cluster-wide list).
+Some fields are admin's to set even on a member's object (``ADMIN_FIELDS``):
+a Network's ``shared``, ``external``, ``bridge`` and ``vlan`` (Neutron's
+``shared``, ``router:external`` and provider attributes), an Instance's
+``evacuate`` (Nova's ``os-evacuate``), an Image's ``file://`` url (hosts
+read it from their own disk, as root).
 
 Must never: allow an action it has no rule for; do I/O.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from apiserver.auth import Principal
 from apiserver.kinds import KINDS, KindInfo
 from apiserver.policy import ADMIN, MEMBER_OR_ADMIN, READER_OR_ADMIN, Creds, Policy
+from state.envelope import Obj
 from state.errors import Forbidden
 
 READ, WRITE = "read", "write"
@@ -56,6 +65,21 @@ def _defaults() -> dict[str, str]:
             rules[f"{cluster}:{WRITE}"] = ADMIN
     return rules
 
+
+def _set(value: Any) -> bool:
+    return value not in (None, False)
+
+
+def _local_file(value: Any) -> bool:
+    return isinstance(value, str) and value.lower().startswith("file:")
+
+
+#: per kind, the spec fields only admins may set, and what counts as setting one
+ADMIN_FIELDS: dict[str, tuple[tuple[str, Callable[[Any], bool]], ...]] = {
+    "Network": (("shared", _set), ("external", _set), ("bridge", _set), ("vlan", _set)),
+    "Instance": (("evacuate", _set),),
+    "Image": (("url", _local_file),),
+}
 
 DEFAULTS = _defaults()
 POLICY = Policy(DEFAULTS)
@@ -96,3 +120,29 @@ def _refusal(who: Principal, info: KindInfo, verb: str, project: str | None, rul
         f"user {who.user!r} (token scoped to {scope}, roles: {held}) may not {verb} {what}; "
         f"policy {rule!r}"
     )
+
+
+def guards_fields(who: Principal, obj: Obj) -> bool:
+    """Whether ``check_fields`` has anything to check of ``who`` writing ``obj``."""
+    return not who.is_admin and str(obj.get("kind")) in ADMIN_FIELDS
+
+
+def check_fields(who: Principal, obj: Obj, stored: Obj | None) -> None:
+    """Raises Forbidden when a caller who is not an admin sets a field of ``ADMIN_FIELDS``
+    to a value ``stored`` (the object as it is now, None when new) does not already hold."""
+    if not guards_fields(who, obj):
+        return
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        spec = {}
+    before = (stored or {}).get("spec") or {}
+    refused = [
+        f"spec.{name}"
+        for name, sets in ADMIN_FIELDS[str(obj["kind"])]
+        if sets(spec.get(name)) and spec.get(name) != before.get(name)
+    ]
+    if refused:
+        raise Forbidden(
+            f"user {who.user!r} may not set {', '.join(refused)} of a {obj['kind']}: "
+            "only an admin may"
+        )

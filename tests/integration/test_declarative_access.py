@@ -271,3 +271,40 @@ async def test_an_expired_bootstrap_token_is_refused_saying_to_rotate(store: Sto
             return (await call(base, "fresh-token", "GET", "/apis/v1/flavors"))[0] == 200
 
         await eventually(fresh_taken, timeout=5)
+
+
+def network(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "desired/v1",
+        "kind": "Network",
+        "metadata": {"name": name, "project": "demo"},
+        "spec": {"cidr": "10.61.0.0/24", **spec},
+    }
+
+
+async def test_fields_only_admins_set_are_refused_to_members(base: str, store: Store) -> None:
+    demo = await login(base, "demo", "demo")
+    for spec in ({"shared": True}, {"external": True}, {"vlan": {"id": 7, "interface": "eth1"}}):
+        message = forbidden(*await call(base, demo, "POST", "/apis/v1/apply", network("n", **spec)))
+        assert message.startswith("user 'demo' may not set spec.") and "only an admin" in message
+    image = {
+        "apiVersion": "desired/v1",
+        "kind": "Image",
+        "metadata": {"name": "stolen", "project": "demo"},
+        "spec": {"url": "file:///etc/shadow", "diskFormat": "raw", "containerFormat": "bare"},
+    }
+    message = forbidden(*await call(base, demo, "POST", "/apis/v1/projects/demo/images", image))
+    assert "spec.url" in message
+    assert await store.get_or_none(Ref("Image", "demo", "stolen")) is None
+    assert await store.get_or_none(Ref("Network", "demo", "n")) is None
+    # a member's plain network is its own; an admin shares it; the member re-applies its
+    # file with the admin's value unchanged, and may not change it
+    assert (await call(base, demo, "POST", "/apis/v1/apply", network("n")))[0] == 201
+    boss = await login(base, "boss", None)
+    status, body = await call(base, boss, "POST", "/apis/v1/apply", network("n", shared=True))
+    assert status == 200 and body["object"]["spec"]["shared"] is True, body
+    status, body = await call(
+        base, demo, "POST", "/apis/v1/apply", network("n", shared=True, dnsServers=["10.0.0.2"])
+    )
+    assert status == 200, body
+    forbidden(*await call(base, demo, "POST", "/apis/v1/apply", network("n", bridge="br-ex")))
