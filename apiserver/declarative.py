@@ -86,13 +86,12 @@ def _bool(request: web.Request, name: str) -> bool:
     return request.query.get(name, "").lower() in ("1", "true", "yes", "all")
 
 
-def _target(request: web.Request, verb: str, listing: bool = False) -> tuple[KindInfo, str | None]:
-    """The kind and project the URL names, once the caller may ``verb`` them."""
+def _target(request: web.Request) -> tuple[KindInfo, str | None]:
+    """The kind and project the URL names (the caller's rights still to be checked)."""
     info = by_plural(request.match_info["plural"])
     project = request.match_info.get("project")
     if project and info.scope == "cluster":
         raise BadRequest(f"{info.kind} is cluster-scoped: use /apis/v1/{info.plural}")
-    authorize(request[PRINCIPAL], info, verb, project, listing=listing)
     return info, project
 
 
@@ -134,7 +133,8 @@ async def apply_handler(request: web.Request) -> web.Response:
 
 
 async def list_handler(request: web.Request) -> web.StreamResponse:
-    info, project = _target(request, READ, listing=True)
+    info, project = _target(request)
+    authorize(request[PRINCIPAL], info, READ, project, listing=True)
     selector = selectors.parse(request.query.get("labelSelector"))
     if _bool(request, "watch"):
         return await _watch(request, info, project, selector)
@@ -227,11 +227,13 @@ async def _watch(
 
 
 def _ref(request: web.Request, verb: str) -> tuple[KindInfo, Ref]:
-    info, project = _target(request, verb)
+    """The object the URL names, once the caller may ``verb`` it."""
+    info, project = _target(request)
     if info.scope == "project" and not project:
         raise BadRequest(
             f"{info.kind} is project-scoped: use /apis/v1/projects/<project>/{info.plural}"
         )
+    authorize(request[PRINCIPAL], info, verb, project)
     return info, Ref(info.kind, project, request.match_info["name"])
 
 
@@ -274,8 +276,12 @@ async def _check_fields(request: web.Request, obj: Obj) -> None:
 
 
 async def create_handler(request: web.Request) -> web.Response:
-    info, project = _target(request, WRITE)
-    obj = validate(_body_for(request, info, project, await _body(request)))
+    info, project = _target(request)
+    if project:  # refused before the body is read
+        authorize(request[PRINCIPAL], info, WRITE, project)
+    obj = _body_for(request, info, project, await _body(request))
+    authorize(request[PRINCIPAL], info, WRITE, obj["metadata"].get("project"))
+    obj = validate(obj)
     await _check_fields(request, obj)
     await admit(request.app[STORE], obj)
     return _json(await request.app[STORE].create(obj), status=201)

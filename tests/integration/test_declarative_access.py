@@ -134,12 +134,20 @@ async def test_a_member_reads_and_writes_its_own_project_only(base: str, store: 
     forbidden(*await call(base, demo, "DELETE", "/apis/v1/projects/other/keypairs/k9"))
     assert await store.get_or_none(Ref("KeyPair", "other", "k9")) is not None
 
+    # a create at the kind's URL goes by the body's project
+    status, _ = await call(base, demo, "POST", "/apis/v1/keypairs", keypair("k4", "demo"))
+    assert status == 201
+    forbidden(*await call(base, demo, "POST", "/apis/v1/keypairs", keypair("k5", "other")))
+    assert await store.get_or_none(Ref("KeyPair", "other", "k5")) is None
+    status, body = await call(base, demo, "GET", "/apis/v1/keypairs/k1")
+    assert status == 400 and "project-scoped" in body["message"]
+
     # a list across every project is the admin's (Kubernetes' 403), even of the member's kind
     message = forbidden(*await call(base, demo, "GET", "/apis/v1/keypairs"))
     assert "keypairs of every project" in message
     boss = await login(base, "boss", None)
     status, body = await call(base, boss, "GET", "/apis/v1/keypairs")
-    assert status == 200 and {o["metadata"]["name"] for o in body["items"]} == {"k1", "k9"}
+    assert status == 200 and {o["metadata"]["name"] for o in body["items"]} == {"k1", "k4", "k9"}
 
 
 async def test_a_reader_reads_and_cannot_write(base: str, store: Store) -> None:
