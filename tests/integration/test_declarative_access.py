@@ -224,6 +224,11 @@ async def test_a_members_watch_carries_its_project_only(base: str, store: Store)
         ):
             assert resp.status == 403, path
             assert (await resp.json())["reason"] == "Forbidden"
+    async with (  # a cluster kind it may read
+        aiohttp.ClientSession(headers={"X-Auth-Token": demo}) as s,
+        s.get(base + "/apis/v1/flavors", params={"watch": "true"}) as resp,
+    ):
+        assert resp.status == 200
     seen: list[dict[str, Any]] = []
     ready = asyncio.Event()
     watching = asyncio.create_task(
