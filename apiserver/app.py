@@ -17,6 +17,7 @@ from pathlib import Path
 from aiohttp import web
 
 from apiserver import declarative, host_credentials, identity, images
+from apiserver.admin_token import AdminToken
 from apiserver.body_deadline import DEFAULT_SECONDS, body_deadline
 from apiserver.compute import app as compute_app
 from apiserver.external_identity import ExternalTokens
@@ -59,6 +60,7 @@ def make_app(
     identity_config: IdentityConfig | None = None,
     image_limits: ImageLimits | None = None,
     host_issuer: Authority | None = None,
+    admin_token_ttl: int = 0,
 ) -> web.Application:
     """The root app; ``metrics_text`` (Prometheus text) is served at ``/metrics`` when given;
     identity tokens live ``token_ttl`` seconds; ``sql_url`` is the conductor's database,
@@ -71,7 +73,9 @@ def make_app(
     ``identity_config``: lockout and password checks (defaults: ``IdentityConfig()``);
     ``image_limits``: how much image data may be stored (defaults: ``ImageLimits()``);
     ``host_issuer``: the CA etcd trusts, with which hosts' etcd credentials are issued
-    (``apiserver.host_credentials``; ``etcd`` is then etcd's root)."""
+    (``apiserver.host_credentials``; ``etcd`` is then etcd's root);
+    ``admin_token``, the bootstrap token, lives ``admin_token_ttl`` seconds (0: for ever)
+    and is replaced by a rotation (``apiserver.admin_token``)."""
     root = web.Application(middlewares=[body_deadline(body_timeout)])
     root[ETCD] = etcd
     root.router.add_get("/healthz", healthz)
@@ -82,9 +86,6 @@ def make_app(
             return web.Response(body=render(), content_type="text/plain", charset="utf-8")
 
         root.router.add_get("/metrics", metrics)
-    declarative_app = declarative.make_app(Store(etcd), admin_token)
-    host_credentials.add_routes(declarative_app, etcd, host_issuer)
-    root.add_subapp("/apis/v1", declarative_app)
     idc = identity_config or IdentityConfig()
     ident = identity.Identity(
         Store(etcd),
@@ -97,6 +98,10 @@ def make_app(
     tokens: TokenChecker = (
         ExternalTokens(Store(etcd), keystone_url, keystone_cache_seconds) if keystone_url else ident
     )
+    admin = AdminToken(etcd, admin_token, admin_token_ttl)
+    declarative_app = declarative.make_app(Store(etcd), admin, tokens)
+    host_credentials.add_routes(declarative_app, etcd, host_issuer)
+    root.add_subapp("/apis/v1", declarative_app)
     views = ComputeViews(sql_url) if sql_url else None
     if views is not None:
         root.add_subapp(

@@ -15,7 +15,12 @@ integrations. Paths::
     DELETE <collection>/<name>                            delete (or mark deleting while finalizers remain)
     GET    <collection>/<name>/events                     events about the object
 
-Must never: write an object that failed validation, or answer with
+Who may do what is ``apiserver.declarative_access``'s to say, for every
+request before it reads or writes anything; ``apiserver.auth`` says who
+calls.
+
+Must never: write an object that failed validation, or one its caller may not
+write; stream an object of a project its caller may not read; or answer with
 anything but an object, a list, an event stream or a Status.
 """
 
@@ -25,15 +30,19 @@ import asyncio
 import json
 import re
 import weakref
+from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
 
 from aiohttp import web
 
-from apiserver.auth import token_auth
+from apiserver.admin_token import AdminToken
+from apiserver.auth import PRINCIPAL, token_auth
+from apiserver.declarative_access import READ, WRITE, authorize, check_fields, guards_fields
 from apiserver.errors import status_errors
 from apiserver.kinds import KINDS, KindInfo, by_kind, by_plural, check_scope
 from apiserver.request_text import decode, loads_json, loads_yaml
+from apiserver.tokens import TokenChecker
 from state import keys, selectors
 from state.admission import admit, admit_delete
 from state.apply import apply
@@ -78,6 +87,7 @@ def _bool(request: web.Request, name: str) -> bool:
 
 
 def _target(request: web.Request) -> tuple[KindInfo, str | None]:
+    """The kind and project the URL names (the caller's rights still to be checked)."""
     info = by_plural(request.match_info["plural"])
     project = request.match_info.get("project")
     if project and info.scope == "cluster":
@@ -107,8 +117,11 @@ async def apply_handler(request: web.Request) -> web.Response:
     obj = await _body(request)
     info = by_kind(str(obj.get("kind", "")))
     meta = obj.get("metadata")
-    check_scope(info, meta.get("project") if isinstance(meta, dict) else None)
+    project = meta.get("project") if isinstance(meta, dict) else None
+    check_scope(info, project)
+    authorize(request[PRINCIPAL], info, WRITE, project)
     validate(dict(obj))  # the object as given, before anything reads its other fields
+    await _check_fields(request, obj)
     await admit(request.app[STORE], obj)
     result = await apply(
         request.app[STORE], obj, validate=validate, dry_run=_bool(request, "dryRun")
@@ -121,6 +134,7 @@ async def apply_handler(request: web.Request) -> web.Response:
 
 async def list_handler(request: web.Request) -> web.StreamResponse:
     info, project = _target(request)
+    authorize(request[PRINCIPAL], info, READ, project, listing=True)
     selector = selectors.parse(request.query.get("labelSelector"))
     if _bool(request, "watch"):
         return await _watch(request, info, project, selector)
@@ -198,6 +212,8 @@ async def _watch(
                 event = await asyncio.wait_for(queue.get(), _HEARTBEAT)
             except TimeoutError:  # a bookmark now and then: proves the stream is alive
                 event = ObjectEvent(BOOKMARK, None, watch.revision)
+            if project and event.object and event.object["metadata"].get("project") != project:
+                continue  # never another project's object (its prefix holds none: a belt)
             if event.object is None or selector is None or selector.matches(event.object):
                 await response.write(dumps_event(event))
         pumping.result()  # the watch ended: raise its error
@@ -210,17 +226,19 @@ async def _watch(
     return response
 
 
-def _ref(request: web.Request) -> tuple[KindInfo, Ref]:
+def _ref(request: web.Request, verb: str) -> tuple[KindInfo, Ref]:
+    """The object the URL names, once the caller may ``verb`` it."""
     info, project = _target(request)
     if info.scope == "project" and not project:
         raise BadRequest(
             f"{info.kind} is project-scoped: use /apis/v1/projects/<project>/{info.plural}"
         )
+    authorize(request[PRINCIPAL], info, verb, project)
     return info, Ref(info.kind, project, request.match_info["name"])
 
 
 async def get_handler(request: web.Request) -> web.Response:
-    _, r = _ref(request)
+    _, r = _ref(request, READ)
     return _json(await request.app[STORE].get(r))
 
 
@@ -245,16 +263,34 @@ def _body_for(request: web.Request, info: KindInfo, project: str | None, obj: Ob
     return obj
 
 
+async def _check_fields(request: web.Request, obj: Obj) -> None:
+    """Refuses a field only admins may set (``declarative_access.check_fields``), reading
+    the object as it is now only when that has something to check."""
+    who = request[PRINCIPAL]
+    if guards_fields(who, obj):
+        meta = obj["metadata"]
+        stored = await request.app[STORE].get_or_none(
+            Ref(str(obj["kind"]), meta.get("project"), str(meta["name"]))
+        )
+        check_fields(who, obj, stored)
+
+
 async def create_handler(request: web.Request) -> web.Response:
     info, project = _target(request)
-    obj = validate(_body_for(request, info, project, await _body(request)))
+    if project:  # refused before the body is read
+        authorize(request[PRINCIPAL], info, WRITE, project)
+    obj = _body_for(request, info, project, await _body(request))
+    authorize(request[PRINCIPAL], info, WRITE, obj["metadata"].get("project"))
+    obj = validate(obj)
+    await _check_fields(request, obj)
     await admit(request.app[STORE], obj)
     return _json(await request.app[STORE].create(obj), status=201)
 
 
 async def replace_handler(request: web.Request) -> web.Response:
-    info, r = _ref(request)
+    info, r = _ref(request, WRITE)
     obj = validate(_body_for(request, info, r.project, await _body(request)))
+    await _check_fields(request, obj)
     await admit(request.app[STORE], obj)
     updated = await request.app[STORE].update(obj)
     if updated is None:
@@ -273,7 +309,7 @@ def _success(message: str) -> dict[str, Any]:
 
 
 async def delete_handler(request: web.Request) -> web.Response:
-    _, r = _ref(request)
+    _, r = _ref(request, WRITE)
     rv = _resource_version(request)
     await admit_delete(request.app[STORE], r)
     result = await request.app[STORE].delete(r, resource_version_=rv)
@@ -283,7 +319,7 @@ async def delete_handler(request: web.Request) -> web.Response:
 
 
 async def events_handler(request: web.Request) -> web.Response:
-    _, r = _ref(request)
+    _, r = _ref(request, READ)
     store = request.app[STORE]
     obj = await store.get_or_none(r)
     uid = obj["metadata"]["uid"] if obj else None
@@ -291,12 +327,21 @@ async def events_handler(request: web.Request) -> web.Response:
     return _json({"apiVersion": API_VERSION, "kind": "EventList", "items": events})
 
 
-def make_app(store: Store, admin_token: str) -> web.Application:
-    """The ``/apis/v1`` sub-application."""
+def make_app(store: Store, admin: AdminToken, tokens: TokenChecker | None) -> web.Application:
+    """The ``/apis/v1`` sub-application: it takes the bootstrap ``admin`` token (whose
+    record it follows while it runs) and the identity tokens ``tokens`` checks."""
     app = web.Application(
-        middlewares=[status_errors, token_auth(admin_token)], client_max_size=_MAX_BODY
+        middlewares=[status_errors, token_auth(admin, tokens)], client_max_size=_MAX_BODY
     )
     app[STORE] = store
+
+    async def follow_admin_token(app: web.Application) -> AsyncIterator[None]:
+        following = asyncio.create_task(admin.follow())
+        yield
+        following.cancel()
+        await asyncio.gather(following, return_exceptions=True)
+
+    app.cleanup_ctx.append(follow_admin_token)
     app[WATCHES] = weakref.WeakSet[asyncio.Task[Any]]()
 
     async def stop_watches(app: web.Application) -> None:

@@ -1,9 +1,11 @@
 """Where desiredctl finds its API server and token.
 
-Owns: the lookup order: ``--url``/``--token``, then ``DESIRED_URL`` and
-``DESIRED_TOKEN``, then a YAML file (``--config``, ``$DESIRED_CONFIG``,
-``~/.config/desired/desiredctl.yaml``, then the one ``desired up`` writes:
-``$XDG_DATA_HOME/desired/desiredctl.yaml``) with keys ``url`` and ``token``.
+Owns: the lookup order: ``--token`` (with ``--url``), else ``--os-cloud`` (a
+login from clouds.yaml: ``cli.ctl_clouds``), else ``DESIRED_TOKEN`` (with
+``DESIRED_URL``), else ``$OS_CLOUD``, else a YAML file (``--config``,
+``$DESIRED_CONFIG``, ``~/.config/desired/desiredctl.yaml``, then the one
+``desired up`` writes: ``$XDG_DATA_HOME/desired/desiredctl.yaml``) with keys
+``url`` and ``token``.
 
 Must never: print the token.
 """
@@ -25,6 +27,19 @@ class ConfigMissing(Exception):
 class CtlConfig:
     url: str
     token: str
+    #: the project of project-scoped objects when ``-p`` names none (a cloud's project)
+    project: str | None = None
+
+
+def cloud_to_use(token: str | None, os_cloud: str | None) -> str | None:
+    """The clouds.yaml cloud to log in as, or None when a token is given first."""
+    if token:
+        return None
+    if os_cloud:
+        return os_cloud
+    if os.environ.get("DESIRED_TOKEN"):
+        return None
+    return os.environ.get("OS_CLOUD") or None
 
 
 def _candidates(explicit: str | None) -> list[Path]:
@@ -57,6 +72,7 @@ def load(url: str | None, token: str | None, config_file: str | None) -> CtlConf
         raise ConfigMissing(
             "no API server configured: set DESIRED_URL and DESIRED_TOKEN "
             "(`. <data-dir>/env` after `desired up`), or pass --url and --token, "
+            "or --os-cloud NAME (clouds.yaml), "
             "or write url: and token: into ~/.config/desired/desiredctl.yaml"
         )
     return CtlConfig(url.rstrip("/"), token)

@@ -5,7 +5,7 @@ etcd and the conductor as child processes, SQLite, the API server, the other
 reconcilers, and a hostd: real guests through libvirtd when it answers, else
 simulated hosts, said at start; on the first start, a demo guest) and the separate
 production processes ``desired apiserver``, ``desired reconcilers`` and
-``desired hostd``; signal handling and orderly shutdown; the files ``up`` writes
+``desired hostd``; ``desired rotate-admin-token`` (``cli.admin_token_rotation``); signal handling and orderly shutdown; the files ``up`` writes
 for clients (``env``, ``clouds.yaml``, ``desiredctl.yaml``).
 
 Must never: keep running half-started: if a part fails to start, everything
@@ -35,10 +35,11 @@ from apiserver.app import make_app
 from apiserver.auth import bootstrap_token, kept_secret
 from apiserver.image_data import ImageData, ImageLimits
 from apiserver.metadata import service as metadata_service
+from cli.admin_token_rotation import rotate_admin_token
 from cli.join import join
 from cli.up_demo import create_demo
 from cli.up_etcd import UpCredentials, secure, start_etcd
-from cli.up_files import write_client_files
+from cli.up_files import record_etcd_url, write_client_files
 from cli.up_identity import CLIENT_USERS, HOSTD_USER, ensure_identity
 from cli.up_supervise import ChildProcess, EtcdChild, InProcess, Part, supervise
 from fixtures.children import dying_with_parent
@@ -83,6 +84,7 @@ async def _serve_api(
         token,
         metrics.text if metrics is not None else None,
         token_ttl=cfg.api.token_ttl,
+        admin_token_ttl=cfg.api.admin_token_ttl,
         sql_url=cfg.sql_url(),
         max_limit=cfg.api.max_limit,
         policy_file=Path(cfg.api.policy_file) if cfg.api.policy_file else None,
@@ -294,6 +296,7 @@ async def up(
             await setup_store.etcd.close()
         clients = {u: p for u, p in passwords.items() if u in CLIENT_USERS}
         files = write_client_files(data_dir, api_url, token, clients)
+        files.append(record_etcd_url(data_dir, etcd_url))
         print(f"desired is up (data in {data_dir})", flush=True)
         print(f"  declarative API  {api_url}/apis/v1/", flush=True)
         print(f"  identity         {api_url}/identity (users admin, demo: clouds.yaml)", flush=True)
@@ -449,6 +452,20 @@ async def hostd_cmd(cfg: Config, simulate: int) -> int:
     return 0
 
 
+async def rotate_cmd(cfg: Config) -> int:
+    written = await rotate_admin_token(cfg)
+    print(f"desired: a new admin token is in {written[0]}; the old one is refused", flush=True)
+    for path in written[1:]:
+        print(f"  rewrote          {path}", flush=True)
+    if cfg.api.admin_token:
+        print(
+            "desired: api.admin_token (the config or DESIRED_API_ADMIN_TOKEN) still holds the "
+            f"old token: replace it with the one in {written[0]}",
+            file=sys.stderr,
+        )
+    return 0
+
+
 async def _daemon(command: Coroutine[Any, Any, int]) -> int:
     """Runs a long-lived command with full garbage collections kept to its quiet moments."""
     collector = asyncio.create_task(collect_when_quiet())
@@ -499,6 +516,15 @@ def parser() -> argparse.ArgumentParser:
     join_p.add_argument("--token", required=True, help="an admin's token")
     join_p.add_argument("--host", required=True, help="the host's name (hostd.name)")
     join_p.add_argument("--into", type=Path, required=True, help="the credential directory")
+    rot_p = sub.add_parser(
+        "rotate-admin-token",
+        help="make a new bootstrap admin token: every API server refuses the old one at once",
+    )
+    rot_p.add_argument(
+        "--data-dir",
+        type=Path,
+        help="where the token and client files are kept (default: ~/.local/share/desired)",
+    )
     rec_p = sub.add_parser("reconcilers", help="run the central reconcilers (leader-elected)")
     rec_p.add_argument("--identity", default="", help="this replica's name in leader election")
     return p
@@ -530,6 +556,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"credential in {args.into}; run: {join(args.url, args.token, args.host, args.into)}"
             )
             return 0
+        if args.command == "rotate-admin-token":
+            return asyncio.run(rotate_cmd(cfg))
         identity = args.identity or f"{socket.gethostname()}-{os.getpid()}"
         take_conductor_priority(cfg)
         return asyncio.run(_daemon(reconcilers_cmd(cfg, identity)))

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from cli import ctl_config, ctl_files
+from cli import ctl_clouds, ctl_config, ctl_files
 from cli.ctl_client import ApiError, Client, Kind
 from cli.ctl_output import age, kind_cells, kind_columns, ready_column, table
 
@@ -144,20 +144,32 @@ async def cmd_apply(client: Client, args: argparse.Namespace) -> int:
         else:
             print(f"{ref_text(doc.obj)} {res['outcome']}{suffix}")
     if args.prune and not failed:
-        failed = not await _prune(client, docs, args.selector, args.dry_run)
+        failed = not await _prune(client, docs, args.selector, args.dry_run, args.project)
     return EXIT_FAILED if failed else EXIT_OK
 
 
 async def _prune(
-    client: Client, docs: list[ctl_files.Document], selector: str, dry_run: bool
+    client: Client,
+    docs: list[ctl_files.Document],
+    selector: str,
+    dry_run: bool,
+    project: str | None,
 ) -> bool:
+    """Deletes what an earlier apply made, the selector matches and the files no longer
+    hold, among what the caller may list: ``project``'s objects (every project's when
+    None) and the cluster's."""
     applied = {
         (d.obj["kind"], d.obj["metadata"].get("project") or None, d.obj["metadata"]["name"])
         for d in docs
     }
     ok = True
     for kind in (await client.kinds()).values():
-        items, _ = await client.list(kind, None, selector)
+        try:
+            items, _ = await client.list(kind, project, selector)
+        except ApiError as exc:
+            if exc.status == 403:
+                continue  # not the caller's to read, so none of it the caller's to prune
+            raise
         for obj in items:
             meta = obj["metadata"]
             key = (kind.kind, meta.get("project") or None, meta["name"])
@@ -514,6 +526,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="API server URL (default: $DESIRED_URL or the config file)")
     p.add_argument("--token", help="API token (default: $DESIRED_TOKEN or the config file)")
     p.add_argument("--config", help="config file with url: and token:")
+    p.add_argument(
+        "--os-cloud",
+        help="log in as this cloud of clouds.yaml (default: $OS_CLOUD); "
+        "the API is at its auth_url's server unless --url says otherwise",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     def scoped(sp: argparse.ArgumentParser) -> None:
@@ -583,7 +600,13 @@ COMMANDS = {
 
 
 async def run(args: argparse.Namespace) -> int:
-    cfg = ctl_config.load(args.url, args.token, args.config)
+    cloud = ctl_config.cloud_to_use(args.token, args.os_cloud)
+    if cloud:
+        cfg = await ctl_clouds.login(cloud, args.url)
+    else:
+        cfg = ctl_config.load(args.url, args.token, args.config)
+    if cfg.project and getattr(args, "project", "") is None:
+        args.project = cfg.project  # the cloud's project, unless -p names another
     client = Client(cfg)
     try:
         return await COMMANDS[args.command](client, args)
@@ -612,6 +635,9 @@ def main(argv: list[str] | None = None) -> int:
     except ctl_config.ConfigMissing as exc:
         err(str(exc))
         return EXIT_USAGE
+    except ctl_clouds.LoginFailed as exc:
+        err(str(exc))
+        return EXIT_FAILED
     except ctl_files.SpecFileError as exc:
         for line in exc.lines:
             err(line)

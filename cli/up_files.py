@@ -2,7 +2,10 @@
 
 Owns: ``<data-dir>/env`` (shell exports), ``<data-dir>/desiredctl.yaml``
 (desiredctl's config) and ``<data-dir>/clouds.yaml`` (OpenStack clients),
-written atomically with owner-only permissions since they hold credentials.
+written atomically with owner-only permissions since they hold credentials;
+writing them again with a new bootstrap token (``desired
+rotate-admin-token``); ``<data-dir>/etcd-url``, where ``up``'s etcd listens
+while it runs, for the commands that write to it.
 
 Must never: write outside the data dir.
 """
@@ -16,7 +19,8 @@ from pathlib import Path
 import yaml
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
+    """``text`` into ``path``, owner-only, all at once (a reader never sees half)."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -24,21 +28,49 @@ def _write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_client_files(
-    data_dir: Path, api_url: str, token: str, passwords: dict[str, str]
-) -> list[Path]:
+def _write_token_files(data_dir: Path, api_url: str, token: str) -> list[Path]:
+    """``env`` and ``desiredctl.yaml``: the files that hold the bootstrap token."""
     env = data_dir / "env"
     ctl = data_dir / "desiredctl.yaml"
-    clouds = data_dir / "clouds.yaml"
-    _write_private(
+    write_private(
         env,
         "# written by `desired up`; source it: . " + shlex.quote(str(env)) + "\n"
         f"export DESIRED_URL={shlex.quote(api_url)}\n"
         f"export DESIRED_TOKEN={shlex.quote(token)}\n"
-        f"export OS_CLIENT_CONFIG_FILE={shlex.quote(str(clouds))}\n",
+        f"export OS_CLIENT_CONFIG_FILE={shlex.quote(str(data_dir / 'clouds.yaml'))}\n",
     )
-    _write_private(ctl, yaml.safe_dump({"url": api_url, "token": token}))
-    _write_private(
+    write_private(ctl, yaml.safe_dump({"url": api_url, "token": token}))
+    return [env, ctl]
+
+
+def rewrite_token(data_dir: Path, token: str) -> list[Path]:
+    """``env`` and ``desiredctl.yaml`` again, with ``token`` and the API's URL they had;
+    nothing when ``desired up`` never wrote them."""
+    try:
+        written = yaml.safe_load((data_dir / "desiredctl.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    api_url = written.get("url") if isinstance(written, dict) else None
+    return _write_token_files(data_dir, str(api_url), token) if api_url else []
+
+
+def etcd_url_file(data_dir: Path) -> Path:
+    return data_dir / "etcd-url"
+
+
+def record_etcd_url(data_dir: Path, etcd_url: str) -> Path:
+    """Says where ``up``'s etcd listens (a new port at each start)."""
+    path = etcd_url_file(data_dir)
+    write_private(path, etcd_url + "\n")
+    return path
+
+
+def write_client_files(
+    data_dir: Path, api_url: str, token: str, passwords: dict[str, str]
+) -> list[Path]:
+    clouds = data_dir / "clouds.yaml"
+    env, ctl = _write_token_files(data_dir, api_url, token)
+    write_private(
         clouds,
         yaml.safe_dump(
             {

@@ -55,6 +55,9 @@ class ApiConfig:
     port: int = 8775
     #: the bootstrap admin token; empty: generated at first start and kept in the data dir
     admin_token: str = ""
+    #: seconds the bootstrap admin token lives after it was made (or rotated); after them
+    #: it is refused until ``desired rotate-admin-token`` makes a new one; 0: for ever
+    admin_token_ttl: int = 0
     #: seconds an identity token lives
     token_ttl: int = 3600
     #: the most servers one Compute API list answers (Nova's ``[api] max_limit``)

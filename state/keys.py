@@ -177,6 +177,12 @@ def identity_prefix() -> bytes:
     return f"{ROOT}/identity/".encode(_UTF8, _ANY)
 
 
+def admin_token() -> bytes:
+    """The bootstrap admin token's record (its hash and when it was made), which every API
+    server watches: a rotation is one write here."""
+    return f"{ROOT}/identity/admin-token".encode(_UTF8, _ANY)
+
+
 def revoked_prefix() -> bytes:
     return f"{ROOT}/identity/revoked/".encode(_UTF8, _ANY)
 

@@ -194,7 +194,7 @@ def test_a_joined_hostd_converges_its_own_and_is_refused_the_rest(up: Up, tmp_pa
     token = yaml.safe_load((up.data_dir / "desiredctl.yaml").read_text())["token"]
     demo = yaml.safe_load((up.data_dir / "clouds.yaml").read_text())["clouds"]["desired-demo"]
     member = _login(up, demo["auth"]["username"], demo["auth"]["password"])
-    assert _post(f"{up.url}/apis/v1/hosts/far/credentials", member) != 201
+    assert _post(f"{up.url}/apis/v1/hosts/far/credentials", member) == 403
     assert _post(f"{up.url}/apis/v1/hosts/x-sim-1/credentials", token) == 400
     creds = tmp_path / "far-credential"
     joined = subprocess.run(
