@@ -348,10 +348,10 @@ class EtcdClient:
             return None
         if self._token and self._token != stale:
             return self._token
+        self._open()  # (its lock belongs to the running event loop)
         async with self._authenticating:
             if self._token and self._token != stale:
                 return self._token  # another call authenticated meanwhile
-            self._open()
             call = self._unary.get("auth")
             if call is None:
                 call = self._unary["auth"] = self._method(

@@ -33,23 +33,29 @@ def proc_stat(pid: int, tid: int | None = None) -> list[str]:
     return text.rsplit(")", 1)[1].split()
 
 
+def secured_etcd(top: Path) -> EtcdServer:
+    """An etcd as desired runs its own: TLS to its CA alone, authentication on (tests
+    reach it as its root: ``client()``, ``env()``)."""
+    return EtcdServer(top / "etcd", pki=top / "pki", auth=True)
+
+
 @pytest.fixture(scope="session")
-def etcd_server() -> Iterator[EtcdServer]:
+def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
     """One etcd for the session; tests isolate themselves by clearing keys."""
-    with EtcdServer() as server:
+    with secured_etcd(tmp_path_factory.mktemp("etcd")) as server:
         yield server
 
 
 @pytest.fixture
-def fresh_etcd() -> Iterator[EtcdServer]:
+def fresh_etcd(tmp_path: Path) -> Iterator[EtcdServer]:
     """An etcd of this test's own, for tests that kill, restart or compact it."""
-    with EtcdServer() as server:
+    with secured_etcd(tmp_path) as server:
         yield server
 
 
 @pytest.fixture
 async def etcd(etcd_server: EtcdServer) -> AsyncIterator[EtcdClient]:
-    client = EtcdClient(etcd_server.url)
+    client = etcd_server.client()
     await client.delete(b"\0", b"\0")  # every key: each test starts empty
     yield client
     await client.close()

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from cli.up_etcd import secure
 from fixtures.etcd import EtcdServer
 from state import keys
 from state.envelope import condition
@@ -64,10 +65,11 @@ async def ready_count(store: Store) -> int:
     return sum(1 for o in items if (c := condition(o, "Ready")) and c["status"] == "True")
 
 
-async def burst_with_faults(etcd_url: str, data: Path, first: list[Proc], then: list[Proc]) -> None:
+async def burst_with_faults(
+    etcd: EtcdClient, data: Path, first: list[Proc], then: list[Proc]
+) -> None:
     """Kills ``first`` once 20 instances are Ready, ``then`` a second after the rest of the
     burst was created (each with SIGKILL, each started again at once)."""
-    etcd = EtcdClient(etcd_url)
     store = Store(etcd)
     await store.create(
         {
@@ -161,11 +163,14 @@ async def burst_with_faults(etcd_url: str, data: Path, first: list[Proc], then: 
 def test_kill9_mid_burst_converges(tmp_path: Path, layout: str) -> None:
     """One ``desired reconcilers`` killed mid-burst, then hostd; or, with the conductor in a
     process of its own (the layout docs/reconcilers.md recommends), the scheduler's
-    process, then the conductor's and hostd."""
-    with EtcdServer() as etcd:
+    process, then the conductor's and hostd. etcd is secured as ``desired up``'s, each
+    process with its part's etcd user."""
+    with EtcdServer(tmp_path / "etcd", pki=tmp_path / "pki") as etcd:
+        creds = asyncio.run(secure(etcd, "fault", 10.0))
         env = dict(
             os.environ,
             DESIRED_ETCD_URL=etcd.url,
+            DESIRED_ETCD_CREDENTIALS=str(creds.reconcilers.ca_file.parent),
             DESIRED_DATA_DIR=str(tmp_path),
             DESIRED_HOSTD_NAME="fault",
         )
@@ -181,10 +186,14 @@ def test_kill9_mid_burst_converges(tmp_path: Path, layout: str) -> None:
                 Proc(["reconcilers"], {**env, "DESIRED_RECONCILERS_RUN": run})
                 for run in ("scheduler,gitsync,network", "conductor")
             ]
-        hostd = Proc(["hostd", "--simulate", "4"], env)
+        hostd = Proc(
+            ["hostd", "--simulate", "4"],
+            {**env, "DESIRED_ETCD_CREDENTIALS": str(creds.hostd.ca_file.parent)},
+        )
         first, then = reconcilers[:1], [*reconcilers[1:], hostd]
         try:
-            asyncio.run(burst_with_faults(etcd.url, tmp_path, first, then))
+            client = EtcdClient(etcd.url, credentials=creds.apiserver)
+            asyncio.run(burst_with_faults(client, tmp_path, first, then))
         finally:
             for proc in [*reconcilers, hostd]:
                 proc.stop()

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
+from pathlib import Path
 
 from reconcilers.runtime.leader import LeaderElector
 from state.etcd import EtcdClient
+from state.etcd_tls import Credentials
 
 
 async def main(url: str, identity: str, ttl: int) -> None:
-    etcd = EtcdClient(url, timeout=2)
+    creds = os.environ.get("DESIRED_ETCD_CREDENTIALS")
+    etcd = EtcdClient(url, timeout=2, credentials=Credentials.read(Path(creds)) if creds else None)
 
     def changed(leading: bool) -> None:
         print(("LEADER " if leading else "FOLLOWER ") + identity, flush=True)

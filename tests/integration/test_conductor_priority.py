@@ -24,7 +24,7 @@ def start(etcd: EtcdServer, data: Path, run: str, **env: str) -> subprocess.Pope
         [str(BIN / "desired"), "reconcilers"],
         env={
             **os.environ,
-            "DESIRED_ETCD_URL": etcd.url,
+            **etcd.env(),
             "DESIRED_DATA_DIR": str(data),
             "DESIRED_RECONCILERS_RUN": run,
             **env,

@@ -25,7 +25,6 @@ from reconcilers.runtime.manager import Manager
 from state.apply import apply
 from state.envelope import Ref
 from state.errors import NotFound
-from state.etcd import EtcdClient
 from state.store import Store
 from state.validation import validate
 
@@ -66,12 +65,13 @@ class Mirror:
 
 
 class Convergence(RuleBasedStateMachine):
-    etcd_url = ""
+    server: EtcdServer | None = None
 
     def __init__(self) -> None:
         super().__init__()
         self.runner = asyncio.Runner()
-        self.etcd = EtcdClient(self.etcd_url)
+        assert self.server is not None
+        self.etcd = self.server.client()
         self.store = Store(self.etcd)
         self.model: dict[str, int] = {}
         self.runner.run(self.etcd.delete(b"\0", b"\0"))
@@ -153,7 +153,7 @@ class Convergence(RuleBasedStateMachine):
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_random_histories_converge_like_the_model(etcd_server: EtcdServer) -> None:
-    Convergence.etcd_url = etcd_server.url
+    Convergence.server = etcd_server
     run_state_machine_as_test(
         Convergence, settings=settings(max_examples=20, stateful_step_count=15, deadline=None)
     )

@@ -25,7 +25,9 @@ TOKEN = "ctl-test-token"
 
 @pytest.fixture(scope="module")
 def api_url(etcd_server: EtcdServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with ApiServerProcess(etcd_server.url, tmp_path_factory.mktemp("api"), TOKEN) as api:
+    with ApiServerProcess(
+        etcd_server.url, tmp_path_factory.mktemp("api"), TOKEN, etcd_server.env()
+    ) as api:
         yield api.url
 
 

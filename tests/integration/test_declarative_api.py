@@ -22,7 +22,7 @@ TOKEN = "test-admin-token"
 @pytest.fixture
 async def api(etcd: EtcdClient) -> AsyncIterator[aiohttp.ClientSession]:
     async with (
-        serving(make_app(EtcdClient(etcd.url), TOKEN)) as base,
+        serving(make_app(EtcdClient(etcd.url, credentials=etcd.credentials), TOKEN)) as base,
         aiohttp.ClientSession(
             base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}
         ) as session,

@@ -47,7 +47,7 @@ async def test_a_range_larger_than_grpcs_default_message_limit_is_read(clean: Et
 
 
 async def test_a_read_at_a_compacted_revision_is_gone(fresh_etcd: EtcdServer) -> None:
-    client = EtcdClient(fresh_etcd.url)
+    client = fresh_etcd.client()
     try:
         first = await client.put(PREFIX + b"k", b"1")
         latest = await client.put(PREFIX + b"k", b"2")
@@ -76,7 +76,7 @@ async def test_a_revoked_lease_is_not_found_and_revoking_again_is_fine(etcd: Etc
 def test_one_client_serves_one_event_loop_after_another(etcd_server: EtcdServer) -> None:
     """A gRPC channel belongs to the event loop it was made on: a client used from a
     second loop makes itself a new one."""
-    client = EtcdClient(etcd_server.url)
+    client = etcd_server.client()
     assert asyncio.run(client.put(PREFIX + b"loop", b"1")) > 0
     assert asyncio.run(client.get(PREFIX + b"loop")).value == b"1"  # type: ignore[union-attr]
     asyncio.run(client.delete(PREFIX + b"loop"))
@@ -86,7 +86,7 @@ def test_one_client_serves_one_event_loop_after_another(etcd_server: EtcdServer)
 async def test_calls_fail_while_etcd_is_away_and_work_a_moment_after_it_returns(
     fresh_etcd: EtcdServer,
 ) -> None:
-    client = EtcdClient(fresh_etcd.url, timeout=1)
+    client = fresh_etcd.client(timeout=1)
     try:
         await client.put(PREFIX + b"k", b"1")
         fresh_etcd.kill()

@@ -12,11 +12,9 @@ import aiohttp
 from aiohttp import web
 
 from apiserver import identity
-from fixtures.etcd import EtcdServer
 from state.envelope import Ref
-from state.etcd import EtcdClient
 from state.store import Store
-from tests.conftest import serving
+from tests.conftest import secured_etcd, serving
 from tests.integration.test_compute_api import token_of
 from tests.integration.test_compute_servers import Nova
 from tests.integration.test_hostd import flavor_and_image
@@ -25,8 +23,8 @@ from tests.integration.test_identity import api_cloud, make_user
 
 async def test_tokens_of_an_external_keystone(store: Store, tmp_path: Path) -> None:
     await flavor_and_image(store)
-    with EtcdServer() as other_etcd:
-        keystone_store = Store(EtcdClient(other_etcd.url))
+    with secured_etcd(tmp_path / "keystone-etcd") as other_etcd:
+        keystone_store = Store(other_etcd.client())
         await keystone_store.create({"kind": "Project", "metadata": {"name": "team"}, "spec": {}})
         await make_user(keystone_store, "alice", [{"role": "member", "project": "team"}])
         team = await keystone_store.get(Ref("Project", None, "team"))

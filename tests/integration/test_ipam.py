@@ -146,7 +146,7 @@ def test_allocations_and_releases_never_share_an_address(
     gets its address, and a pool is called exhausted only when it is full."""
 
     async def run() -> None:
-        etcd = EtcdClient(etcd_server.url)
+        etcd = etcd_server.client()
         net = _spec_only(cidr)
         size = ipam.Pool.of(net["spec"]).size
         uids = [str(uuid.uuid4()) for _ in range(8)]

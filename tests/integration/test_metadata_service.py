@@ -99,7 +99,9 @@ async def metadata(store: Store, tmp_path: Path) -> AsyncIterator[tuple[str, lis
     async with conductor(store.etcd, sql_url):
         views = ComputeViews(sql_url)
         await eventually(lambda: views.server_ref(b["metadata"]["uid"]))
-        app = make_app(Store(EtcdClient(store.etcd.url)), views, SECRET)  # closes both
+        app = make_app(
+            Store(EtcdClient(store.etcd.url, credentials=store.etcd.credentials)), views, SECRET
+        )  # closes both
         async with serving(app) as base:
             yield base, [a, b]
 

@@ -52,7 +52,12 @@ async def _api(store: Store, tmp_path: Path, cfg: IdentityConfig) -> AsyncIterat
     """An API server with this identity config: its base URL and its ``Identity``."""
     sql_url = f"sqlite:///{tmp_path / 'api.sqlite'}"
     await asyncio.to_thread(upgrade, sql_url)
-    app = make_app(EtcdClient(store.etcd.url), "t", sql_url=sql_url, identity_config=cfg)
+    app = make_app(
+        EtcdClient(store.etcd.url, credentials=store.etcd.credentials),
+        "t",
+        sql_url=sql_url,
+        identity_config=cfg,
+    )
     async with serving(app) as base:
         yield base, app[IDENTITY]
 

@@ -183,21 +183,26 @@ async def test_clean_shutdown_waits_for_reconciles_in_hand(store: Store) -> None
 
 
 class Replica:
-    def __init__(self, url: str, identity: str, ttl: int) -> None:
+    def __init__(self, etcd: EtcdClient, identity: str, ttl: int) -> None:
+        creds = (
+            {"DESIRED_ETCD_CREDENTIALS": str(etcd.credentials.ca_file.parent)}
+            if etcd.credentials
+            else {}
+        )
         self.identity = identity
         self.lines: list[tuple[float, str]] = []
         self.proc = subprocess.Popen(
             [
                 sys.executable,
                 str(ROOT / "tests/integration/leader_proc.py"),
-                url,
+                etcd.url,
                 identity,
                 str(ttl),
             ],
             stdout=subprocess.PIPE,
             text=True,
             cwd=ROOT,
-            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+            env=dict(os.environ, PYTHONPATH=str(ROOT), **creds),
         )
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -229,9 +234,9 @@ async def wait_for(cond, timeout: float) -> None:  # type: ignore[no-untyped-def
 @pytest.mark.parametrize("how", ["kill -9", "clean stop"])
 async def test_leader_failover_between_processes(etcd: EtcdClient, how: str) -> None:
     ttl = 2
-    a = Replica(etcd.url, "a", ttl)
+    a = Replica(etcd, "a", ttl)
     await wait_for(lambda: a.said("LEADER"), 10)
-    b = Replica(etcd.url, "b", ttl)
+    b = Replica(etcd, "b", ttl)
     try:
         await wait_for(lambda: b.said("STARTED"), 10)
         await asyncio.sleep(0.5)

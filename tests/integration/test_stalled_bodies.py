@@ -23,7 +23,9 @@ def api(
     etcd_server: EtcdServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ApiServerProcess]:
     env = {"DESIRED_API_BODY_TIMEOUT": str(STALL)}
-    with ApiServerProcess(etcd_server.url, tmp_path_factory.mktemp("api"), TOKEN, env) as proc:
+    with ApiServerProcess(
+        etcd_server.url, tmp_path_factory.mktemp("api"), TOKEN, {**etcd_server.env(), **env}
+    ) as proc:
         yield proc
 
 

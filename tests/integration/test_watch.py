@@ -115,7 +115,7 @@ async def test_watch_from_compacted_revision_is_gone(store: Store, etcd: EtcdCli
 async def test_watch_resumes_across_etcd_restart_without_loss_or_duplicates(
     fresh_etcd: EtcdServer,
 ) -> None:
-    client = EtcdClient(fresh_etcd.url, timeout=2)
+    client = fresh_etcd.client(timeout=2)
     store = Store(client)
     watch = ObjectWatch(client, "KeyPair", retry_delay=0.05, max_retry_delay=0.2)
     async with collecting(watch) as c:
@@ -208,8 +208,8 @@ async def test_watches_sharing_a_stream_relist_when_it_resumes_after_compaction(
     """The watches of one client share one etcd stream. It breaks (etcd restarts), and
     before it resumes the history it needs is compacted: each of them re-lists and emits
     exactly the differences, then goes on from there."""
-    client = EtcdClient(fresh_etcd.url, timeout=2)
-    other = EtcdClient(fresh_etcd.url, timeout=2)
+    client = fresh_etcd.client(timeout=2)
+    other = fresh_etcd.client(timeout=2)
     store = Store(other)
     await _four(store)
     # the first watch of the client sets the shared stream's delay before it resumes
@@ -261,7 +261,7 @@ async def test_a_watch_response_longer_than_a_line_limit_is_delivered(
 
 async def test_hundreds_of_watch_streams_on_one_client_all_deliver(etcd: EtcdClient) -> None:
     """hostd runs one watch stream per simulated host on one client: none may starve."""
-    client = EtcdClient(etcd.url)
+    client = EtcdClient(etcd.url, credentials=etcd.credentials)
     start = await client.revision() + 1
     keys = [f"/test/streams/{i:04d}".encode() for i in range(300)]
 
