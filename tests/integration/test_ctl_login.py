@@ -30,7 +30,9 @@ TOKEN = "ctl-login-bootstrap-token"
 
 @pytest.fixture(scope="module")
 def api_url(etcd_server: EtcdServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with ApiServerProcess(etcd_server.url, tmp_path_factory.mktemp("api"), TOKEN) as api:
+    with ApiServerProcess(
+        etcd_server.url, tmp_path_factory.mktemp("api"), TOKEN, etcd_server.env()
+    ) as api:
         yield api.url
 
 
@@ -229,10 +231,12 @@ async def _status(url: str, token: str) -> int:
 async def test_rotate_admin_token(etcd_server: EtcdServer, store: Store, tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    with ApiServerProcess(etcd_server.url, tmp_path / "api", "first-token") as api:
+    with ApiServerProcess(
+        etcd_server.url, tmp_path / "api", "first-token", etcd_server.env()
+    ) as api:
         write_client_files(data_dir, api.url, "first-token", {})
         assert await _status(api.url, "first-token") == 200
-        env = _env(DESIRED_ETCD_URL=etcd_server.url, DESIRED_DATA_DIR=str(data_dir))
+        env = _env(**etcd_server.env(), DESIRED_DATA_DIR=str(data_dir))
         r = await run(str(BIN / "desired"), "rotate-admin-token", env=env)
         assert r.code == 0, r.err
         assert f"a new admin token is in {data_dir / 'admin-token'}" in r.out
