@@ -17,12 +17,13 @@ from pathlib import Path
 from apiserver.admin_token import rotate
 from apiserver.auth import admin_token_file
 from cli.up_etcd import credentials_of, pki_dir
-from cli.up_files import etcd_url_file, rewrite_token, write_private
+from cli.up_files import etcd_url_file, rewrite_token
 from state.config import Config
 from state.errors import DesiredError, Unavailable
 from state.etcd import EtcdClient
 from state.etcd_roles import APISERVER
 from state.etcd_tls import Credentials
+from state.private_files import write_private
 
 
 class NoEtcd(DesiredError):

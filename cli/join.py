@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from state.errors import DesiredError
-from state.etcd_tls import write_private
+from state.private_files import write_private
 
 
 def join(api_url: str, token: str, host: str, into: Path) -> str:

@@ -12,20 +12,12 @@ Must never: write outside the data dir.
 
 from __future__ import annotations
 
-import os
 import shlex
 from pathlib import Path
 
 import yaml
 
-
-def write_private(path: Path, text: str) -> None:
-    """``text`` into ``path``, owner-only, all at once (a reader never sees half)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+from state.private_files import write_private
 
 
 def _write_token_files(data_dir: Path, api_url: str, token: str) -> list[Path]:

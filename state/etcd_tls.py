@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,26 +26,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from state.private_files import write_private
+
 #: a CA lives this long; the certificates it signs, LEAF_DAYS (renewed by ``desired up``
 #: when less than RENEW_DAYS are left)
 CA_DAYS = 3650
 LEAF_DAYS = 825
 RENEW_DAYS = 30
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Writes ``data`` to ``path``, readable and writable by this user alone, in a 0700
-    directory; the old file, if any, is replaced in one rename."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path.parent.chmod(0o700)
-    part = path.with_name(path.name + ".part")
-    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    part.replace(path)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,8 @@ from state import etcd_roles, keys
 from state.config import load
 from state.errors import DesiredError, Forbidden
 from state.etcd import EtcdClient, prefix_end
-from state.etcd_tls import Authority, Credentials, write_private
+from state.etcd_tls import Authority, Credentials
+from state.private_files import write_private
 from tests.e2e.up_process import BIN, Up, ctl
 
 pytestmark = pytest.mark.skipif(

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -22,6 +21,7 @@ from fixtures.etcd import EtcdServer
 from state.envelope import Ref
 from state.store import Store
 from tests.conftest import eventually
+from tests.integration.test_ctl import Result
 from tests.integration.test_identity import make_user
 
 BIN = Path(sys.executable).parent
@@ -34,13 +34,6 @@ def api_url(etcd_server: EtcdServer, tmp_path_factory: pytest.TempPathFactory) -
         etcd_server.url, tmp_path_factory.mktemp("api"), TOKEN, etcd_server.env()
     ) as api:
         yield api.url
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
 
 
 def clouds_yaml(path: Path, api_url: str) -> Path:
