@@ -1,11 +1,13 @@
 """What etcd's TLS and authentication cost: three benchmarks run with them off, then on.
 
-Runs, each as a process of its own and each twice in a row (plain etcd, then
-etcd as ``desired up`` runs it: TLS, authentication, a user per part):
+Runs, each as a process of its own, ``--rounds`` times both ways in turn
+(plain etcd, then etcd as ``desired up`` runs it: TLS, authentication, a user
+per part), so that what else the machine does falls on both alike:
 ``benchmarks.apply_throughput`` (apply throughput), ``benchmarks.compute_api``
 (``POST /servers`` throughput, token validation p50) and
 ``benchmarks.instance_burst`` (the burst over simulated hosts). Prints each
-figure both ways and the secured one's share of the plain one.
+round's figures both ways, then their medians and the secured one's share of
+the plain one.
 
     .venv/bin/python -m benchmarks.etcd_security
     .venv/bin/python -m benchmarks.etcd_security --quick   # smaller runs, for a look
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import statistics
 import subprocess
 import sys
 
@@ -58,14 +61,27 @@ def figures(name: str, args: list[str], secure: bool) -> dict[str, float]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smaller runs")
+    p.add_argument("--rounds", type=int, default=3, help="runs of each, both ways in turn")
     args = p.parse_args()
     print(f"{'figure':34s} {'plain':>10s} {'TLS+auth':>10s} {'share':>7s}")
     for name, (full, quick, _) in RUNS.items():
         chosen = quick if args.quick else full
-        plain, secured = figures(name, chosen, False), figures(name, chosen, True)
-        for label, value in plain.items():
-            share = secured[label] / value * 100 if value else 0.0
-            print(f"{label:34s} {value:10.1f} {secured[label]:10.1f} {share:6.0f} %", flush=True)
+        runs: dict[bool, list[dict[str, float]]] = {False: [], True: []}
+        for i in range(args.rounds):
+            for secure in (False, True):
+                runs[secure].append(figures(name, chosen, secure))
+            for label in runs[False][-1]:
+                plain, secured = runs[False][-1][label], runs[True][-1][label]
+                print(
+                    f"{label + f' (round {i + 1})':34s} {plain:10.1f} {secured:10.1f}", flush=True
+                )
+        for label in runs[False][0]:
+            plain = statistics.median(r[label] for r in runs[False])
+            secured = statistics.median(r[label] for r in runs[True])
+            share = secured / plain * 100 if plain else 0.0
+            print(
+                f"{label + ', median':34s} {plain:10.1f} {secured:10.1f} {share:6.0f} %", flush=True
+            )
 
 
 if __name__ == "__main__":
