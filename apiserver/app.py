@@ -16,7 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from apiserver import declarative, host_credentials, identity, images
+from apiserver import declarative, host_credentials, identity, images, keystone_admin
 from apiserver.admin_token import AdminToken
 from apiserver.body_deadline import DEFAULT_SECONDS, body_deadline
 from apiserver.compute import app as compute_app
@@ -94,7 +94,9 @@ def make_app(
         PasswordChecks(idc.password_check_workers, idc.password_check_queue),
     )
     root[identity.IDENTITY] = ident  # (also here: tests read its password checks)
-    root.add_subapp("/identity", identity.make_app(ident))
+    identity_app = identity.make_app(ident)
+    keystone_admin.add_routes(identity_app)
+    root.add_subapp("/identity", identity_app)
     tokens: TokenChecker = (
         ExternalTokens(Store(etcd), keystone_url, keystone_cache_seconds) if keystone_url else ident
     )

@@ -15,7 +15,7 @@ project's own limits: Nova's ``os-quota-sets:update`` is admin's) and
 GitSources (gitsync applies a repository's objects with the cloud's rights);
 of the cluster-scoped kinds, readers read Flavors and public Images (Nova
 and Glance show them to every user), the others (Host: ``os-hypervisors``,
-Aggregate, QuotaClass, Project, User, a cluster GitSource) are admin's alone;
+Aggregate, QuotaClass, Project, User, Role, a cluster GitSource) are admin's alone;
 every cluster-scoped object is admin's to write; a list or watch across
 every project is admin's (Kubernetes' 403 for a cluster-wide list).
 Some fields are admin's to set even on a member's object (``ADMIN_FIELDS``):

@@ -34,26 +34,29 @@ from typing import Any
 from aiohttp import web
 
 from apiserver import request_text
-from apiserver.token_users import TokenUsers
+from apiserver.token_users import Holder, TokenUsers
 from apiserver.tokens import Token, decode, encode
 from apiserver.urls import base_url
 from state import keys
 from state.envelope import Obj, Ref
-from state.errors import DesiredError, Unavailable
+from state.errors import DesiredError, Invalid, Unavailable
 from state.etcd import Put, absent
 from state.keywatch import BOOKMARK, DELETE, KeyWatch
 from state.lockout import Failures, LockoutPolicy, Lockouts
 from state.passwords import PasswordChecks
+from state.roles import implied, role_id
 from state.store import Store
 
 DOMAIN = {"id": "default", "name": "Default"}
-#: roles and what they imply
-IMPLIED = {"admin": ("admin", "member", "reader"), "member": ("member", "reader")}
-#: every role there is: the implied ones and ``service`` (desired's daemons)
-ROLES = (*IMPLIED["admin"], "service")
-ROLE_IDS = {r: uuid.uuid5(uuid.NAMESPACE_URL, f"desired:role:{r}").hex for r in ROLES}
 MEDIA = [{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}]
-_TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found"}
+_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    409: "Conflict",
+    503: "Service Unavailable",
+}
 
 
 class KeystoneError(Exception):
@@ -63,7 +66,8 @@ class KeystoneError(Exception):
         self.message = message
 
 
-def _fail(code: int, message: str) -> KeystoneError:
+def fail(code: int, message: str) -> KeystoneError:
+    """Keystone's error ``code`` with ``message``, to raise."""
     return KeystoneError(code, message)
 
 
@@ -72,7 +76,7 @@ def _object(value: Any, what: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise _fail(400, f"{what} must be an object")
+        raise fail(400, f"{what} must be an object")
     return value
 
 
@@ -117,7 +121,7 @@ class Identity:
         self.lockouts = Lockouts(store.etcd, lockout or LockoutPolicy())
         self.checks = checks or PasswordChecks()
         #: the users tokens stand for, as they are now
-        self.users = TokenUsers(store, _implied)
+        self.users = TokenUsers(store, implied)
 
     async def signing_key(self) -> bytes:
         """The cloud's token key, read (or made, by the first API server) at first use, so
@@ -152,9 +156,23 @@ class Identity:
         token = decode(text, await self.signing_key()) if text else None
         if token is None or token.audit_id in self.revoked:
             return None
-        if not await self.users.holds(token, keystone_id_of):
+        if not await self.users.holds(token, keystone_id_of) and not await self._holds_now(token):
             return None  # its user was deleted or disabled, or lost a role it carries
         return token
+
+    async def _holds_now(self, token: Token) -> bool:
+        """Whether etcd's User still holds ``token``: asked when the watched users refuse it,
+        since their watch may not have seen a write just made (a user created, a role
+        granted through this API) when its token comes back."""
+        user = await self.store.get_or_none(Ref("User", None, token.user))
+        if user is None:
+            return False
+        holder = Holder.of(user)
+        return (
+            holder.enabled
+            and keystone_id_of(holder.uid) == token.user_id
+            and set(token.roles) <= holder.roles_for(token.project, implied)
+        )
 
     async def revoke(self, token: Token) -> None:
         ttl = max(1, int(token.expires - time.time()) + 1)
@@ -180,7 +198,7 @@ class Identity:
             ):
                 return None
             return await self.store.get_or_none(Ref(kind, None, str(ident["name"])))
-        raise _fail(400, f"a {kind.lower()} needs an id, or a name and a domain")
+        raise fail(400, f"a {kind.lower()} needs an id, or a name and a domain")
 
     async def authenticate(self, body: Any) -> Token:
         try:
@@ -188,24 +206,24 @@ class Identity:
             identity = auth["identity"]
             methods = identity["methods"]
         except (KeyError, TypeError):
-            raise _fail(400, "expected {'auth': {'identity': {'methods': [...], ...}}}") from None
+            raise fail(400, "expected {'auth': {'identity': {'methods': [...], ...}}}") from None
         user: Obj | None
         if not isinstance(identity, dict) or not isinstance(methods, list):
-            raise _fail(400, "expected {'auth': {'identity': {'methods': [...], ...}}}")
+            raise fail(400, "expected {'auth': {'identity': {'methods': [...], ...}}}")
         if "password" in methods:
             user_ref = _object(_object(identity.get("password"), "password").get("user"), "user")
             user = await self._password_user(user_ref)
         elif "token" in methods:
             old = await self.check(str(_object(identity.get("token"), "token").get("id", "")))
             if old is None:
-                raise _fail(401, "The request you have made requires authentication.")
+                raise fail(401, "The request you have made requires authentication.")
             user = await self.store.get_or_none(Ref("User", None, old.user))
             if user is None:
-                raise _fail(401, "The request you have made requires authentication.")
+                raise fail(401, "The request you have made requires authentication.")
         else:
-            raise _fail(401, f"unsupported authentication methods {methods}; use password")
+            raise fail(401, f"unsupported authentication methods {methods}; use password")
         if not user["spec"].get("enabled", True):
-            raise _fail(401, "The request you have made requires authentication.")
+            raise fail(401, "The request you have made requires authentication.")
         return await self._scoped(user, auth.get("scope"))
 
     async def _password_user(self, user_ref: dict[str, Any]) -> Obj:
@@ -214,19 +232,19 @@ class Identity:
         found = await self._by_id_or_name("User", user_ref)
         password = user_ref.get("password")
         if not isinstance(password, str):
-            raise _fail(401, "The request you have made requires authentication.")
+            raise fail(401, "The request you have made requires authentication.")
         if found is None:
             await self.checks.verify(password, None)  # as long as a known user's check
-            raise _fail(401, "The request you have made requires authentication.")
+            raise fail(401, "The request you have made requires authentication.")
         uid = str(found["metadata"]["uid"])
         lockable = not found["spec"].get("ignoreLockoutFailureAttempts", False)
         failures = await self.lockouts.read(uid) if lockable else Failures()
         if self.lockouts.locked(failures):
-            raise _fail(401, f"The account is locked for user: {keystone_id(found)}.")
+            raise fail(401, f"The account is locked for user: {keystone_id(found)}.")
         if not await self.checks.verify(password, found["spec"].get("passwordHash")):
             if lockable:
                 self.lockouts.failed_soon(uid, failures)  # written after the answer
-            raise _fail(401, "The request you have made requires authentication.")
+            raise fail(401, "The request you have made requires authentication.")
         await self.lockouts.succeeded(uid, failures)
         return found
 
@@ -244,26 +262,28 @@ class Identity:
         if not scope or scope == "unscoped":
             return Token(project_id="", project="", roles=(), **base)
         if not isinstance(scope, dict):
-            raise _fail(400, "scope must be an object or 'unscoped'")
+            raise fail(400, "scope must be an object or 'unscoped'")
         if "system" in scope or "domain" in scope:
-            roles = _implied(cloud_roles)
+            roles = implied(cloud_roles)
             if not roles:
-                raise _fail(401, "the user has no role on the whole cloud")
+                raise fail(401, "the user has no role on the whole cloud")
             return Token(project_id="", project="", roles=roles, system=True, **base)
         project = await self._by_id_or_name("Project", scope.get("project") or {})
         if project is None or not project["spec"].get("enabled", True):
-            raise _fail(401, "the project asked for does not exist or is disabled")
+            raise fail(401, "the project asked for does not exist or is disabled")
         name = project["metadata"]["name"]
-        roles = _implied(cloud_roles | {a["role"] for a in assignments if a.get("project") == name})
+        roles = implied(cloud_roles | {a["role"] for a in assignments if a.get("project") == name})
         if not roles:
-            raise _fail(401, f"the user has no role on project {name}")
+            raise fail(401, f"the user has no role on project {name}")
         return Token(project_id=keystone_id(project), project=name, roles=roles, **base)
 
     async def projects_of(self, token: Token) -> list[Obj]:
         """The projects the token's user may scope to (every project for cloud admins)."""
         user = await self.store.get_or_none(Ref("User", None, token.user))
-        if user is None:
-            return []
+        return [] if user is None else await self.projects_of_user(user)
+
+    async def projects_of_user(self, user: Obj) -> list[Obj]:
+        """The projects ``user`` may scope to (every project for cloud admins)."""
         assignments = user["spec"].get("roles") or []
         everything = any(not a.get("project") and a["role"] == "admin" for a in assignments)
         names = {a.get("project") for a in assignments}
@@ -272,13 +292,6 @@ class Identity:
             for p in (await self.store.list("Project")).items
             if everything or p["metadata"]["name"] in names
         ]
-
-
-def _implied(roles: set[str]) -> tuple[str, ...]:
-    out: set[str] = set()
-    for r in roles:
-        out.update(IMPLIED.get(r, (r,)))
-    return tuple(sorted(out))
 
 
 def catalog(base: str) -> list[dict[str, Any]]:
@@ -327,7 +340,7 @@ def token_body(token: Token, base: str) -> dict[str, Any]:
     if token.system:
         body["system"] = {"all": True}
     if token.project_id or token.system:
-        body["roles"] = [{"id": ROLE_IDS[r], "name": r} for r in token.roles]
+        body["roles"] = [{"id": role_id(r), "name": r} for r in token.roles]
         body["catalog"] = catalog(base)
     return {"token": body}
 
@@ -369,10 +382,11 @@ async def version(request: web.Request) -> web.Response:
     return web.json_response({"version": _version(request)})
 
 
-async def _caller(request: web.Request) -> Token:
+async def caller(request: web.Request) -> Token:
+    """The token of the request's ``X-Auth-Token``; Keystone's 401 without a good one."""
     token = await request.app[IDENTITY].check(request.headers.get("X-Auth-Token", ""))
     if token is None:
-        raise _fail(401, "The request you have made requires authentication.")
+        raise fail(401, "The request you have made requires authentication.")
     return token
 
 
@@ -380,7 +394,7 @@ async def issue(request: web.Request) -> web.Response:
     try:
         body = await request_text.decode(await request.read())
     except ValueError:
-        raise _fail(400, "the request body is not JSON") from None
+        raise fail(400, "the request body is not JSON") from None
     identity = request.app[IDENTITY]
     token = await identity.authenticate(body)
     return web.json_response(
@@ -391,10 +405,10 @@ async def issue(request: web.Request) -> web.Response:
 
 
 async def validate(request: web.Request) -> web.Response:
-    await _caller(request)
+    await caller(request)
     subject = await request.app[IDENTITY].check(request.headers.get("X-Subject-Token", ""))
     if subject is None:
-        raise _fail(404, "Could not find token.")
+        raise fail(404, "Could not find token.")
     if request.method == "HEAD":
         return web.Response(status=200)
     return web.json_response(
@@ -404,17 +418,17 @@ async def validate(request: web.Request) -> web.Response:
 
 
 async def revoke(request: web.Request) -> web.Response:
-    await _caller(request)
+    await caller(request)
     identity = request.app[IDENTITY]
     subject = await identity.check(request.headers.get("X-Subject-Token", ""))
     if subject is None:
-        raise _fail(404, "Could not find token.")
+        raise fail(404, "Could not find token.")
     await identity.revoke(subject)
     return web.Response(status=204)
 
 
 async def auth_projects(request: web.Request) -> web.Response:
-    token = await _caller(request)
+    token = await caller(request)
     base = base_url(request)
     projects = await request.app[IDENTITY].projects_of(token)
     return web.json_response(
@@ -426,42 +440,8 @@ async def auth_projects(request: web.Request) -> web.Response:
 
 
 async def auth_catalog(request: web.Request) -> web.Response:
-    await _caller(request)
+    await caller(request)
     return web.json_response({"catalog": catalog(base_url(request))})
-
-
-async def list_projects(request: web.Request) -> web.Response:
-    token = await _caller(request)
-    base = base_url(request)
-    mine = await request.app[IDENTITY].projects_of(token)
-    visible = (
-        mine
-        if "admin" not in token.roles
-        else (await request.app[IDENTITY].store.list("Project")).items
-    )
-    name = request.query.get("name")
-    shown = [p for p in visible if name is None or p["metadata"]["name"] == name]
-    return web.json_response(
-        {
-            "projects": [project_body(p, base) for p in shown],
-            "links": {"self": f"{base}/identity/v3/projects", "next": None, "previous": None},
-        }
-    )
-
-
-async def show_project(request: web.Request) -> web.Response:
-    token = await _caller(request)
-    identity = request.app[IDENTITY]
-    wanted = request.match_info["project_id"]
-    allowed = (
-        (await identity.store.list("Project")).items
-        if "admin" in token.roles
-        else await identity.projects_of(token)
-    )
-    for p in allowed:
-        if keystone_id(p) == wanted:
-            return web.json_response({"project": project_body(p, base_url(request))})
-    raise _fail(404, f"Could not find project: {wanted}.")
 
 
 @web.middleware
@@ -475,10 +455,11 @@ async def keystone_errors(request: web.Request, handler: Any) -> web.StreamRespo
             status=exc.code,
         )
     except DesiredError as exc:
-        title = {404: "Not Found", 503: "Service Unavailable"}.get(exc.status, "Error")
+        # a spec its schema or admission refuses is Keystone's validation error
+        code = 400 if isinstance(exc, Invalid) else exc.status
         return web.json_response(
-            {"error": {"code": exc.status, "message": exc.message, "title": title}},
-            status=exc.status,
+            {"error": {"code": code, "message": exc.message, "title": _TITLES.get(code, "Error")}},
+            status=code,
         )
 
 
@@ -510,6 +491,4 @@ def make_app(identity: Identity) -> web.Application:
     app.router.add_delete("/v3/auth/tokens", revoke)
     app.router.add_get("/v3/auth/projects", auth_projects)
     app.router.add_get("/v3/auth/catalog", auth_catalog)
-    app.router.add_get("/v3/projects", list_projects)
-    app.router.add_get("/v3/projects/{project_id}", show_project)
     return app

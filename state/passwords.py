@@ -2,8 +2,8 @@
 
 Owns: the ``pbkdf2_sha256$<iterations>$<salt>$<hash>`` format (salt and hash
 in URL-safe base64 without padding), hashing a password with a fresh salt,
-checking one in constant time, and ``PasswordChecks``: the threads checks run
-in for an event loop (a check costs tens of milliseconds of CPU), bounded in
+checking one in constant time, and ``PasswordChecks``: the threads checks (and
+the hashing of new passwords) run in for an event loop (a check costs tens of milliseconds of CPU), bounded in
 number and in waiting callers, and the same answer time for a user that does
 not exist or has no usable hash, so that a check's time does not say whether
 the user exists. That answer waits as long as recent real checks took,
@@ -143,6 +143,18 @@ class PasswordChecks:
             self.pending -= 1
             self.done += 1
             self.took += (time.perf_counter() - start - self.took) * _WEIGHT
+
+    async def hash(self, password: str) -> str:
+        """``password``'s salted hash, made in a checking thread (it costs as much as a
+        check); ``Busy`` when too many wait."""
+        if self.pending >= self.workers + self.queue:
+            raise Busy("too many password checks are waiting; retry later")
+        self.pending += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._pool, hash_password, password)
+        finally:
+            self.pending -= 1
 
     async def _pretend(self) -> bool:
         """False, after about as long as a real check takes now."""

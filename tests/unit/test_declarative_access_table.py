@@ -44,7 +44,7 @@ def test_the_table() -> None:
     assert allowed(READER, "Flavor", READ, None) and not allowed(MEMBER, "Flavor", WRITE, None)
     assert allowed(READER, "Image", READ, None)  # a public image, by name
     assert not allowed(MEMBER, "Image", READ, None, listing=True)  # every project's images
-    for kind in ("Host", "Aggregate", "QuotaClass", "Project", "User"):
+    for kind in ("Host", "Aggregate", "QuotaClass", "Project", "User", "Role"):
         assert not allowed(MEMBER, kind, READ, None), kind
         assert allowed(ADMIN, kind, WRITE, None), kind
     assert allowed(ADMIN, "Instance", READ, None, listing=True)

@@ -66,5 +66,5 @@ def test_wrong_api_version_and_unknown_kind_say_so() -> None:
         "x: document 1 (line 1): unknown apiVersion 'v2'; desired serves desired/v1",
         "x: document 2 (line 4): unknown kind 'Volume'; known kinds: Aggregate, Flavor, "
         "FloatingIP, GitSource, Host, Image, Instance, KeyPair, Network, Project, Quota, "
-        "QuotaClass, SecurityGroup, ServerGroup, User",
+        "QuotaClass, Role, SecurityGroup, ServerGroup, User",
     ]

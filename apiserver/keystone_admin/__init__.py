@@ -1,0 +1,19 @@
+"""The Keystone v3 admin API under ``/identity``: projects, users, roles, role assignments
+and domains, over the ``Project``, ``User`` and ``Role`` objects that ``desiredctl`` writes.
+
+Owns: wiring each part's routes into the identity sub-app (``add_routes``).
+
+Must never: serve a route of its own here: each part is its module.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from apiserver.keystone_admin import domains, grants, projects, roles, users
+
+
+def add_routes(app: web.Application) -> None:
+    """Adds the admin API's routes to ``app``, the ``/identity`` sub-app."""
+    for part in (projects, users, roles, grants, domains):
+        part.add_routes(app)

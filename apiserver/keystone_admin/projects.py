@@ -1,0 +1,137 @@
+"""Keystone's projects over ``Project`` objects: create, update, delete, list, show.
+
+Owns: ``/v3/projects`` and ``/v3/projects/{id}`` and their bodies. A project's
+Keystone id is its uid without dashes; its name is the object's name (so it
+cannot change: every object of the project names it); every project is a
+top-level project of the domain ``default`` (its ``parent_id``). Deleting a
+project first takes every role assignment on it from its users (as Keystone
+deletes a project's assignments), so that the tokens scoped to it die at
+once and a project made later under the same name inherits no grant.
+
+Must never: let a caller without the admin role create, change or delete a
+project, or show one a caller has no role on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from apiserver.identity import caller, fail, keystone_id, project_body
+from apiserver.keystone_admin import common
+from apiserver.urls import base_url
+from state.envelope import Obj
+
+
+def _checked(fields: dict[str, Any]) -> dict[str, Any]:
+    """The spec fields ``fields`` (a Keystone project body) set; 400 for what cannot be."""
+    common.in_default_domain(common.text(fields, "domain_id"))
+    if common.text(fields, "parent_id") not in (None, "default"):
+        raise fail(400, "Projects here are not nested: parent_id can only be 'default'.")
+    if fields.get("is_domain"):
+        raise fail(400, "Projects acting as domains are not supported.")
+    if fields.get("tags"):
+        raise fail(400, "Project tags are not kept here.")
+    spec: dict[str, Any] = {}
+    if "description" in fields:
+        spec["description"] = common.text(fields, "description") or ""
+    enabled = common.flag(fields, "enabled")
+    if enabled is not None:
+        spec["enabled"] = enabled
+    return spec
+
+
+async def create(request: web.Request) -> web.Response:
+    await common.admin(request, "identity:create_project")
+    fields = await common.member(request, "project")
+    name = common.text(fields, "name")
+    if not name:
+        raise fail(400, "Invalid input for field 'name': a project needs a name.")
+    made = await common.create(
+        common.store(request),
+        {"kind": "Project", "metadata": {"name": name}, "spec": _checked(fields)},
+        "Conflict occurred attempting to store project - it is not permitted to have two "
+        f"projects with the same name in the same domain : {name}.",
+    )
+    return web.json_response({"project": project_body(made, base_url(request))}, status=201)
+
+
+async def _visible(request: web.Request) -> list[Obj]:
+    """Every project for an admin; the projects the caller has a role on otherwise."""
+    token = await caller(request)
+    if "admin" in token.roles:
+        return (await common.store(request).list("Project")).items
+    return await common.identity(request).projects_of(token)
+
+
+def _matches(project: Obj, query: Any) -> bool:
+    enabled = project["spec"].get("enabled", True)
+    return (
+        query.get("name", project["metadata"]["name"]) == project["metadata"]["name"]
+        and query.get("domain_id", "default") == "default"
+        and query.get("parent_id", "default") == "default"
+        and ("enabled" not in query or common.truthy(query["enabled"]) == enabled)
+        and not common.truthy(query.get("is_domain", "false"))
+    )
+
+
+async def index(request: web.Request) -> web.Response:
+    base = base_url(request)
+    shown = [p for p in await _visible(request) if _matches(p, request.query)]
+    return web.json_response(
+        {
+            "projects": [project_body(p, base) for p in shown],
+            "links": common.links(request, "projects"),
+        }
+    )
+
+
+async def _one(request: web.Request) -> Obj:
+    wanted = request.match_info["project_id"]
+    for p in await _visible(request):
+        if keystone_id(p) == wanted:
+            return p
+    raise fail(404, f"Could not find project: {wanted}.")
+
+
+async def show(request: web.Request) -> web.Response:
+    return web.json_response({"project": project_body(await _one(request), base_url(request))})
+
+
+async def update(request: web.Request) -> web.Response:
+    await common.admin(request, "identity:update_project")
+    project = await _one(request)
+    fields = await common.member(request, "project")
+    name = common.text(fields, "name")
+    if name is not None and name != project["metadata"]["name"]:
+        raise fail(400, "A project's name cannot change here (its objects are kept under it).")
+    if "domain_id" in fields and fields["domain_id"] != "default":
+        raise fail(400, "Cannot update domain_id of a project.")
+    wanted = _checked(fields)
+    changed = await common.change(common.store(request), project, lambda spec: spec.update(wanted))
+    return web.json_response({"project": project_body(changed, base_url(request))})
+
+
+async def delete(request: web.Request) -> web.Response:
+    await common.admin(request, "identity:delete_project")
+    project = await _one(request)
+    name = project["metadata"]["name"]
+    s = common.store(request)
+
+    def drop(spec: dict[str, Any]) -> None:
+        spec["roles"] = [a for a in spec.get("roles") or [] if a.get("project") != name]
+
+    for user in (await s.list("User")).items:
+        if any(a.get("project") == name for a in user["spec"].get("roles") or []):
+            await common.change(s, user, drop)
+    await common.remove(s, project)
+    return web.Response(status=204)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v3/projects", create)
+    app.router.add_get("/v3/projects", index)
+    app.router.add_get("/v3/projects/{project_id}", show)
+    app.router.add_patch("/v3/projects/{project_id}", update)
+    app.router.add_delete("/v3/projects/{project_id}", delete)

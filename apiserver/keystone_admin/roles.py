@@ -1,0 +1,136 @@
+"""Keystone's roles: the built-in ones and custom ``Role`` objects; create, delete, list, show.
+
+Owns: ``/v3/roles`` and ``/v3/roles/{id}`` and their bodies. The built-in
+roles (``state.roles``: admin, member, reader, service) always exist and are
+Keystone's immutable roles (``options.immutable``): deleting one is
+Keystone's 403. A custom role is a ``Role`` object; every role's id derives
+from its name. Deleting a custom role first takes it from every user who
+holds it (Keystone deletes a role's assignments), so tokens carrying it die
+at once.
+
+Must never: let a caller without the admin role see, make or delete roles;
+delete a built-in role.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from apiserver.identity import fail
+from apiserver.keystone_admin import common
+from state import roles
+from state.envelope import Ref
+from state.store import Store
+
+_BUILTIN_DESCRIPTIONS = {
+    "admin": "Manages everything (implies member).",
+    "member": "Reads and writes a project's objects (implies reader).",
+    "reader": "Reads a project's objects.",
+    "service": "desired's daemons (hostd reads every image's data with it).",
+}
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    description: str
+    builtin: bool
+
+    @property
+    def id(self) -> str:
+        return roles.role_id(self.name)
+
+    def body(self, request: web.Request) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "domain_id": None,
+            "description": self.description,
+            "options": {"immutable": True} if self.builtin else {},
+            "links": {"self": common.url(request, f"roles/{self.id}")},
+        }
+
+
+async def every_role(s: Store) -> dict[str, Role]:
+    """Every role there is, by Keystone id: the built-in ones, then the Role objects."""
+    found = [Role(n, _BUILTIN_DESCRIPTIONS[n], True) for n in roles.BUILTIN]
+    found += [
+        Role(r["metadata"]["name"], r["spec"].get("description", ""), False)
+        for r in (await s.list("Role")).items
+    ]
+    return {r.id: r for r in found}
+
+
+async def by_id(s: Store, ident: str) -> Role:
+    role = (await every_role(s)).get(ident)
+    if role is None:
+        raise fail(404, f"Could not find role: {ident}.")
+    return role
+
+
+async def index(request: web.Request) -> web.Response:
+    await common.admin(request, "identity:list_roles")
+    name = request.query.get("name")
+    shown = [
+        r for r in (await every_role(common.store(request))).values() if name in (None, r.name)
+    ]
+    return web.json_response(
+        {"roles": [r.body(request) for r in shown], "links": common.links(request, "roles")}
+    )
+
+
+async def show(request: web.Request) -> web.Response:
+    await common.admin(request, "identity:get_role")
+    role = await by_id(common.store(request), request.match_info["role_id"])
+    return web.json_response({"role": role.body(request)})
+
+
+async def create(request: web.Request) -> web.Response:
+    await common.admin(request, "identity:create_role")
+    fields = await common.member(request, "role")
+    name = common.text(fields, "name")
+    if not name:
+        raise fail(400, "Invalid input for field 'name': a role needs a name.")
+    if common.text(fields, "domain_id") is not None:
+        raise fail(400, "Domain-specific roles are not supported.")
+    duplicate = (
+        f"Conflict occurred attempting to store role - Duplicate entry found with name {name}."
+    )
+    if name in roles.BUILTIN:
+        raise fail(409, duplicate)
+    description = common.text(fields, "description") or ""
+    await common.create(
+        common.store(request),
+        {"kind": "Role", "metadata": {"name": name}, "spec": {"description": description}},
+        duplicate,
+    )
+    return web.json_response({"role": Role(name, description, False).body(request)}, status=201)
+
+
+async def delete(request: web.Request) -> web.Response:
+    await common.admin(request, "identity:delete_role")
+    s = common.store(request)
+    role = await by_id(s, request.match_info["role_id"])
+    if role.builtin:
+        raise fail(403, f"Unable to delete role {role.id}: it is immutable (built in).")
+
+    def drop(spec: dict[str, Any]) -> None:
+        spec["roles"] = [a for a in spec.get("roles") or [] if a.get("role") != role.name]
+
+    for user in (await s.list("User")).items:
+        if any(a.get("role") == role.name for a in user["spec"].get("roles") or []):
+            await common.change(s, user, drop)
+    obj = await s.get_or_none(Ref("Role", None, role.name))
+    if obj is not None:
+        await common.remove(s, obj)
+    return web.Response(status=204)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v3/roles", index)
+    app.router.add_post("/v3/roles", create)
+    app.router.add_get("/v3/roles/{role_id}", show)
+    app.router.add_delete("/v3/roles/{role_id}", delete)

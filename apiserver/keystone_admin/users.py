@@ -1,0 +1,207 @@
+"""Keystone's users over ``User`` objects: create, update, delete, list, show, a user's
+projects, and a user changing its own password.
+
+Owns: ``/v3/users``, ``/v3/users/{id}``, ``/v3/users/{id}/projects`` and
+``/v3/users/{id}/password``, and their bodies. A user's Keystone id is its
+uid without dashes; its name is the object's name (it cannot change: tokens
+and lockout counts follow it); ``default_project_id`` is kept as the
+project's name (``spec.defaultProject``); ``email`` and ``description`` as
+spec fields; the option ``ignore_lockout_failure_attempts`` as
+``spec.ignoreLockoutFailureAttempts``. A password given in plain text is
+hashed here, in the password-check threads, and only its hash is kept.
+
+Must never: keep, log or answer a password; let anyone but an admin create,
+change, delete or list users; show a user, or its projects, to anyone but an
+admin or itself; change a password without its original.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from apiserver.identity import DOMAIN, fail, keystone_id, project_body
+from apiserver.keystone_admin import common
+from apiserver.urls import base_url
+from state.envelope import Obj
+from state.store import Store
+
+
+async def _projects_by_name(s: Store) -> dict[str, Obj]:
+    return {p["metadata"]["name"]: p for p in (await s.list("Project")).items}
+
+
+def body(request: web.Request, user: Obj, projects: dict[str, Obj]) -> dict[str, Any]:
+    spec = user["spec"]
+    uid = keystone_id(user)
+    out: dict[str, Any] = {
+        "id": uid,
+        "name": user["metadata"]["name"],
+        "domain_id": DOMAIN["id"],
+        "enabled": spec.get("enabled", True),
+        "password_expires_at": None,
+        "options": {
+            "ignore_lockout_failure_attempts": spec.get("ignoreLockoutFailureAttempts", False)
+        },
+        "links": {"self": common.url(request, f"users/{uid}")},
+    }
+    default = projects.get(spec.get("defaultProject", ""))
+    if default is not None:
+        out["default_project_id"] = keystone_id(default)
+    for field in ("email", "description"):
+        if field in spec:
+            out[field] = spec[field]
+    return out
+
+
+async def _spec_changes(request: web.Request, fields: dict[str, Any]) -> dict[str, Any]:
+    """What a Keystone user body asks of a User's spec (None: remove the field); the
+    password hashed."""
+    common.in_default_domain(common.text(fields, "domain_id"))
+    changes: dict[str, Any] = {}
+    enabled = common.flag(fields, "enabled")
+    if enabled is not None:
+        changes["enabled"] = enabled
+    for field in ("email", "description"):
+        if field in fields:
+            changes[field] = common.text(fields, field)
+    if "default_project_id" in fields:
+        wanted = common.text(fields, "default_project_id")
+        project = await common.by_id(common.store(request), "Project", wanted) if wanted else None
+        changes["defaultProject"] = project["metadata"]["name"] if project else None
+    options = fields.get("options") or {}
+    if not isinstance(options, dict):
+        raise fail(400, "Invalid input for field 'options': expected an object.")
+    ignore = common.flag(options, "ignore_lockout_failure_attempts")
+    if ignore is not None:
+        changes["ignoreLockoutFailureAttempts"] = ignore
+    if "password" in fields:
+        password = common.text(fields, "password")
+        hashed = await common.identity(request).checks.hash(password) if password else None
+        changes["passwordHash"] = hashed
+    return changes
+
+
+def _apply(spec: dict[str, Any], changes: dict[str, Any]) -> None:
+    for field, value in changes.items():
+        if value is None:
+            spec.pop(field, None)
+        else:
+            spec[field] = value
+
+
+async def create(request: web.Request) -> web.Response:
+    await common.admin(request, "identity:create_user")
+    fields = await common.member(request, "user")
+    name = common.text(fields, "name")
+    if not name:
+        raise fail(400, "Invalid input for field 'name': a user needs a name.")
+    spec: dict[str, Any] = {}
+    _apply(spec, await _spec_changes(request, fields))
+    s = common.store(request)
+    made = await common.create(
+        s,
+        {"kind": "User", "metadata": {"name": name}, "spec": spec},
+        "Conflict occurred attempting to store user - Duplicate entry found with name "
+        f"{name} at domain ID default.",
+    )
+    return web.json_response({"user": body(request, made, await _projects_by_name(s))}, status=201)
+
+
+def _matches(user: Obj, query: Any) -> bool:
+    return (
+        query.get("name", user["metadata"]["name"]) == user["metadata"]["name"]
+        and query.get("domain_id", "default") == "default"
+        and (
+            "enabled" not in query
+            or common.truthy(query["enabled"]) == user["spec"].get("enabled", True)
+        )
+    )
+
+
+async def index(request: web.Request) -> web.Response:
+    await common.admin(request, "identity:list_users")
+    s = common.store(request)
+    projects = await _projects_by_name(s)
+    shown = [u for u in (await s.list("User")).items if _matches(u, request.query)]
+    return web.json_response(
+        {
+            "users": [body(request, u, projects) for u in shown],
+            "links": common.links(request, "users"),
+        }
+    )
+
+
+async def show(request: web.Request) -> web.Response:
+    uid = request.match_info["user_id"]
+    await common.admin_or_self(request, "identity:get_user", uid)
+    s = common.store(request)
+    user = await common.by_id(s, "User", uid)
+    return web.json_response({"user": body(request, user, await _projects_by_name(s))})
+
+
+async def update(request: web.Request) -> web.Response:
+    await common.admin(request, "identity:update_user")
+    s = common.store(request)
+    user = await common.by_id(s, "User", request.match_info["user_id"])
+    fields = await common.member(request, "user")
+    name = common.text(fields, "name")
+    if name is not None and name != user["metadata"]["name"]:
+        raise fail(400, "A user's name cannot change here (its tokens and lockout follow it).")
+    changes = await _spec_changes(request, fields)
+    changed = await common.change(s, user, lambda spec: _apply(spec, changes))
+    return web.json_response({"user": body(request, changed, await _projects_by_name(s))})
+
+
+async def delete(request: web.Request) -> web.Response:
+    await common.admin(request, "identity:delete_user")
+    s = common.store(request)
+    await common.remove(s, await common.by_id(s, "User", request.match_info["user_id"]))
+    return web.Response(status=204)
+
+
+async def projects(request: web.Request) -> web.Response:
+    """The projects a user may scope to (Horizon's login lists them)."""
+    uid = request.match_info["user_id"]
+    await common.admin_or_self(request, "identity:list_user_projects", uid)
+    user = await common.by_id(common.store(request), "User", uid)
+    base = base_url(request)
+    mine = await common.identity(request).projects_of_user(user)
+    return web.json_response(
+        {
+            "projects": [project_body(p, base) for p in mine],
+            "links": common.links(request, f"users/{uid}/projects"),
+        }
+    )
+
+
+async def change_password(request: web.Request) -> web.Response:
+    """A user's own password change: the original password is the proof, as Keystone's."""
+    uid = request.match_info["user_id"]
+    fields = await common.member(request, "user")
+    original, password = common.text(fields, "original_password"), common.text(fields, "password")
+    if original is None or not password:
+        raise fail(
+            400, "Invalid input for field 'user': 'password' and 'original_password' are required."
+        )
+    ident = common.identity(request)
+    users = (await ident.store.list("User")).items
+    user = next((u for u in users if keystone_id(u) == uid), None)
+    stored = user["spec"].get("passwordHash") if user is not None else None
+    # an unknown user's check takes as long as a known one's
+    if not await ident.checks.verify(original, stored) or user is None:
+        raise fail(401, "The request you have made requires authentication.")
+    hashed = await ident.checks.hash(password)
+    await common.change(ident.store, user, lambda spec: spec.update(passwordHash=hashed))
+    return web.Response(status=204)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v3/users", create)
+    app.router.add_get("/v3/users", index)
+    app.router.add_get("/v3/users/{user_id}", show)
+    app.router.add_patch("/v3/users/{user_id}", update)
+    app.router.add_delete("/v3/users/{user_id}", delete)
+    app.router.add_get("/v3/users/{user_id}/projects", projects)
+    app.router.add_post("/v3/users/{user_id}/password", change_password)

@@ -1,0 +1,271 @@
+"""The Keystone v3 admin API: projects, users, roles, role assignments and domains, by hand
+against a real API server and etcd, with Keystone's status codes and error bodies."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from apiserver.app import make_app
+from fixtures.keystone import password_login
+from state.envelope import Ref
+from state.etcd import EtcdClient
+from state.passwords import hash_password
+from state.sql.migrate import upgrade
+from state.store import Store
+from tests.conftest import eventually, serving
+
+
+@dataclass
+class Api:
+    http: aiohttp.ClientSession
+    base: str
+
+    async def login(self, user: str, password: str, project: str | None = None) -> str:
+        body = password_login(user, password, project)
+        async with self.http.post(f"{self.base}/identity/v3/auth/tokens", json=body) as resp:
+            assert resp.status == 201, await resp.text()
+            return resp.headers["X-Subject-Token"]
+
+    async def call(
+        self, method: str, path: str, token: str, body: Any = None, **params: str
+    ) -> tuple[int, Any]:
+        async with self.http.request(
+            method,
+            f"{self.base}/identity/v3/{path}",
+            json=body,
+            params=params,
+            headers={"X-Auth-Token": token},
+        ) as resp:
+            text = await resp.text()
+            return resp.status, (await resp.json() if text else None)
+
+    async def valid(self, token: str) -> bool:
+        headers = {"X-Auth-Token": token, "X-Subject-Token": token}
+        async with self.http.get(f"{self.base}/identity/v3/auth/tokens", headers=headers) as resp:
+            return resp.status == 200
+
+
+@contextlib.asynccontextmanager
+async def _api(store: Store, tmp_path: Path) -> AsyncIterator[Api]:
+    """An API server with project admin and user admin (the cloud's admin, password
+    ``admin-secret``)."""
+    sql_url = f"sqlite:///{tmp_path / 'api.sqlite'}"
+    await asyncio.to_thread(upgrade, sql_url)
+    await store.create({"kind": "Project", "metadata": {"name": "admin"}, "spec": {}})
+    await store.create(
+        {
+            "kind": "User",
+            "metadata": {"name": "admin"},
+            "spec": {
+                "passwordHash": hash_password("admin-secret", iterations=1000),
+                "roles": [{"role": "admin"}, {"role": "admin", "project": "admin"}],
+            },
+        }
+    )
+    app = make_app(
+        EtcdClient(store.etcd.url, credentials=store.etcd.credentials), "t", sql_url=sql_url
+    )
+    async with serving(app) as base, aiohttp.ClientSession() as http:
+        yield Api(http, base)
+
+
+@pytest.fixture
+async def api(store: Store, tmp_path: Path) -> AsyncIterator[Api]:
+    async with _api(store, tmp_path) as a:
+        yield a
+
+
+def error(code: int, body: Any) -> tuple[int, int, str]:
+    """(status, error code, title) of a Keystone error answer."""
+    return code, body["error"]["code"], body["error"]["title"]
+
+
+async def test_projects_create_update_list_show_delete(api: Api, store: Store) -> None:
+    admin = await api.login("admin", "admin-secret", "admin")
+    code, made = await api.call(
+        "POST", "projects", admin, {"project": {"name": "p1", "description": "first"}}
+    )
+    assert code == 201, made
+    pid = made["project"]["id"]
+    assert made["project"]["domain_id"] == "default" and made["project"]["enabled"] is True
+    assert (await store.get(Ref("Project", None, "p1")))["spec"]["description"] == "first"
+    assert error(*await api.call("POST", "projects", admin, {"project": {"name": "p1"}})) == (
+        409,
+        409,
+        "Conflict",
+    )
+    for bad in ({"name": "Not A Name!"}, {"name": 3}, {}, {"name": "p2", "enabled": "yes"}):
+        assert error(*await api.call("POST", "projects", admin, {"project": bad})) == (
+            400,
+            400,
+            "Bad Request",
+        ), bad
+    code, changed = await api.call(
+        "PATCH", f"projects/{pid}", admin, {"project": {"enabled": False, "description": "x"}}
+    )
+    assert code == 200 and changed["project"]["enabled"] is False
+    code, listed = await api.call("GET", "projects", admin, enabled="false")
+    assert [p["name"] for p in listed["projects"]] == ["p1"]
+    code, listed = await api.call("GET", "projects", admin, name="admin", domain_id="default")
+    assert [p["name"] for p in listed["projects"]] == ["admin"]
+    code, listed = await api.call("GET", "projects", admin, domain_id="other")
+    assert listed["projects"] == []
+    code, shown = await api.call("GET", f"projects/{pid}", admin)
+    assert code == 200 and shown["project"]["description"] == "x"
+    assert (await api.call("DELETE", f"projects/{pid}", admin))[0] == 204
+    assert error(*await api.call("GET", f"projects/{pid}", admin)) == (404, 404, "Not Found")
+    assert await store.get_or_none(Ref("Project", None, "p1")) is None
+
+
+async def test_users_create_login_update_password_delete(api: Api, store: Store) -> None:
+    admin = await api.login("admin", "admin-secret", "admin")
+    await api.call("POST", "projects", admin, {"project": {"name": "p1"}})
+    code, listed = await api.call("GET", "projects", admin, name="p1")
+    pid = listed["projects"][0]["id"]
+    code, made = await api.call(
+        "POST",
+        "users",
+        admin,
+        {
+            "user": {
+                "name": "alice",
+                "password": "alice-pass",
+                "default_project_id": pid,
+                "email": "alice@example.org",
+            }
+        },
+    )
+    assert code == 201, made
+    uid = made["user"]["id"]
+    assert made["user"]["default_project_id"] == pid and "password" not in made["user"]
+    stored = (await store.get(Ref("User", None, "alice")))["spec"]
+    assert stored["passwordHash"].startswith("pbkdf2_sha256$") and "alice-pass" not in str(stored)
+    assert stored["defaultProject"] == "p1"
+    dup = await api.call("POST", "users", admin, {"user": {"name": "alice"}})
+    assert error(*dup) == (409, 409, "Conflict")
+    # no role yet: no token on p1; unscoped is fine
+    alice = await api.login("alice", "alice-pass")
+    assert error(*await api.call("GET", "users", alice)) == (403, 403, "Forbidden")
+    code, me = await api.call("GET", f"users/{uid}", alice)
+    assert code == 200 and me["user"]["email"] == "alice@example.org"
+    code, admin_user = await api.call("GET", "users", admin, name="admin")
+    other = admin_user["users"][0]["id"]
+    assert error(*await api.call("GET", f"users/{other}", alice))[0] == 403
+    # a user changes its own password with the original; a wrong original is 401
+    wrong = {"user": {"password": "new-pass", "original_password": "nope"}}
+    assert error(*await api.call("POST", f"users/{uid}/password", alice, wrong))[0] == 401
+    right = {"user": {"password": "new-pass", "original_password": "alice-pass"}}
+    assert (await api.call("POST", f"users/{uid}/password", alice, right))[0] == 204
+    await api.login("alice", "new-pass")
+    # an admin sets it, disables the user: its tokens die at once
+    code, _ = await api.call("PATCH", f"users/{uid}", admin, {"user": {"password": "third"}})
+    assert code == 200
+    alice = await api.login("alice", "third")
+    code, listed = await api.call("GET", "users", admin, enabled="true")
+    assert {u["name"] for u in listed["users"]} == {"admin", "alice"}
+    await api.call("PATCH", f"users/{uid}", admin, {"user": {"enabled": False}})
+    await eventually(lambda: _not(api.valid(alice)))
+    code, listed = await api.call("GET", "users", admin, enabled="false")
+    assert [u["name"] for u in listed["users"]] == ["alice"]
+    assert (await api.call("DELETE", f"users/{uid}", admin))[0] == 204
+    assert error(*await api.call("GET", f"users/{uid}", admin))[0] == 404
+    assert error(*await api.call("PATCH", f"users/{uid}", admin, {"user": {}}))[0] == 404
+
+
+async def _not(probe: Any) -> bool:
+    return not await probe
+
+
+async def test_roles_assignments_and_tokens_dying_with_their_grant(api: Api) -> None:
+    admin = await api.login("admin", "admin-secret", "admin")
+    await api.call("POST", "projects", admin, {"project": {"name": "p1"}})
+    pid = (await api.call("GET", "projects", admin, name="p1"))[1]["projects"][0]["id"]
+    uid = (
+        await api.call("POST", "users", admin, {"user": {"name": "bob", "password": "bob-pass"}})
+    )[1]["user"]["id"]
+    code, listed = await api.call("GET", "roles", admin)
+    by_name = {r["name"]: r["id"] for r in listed["roles"]}
+    assert {"admin", "member", "reader", "service"} <= set(by_name)
+    code, made = await api.call("POST", "roles", admin, {"role": {"name": "auditor"}})
+    assert code == 201
+    auditor = made["role"]["id"]
+    assert error(*await api.call("POST", "roles", admin, {"role": {"name": "member"}}))[0] == 409
+    assert error(*await api.call("DELETE", f"roles/{by_name['member']}", admin))[0] == 403
+    grant = f"projects/{pid}/users/{uid}/roles"
+    assert (await api.call("HEAD", f"{grant}/{by_name['member']}", admin))[0] == 404
+    for role in (by_name["member"], auditor):
+        assert (await api.call("PUT", f"{grant}/{role}", admin))[0] == 204
+    assert (await api.call("HEAD", f"{grant}/{by_name['member']}", admin))[0] == 204
+    code, held = await api.call("GET", grant, admin)
+    assert sorted(r["name"] for r in held["roles"]) == ["auditor", "member"]
+    assert error(*await api.call("PUT", f"{grant}/{'0' * 32}", admin))[0] == 404
+    # the user's token on p1 carries member (and reader) and auditor
+    bob = await api.login("bob", "bob-pass", "p1")
+    code, mine = await api.call("GET", f"users/{uid}/projects", bob)
+    assert [p["name"] for p in mine["projects"]] == ["p1"]
+    code, listed = await api.call(
+        "GET", "role_assignments", admin, **{"user.id": uid, "include_names": "True"}
+    )
+    rows = {(a["role"]["name"], a["scope"]["project"]["name"]) for a in listed["role_assignments"]}
+    assert rows == {("member", "p1"), ("auditor", "p1")}
+    assert listed["role_assignments"][0]["user"]["name"] == "bob"
+    code, listed = await api.call(
+        "GET", "role_assignments", admin, **{"scope.project.id": pid, "effective": ""}
+    )
+    assert {a["role"]["id"] for a in listed["role_assignments"]} == {
+        by_name["member"],
+        by_name["reader"],
+        auditor,
+    }
+    code, listed = await api.call("GET", "role_assignments", admin, **{"role.id": auditor})
+    assert [a["user"]["id"] for a in listed["role_assignments"]] == [uid]
+    # revoking a role kills the token carrying it; deleting the custom role takes its grants
+    assert (await api.call("DELETE", f"{grant}/{by_name['member']}", admin))[0] == 204
+    await eventually(lambda: _not(api.valid(bob)))
+    assert error(*await api.call("DELETE", f"{grant}/{by_name['member']}", admin))[0] == 404
+    bob = await api.login("bob", "bob-pass", "p1")
+    assert (await api.call("DELETE", f"roles/{auditor}", admin))[0] == 204
+    await eventually(lambda: _not(api.valid(bob)))
+    assert error(*await api.call("GET", f"roles/{auditor}", admin))[0] == 404
+    # a project's deletion takes its assignments along
+    assert (await api.call("PUT", f"{grant}/{by_name['reader']}", admin))[0] == 204
+    bob = await api.login("bob", "bob-pass", "p1")
+    assert (await api.call("DELETE", f"projects/{pid}", admin))[0] == 204
+    await eventually(lambda: _not(api.valid(bob)))
+    code, listed = await api.call("GET", "role_assignments", admin, **{"user.id": uid})
+    assert listed["role_assignments"] == []
+    assert error(*await api.call("GET", "role_assignments", bob))[0] == 401
+
+
+async def test_domains_and_who_may_do_what(api: Api) -> None:
+    admin = await api.login("admin", "admin-secret", "admin")
+    code, listed = await api.call("GET", "domains", admin)
+    assert code == 200
+    assert [(d["id"], d["name"]) for d in listed["domains"]] == [("default", "Default")]
+    assert (await api.call("GET", "domains", admin, name="Other"))[1]["domains"] == []
+    assert error(*await api.call("GET", "domains/other", admin)) == (404, 404, "Not Found")
+    await api.call("POST", "users", admin, {"user": {"name": "carol", "password": "carol-pass"}})
+    carol = await api.login("carol", "carol-pass")
+    assert (await api.call("GET", "domains/default", carol))[0] == 200
+    for method, path, body in (
+        ("GET", "domains", None),
+        ("POST", "projects", {"project": {"name": "mine"}}),
+        ("POST", "users", {"user": {"name": "dave"}}),
+        ("POST", "roles", {"role": {"name": "boss"}}),
+        ("GET", "roles", None),
+        ("GET", "role_assignments", None),
+    ):
+        assert error(*await api.call(method, path, carol, body)) == (403, 403, "Forbidden"), path
+    assert error(*await api.call("GET", "projects", "not-a-token")) == (401, 401, "Unauthorized")
+    async with api.http.post(
+        f"{api.base}/identity/v3/projects", data=b"{", headers={"X-Auth-Token": admin}
+    ) as resp:
+        assert resp.status == 400 and (await resp.json())["error"]["code"] == 400
