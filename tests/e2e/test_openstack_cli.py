@@ -409,3 +409,76 @@ def test_openstack_cli_networks_security_groups_and_floating_ips(up: Up) -> None
     ok(openstack(up, "network", "delete", "net2"))
     names = {n["Name"] for n in json.loads(ok(openstack(up, "network", "list", "-f", "json")))}
     assert "net2" not in names and "public" in names
+
+
+def test_openstack_cli_identity_admin(up: Up) -> None:
+    """Projects, users, roles, role assignments and domains through `openstack`, as an admin
+    makes a tenant and its user, who logs in and changes its own password."""
+
+    def admin(*args: str) -> str:
+        return ok(openstack(up, *args, cloud="desired-admin"))
+
+    def as_u1(password: str, *args: str) -> subprocess.CompletedProcess[str]:
+        login = ("--os-username", "u1", "--os-password", password, "--os-project-name", "p1")
+        return openstack(up, *login, *args)
+
+    made = json.loads(admin("project", "create", "--description", "first", "p1", "-f", "json"))
+    assert (made["name"], made["description"], made["enabled"]) == ("p1", "first", True)
+    fails(openstack(up, "project", "create", "p1", cloud="desired-admin"), "409")
+    fails(openstack(up, "project", "create", "p2"), "403")  # demo is no admin
+    admin("project", "set", "--disable", "--description", "second", "p1")
+    shown = json.loads(admin("project", "show", "p1", "-f", "json"))
+    assert (shown["id"], shown["description"], shown["enabled"]) == (made["id"], "second", False)
+    names = {p["Name"] for p in json.loads(admin("project", "list", "-f", "json"))}
+    assert {"admin", "demo", "p1"} <= names
+    admin("project", "set", "--enable", "p1")
+
+    create = ("user", "create", "--password", "pw-one", "--project", "p1")
+    user = json.loads(admin(*create, "--email", "u1@example.org", "u1", "-f", "json"))
+    assert (user["name"], user["default_project_id"]) == ("u1", made["id"])
+    fails(openstack(up, "user", "list"), "403")
+    admin("user", "set", "--description", "the first user", "u1")
+    shown = json.loads(admin("user", "show", "u1", "-f", "json"))
+    assert (shown["email"], shown["description"]) == ("u1@example.org", "the first user")
+    assert "u1" in {u["Name"] for u in json.loads(admin("user", "list", "-f", "json"))}
+
+    admin("role", "create", "auditor")
+    roles = {r["Name"] for r in json.loads(admin("role", "list", "-f", "json"))}
+    assert {"admin", "member", "reader", "service", "auditor"} <= roles
+    fails(as_u1("pw-one", "token", "issue"), "401")  # no role on p1 yet
+    admin("role", "add", "--user", "u1", "--project", "p1", "member")
+    admin("role", "add", "--user", "u1", "--project", "p1", "auditor")
+    rows = json.loads(
+        admin(
+            "role", "assignment", "list", "--names", "--user", "u1", "--project", "p1", "-f", "json"
+        )
+    )
+    assert sorted((r["Role"], r["User"], r["Project"]) for r in rows) == [
+        ("auditor", "u1@Default", "p1@Default"),
+        ("member", "u1@Default", "p1@Default"),
+    ]
+    token = json.loads(ok(as_u1("pw-one", "token", "issue", "-f", "json")))
+    assert token["project_id"] == made["id"] and token["user_id"] == user["id"]
+    change = ("user", "password", "set", "--password", "pw-two", "--original-password", "pw-one")
+    ok(as_u1("pw-one", *change))
+    fails(as_u1("pw-one", "token", "issue"), "401")
+    ok(as_u1("pw-two", "token", "issue"))
+
+    admin("role", "remove", "--user", "u1", "--project", "p1", "auditor")
+    admin("role", "delete", "auditor")
+    rows = json.loads(admin("role", "assignment", "list", "--user", "u1", "-f", "json"))
+    assert [r["Role"] for r in rows] == [
+        json.loads(admin("role", "show", "member", "-f", "json"))["id"]
+    ]
+    fails(openstack(up, "role", "delete", "member", cloud="desired-admin"), "403")
+
+    domains = json.loads(admin("domain", "list", "-f", "json"))
+    assert [(d["ID"], d["Name"]) for d in domains] == [("default", "Default")]
+    assert json.loads(ok(openstack(up, "domain", "show", "default", "-f", "json")))["name"] == (
+        "Default"
+    )
+
+    admin("user", "delete", "u1")
+    fails(as_u1("pw-two", "token", "issue"), "401")
+    admin("project", "delete", "p1")
+    assert "p1" not in {p["Name"] for p in json.loads(admin("project", "list", "-f", "json"))}
