@@ -212,7 +212,7 @@ class Identity:
             raise fail(400, "expected {'auth': {'identity': {'methods': [...], ...}}}")
         if "password" in methods:
             user_ref = _object(_object(identity.get("password"), "password").get("user"), "user")
-            user = await self._password_user(user_ref)
+            user = await self.password_user(user_ref)
         elif "token" in methods:
             old = await self.check(str(_object(identity.get("token"), "token").get("id", "")))
             if old is None:
@@ -226,7 +226,7 @@ class Identity:
             raise fail(401, "The request you have made requires authentication.")
         return await self._scoped(user, auth.get("scope"))
 
-    async def _password_user(self, user_ref: dict[str, Any]) -> Obj:
+    async def password_user(self, user_ref: dict[str, Any]) -> Obj:
         """The user whose password ``user_ref`` has right (401 otherwise, or while the
         user is locked out)."""
         found = await self._by_id_or_name("User", user_ref)

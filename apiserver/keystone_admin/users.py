@@ -186,11 +186,9 @@ async def change_password(request: web.Request) -> web.Response:
             400, "Invalid input for field 'user': 'password' and 'original_password' are required."
         )
     ident = common.identity(request)
-    users = (await ident.store.list("User")).items
-    user = next((u for u in users if keystone_id(u) == uid), None)
-    stored = user["spec"].get("passwordHash") if user is not None else None
-    # an unknown user's check takes as long as a known one's
-    if not await ident.checks.verify(original, stored) or user is None:
+    # checked as a login is: as long for an unknown user, counted towards lockout
+    user = await ident.password_user({"id": uid, "password": original})
+    if not user["spec"].get("enabled", True):
         raise fail(401, "The request you have made requires authentication.")
     hashed = await ident.checks.hash(password)
     await common.change(ident.store, user, lambda spec: spec.update(passwordHash=hashed))
