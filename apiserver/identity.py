@@ -2,13 +2,16 @@
 
 Owns: version discovery (``/identity``, ``/identity/v3``); password (and
 token) authentication with every scope form keystoneauth1 sends (project by
-id or by name and domain, domain, system, unscoped); ``X-Subject-Token``;
-token validation (``GET``/``HEAD /v3/auth/tokens``) and revocation
-(``DELETE``, kept in etcd until the token would have expired); the service
-catalog; ``/v3/auth/projects`` and ``/v3/projects[?name=]``. Users and
+id or by name and domain, domain, system, unscoped), and application
+credential authentication (``state.app_credentials``: its project, its
+roles while its user still holds them, its expiry; the token dies with the
+credential); ``X-Subject-Token``; token validation (``GET``/``HEAD
+/v3/auth/tokens``) and revocation (``DELETE``, kept in etcd until the token
+would have expired); the service catalog; ``/v3/auth/projects``. Users and
 projects are the ``User`` and ``Project`` objects; Keystone ids are their
-uids without dashes. Errors are Keystone's ``{"error": {code, message,
-title}}``.
+uids without dashes (the admin API over them is
+``apiserver.keystone_admin``). Errors are Keystone's ``{"error": {code,
+message, title}}``.
 
 Passwords are checked off the event loop (``state.passwords.PasswordChecks``:
 a few threads of their own, a bounded queue, 503 past it), an unknown user's
@@ -38,6 +41,7 @@ from apiserver.token_users import Holder, TokenUsers
 from apiserver.tokens import Token, decode, encode
 from apiserver.urls import base_url
 from state import keys
+from state.app_credentials import AppCredentials
 from state.envelope import Obj, Ref
 from state.errors import DesiredError, Invalid, Unavailable
 from state.etcd import Put, absent
@@ -120,6 +124,7 @@ class Identity:
         self.revoked: set[str] = set()
         self.lockouts = Lockouts(store.etcd, lockout or LockoutPolicy())
         self.checks = checks or PasswordChecks()
+        self.app_credentials = AppCredentials(store.etcd)
         #: the users tokens stand for, as they are now
         self.users = TokenUsers(store, implied)
 
@@ -158,6 +163,10 @@ class Identity:
             return None
         if not await self.users.holds(token, keystone_id_of) and not await self._holds_now(token):
             return None  # its user was deleted or disabled, or lost a role it carries
+        if token.application_credential and not await self.app_credentials.get(
+            token.application_credential
+        ):
+            return None  # its application credential was deleted
         return token
 
     async def _holds_now(self, token: Token) -> bool:
@@ -213,6 +222,8 @@ class Identity:
         if "password" in methods:
             user_ref = _object(_object(identity.get("password"), "password").get("user"), "user")
             user = await self.password_user(user_ref)
+        elif "application_credential" in methods:
+            return await self._app_credential_token(identity.get("application_credential"))
         elif "token" in methods:
             old = await self.check(str(_object(identity.get("token"), "token").get("id", "")))
             if old is None:
@@ -247,6 +258,61 @@ class Identity:
             raise fail(401, "The request you have made requires authentication.")
         await self.lockouts.succeeded(uid, failures)
         return found
+
+    async def _app_credential_token(self, ref: Any) -> Token:
+        """A token for the application credential ``ref`` names (by id, or by name and
+        user) with its secret: scoped to its project, with its roles (all of which its
+        user must still hold there), expiring with it at the latest."""
+        ref = _object(ref, "application_credential")
+        secret = ref.get("secret")
+        if not isinstance(secret, str):
+            raise fail(401, "The request you have made requires authentication.")
+        cred = None
+        if "id" in ref:
+            cred = await self.app_credentials.get(str(ref["id"]))
+        elif "name" in ref:
+            owner = await self._by_id_or_name("User", ref.get("user"))
+            if owner is not None:
+                mine = await self.app_credentials.of_user(str(owner["metadata"]["uid"]))
+                cred = next((c for c in mine if c.name == ref["name"]), None)
+        else:
+            raise fail(400, "an application credential needs an id, or a name and a user")
+        if not await self.checks.verify(secret, cred.secret_hash if cred else None) or not cred:
+            raise fail(401, "The request you have made requires authentication.")
+        user = next(
+            (u for u in (await self.store.list("User")).items if u["metadata"]["uid"] == cred.user),
+            None,
+        )
+        project = await self.store.get_or_none(Ref("Project", None, cred.project))
+        if (
+            cred.expired
+            or user is None
+            or not user["spec"].get("enabled", True)
+            or project is None
+            or not project["spec"].get("enabled", True)
+        ):
+            raise fail(401, "The request you have made requires authentication.")
+        held = {
+            a["role"]
+            for a in user["spec"].get("roles") or []
+            if a.get("project") in (None, "", cred.project)
+        }
+        roles = implied(set(cred.roles))
+        if not set(roles) <= set(implied(held)):
+            raise fail(401, "The user no longer holds a role of the application credential.")
+        now = time.time()
+        return Token(
+            user_id=keystone_id(user),
+            user=user["metadata"]["name"],
+            project_id=keystone_id(project),
+            project=cred.project,
+            roles=roles,
+            issued=now,
+            expires=min(now + self.token_ttl, cred.expires_at or float("inf")),
+            audit_id=secrets.token_urlsafe(16),
+            application_credential=cred.id,
+            restricted=not cred.unrestricted,
+        )
 
     async def _scoped(self, user: Obj, scope: Any) -> Token:
         assignments = user["spec"].get("roles") or []
@@ -323,7 +389,7 @@ def catalog(base: str) -> list[dict[str, Any]]:
 
 def token_body(token: Token, base: str) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "methods": ["password"],
+        "methods": ["application_credential" if token.application_credential else "password"],
         "user": {
             "id": token.user_id,
             "name": token.user,
@@ -334,6 +400,11 @@ def token_body(token: Token, base: str) -> dict[str, Any]:
         "expires_at": _stamp(token.expires),
         "issued_at": _stamp(token.issued),
     }
+    if token.application_credential:
+        body["application_credential"] = {
+            "id": token.application_credential,
+            "restricted": token.restricted,
+        }
     if token.project_id:
         body["project"] = {"id": token.project_id, "name": token.project, "domain": DOMAIN}
         body["is_domain"] = False

@@ -1,6 +1,7 @@
 """Identity tokens: what a token says, signed so that any API server can check it alone.
 
-Owns: the ``Token`` record (user, project, roles, expiry, audit id), what
+Owns: the ``Token`` record (user, project, roles, expiry, audit id, the
+application credential it stands for), what
 checks one (``TokenChecker``), and its
 text form ``<payload>.<signature>`` (URL-safe base64 of compact JSON and of
 its HMAC-SHA256 under the cloud's token key).
@@ -47,6 +48,11 @@ class Token:
     audit_id: str
     #: scoped to the whole cloud (Keystone's system scope)
     system: bool = False
+    #: the application credential it was issued for ("": a password or token login); it
+    #: dies with the credential
+    application_credential: str = ""
+    #: issued for a restricted application credential: it may not make another
+    restricted: bool = False
 
     @property
     def expired(self) -> bool:

@@ -25,6 +25,8 @@ project" (cluster-scoped objects such as flavors and hosts).
 
 from __future__ import annotations
 
+import hashlib
+
 ROOT = "/desired/v1"
 CLUSTER = "_"
 
@@ -195,6 +197,22 @@ def revoked(audit_id: str) -> bytes:
 def login_failures(user_uid: str) -> bytes:
     """A user's recent failed password logins (count and time of the last), for lockout."""
     return f"{ROOT}/identity/failures/{user_uid}".encode()
+
+
+def app_credentials_prefix() -> bytes:
+    """Keystone application credentials (their secrets hashed), by id."""
+    return f"{ROOT}/identity/app-credentials/".encode()
+
+
+def app_credential(cred_id: str) -> bytes:
+    return app_credentials_prefix() + cred_id.encode()
+
+
+def app_credential_name(user_uid: str, name: str) -> bytes:
+    """Holds the id of user ``user_uid``'s application credential named ``name`` (one name
+    per user)."""
+    digest = hashlib.sha256(name.encode(_UTF8, _ANY)).hexdigest()
+    return f"{ROOT}/identity/app-credential-names/{user_uid}/{digest}".encode()
 
 
 def console_requests_prefix(hosts: str = "") -> bytes:

@@ -1,5 +1,5 @@
-"""The Keystone v3 admin API under ``/identity``: projects, users, roles, role assignments
-and domains, over the ``Project``, ``User`` and ``Role`` objects that ``desiredctl`` writes.
+"""The Keystone v3 admin API under ``/identity``: projects, users, roles, role assignments,
+domains and application credentials, over the ``Project``, ``User`` and ``Role`` objects that ``desiredctl`` writes.
 
 Owns: wiring each part's routes into the identity sub-app (``add_routes``).
 
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from apiserver.keystone_admin import domains, grants, projects, roles, users
+from apiserver.keystone_admin import app_credentials, domains, grants, projects, roles, users
 
 
 def add_routes(app: web.Application) -> None:
     """Adds the admin API's routes to ``app``, the ``/identity`` sub-app."""
-    for part in (projects, users, roles, grants, domains):
+    for part in (projects, users, roles, grants, domains, app_credentials):
         part.add_routes(app)

@@ -156,8 +156,12 @@ async def update(request: web.Request) -> web.Response:
 
 async def delete(request: web.Request) -> web.Response:
     await common.admin(request, "identity:delete_user")
-    s = common.store(request)
-    await common.remove(s, await common.by_id(s, "User", request.match_info["user_id"]))
+    ident = common.identity(request)
+    user = await common.by_id(ident.store, "User", request.match_info["user_id"])
+    await common.remove(ident.store, user)
+    # its application credentials go with it, as Keystone's
+    for cred in await ident.app_credentials.of_user(str(user["metadata"]["uid"])):
+        await ident.app_credentials.delete(cred)
     return web.Response(status=204)
 
 

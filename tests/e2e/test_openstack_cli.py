@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.e2e.up_process import BIN, Up
 
@@ -30,14 +31,18 @@ def up(tmp_path: Path) -> Iterator[Up]:
             u.stop()
 
 
-def openstack(up: Up, *args: str, cloud: str = "desired-demo") -> subprocess.CompletedProcess[str]:
+def openstack(
+    up: Up, *args: str, cloud: str | None = "desired-demo"
+) -> subprocess.CompletedProcess[str]:
+    """``openstack`` as a user who sourced ``up``'s env file, logged in as ``cloud`` (of its
+    clouds.yaml), or (None) as ``args`` say."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OS_", "DESIRED_"))}
     for line in (up.data_dir / "env").read_text().splitlines():
         m = re.match(r"export (\w+)=(.*)", line)
         if m:
             env[m.group(1)] = m.group(2).strip("'")
     return subprocess.run(
-        [str(BIN / "openstack"), "--os-cloud", cloud, *args],
+        [str(BIN / "openstack"), *(("--os-cloud", cloud) if cloud else ()), *args],
         capture_output=True,
         text=True,
         env=env,
@@ -463,6 +468,28 @@ def test_openstack_cli_identity_admin(up: Up) -> None:
     ok(as_u1("pw-one", *change))
     fails(as_u1("pw-one", "token", "issue"), "401")
     ok(as_u1("pw-two", "token", "issue"))
+
+    # an application credential of u1's, logged in with, deleted
+    cred = json.loads(
+        ok(as_u1("pw-two", "application", "credential", "create", "ci", "-f", "json"))
+    )
+    assert cred["Project ID"] == made["id"] and cred["Secret"]
+    listed = json.loads(ok(as_u1("pw-two", "application", "credential", "list", "-f", "json")))
+    assert [c["Name"] for c in listed] == ["ci"]
+    auth_url = yaml.safe_load((up.data_dir / "clouds.yaml").read_text())["clouds"]["desired-demo"][
+        "auth"
+    ]["auth_url"]
+    options = {
+        "--os-auth-url": auth_url,
+        "--os-auth-type": "v3applicationcredential",
+        "--os-application-credential-id": cred["ID"],
+        "--os-application-credential-secret": cred["Secret"],
+    }
+    by_cred = [word for option in options.items() for word in option]
+    issued = json.loads(ok(openstack(up, *by_cred, "token", "issue", "-f", "json", cloud=None)))
+    assert issued["project_id"] == made["id"]
+    ok(as_u1("pw-two", "application", "credential", "delete", "ci"))
+    fails(openstack(up, *by_cred, "token", "issue", cloud=None), "401")
 
     admin("role", "remove", "--user", "u1", "--project", "p1", "auditor")
     admin("role", "delete", "auditor")

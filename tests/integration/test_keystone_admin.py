@@ -15,6 +15,7 @@ import pytest
 
 from apiserver.app import make_app
 from fixtures.keystone import password_login
+from state.app_credentials import AppCredentials
 from state.envelope import Ref
 from state.etcd import EtcdClient
 from state.passwords import hash_password
@@ -269,3 +270,64 @@ async def test_domains_and_who_may_do_what(api: Api) -> None:
         f"{api.base}/identity/v3/projects", data=b"{", headers={"X-Auth-Token": admin}
     ) as resp:
         assert resp.status == 400 and (await resp.json())["error"]["code"] == 400
+
+
+async def test_application_credentials(api: Api, store: Store) -> None:
+    admin = await api.login("admin", "admin-secret", "admin")
+    await api.call("POST", "projects", admin, {"project": {"name": "p1"}})
+    pid = (await api.call("GET", "projects", admin, name="p1"))[1]["projects"][0]["id"]
+    made = await api.call("POST", "users", admin, {"user": {"name": "erin", "password": "e-pass"}})
+    uid = made[1]["user"]["id"]
+    member = (await api.call("GET", "roles", admin, name="member"))[1]["roles"][0]["id"]
+    await api.call("PUT", f"projects/{pid}/users/{uid}/roles/{member}", admin)
+    erin = await api.login("erin", "e-pass", "p1")
+    creds = f"users/{uid}/application_credentials"
+    code, made = await api.call("POST", creds, erin, {"application_credential": {"name": "ci"}})
+    assert code == 201, made
+    cred = made["application_credential"]
+    assert cred["project_id"] == pid and {r["name"] for r in cred["roles"]} == {"member", "reader"}
+    assert cred["secret"] and cred["unrestricted"] is False
+    dup = await api.call("POST", creds, erin, {"application_credential": {"name": "ci"}})
+    assert error(*dup) == (409, 409, "Conflict")
+    asked = {"name": "admin-please", "roles": [{"name": "admin"}]}
+    assert error(*await api.call("POST", creds, erin, {"application_credential": asked}))[0] == 404
+    someone_else = await api.call("POST", creds, admin, {"application_credential": {"name": "x"}})
+    assert error(*someone_else)[0] == 403
+    code, listed = await api.call("GET", creds, erin)
+    assert [c["name"] for c in listed["application_credentials"]] == ["ci"]
+    assert "secret" not in listed["application_credentials"][0]
+    assert (await api.call("GET", f"{creds}/{cred['id']}", admin))[0] == 200
+
+    async def login(by: dict[str, Any]) -> tuple[int, Any, str]:
+        methods = {"methods": ["application_credential"], "application_credential": by}
+        body = {"auth": {"identity": methods}}
+        async with api.http.post(f"{api.base}/identity/v3/auth/tokens", json=body) as resp:
+            return resp.status, await resp.json(), resp.headers.get("X-Subject-Token", "")
+
+    code, body, token = await login({"id": cred["id"], "secret": cred["secret"]})
+    assert code == 201, body
+    assert body["token"]["methods"] == ["application_credential"]
+    assert body["token"]["project"]["id"] == pid and body["token"]["application_credential"] == {
+        "id": cred["id"],
+        "restricted": True,
+    }
+    by_name = {"name": "ci", "secret": cred["secret"], "user": {"id": uid}}
+    assert (await login(by_name))[0] == 201
+    assert (await login({"id": cred["id"], "secret": "wrong"}))[0] == 401
+    # a restricted credential's token makes no other
+    nested = await api.call("POST", creds, token, {"application_credential": {"name": "more"}})
+    assert error(*nested)[0] == 403
+    # deleting the credential kills its tokens; so does revoking the role it carries
+    assert (await api.call("DELETE", f"{creds}/{cred['id']}", erin))[0] == 204
+    assert not await api.valid(token)
+    assert (await login({"id": cred["id"], "secret": cred["secret"]}))[0] == 401
+    made = await api.call("POST", creds, erin, {"application_credential": {"name": "ci2"}})
+    second = made[1]["application_credential"]
+    _, _, token = await login({"id": second["id"], "secret": second["secret"]})
+    assert await api.valid(token)
+    await api.call("DELETE", f"projects/{pid}/users/{uid}/roles/{member}", admin)
+    await eventually(lambda: _not(api.valid(token)))
+    assert (await login({"id": second["id"], "secret": second["secret"]}))[0] == 401
+    # the user's deletion takes its credentials along
+    assert (await api.call("DELETE", f"users/{uid}", admin))[0] == 204
+    assert await AppCredentials(store.etcd).get(second["id"]) is None
