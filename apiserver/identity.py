@@ -42,6 +42,7 @@ from apiserver.tokens import Token, decode, encode
 from apiserver.urls import base_url
 from state import keys
 from state.app_credentials import AppCredentials
+from state.ec2_credentials import Ec2Credentials
 from state.envelope import Obj, Ref
 from state.errors import DesiredError, Invalid, Unavailable
 from state.etcd import Put, absent
@@ -125,6 +126,7 @@ class Identity:
         self.lockouts = Lockouts(store.etcd, lockout or LockoutPolicy())
         self.checks = checks or PasswordChecks()
         self.app_credentials = AppCredentials(store.etcd)
+        self.ec2_credentials = Ec2Credentials(store.etcd)
         #: the users tokens stand for, as they are now
         self.users = TokenUsers(store, implied)
 

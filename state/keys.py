@@ -215,6 +215,15 @@ def app_credential_name(user_uid: str, name: str) -> bytes:
     return f"{ROOT}/identity/app-credential-names/{user_uid}/{digest}".encode()
 
 
+def ec2_credentials_prefix() -> bytes:
+    """Keystone EC2 credentials (access key and secret), by access key."""
+    return f"{ROOT}/identity/ec2-credentials/".encode()
+
+
+def ec2_credential(access: str) -> bytes:
+    return ec2_credentials_prefix() + access.encode(_UTF8, _ANY)
+
+
 def console_requests_prefix(hosts: str = "") -> bytes:
     """Console requests to every host, or to the hosts whose names start with ``hosts``
     (``"<host>/"`` for one host)."""

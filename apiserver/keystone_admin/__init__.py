@@ -1,5 +1,5 @@
 """The Keystone v3 admin API under ``/identity``: projects, users, roles, role assignments,
-domains and application credentials, over the ``Project``, ``User`` and ``Role`` objects that ``desiredctl`` writes.
+domains, application and EC2 credentials, over the ``Project``, ``User`` and ``Role`` objects that ``desiredctl`` writes.
 
 Owns: wiring each part's routes into the identity sub-app (``add_routes``).
 
@@ -10,10 +10,18 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from apiserver.keystone_admin import app_credentials, domains, grants, projects, roles, users
+from apiserver.keystone_admin import (
+    app_credentials,
+    domains,
+    ec2_credentials,
+    grants,
+    projects,
+    roles,
+    users,
+)
 
 
 def add_routes(app: web.Application) -> None:
     """Adds the admin API's routes to ``app``, the ``/identity`` sub-app."""
-    for part in (projects, users, roles, grants, domains, app_credentials):
+    for part in (projects, users, roles, grants, domains, app_credentials, ec2_credentials):
         part.add_routes(app)

@@ -6,7 +6,8 @@ cannot change: every object of the project names it); every project is a
 top-level project of the domain ``default`` (its ``parent_id``). Deleting a
 project first takes every role assignment on it from its users (as Keystone
 deletes a project's assignments), so that the tokens scoped to it die at
-once and a project made later under the same name inherits no grant.
+once and a project made later under the same name inherits no grant; its
+EC2 credentials go after it.
 
 Must never: let a caller without the admin role create, change or delete a
 project, or show one a caller has no role on.
@@ -126,6 +127,10 @@ async def delete(request: web.Request) -> web.Response:
         if any(a.get("project") == name for a in user["spec"].get("roles") or []):
             await common.change(s, user, drop)
     await common.remove(s, project)
+    ec2 = common.identity(request).ec2_credentials
+    for cred in await ec2.every():  # its EC2 credentials go with it, as Keystone's
+        if cred.project == name:
+            await ec2.delete(cred)
     return web.Response(status=204)
 
 

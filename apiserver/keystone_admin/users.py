@@ -159,9 +159,13 @@ async def delete(request: web.Request) -> web.Response:
     ident = common.identity(request)
     user = await common.by_id(ident.store, "User", request.match_info["user_id"])
     await common.remove(ident.store, user)
-    # its application credentials go with it, as Keystone's
-    for cred in await ident.app_credentials.of_user(str(user["metadata"]["uid"])):
+    # its application and EC2 credentials go with it, as Keystone's
+    uid = str(user["metadata"]["uid"])
+    for cred in await ident.app_credentials.of_user(uid):
         await ident.app_credentials.delete(cred)
+    for ec2 in await ident.ec2_credentials.every():
+        if ec2.user == uid:
+            await ident.ec2_credentials.delete(ec2)
     return web.Response(status=204)
 
 

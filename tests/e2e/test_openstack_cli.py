@@ -418,7 +418,8 @@ def test_openstack_cli_networks_security_groups_and_floating_ips(up: Up) -> None
 
 def test_openstack_cli_identity_admin(up: Up) -> None:
     """Projects, users, roles, role assignments and domains through `openstack`, as an admin
-    makes a tenant and its user, who logs in and changes its own password."""
+    makes a tenant and its user, who logs in, changes its own password, and makes
+    application and EC2 credentials."""
 
     def admin(*args: str) -> str:
         return ok(openstack(up, *args, cloud="desired-admin"))
@@ -490,6 +491,14 @@ def test_openstack_cli_identity_admin(up: Up) -> None:
     assert issued["project_id"] == made["id"]
     ok(as_u1("pw-two", "application", "credential", "delete", "ci"))
     fails(openstack(up, *by_cred, "token", "issue", cloud=None), "401")
+
+    # EC2 credentials of u1's for p1
+    ec2 = json.loads(ok(as_u1("pw-two", "ec2", "credentials", "create", "-f", "json")))
+    assert ec2["project_id"] == made["id"] and ec2["secret"]
+    listed = json.loads(ok(as_u1("pw-two", "ec2", "credentials", "list", "-f", "json")))
+    assert [c["Access"] for c in listed] == [ec2["access"]]
+    ok(as_u1("pw-two", "ec2", "credentials", "delete", ec2["access"]))
+    assert json.loads(ok(as_u1("pw-two", "ec2", "credentials", "list", "-f", "json"))) == []
 
     admin("role", "remove", "--user", "u1", "--project", "p1", "auditor")
     admin("role", "delete", "auditor")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -331,3 +332,51 @@ async def test_application_credentials(api: Api, store: Store) -> None:
     # the user's deletion takes its credentials along
     assert (await api.call("DELETE", f"users/{uid}", admin))[0] == 204
     assert await AppCredentials(store.etcd).get(second["id"]) is None
+
+
+async def test_ec2_credentials(api: Api) -> None:
+    admin = await api.login("admin", "admin-secret", "admin")
+    await api.call("POST", "projects", admin, {"project": {"name": "p1"}})
+    pid = (await api.call("GET", "projects", admin, name="p1"))[1]["projects"][0]["id"]
+    made = await api.call("POST", "users", admin, {"user": {"name": "fay", "password": "f-pass"}})
+    uid = made[1]["user"]["id"]
+    fay = await api.login("fay", "f-pass")
+    ec2 = f"users/{uid}/credentials/OS-EC2"
+    code, made = await api.call("POST", ec2, fay, {"tenant_id": pid})
+    assert code == 201, made
+    cred = made["credential"]
+    assert cred["tenant_id"] == pid and cred["user_id"] == uid and cred["access"] and cred["secret"]
+    assert error(*await api.call("POST", ec2, fay, {"tenant_id": "0" * 32}))[0] == 404
+    assert error(*await api.call("POST", ec2, fay, {}))[0] == 400
+    code, listed = await api.call("GET", ec2, fay)
+    assert [c["access"] for c in listed["credentials"]] == [cred["access"]]
+    code, shown = await api.call("GET", f"{ec2}/{cred['access']}", admin)
+    assert code == 200 and shown["credential"]["secret"] == cred["secret"]
+    # the same credential through /v3/credentials, and one made there with a given blob
+    code, listed = await api.call("GET", "credentials", fay, type="ec2")
+    (generic,) = listed["credentials"]
+    assert json.loads(generic["blob"]) == {"access": cred["access"], "secret": cred["secret"]}
+    assert generic["project_id"] == pid and generic["user_id"] == uid
+    blob = json.dumps({"access": "my-access", "secret": "my-secret"})
+    body = {"credential": {"type": "ec2", "blob": blob, "user_id": uid, "project_id": pid}}
+    code, made = await api.call("POST", "credentials", fay, body)
+    assert code == 201, made
+    assert error(*await api.call("POST", "credentials", fay, body)) == (409, 409, "Conflict")
+    totp = {"credential": {**body["credential"], "type": "totp"}}
+    assert error(*await api.call("POST", "credentials", fay, totp))[0] == 400
+    code, listed = await api.call("GET", f"credentials/{made['credential']['id']}", fay)
+    assert code == 200 and json.loads(listed["credential"]["blob"])["access"] == "my-access"
+    # another user sees none of them and may make none for fay
+    await api.call("POST", "users", admin, {"user": {"name": "gus", "password": "g-pass"}})
+    gus = await api.login("gus", "g-pass")
+    assert (await api.call("GET", "credentials", gus))[1]["credentials"] == []
+    assert error(*await api.call("GET", ec2, gus))[0] == 403
+    assert error(*await api.call("POST", "credentials", gus, body))[0] == 403
+    assert (
+        error(*await api.call("DELETE", f"credentials/{made['credential']['id']}", gus))[0] == 403
+    )
+    assert (await api.call("DELETE", f"{ec2}/{cred['access']}", fay))[0] == 204
+    assert error(*await api.call("GET", f"{ec2}/{cred['access']}", fay))[0] == 404
+    # the project's deletion takes the rest along
+    assert (await api.call("DELETE", f"projects/{pid}", admin))[0] == 204
+    assert (await api.call("GET", "credentials", admin))[1]["credentials"] == []
