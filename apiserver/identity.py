@@ -123,6 +123,8 @@ class Identity:
         self.token_ttl = token_ttl
         self.key = b""
         self.revoked: set[str] = set()
+        #: user uid -> the time before which its tokens were revoked
+        self.revoked_users: dict[str, float] = {}
         self.lockouts = Lockouts(store.etcd, lockout or LockoutPolicy())
         self.checks = checks or PasswordChecks()
         self.app_credentials = AppCredentials(store.etcd)
@@ -148,7 +150,10 @@ class Identity:
         return self.key
 
     async def follow_revocations(self) -> None:
-        """Keeps the revoked audit ids, retrying while etcd is away."""
+        """Keeps the revoked audit ids and users' revocations, retrying while etcd is away."""
+        await asyncio.gather(self._follow_tokens(), self._follow_users())
+
+    async def _follow_tokens(self) -> None:
         while True:
             try:
                 async for ev in KeyWatch(self.store.etcd, keys.revoked_prefix()):
@@ -159,10 +164,34 @@ class Identity:
             except DesiredError:
                 await asyncio.sleep(1.0)
 
+    async def _follow_users(self) -> None:
+        while True:
+            try:
+                async for ev in KeyWatch(self.store.etcd, keys.user_revocations_prefix()):
+                    if ev.type == BOOKMARK:
+                        continue
+                    uid = keys.last_segment(ev.key)
+                    if ev.type == DELETE:
+                        self.revoked_users.pop(uid, None)
+                    else:
+                        self.revoked_users[uid] = float(ev.value)
+            except DesiredError:
+                await asyncio.sleep(1.0)
+
+    async def revoke_user(self, user_uid: str) -> None:
+        """Revokes every token of user ``user_uid`` issued until now (Keystone's revocation
+        by user, when a password changes)."""
+        now = time.time()
+        lease = await self.store.etcd.lease_grant(self.token_ttl + 1)
+        await self.store.etcd.put(keys.user_revocation(user_uid), repr(now).encode(), lease=lease)
+        self.revoked_users[user_uid] = now
+
     async def check(self, text: str) -> Token | None:
         token = decode(text, await self.signing_key()) if text else None
         if token is None or token.audit_id in self.revoked:
             return None
+        if token.issued <= self.revoked_users.get(uid_of(token.user_id), 0.0):
+            return None  # its user's password changed since
         if not await self.users.holds(token, keystone_id_of) and not await self._holds_now(token):
             return None  # its user was deleted or disabled, or lost a role it carries
         if token.application_credential and not await self.app_credentials.get(

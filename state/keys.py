@@ -194,6 +194,16 @@ def revoked(audit_id: str) -> bytes:
     return revoked_prefix() + audit_id.encode()
 
 
+def user_revocations_prefix() -> bytes:
+    return f"{ROOT}/identity/revoked-users/".encode()
+
+
+def user_revocation(user_uid: str) -> bytes:
+    """When a user's tokens issued before were revoked (its password changed), on a lease
+    that ends when the last of them would have."""
+    return user_revocations_prefix() + user_uid.encode()
+
+
 def login_failures(user_uid: str) -> bytes:
     """A user's recent failed password logins (count and time of the last), for lockout."""
     return f"{ROOT}/identity/failures/{user_uid}".encode()

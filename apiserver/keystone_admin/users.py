@@ -8,7 +8,8 @@ and lockout counts follow it); ``default_project_id`` is kept as the
 project's name (``spec.defaultProject``); ``email`` and ``description`` as
 spec fields; the option ``ignore_lockout_failure_attempts`` as
 ``spec.ignoreLockoutFailureAttempts``. A password given in plain text is
-hashed here, in the password-check threads, and only its hash is kept.
+hashed here, in the password-check threads, and only its hash is kept; a
+password changed revokes the user's tokens issued until then, as Keystone's.
 
 Must never: keep, log or answer a password; let anyone but an admin create,
 change, delete or list users; show a user, or its projects, to anyone but an
@@ -151,6 +152,8 @@ async def update(request: web.Request) -> web.Response:
         raise fail(400, "A user's name cannot change here (its tokens and lockout follow it).")
     changes = await _spec_changes(request, fields)
     changed = await common.change(s, user, lambda spec: _apply(spec, changes))
+    if "passwordHash" in changes:  # its tokens die with its old password, as Keystone's
+        await common.identity(request).revoke_user(str(user["metadata"]["uid"]))
     return web.json_response({"user": body(request, changed, await _projects_by_name(s))})
 
 
@@ -200,6 +203,7 @@ async def change_password(request: web.Request) -> web.Response:
         raise fail(401, "The request you have made requires authentication.")
     hashed = await ident.checks.hash(password)
     await common.change(ident.store, user, lambda spec: spec.update(passwordHash=hashed))
+    await ident.revoke_user(str(user["metadata"]["uid"]))  # its tokens die with the old one
     return web.Response(status=204)
 
 

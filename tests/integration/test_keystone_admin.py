@@ -166,10 +166,12 @@ async def test_users_create_login_update_password_delete(api: Api, store: Store)
     assert error(*await api.call("POST", f"users/{uid}/password", alice, wrong))[0] == 401
     right = {"user": {"password": "new-pass", "original_password": "alice-pass"}}
     assert (await api.call("POST", f"users/{uid}/password", alice, right))[0] == 204
-    await api.login("alice", "new-pass")
-    # an admin sets it, disables the user: its tokens die at once
+    assert not await api.valid(alice)  # a password changed revokes the tokens made before
+    alice = await api.login("alice", "new-pass")
+    # an admin sets it (the same again), disables the user: its tokens die at once
     code, _ = await api.call("PATCH", f"users/{uid}", admin, {"user": {"password": "third"}})
     assert code == 200
+    assert not await api.valid(alice) and await api.valid(admin)
     alice = await api.login("alice", "third")
     code, listed = await api.call("GET", "users", admin, enabled="true")
     assert {u["name"] for u in listed["users"]} == {"admin", "alice"}
