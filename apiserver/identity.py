@@ -556,6 +556,16 @@ async def keystone_errors(request: web.Request, handler: Any) -> web.StreamRespo
             {"error": {"code": exc.code, "message": exc.message, "title": title}},
             status=exc.code,
         )
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        # no such route, or no such method on it: in Keystone's shape too
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return web.json_response(
+            {"error": {"code": exc.status, "message": exc.reason, "title": exc.reason}},
+            status=exc.status,
+            headers=allow,
+        )
     except DesiredError as exc:
         # a spec its schema or admission refuses is Keystone's validation error
         code = 400 if isinstance(exc, Invalid) else exc.status

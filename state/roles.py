@@ -12,21 +12,21 @@ from __future__ import annotations
 
 import uuid
 
-#: each built-in role and the roles it implies (itself included)
-IMPLIED: dict[str, tuple[str, ...]] = {
-    "admin": ("admin", "member", "reader"),
-    "member": ("member", "reader"),
-    "reader": ("reader",),
-    "service": ("service",),
-}
-BUILTIN = tuple(IMPLIED)
+#: the built-in roles
+BUILTIN = ("admin", "member", "reader", "service")
+#: the roles each role implies directly (Keystone's default implied roles)
+IMPLIES: dict[str, tuple[str, ...]] = {"admin": ("member",), "member": ("reader",)}
 
 
 def implied(roles: set[str]) -> tuple[str, ...]:
-    """``roles`` with every role they imply, sorted."""
+    """``roles`` with every role they imply, directly or through others, sorted."""
     out: set[str] = set()
-    for r in roles:
-        out.update(IMPLIED.get(r, (r,)))
+    todo = list(roles)
+    while todo:
+        role = todo.pop()
+        if role not in out:
+            out.add(role)
+            todo.extend(IMPLIES.get(role, ()))
     return tuple(sorted(out))
 
 

@@ -171,7 +171,7 @@ async def role_assignments(request: web.Request) -> web.Response:
             if effective:
                 rows += [
                     _Row(user, by_name[r], project, role)
-                    for r in builtin_roles.IMPLIED.get(role.name, ())
+                    for r in builtin_roles.implied({role.name})
                     if r != role.name
                 ]
     shown = [r for r in rows if _matches(r, q)]

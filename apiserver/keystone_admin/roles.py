@@ -1,6 +1,8 @@
 """Keystone's roles: the built-in ones and custom ``Role`` objects; create, delete, list, show.
 
-Owns: ``/v3/roles`` and ``/v3/roles/{id}`` and their bodies. The built-in
+Owns: ``/v3/roles`` and ``/v3/roles/{id}`` and their bodies, and the implied
+roles (``/v3/role_inferences``, ``/v3/roles/{id}/implies[/{id}]``: read
+only, Keystone's defaults: admin implies member, member implies reader). The built-in
 roles (``state.roles``: admin, member, reader, service) always exist and are
 Keystone's immutable roles (``options.immutable``): deleting one is
 Keystone's 403. A custom role is a ``Role`` object; every role's id derives
@@ -129,7 +131,88 @@ async def delete(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def update(request: web.Request) -> web.Response:
+    """A custom role's description (a built-in one is immutable, a name cannot change)."""
+    await common.admin(request, "identity:update_role")
+    s = common.store(request)
+    role = await by_id(s, request.match_info["role_id"])
+    fields = await common.member(request, "role")
+    if role.builtin:
+        raise fail(403, f"Unable to update role {role.id}: it is immutable (built in).")
+    if common.text(fields, "name") not in (None, role.name):
+        raise fail(400, "A role's name cannot change here (its id is derived from it).")
+    if "description" not in fields:
+        return web.json_response({"role": role.body(request)})
+    description = common.text(fields, "description") or ""
+    obj = await s.get_or_none(Ref("Role", None, role.name))
+    if obj is None:
+        raise fail(404, f"Could not find role: {role.id}.")
+    await common.change(s, obj, lambda spec: spec.update(description=description))
+    return web.json_response({"role": Role(role.name, description, False).body(request)})
+
+
+def _brief(request: web.Request, role: Role) -> dict[str, Any]:
+    return {
+        "id": role.id,
+        "name": role.name,
+        "links": {"self": common.url(request, f"roles/{role.id}")},
+    }
+
+
+async def _inferences(request: web.Request) -> list[tuple[Role, list[Role]]]:
+    """Each role that implies others, with the roles it implies directly."""
+    await common.admin(request, "identity:list_role_inference_rules")
+    every = {r.name: r for r in (await every_role(common.store(request))).values()}
+    return [(every[p], [every[i] for i in implies]) for p, implies in roles.IMPLIES.items()]
+
+
+async def inferences(request: web.Request) -> web.Response:
+    """``GET /v3/role_inferences``: Keystone's implied roles (fixed here)."""
+    rules = await _inferences(request)
+    return web.json_response(
+        {
+            "role_inferences": [
+                {"prior_role": _brief(request, p), "implies": [_brief(request, i) for i in implies]}
+                for p, implies in rules
+            ],
+            "links": common.links(request, "role_inferences"),
+        }
+    )
+
+
+async def implies(request: web.Request) -> web.Response:
+    """``GET /v3/roles/{prior}/implies``: what one role implies directly."""
+    prior = await by_id(common.store(request), request.match_info["role_id"])
+    found = dict((p.id, i) for p, i in await _inferences(request)).get(prior.id, [])
+    return web.json_response(
+        {
+            "role_inference": {
+                "prior_role": _brief(request, prior),
+                "implies": [_brief(request, i) for i in found],
+            }
+        }
+    )
+
+
+async def implication(request: web.Request) -> web.Response:
+    """``GET``/``HEAD /v3/roles/{prior}/implies/{implied}``: one implication, or 404."""
+    rules = await _inferences(request)
+    prior, wanted = request.match_info["role_id"], request.match_info["implied_id"]
+    for p, implied in rules:
+        for i in implied:
+            if (p.id, i.id) == (prior, wanted):
+                if request.method == "HEAD":
+                    return web.Response(status=204)
+                body = {"prior_role": _brief(request, p), "implies": _brief(request, i)}
+                return web.json_response({"role_inference": body})
+    raise fail(404, f"Could not find implied role: {prior} implies {wanted}.")
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_patch("/v3/roles/{role_id}", update)
+    app.router.add_get("/v3/role_inferences", inferences)
+    app.router.add_get("/v3/roles/{role_id}/implies", implies)
+    app.router.add_get("/v3/roles/{role_id}/implies/{implied_id}", implication)
     app.router.add_get("/v3/roles", index)
     app.router.add_post("/v3/roles", create)
     app.router.add_get("/v3/roles/{role_id}", show)

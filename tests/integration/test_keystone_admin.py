@@ -382,3 +382,44 @@ async def test_ec2_credentials(api: Api) -> None:
     # the project's deletion takes the rest along
     assert (await api.call("DELETE", f"projects/{pid}", admin))[0] == 204
     assert (await api.call("GET", "credentials", admin))[1]["credentials"] == []
+
+
+async def test_implied_roles_system_grants_role_updates_and_unknown_routes(api: Api) -> None:
+    admin = await api.login("admin", "admin-secret", "admin")
+    ids = {r["name"]: r["id"] for r in (await api.call("GET", "roles", admin))[1]["roles"]}
+    code, listed = await api.call("GET", "role_inferences", admin)
+    assert code == 200
+    rules = {
+        r["prior_role"]["name"]: [i["name"] for i in r["implies"]]
+        for r in listed["role_inferences"]
+    }
+    assert rules == {"admin": ["member"], "member": ["reader"]}
+    code, one = await api.call("GET", f"roles/{ids['admin']}/implies", admin)
+    assert [i["name"] for i in one["role_inference"]["implies"]] == ["member"]
+    implies = f"roles/{ids['member']}/implies/{ids['reader']}"
+    assert (await api.call("HEAD", implies, admin))[0] == 204
+    implies = f"roles/{ids['reader']}/implies/{ids['admin']}"
+    assert (await api.call("HEAD", implies, admin))[0] == 404
+    # a custom role's description changes; a built-in one's does not
+    auditor = (await api.call("POST", "roles", admin, {"role": {"name": "auditor"}}))[1]["role"]
+    code, changed = await api.call(
+        "PATCH", f"roles/{auditor['id']}", admin, {"role": {"description": "reads logs"}}
+    )
+    assert code == 200 and changed["role"]["description"] == "reads logs"
+    shown = (await api.call("GET", f"roles/{auditor['id']}", admin))[1]["role"]
+    assert shown["description"] == "reads logs"
+    built_in = await api.call("PATCH", f"roles/{ids['reader']}", admin, {"role": {"name": "x"}})
+    assert error(*built_in)[0] == 403
+    # a role on the whole cloud (Keystone's system scope)
+    made = await api.call("POST", "users", admin, {"user": {"name": "hal", "password": "h-pass"}})
+    uid = made[1]["user"]["id"]
+    assert (await api.call("PUT", f"system/users/{uid}/roles/{ids['reader']}", admin))[0] == 204
+    assert (await api.call("HEAD", f"system/users/{uid}/roles/{ids['reader']}", admin))[0] == 204
+    code, listed = await api.call("GET", "role_assignments", admin, **{"user.id": uid})
+    assert [(a["role"]["id"], a["scope"]) for a in listed["role_assignments"]] == [
+        (ids["reader"], {"system": {"all": True}})
+    ]
+    assert (await api.call("DELETE", f"system/users/{uid}/roles/{ids['reader']}", admin))[0] == 204
+    # what is not served answers in Keystone's shape too
+    assert error(*await api.call("GET", "no-such-thing", admin)) == (404, 404, "Not Found")
+    assert error(*await api.call("PUT", "projects", admin))[:2] == (405, 405)
