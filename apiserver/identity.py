@@ -123,7 +123,8 @@ class Identity:
         self.token_ttl = token_ttl
         self.key = b""
         self.revoked: set[str] = set()
-        #: user uid -> the time before which its tokens were revoked
+        #: "<user uid>" or "<user uid>/<project>" -> the time before which that user's
+        #: tokens (those scoped to that project) were revoked
         self.revoked_users: dict[str, float] = {}
         self.lockouts = Lockouts(store.etcd, lockout or LockoutPolicy())
         self.checks = checks or PasswordChecks()
@@ -167,31 +168,42 @@ class Identity:
     async def _follow_users(self) -> None:
         while True:
             try:
-                async for ev in KeyWatch(self.store.etcd, keys.user_revocations_prefix()):
+                prefix = keys.user_revocations_prefix()
+                async for ev in KeyWatch(self.store.etcd, prefix):
                     if ev.type == BOOKMARK:
                         continue
-                    uid = keys.last_segment(ev.key)
+                    which = ev.key[len(prefix) :].decode("utf-8", "surrogatepass")
                     if ev.type == DELETE:
-                        self.revoked_users.pop(uid, None)
+                        self.revoked_users.pop(which, None)
                     else:
-                        self.revoked_users[uid] = float(ev.value)
+                        self.revoked_users[which] = float(ev.value)
             except DesiredError:
                 await asyncio.sleep(1.0)
 
-    async def revoke_user(self, user_uid: str) -> None:
-        """Revokes every token of user ``user_uid`` issued until now (Keystone's revocation
-        by user, when a password changes)."""
+    async def revoke_user(self, user_uid: str, project: str = "") -> None:
+        """Revokes every token of user ``user_uid`` (scoped to ``project``, if given) issued
+        until now, as Keystone's revocation events: at once at this API server, as soon as
+        they see it at the others."""
         now = time.time()
         lease = await self.store.etcd.lease_grant(self.token_ttl + 1)
-        await self.store.etcd.put(keys.user_revocation(user_uid), repr(now).encode(), lease=lease)
-        self.revoked_users[user_uid] = now
+        key = keys.user_revocation(user_uid, project)
+        await self.store.etcd.put(key, repr(now).encode(), lease=lease)
+        self.revoked_users[f"{user_uid}/{project}" if project else user_uid] = now
+
+    def _revoked_since(self, token: Token) -> bool:
+        uid = uid_of(token.user_id)
+        before = max(
+            self.revoked_users.get(uid, 0.0),
+            self.revoked_users.get(f"{uid}/{token.project}", 0.0) if token.project else 0.0,
+        )
+        return token.issued <= before
 
     async def check(self, text: str) -> Token | None:
         token = decode(text, await self.signing_key()) if text else None
         if token is None or token.audit_id in self.revoked:
             return None
-        if token.issued <= self.revoked_users.get(uid_of(token.user_id), 0.0):
-            return None  # its user's password changed since
+        if self._revoked_since(token):
+            return None  # its user's password, account or grant changed since
         if not await self.users.holds(token, keystone_id_of) and not await self._holds_now(token):
             return None  # its user was deleted or disabled, or lost a role it carries
         if token.application_credential and not await self.app_credentials.get(

@@ -198,10 +198,12 @@ def user_revocations_prefix() -> bytes:
     return f"{ROOT}/identity/revoked-users/".encode()
 
 
-def user_revocation(user_uid: str) -> bytes:
-    """When a user's tokens issued before were revoked (its password changed), on a lease
-    that ends when the last of them would have."""
-    return user_revocations_prefix() + user_uid.encode()
+def user_revocation(user_uid: str, project: str = "") -> bytes:
+    """When a user's tokens (scoped to ``project``, if given) issued before were revoked,
+    on a lease that ends when the last of them would have."""
+    return user_revocations_prefix() + (f"{user_uid}/{project}" if project else user_uid).encode(
+        _UTF8, _ANY
+    )
 
 
 def login_failures(user_uid: str) -> bytes:

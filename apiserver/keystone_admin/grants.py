@@ -85,6 +85,10 @@ async def revoke(request: web.Request) -> web.Response:
         target.user,
         lambda spec: spec.update(roles=[a for a in spec.get("roles") or [] if a != gone]),
     )
+    # the tokens carrying it die at once here (a role on the whole cloud: every token)
+    await common.identity(request).revoke_user(
+        str(target.user["metadata"]["uid"]), gone.get("project", "")
+    )
     return web.Response(status=204)
 
 

@@ -126,6 +126,7 @@ async def delete(request: web.Request) -> web.Response:
     for user in (await s.list("User")).items:
         if any(a.get("project") == name for a in user["spec"].get("roles") or []):
             await common.change(s, user, drop)
+            await common.identity(request).revoke_user(str(user["metadata"]["uid"]), name)
     await common.remove(s, project)
     ec2 = common.identity(request).ec2_credentials
     for cred in await ec2.every():  # its EC2 credentials go with it, as Keystone's

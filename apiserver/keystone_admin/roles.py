@@ -125,6 +125,7 @@ async def delete(request: web.Request) -> web.Response:
     for user in (await s.list("User")).items:
         if any(a.get("role") == role.name for a in user["spec"].get("roles") or []):
             await common.change(s, user, drop)
+            await common.identity(request).revoke_user(str(user["metadata"]["uid"]))
     obj = await s.get_or_none(Ref("Role", None, role.name))
     if obj is not None:
         await common.remove(s, obj)

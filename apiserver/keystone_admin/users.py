@@ -152,7 +152,8 @@ async def update(request: web.Request) -> web.Response:
         raise fail(400, "A user's name cannot change here (its tokens and lockout follow it).")
     changes = await _spec_changes(request, fields)
     changed = await common.change(s, user, lambda spec: _apply(spec, changes))
-    if "passwordHash" in changes:  # its tokens die with its old password, as Keystone's
+    if "passwordHash" in changes or changes.get("enabled") is False:
+        # its tokens die with its old password or its account, as Keystone's
         await common.identity(request).revoke_user(str(user["metadata"]["uid"]))
     return web.json_response({"user": body(request, changed, await _projects_by_name(s))})
 
@@ -162,6 +163,7 @@ async def delete(request: web.Request) -> web.Response:
     ident = common.identity(request)
     user = await common.by_id(ident.store, "User", request.match_info["user_id"])
     await common.remove(ident.store, user)
+    await ident.revoke_user(str(user["metadata"]["uid"]))
     # its application and EC2 credentials go with it, as Keystone's
     uid = str(user["metadata"]["uid"])
     for cred in await ident.app_credentials.of_user(uid):
