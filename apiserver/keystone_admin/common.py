@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from apiserver import request_text
-from apiserver.identity import IDENTITY, Identity, caller, fail, keystone_id
+from apiserver.identity import IDENTITY, Identity, KeystoneError, caller, fail, keystone_id
 from apiserver.tokens import Token
 from apiserver.urls import base_url
 from state.admission import admit, admit_delete
@@ -43,7 +43,7 @@ def store(request: web.Request) -> Store:
     return request.app[IDENTITY].store
 
 
-def forbidden(action: str) -> Exception:
+def forbidden(action: str) -> KeystoneError:
     return fail(403, f"You are not authorized to perform the requested action: {action}.")
 
 

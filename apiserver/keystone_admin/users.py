@@ -77,8 +77,10 @@ async def _spec_changes(request: web.Request, fields: dict[str, Any]) -> dict[st
     ignore = common.flag(options, "ignore_lockout_failure_attempts")
     if ignore is not None:
         changes["ignoreLockoutFailureAttempts"] = ignore
-    if "password" in fields:
+    if "password" in fields:  # null: no password (no password login)
         password = common.text(fields, "password")
+        if password == "":
+            raise fail(400, "Invalid input for field 'password': it is empty.")
         hashed = await common.identity(request).checks.hash(password) if password else None
         changes["passwordHash"] = hashed
     return changes

@@ -153,6 +153,8 @@ async def test_users_create_login_update_password_delete(api: Api, store: Store)
     assert stored["defaultProject"] == "p1"
     dup = await api.call("POST", "users", admin, {"user": {"name": "alice"}})
     assert error(*dup) == (409, 409, "Conflict")
+    for bad in ({"name": "Alice"}, {"name": "zed", "password": ""}, {"name": "zed", "email": 1}):
+        assert error(*await api.call("POST", "users", admin, {"user": bad}))[0] == 400, bad
     # no role yet: no token on p1; unscoped is fine
     alice = await api.login("alice", "alice-pass")
     assert error(*await api.call("GET", "users", alice)) == (403, 403, "Forbidden")
