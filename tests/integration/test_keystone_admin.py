@@ -16,8 +16,10 @@ import pytest
 
 from apiserver.app import make_app
 from fixtures.keystone import password_login
+from state.admission import admit
 from state.app_credentials import AppCredentials
 from state.envelope import Ref
+from state.errors import FieldError, Invalid
 from state.etcd import EtcdClient
 from state.passwords import hash_password
 from state.sql.migrate import upgrade
@@ -421,3 +423,20 @@ async def test_implied_roles_system_grants_role_updates_and_unknown_routes(api: 
     # what is not served answers in Keystone's shape too
     assert error(*await api.call("GET", "no-such-thing", admin)) == (404, 404, "Not Found")
     assert error(*await api.call("PUT", "projects", admin))[:2] == (405, 405)
+
+
+async def test_admission_of_users_roles_and_roles_names(store: Store) -> None:
+    """What every writer (desiredctl, gitsync, this API) is refused: a user holding a role
+    that does not exist, a Role named as a built-in one."""
+    user = {
+        "kind": "User",
+        "metadata": {"name": "ivy"},
+        "spec": {"roles": [{"role": "member"}, {"role": "auditor", "project": "p1"}]},
+    }
+    with pytest.raises(Invalid) as refused:
+        await admit(store, user)
+    assert refused.value.errors == [FieldError("spec.roles[1].role", "there is no role 'auditor'")]
+    await store.create({"kind": "Role", "metadata": {"name": "auditor"}, "spec": {}})
+    await admit(store, user)
+    with pytest.raises(Invalid):
+        await admit(store, {"kind": "Role", "metadata": {"name": "admin"}, "spec": {}})
