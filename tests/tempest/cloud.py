@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from apiserver.network.app import EXTENSIONS
 from state.passwords import hash_password
 from state.store import Store
 from tests.e2e.up_process import Up
@@ -159,6 +160,7 @@ def prepare(up: Up, workspace: Path, *, projects: int = 12, admins: int = 4) -> 
             image=images[IMAGES[0]],
             image_alt=images[IMAGES[1]],
             log=workspace / "tempest.log",
+            extensions=",".join(alias for alias, _ in EXTENSIONS),
         )
     )
     return conf
@@ -245,6 +247,10 @@ api_v1 = false
 build_timeout = 60
 build_interval = 1
 shared_physical_network = false
+
+[network-feature-enabled]
+ipv6 = false
+api_extensions = {extensions}
 
 [validation]
 run_validation = false
