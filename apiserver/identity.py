@@ -21,7 +21,9 @@ locked for user: <id>.", checked before the password as Keystone does.
 
 Must never: issue a token for a disabled user or project, or to a user
 without a role on the project asked for, or to a locked-out user; accept a
-revoked token; check a password on the event loop.
+revoked token, or one whose user or project is gone, disabled or made anew,
+or whose user lost a role it carries (``apiserver.token_users``,
+``apiserver.token_projects``); check a password on the event loop.
 """
 
 from __future__ import annotations
@@ -37,14 +39,15 @@ from typing import Any
 from aiohttp import web
 
 from apiserver import request_text
-from apiserver.token_users import Holder, TokenUsers
+from apiserver.token_projects import TokenProjects
+from apiserver.token_users import TokenUsers
 from apiserver.tokens import Token, decode, encode
 from apiserver.urls import base_url
 from state import keys
 from state.app_credentials import AppCredentials
 from state.ec2_credentials import Ec2Credentials
 from state.envelope import Obj, Ref
-from state.errors import DesiredError, Invalid, Unavailable
+from state.errors import DesiredError, Invalid, Transient, Unavailable
 from state.etcd import Put, absent
 from state.keywatch import BOOKMARK, DELETE, KeyWatch
 from state.lockout import Failures, LockoutPolicy, Lockouts
@@ -130,8 +133,13 @@ class Identity:
         self.checks = checks or PasswordChecks()
         self.app_credentials = AppCredentials(store.etcd)
         self.ec2_credentials = Ec2Credentials(store.etcd)
-        #: the users tokens stand for, as they are now
+        #: the users tokens stand for, and the projects they are scoped to, as they are now
         self.users = TokenUsers(store, implied)
+        self.projects = TokenProjects(store)
+        #: the same, never followed: they read etcd at each look-up (``KindCache`` before
+        #: its first list), for a token the watched ones refuse
+        self.users_now = TokenUsers(store, implied)
+        self.projects_now = TokenProjects(store)
 
     async def signing_key(self) -> bytes:
         """The cloud's token key, read (or made, by the first API server) at first use, so
@@ -204,27 +212,40 @@ class Identity:
             return None
         if self._revoked_since(token):
             return None  # its user's password, account or grant changed since
-        if not await self.users.holds(token, keystone_id_of) and not await self._holds_now(token):
-            return None  # its user was deleted or disabled, or lost a role it carries
+        if not await self._grants_hold(token, self.users, self.projects) and not (
+            await self._grants_hold_now(token)
+        ):
+            return None  # its user or project was deleted or disabled, or a role revoked
         if token.application_credential and not await self.app_credentials.get(
             token.application_credential
         ):
             return None  # its application credential was deleted
         return token
 
-    async def _holds_now(self, token: Token) -> bool:
-        """Whether etcd's User still holds ``token``: asked when the watched users refuse it,
-        since their watch may not have seen a write just made (a user created, a role
-        granted through this API) when its token comes back."""
-        user = await self.store.get_or_none(Ref("User", None, token.user))
-        if user is None:
-            return False
-        holder = Holder.of(user)
-        return (
-            holder.enabled
-            and keystone_id_of(holder.uid) == token.user_id
-            and set(token.roles) <= holder.roles_for(token.project, implied)
+    async def follow_grants(self) -> None:
+        """Keeps the users and projects tokens stand for as etcd has them, until cancelled."""
+        await asyncio.gather(self.users.follow(), self.projects.follow())
+
+    async def grants_listed(self) -> None:
+        """Returns once every user and project has been listed (checks then read no etcd)."""
+        await self.users.users.synced.wait()
+        await self.projects.projects.synced.wait()
+
+    @staticmethod
+    async def _grants_hold(token: Token, users: TokenUsers, projects: TokenProjects) -> bool:
+        return await users.holds(token, keystone_id_of) and await projects.holds(
+            token, keystone_id_of
         )
+
+    async def _grants_hold_now(self, token: Token) -> bool:
+        """Whether etcd says ``token``'s user and project still hold it: asked when the
+        watched ones refuse it, since the watches may not have seen a write just made (a
+        user or project created, a role granted through this API) when its first token
+        comes. No (the token refused) while etcd cannot say."""
+        try:
+            return await self._grants_hold(token, self.users_now, self.projects_now)
+        except Transient:
+            return False
 
     async def revoke(self, token: Token) -> None:
         ttl = max(1, int(token.expires - time.time()) + 1)
@@ -596,7 +617,7 @@ def make_app(identity: Identity) -> web.Application:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         following = [
             asyncio.create_task(identity.follow_revocations()),
-            asyncio.create_task(identity.users.follow()),
+            asyncio.create_task(identity.follow_grants()),
         ]
         yield
         for task in following:
