@@ -56,6 +56,8 @@ async def create(request: web.Request) -> web.Response:
     if not isinstance(name, str) or not 0 < len(name) <= 255 or not _NAME.match(name):
         raise ComputeFault(400, "Invalid input for field/attribute name.")
     given = body.get("id")
+    if isinstance(given, int | float) and not isinstance(given, bool):
+        given = str(given)  # Nova takes a number and answers with its string
     if given is not None and given != "auto":
         if not isinstance(given, str) or not 0 < len(given) <= 255 or not _NAME.match(given):
             raise ComputeFault(400, "Invalid input for field/attribute id.")
