@@ -20,6 +20,7 @@ from aiohttp import web
 from apiserver.compute import (
     actions,
     aggregates,
+    extensions,
     flavor_manage,
     flavors,
     hypervisors,
@@ -28,7 +29,10 @@ from apiserver.compute import (
     network_proxies,
     openapi,
     quotas,
+    server_addresses,
+    server_diagnostics,
     server_groups,
+    server_passwords,
     server_tags,
     servers,
     services,
@@ -169,4 +173,8 @@ def make_app(
     usage.add_routes(app)
     migrations.add_routes(app)
     network_proxies.add_routes(app)
+    server_addresses.add_routes(app)
+    server_passwords.add_routes(app)
+    server_diagnostics.add_routes(app)
+    extensions.add_routes(app)
     return app

@@ -57,6 +57,12 @@ DEFAULTS: dict[str, str] = {
     "os_compute_api:os-instance-actions:list": READER_OR_ADMIN,
     "os_compute_api:os-instance-actions:show": READER_OR_ADMIN,
     "os_compute_api:os-instance-actions:events": ADMIN,
+    "os_compute_api:ips:index": READER_OR_ADMIN,
+    "os_compute_api:ips:show": READER_OR_ADMIN,
+    "os_compute_api:os-server-password:show": READER_OR_ADMIN,
+    "os_compute_api:os-server-password:clear": MEMBER_OR_ADMIN,
+    "os_compute_api:os-server-diagnostics": ADMIN,
+    "os_compute_api:extensions": ANY,
     # network proxies (security groups, floating IPs, networks)
     **{
         f"os_compute_api:os-security-groups:{verb}": READER_OR_ADMIN
