@@ -23,6 +23,7 @@ from apiserver.compute import (
     extensions,
     flavor_manage,
     flavors,
+    hosts,
     hypervisors,
     keypairs,
     migrations,
@@ -37,6 +38,7 @@ from apiserver.compute import (
     servers,
     services,
     usage,
+    usage_audit_log,
     zones,
 )
 from apiserver.compute.bodies import check_body
@@ -177,4 +179,6 @@ def make_app(
     server_passwords.add_routes(app)
     server_diagnostics.add_routes(app)
     extensions.add_routes(app)
+    hosts.add_routes(app)
+    usage_audit_log.add_routes(app)
     return app

@@ -37,6 +37,7 @@ ROUTES = {
     ("POST", "/v2.1/os-aggregates"): "aggregates.create",
     ("PUT", "/v2.1/os-aggregates/{aggregate_id}"): "aggregates.update",
     ("PUT", "/v2.1/os-services/{action}"): "services.update",
+    ("PUT", "/v2.1/os-hosts/{host_name}"): "hosts.update",
     ("POST", "/v2.1/os-security-groups"): "security_groups.create",
     ("POST", "/v2.1/os-security-group-rules"): "security_group_rules.create",
     ("POST", "/v2.1/os-floating-ips"): "floating_ips.create",

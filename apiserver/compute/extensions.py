@@ -45,11 +45,13 @@ _EXTENSIONS: dict[str, tuple[str, str]] = {
     "os-flavor-swap": ("FlavorSwap", ""),
     "os-floating-ip-pools": ("FloatingIpPools", "Floating IPs support."),
     "os-floating-ips": ("FloatingIps", "Floating IPs support."),
+    "os-hosts": ("Hosts", "Admin-only host administration."),
     "os-hypervisors": ("Hypervisors", "Admin-only hypervisor administration."),
     "os-instance-actions": (
         "InstanceActions",
         "View a log of actions and events taken on an instance.",
     ),
+    "os-instance_usage_audit_log": ("OSInstanceUsageAuditLog", "Admin-only Task Log Monitoring."),
     "os-keypairs": ("Keypairs", "Keypair Support."),
     "os-lock-server": ("LockServer", "Enable lock/unlock server actions."),
     "os-migrations": ("Migrations", "Provide data on migrations."),

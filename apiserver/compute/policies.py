@@ -122,6 +122,12 @@ DEFAULTS: dict[str, str] = {
     "os_compute_api:os-migrations:index": ADMIN,
     "os_compute_api:servers:migrations:index": ADMIN,
     "os_compute_api:servers:migrations:show": ADMIN,
+    **{
+        f"os_compute_api:os-hosts:{verb}": ADMIN
+        for verb in ("list", "show", "update", "start", "shutdown", "reboot")
+    },
+    "os_compute_api:os-instance-usage-audit-log:list": ADMIN,
+    "os_compute_api:os-instance-usage-audit-log:show": ADMIN,
     "os_compute_api:os-services:list": ADMIN,
     "os_compute_api:os-services:update": ADMIN,
     **{
