@@ -74,6 +74,7 @@ _EXTENSIONS: dict[str, tuple[str, str]] = {
     "os-services": ("Services", "Services support."),
     "os-simple-tenant-usage": ("SimpleTenantUsage", "Simple tenant usage extension."),
     "os-suspend-server": ("SuspendServer", "Enable suspend/resume server actions."),
+    "os-tenant-networks": ("TenantNetworks", "Tenant-based Network Management Extension."),
     "os-used-limits": ("UsedLimits", "Provide data on limited resources that are being used."),
     "os-user-data": ("UserData", "Add user_data to the Create Server API."),
 }

@@ -1,13 +1,15 @@
 """Nova's network proxies: os-security-groups (and rules), os-floating-ips, their pools,
-os-networks, and the server actions that add and remove groups and floating IPs.
+os-networks, os-tenant-networks, and the server actions that add and remove groups and
+floating IPs.
 
 Nova removed the proxy resources at 2.36 (404 from there on; the floating IP
 actions at 2.44); ``addSecurityGroup``, ``removeSecurityGroup`` and a
 server's ``os-security-groups`` remain. Each works through ``netops``, on the
 same objects the Neutron subset shows.
 
-Owns: Nova's request and answer shapes of these, and their policy rules'
-names (``policies``).
+Owns: Nova's request and answer shapes of these, their policy rules' names
+(``policies``), and the 400s Nova's proxy answered where Neutron says 409 (a
+duplicate rule, deleting the default group or one in use).
 
 Must never: let a caller who is not an admin see or change another project's
 groups, floating IPs or networks.
@@ -149,10 +151,18 @@ async def show_group(request: web.Request) -> web.Response:
     )
 
 
+def _checked_text(value: Any, field: str) -> None:
+    """Nova's 400 for a group's name or description that is empty once stripped."""
+    if not isinstance(value, str) or not value.strip():
+        raise ComputeFault(400, f"{field} has a minimum character requirement of 1.")
+
+
 async def create_group(request: web.Request) -> web.Response:
     _proxy(request)
     authorize(request, "os_compute_api:os-security-groups:create")
     body = await json_body(request, "security_group")
+    for field in ("name", "description"):
+        _checked_text(body.get(field), field)
     shown = display_name(body.get("name"))
     project = own_project(request, "security groups")
     name = object_name_for(shown, "sg")
@@ -169,7 +179,11 @@ async def create_group(request: web.Request) -> web.Response:
 async def delete_group(request: web.Request) -> web.Response:
     _proxy(request)
     authorize(request, "os_compute_api:os-security-groups:delete")
-    await netops.delete_group(store_of(request), await _group(request, request.match_info["id"]))
+    group = await _group(request, request.match_info["id"])
+    try:
+        await netops.delete_group(store_of(request), group)
+    except netops.GroupNotDeletable as exc:
+        raise ComputeFault(400, exc.message) from None
     return web.Response(status=202)
 
 
@@ -204,7 +218,11 @@ async def create_rule(request: web.Request) -> web.Response:
         rule["remoteGroup"] = remote["metadata"]["name"]
     elif body.get("cidr"):
         rule["remoteCidr"] = str(body["cidr"])
-    updated, stored, _ = await netops.add_rule(store_of(request), group, rule)
+    try:
+        updated, stored, _ = await netops.add_rule(store_of(request), group, rule)
+    except netops.RuleExists:
+        parent = group["metadata"]["uid"]
+        raise ComputeFault(400, f"This rule already exists in group {parent}") from None
     names = _names(groups, group["metadata"]["project"])
     view = _rule_view(updated, stored, names, await _ids(request, groups))
     return web.json_response({"security_group_rule": view})
@@ -429,6 +447,30 @@ async def show_network(request: web.Request) -> web.Response:
     raise ComputeFault(404, f"Network {request.match_info['id']} could not be found.")
 
 
+def _tenant_network_view(net: Obj) -> dict[str, Any]:
+    return {
+        "id": net["metadata"]["uid"],
+        "label": net["spec"].get("displayName") or net["metadata"]["name"],
+        "cidr": net["spec"].get("cidr"),
+    }
+
+
+async def list_tenant_networks(request: web.Request) -> web.Response:
+    _proxy(request)
+    authorize(request, "os_compute_api:os-tenant-networks:list")
+    nets = await _networks(request)
+    return web.json_response({"networks": [_tenant_network_view(n) for n in nets]})
+
+
+async def show_tenant_network(request: web.Request) -> web.Response:
+    _proxy(request)
+    authorize(request, "os_compute_api:os-tenant-networks:show")
+    for n in await _networks(request):
+        if n["metadata"]["uid"] == request.match_info["id"]:
+            return web.json_response({"network": _tenant_network_view(n)})
+    raise ComputeFault(404, "Network not found")
+
+
 # --- server actions ---------------------------------------------------------------------------
 
 
@@ -484,3 +526,5 @@ def add_routes(app: web.Application) -> None:
     r.add_delete("/v2.1/os-floating-ips/{id}", delete_fip)
     r.add_get("/v2.1/os-networks", list_networks)
     r.add_get("/v2.1/os-networks/{id}", show_network)
+    r.add_get("/v2.1/os-tenant-networks", list_tenant_networks)
+    r.add_get("/v2.1/os-tenant-networks/{id}", show_tenant_network)

@@ -80,6 +80,8 @@ DEFAULTS: dict[str, str] = {
     "os_compute_api:os-floating-ip-pools:list": READER_OR_ADMIN,
     "os_compute_api:os-networks:list": READER_OR_ADMIN,
     "os_compute_api:os-networks:view": READER_OR_ADMIN,
+    "os_compute_api:os-tenant-networks:list": READER_OR_ADMIN,
+    "os_compute_api:os-tenant-networks:show": READER_OR_ADMIN,
     # server groups
     "os_compute_api:os-server-groups:index": READER_OR_ADMIN,
     "os_compute_api:os-server-groups:index:all_projects": ADMIN,
