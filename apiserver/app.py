@@ -103,14 +103,19 @@ def make_app(
     host_credentials.add_routes(declarative_app, etcd, host_issuer)
     root.add_subapp("/apis/v1", declarative_app)
     views = ComputeViews(sql_url) if sql_url else None
+    data = ImageData(image_dir) if image_dir is not None else None
     if views is not None:
         root.add_subapp(
             "/compute",
             compute_app.make_app(
-                Store(etcd), tokens, views, max_limit=max_limit, policy_file=policy_file
+                Store(etcd),
+                tokens,
+                views,
+                max_limit=max_limit,
+                policy_file=policy_file,
+                image_data=data,
             ),
         )
-    data = ImageData(image_dir) if image_dir is not None else None
     root.add_subapp("/image", images.make_app(Store(etcd), tokens, data, image_limits))
     root.add_subapp("/network", network_app.make_app(Store(etcd), tokens))
 

@@ -25,6 +25,7 @@ from apiserver.compute import (
     flavors,
     hosts,
     hypervisors,
+    image_proxy,
     keypairs,
     migrations,
     network_proxies,
@@ -42,7 +43,15 @@ from apiserver.compute import (
     zones,
 )
 from apiserver.compute.bodies import check_body
-from apiserver.compute.context import CALLER, CREATES, MAX_LIMIT, POLICY, STORE, VIEWS
+from apiserver.compute.context import (
+    CALLER,
+    CREATES,
+    IMAGE_DATA,
+    MAX_LIMIT,
+    POLICY,
+    STORE,
+    VIEWS,
+)
 from apiserver.compute.create_batches import CreateBatches
 from apiserver.compute.faults import ComputeFault, render
 from apiserver.compute.microversions import (
@@ -55,6 +64,7 @@ from apiserver.compute.microversions import (
     stamp,
 )
 from apiserver.compute.policies import DEFAULTS
+from apiserver.image_data import ImageData
 from apiserver.policy import Policy
 from apiserver.tokens import TokenChecker
 from apiserver.urls import base_url
@@ -144,11 +154,15 @@ def make_app(
     *,
     max_limit: int = 1000,
     policy_file: Path | None = None,
+    image_data: ImageData | None = None,
 ) -> web.Application:
     """``views``: the conductor's SQL, which server lists and the action log read;
     ``max_limit``: the most servers one list answers; ``policy_file``: rules over the
-    defaults of ``policies`` (a bad file raises PolicyError)."""
+    defaults of ``policies`` (a bad file raises PolicyError); ``image_data``: the image
+    service's stored data, which an image deleted through the image proxy leaves."""
     app = web.Application(middlewares=[_middleware(identity)])
+    if image_data is not None:
+        app[IMAGE_DATA] = image_data
     app[POLICY] = Policy.load(DEFAULTS, policy_file)
     app[STORE] = store
     app[CREATES] = CreateBatches(store)
@@ -181,4 +195,5 @@ def make_app(
     extensions.add_routes(app)
     hosts.add_routes(app)
     usage_audit_log.add_routes(app)
+    image_proxy.add_routes(app)
     return app

@@ -301,7 +301,7 @@ async def create(request: web.Request) -> web.Response:
     if server.get("availability_zone"):
         spec["availabilityZone"] = await _zone(request, str(server["availability_zone"]))
     if isinstance(server.get("metadata"), dict):
-        await _metadata_within_quota(request, project, len(server["metadata"]))
+        await metadata_within_quota(request, project, len(server["metadata"]))
         spec["metadata"] = {str(k): str(v) for k, v in server["metadata"].items()}
     if server.get("user_data"):
         try:
@@ -739,7 +739,7 @@ async def _charge_resize(request: web.Request, inst: Obj, flavor_name: str) -> t
     return guard, put
 
 
-async def _metadata_within_quota(request: web.Request, project: str, count: int) -> None:
+async def metadata_within_quota(request: web.Request, project: str, count: int) -> None:
     """Nova's 403 when ``count`` metadata items exceed the project's ``metadata_items``
     limit (-1: no limit), as for a create and for every change of a server's metadata."""
     if count == 0:
@@ -751,7 +751,7 @@ async def _metadata_within_quota(request: web.Request, project: str, count: int)
 
 async def _set_metadata(request: web.Request, inst: Obj, metadata: dict[str, str]) -> None:
     _unlocked(request, inst)
-    await _metadata_within_quota(request, inst["metadata"]["project"], len(metadata))
+    await metadata_within_quota(request, inst["metadata"]["project"], len(metadata))
     try:
         await store_of(request).update(dict(inst, spec=dict(inst["spec"], metadata=metadata)))
     except Conflict:
