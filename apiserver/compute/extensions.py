@@ -37,6 +37,7 @@ _EXTENSIONS: dict[str, tuple[str, str]] = {
         "1. Add availability_zone to the Create Server API.\n2. Add availability zones describing.\n",
     ),
     "os-console-output": ("ConsoleOutput", "Console log output support, with tailing ability."),
+    "os-create-backup": ("CreateBackup", "Create a backup of a server."),
     "os-extended-volumes": ("ExtendedVolumes", "Extended Volumes support."),
     "os-flavor-access": ("FlavorAccess", "Flavor access support."),
     "os-flavor-extra-specs": ("FlavorExtraSpecs", "Flavors extra specs support."),

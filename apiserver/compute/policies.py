@@ -34,6 +34,7 @@ DEFAULTS: dict[str, str] = {
     f"{_SERVERS}:rebuild": MEMBER_OR_ADMIN,
     f"{_SERVERS}:update": MEMBER_OR_ADMIN,
     f"{_SERVERS}:create_image": MEMBER_OR_ADMIN,
+    "os_compute_api:os-create-backup": MEMBER_OR_ADMIN,
     "os_compute_api:os-lock-server:lock": MEMBER_OR_ADMIN,
     "os_compute_api:os-console-output": MEMBER_OR_ADMIN,
     "os_compute_api:os-lock-server:unlock": MEMBER_OR_ADMIN,

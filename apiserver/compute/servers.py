@@ -28,7 +28,14 @@ from typing import Any
 from aiohttp import web
 
 from apiserver import netops
-from apiserver.compute import flavors, keypairs, network_proxies, server_groups, server_lists
+from apiserver.compute import (
+    flavors,
+    keypairs,
+    network_proxies,
+    server_groups,
+    server_lists,
+    server_snapshots,
+)
 from apiserver.compute.context import (
     CREATES,
     VIEWS,
@@ -51,8 +58,7 @@ from apiserver.compute.server_views import (
 )
 from apiserver.compute.zones import known_zones
 from apiserver.identity import keystone_id_of
-from apiserver.images import is_active, new_image
-from apiserver.urls import base_url
+from apiserver.images import is_active
 from state import keys, quota
 from state.envelope import (
     LAUNCH_INDEX_ANNOTATION,
@@ -228,7 +234,7 @@ def _ref_id(value: Any) -> str:
     return value.rstrip("/").rsplit("/", 1)[-1]
 
 
-async def _image_by_id(request: web.Request, image_id: str, project: str) -> Obj:
+async def image_by_id(request: web.Request, image_id: str, project: str) -> Obj:
     """The image by id or name: the project's own first, then a public one."""
     images = (await store_of(request).list("Image")).items
     own = [i for i in images if i["metadata"].get("project") == project]
@@ -280,7 +286,7 @@ async def create(request: web.Request) -> web.Response:
         flavor = await flavors.find(request, flavor_id)
     except ComputeFault:
         raise ComputeFault(400, f"Flavor {flavor_id} could not be found.") from None
-    image = await _image_by_id(request, image_id, project)
+    image = await image_by_id(request, image_id, project)
     spec: dict[str, Any] = {
         "flavor": flavor["metadata"]["name"],
         "image": image["metadata"]["name"],
@@ -470,6 +476,7 @@ _ACTION_RULES = {
     "unlock": "os_compute_api:os-lock-server:unlock",
     "os-getConsoleOutput": "os_compute_api:os-console-output",
     "createImage": "os_compute_api:servers:create_image",
+    "createBackup": "os_compute_api:os-create-backup",
 }
 #: seconds to wait for a host's answer to a console request
 _CONSOLE_WAIT = 10.0
@@ -493,9 +500,9 @@ async def action(request: web.Request) -> web.Response:
         return await network_proxies.server_action(request, inst, name, arg)
     if name == "os-getConsoleOutput":
         return await _console_output(request, inst, arg)
-    if name == "createImage":
+    if name in server_snapshots.ACTIONS:
         _unlocked(request, inst)
-        return await _create_image(request, inst, arg)
+        return await server_snapshots.ACTIONS[name](request, inst, arg)
     if name not in ("lock", "unlock"):
         _unlocked(request, inst)
     status = inst.get("status", {}).get("novaStatus", "BUILD")
@@ -590,72 +597,6 @@ async def _console_output(request: web.Request, inst: Obj, arg: Any) -> web.Resp
     return web.json_response({"output": "".join(lines)})
 
 
-async def _create_image(request: web.Request, inst: Obj, arg: Any) -> web.Response:
-    """A snapshot: a private Image without data (named as asked, with the server's image's
-    boot settings and Nova's snapshot properties), and ``spec.snapshot`` asking the
-    server's host to upload its disk into it."""
-    meta, status = inst["metadata"], inst.get("status", {})
-    uid = meta["uid"]
-    if not isinstance(arg, dict):
-        raise ComputeFault(400, "Invalid input for field/attribute createImage.")
-    name = display_name(arg.get("name"))
-    properties = _pairs(arg, "metadata") if "metadata" in arg else {}
-    asked = inst["spec"].get("snapshot") or {}
-    busy = asked.get("generation", 0) > status.get("snapshotGeneration", 0)
-    nova_status = status.get("novaStatus", "BUILD")
-    if busy or nova_status not in ("ACTIVE", "SHUTOFF", "PAUSED", "SUSPENDED"):
-        state = (
-            "task_state image_snapshot" if busy else f"vm_state {status.get('vmState', 'building')}"
-        )
-        raise ComputeFault(409, f"Cannot 'createImage' instance {uid} while it is in {state}")
-    store = store_of(request)
-    try:  # the server's image, which may be gone by now
-        base: Obj | None = await _image_by_id(request, inst["spec"]["image"], meta["project"])
-    except ComputeFault:
-        base = None
-    base_spec = base["spec"] if base is not None else {}
-    flavor = await store.get_or_none(Ref("Flavor", None, inst["spec"]["flavor"]))
-    boot = {
-        k: base_spec[k] for k in ("kernelImage", "ramdiskImage", "kernelCmdline") if k in base_spec
-    }
-    image = new_image(
-        name,
-        meta["project"],
-        {
-            "diskFormat": "qcow2",
-            "containerFormat": "bare",
-            "visibility": "private",
-            "minDiskGiB": flavor["spec"]["diskGiB"] if flavor is not None else 0,
-            "minRamMiB": base_spec.get("minRamMiB", 0),
-            **boot,
-            "properties": {
-                **properties,
-                "image_type": "snapshot",
-                "instance_uuid": uid,
-                "base_image_ref": base["metadata"]["uid"] if base is not None else "",
-                "user_id": caller(request).user_id,
-            },
-        },
-        "snapshot",
-    )
-    made = await store.create(image)
-    spec = dict(inst["spec"])
-    spec["snapshot"] = {
-        "generation": asked.get("generation", 0) + 1,
-        "image": made["metadata"]["name"],
-    }
-    try:
-        await write_spec(request, inst, spec)
-    except ComputeFault:
-        await store.delete(Ref("Image", meta["project"], made["metadata"]["name"]))
-        raise
-    image_id = made["metadata"]["uid"]
-    if since(request, "2.45"):
-        return web.json_response({"image_id": image_id}, status=202)
-    location = f"{base_url(request)}/image/v2/images/{image_id}"
-    return web.Response(status=202, headers={"Location": location})
-
-
 async def _rebuild(request: web.Request, inst: Obj, arg: Any) -> web.Response:
     """A fresh root disk from ``imageRef`` (the same image or another), optionally with a
     new name and metadata; answers with the basic view and a new admin password."""
@@ -672,14 +613,14 @@ async def _rebuild(request: web.Request, inst: Obj, arg: Any) -> web.Response:
     image_id = _ref_id(arg.get("imageRef"))
     if not image_id:
         raise ComputeFault(400, "Invalid input for field/attribute imageRef.")
-    image = await _image_by_id(request, image_id, inst["metadata"]["project"])
+    image = await image_by_id(request, image_id, inst["metadata"]["project"])
     spec = dict(inst["spec"])
     spec["image"] = image["metadata"]["name"]
     spec["rebuild"] = {"generation": int((spec.get("rebuild") or {}).get("generation", 0)) + 1}
     if "name" in arg:
         spec["displayName"] = display_name(arg["name"])
     if "metadata" in arg:
-        spec["metadata"] = _pairs(arg, "metadata")
+        spec["metadata"] = pairs(arg, "metadata")
     if "description" in arg and since(request, "2.19"):
         _describe(spec, arg["description"])
     updated = await write_spec(request, inst, spec)
@@ -758,7 +699,7 @@ async def _set_metadata(request: web.Request, inst: Obj, metadata: dict[str, str
         raise ComputeFault(409, "The server changed meanwhile; try again") from None
 
 
-def _pairs(body: Any, field: str) -> dict[str, str]:
+def pairs(body: Any, field: str) -> dict[str, str]:
     items = body.get(field) if isinstance(body, dict) else None
     if not isinstance(items, dict) or not all(
         isinstance(k, str) and 0 < len(k) <= 255 and isinstance(v, str) and len(v) <= 255
@@ -781,7 +722,7 @@ async def change_metadata(request: web.Request) -> web.Response:
     inst = await find(
         request, request.match_info["server_id"], f"os_compute_api:server-metadata:{verb}"
     )
-    given = _pairs(await json_body(request), "metadata")
+    given = pairs(await json_body(request), "metadata")
     merged = (
         {**(inst["spec"].get("metadata") or {}), **given} if request.method == "POST" else given
     )
@@ -805,7 +746,7 @@ async def put_item(request: web.Request) -> web.Response:
         request, request.match_info["server_id"], "os_compute_api:server-metadata:update"
     )
     key = request.match_info["key"]
-    meta = _pairs(await json_body(request), "meta")
+    meta = pairs(await json_body(request), "meta")
     if list(meta) != [key]:
         raise ComputeFault(400, "Request body and URI mismatch")
     await _set_metadata(request, inst, {**(inst["spec"].get("metadata") or {}), **meta})
