@@ -291,6 +291,7 @@ async def create(request: web.Request) -> web.Response:
         "flavor": flavor["metadata"]["name"],
         "image": image["metadata"]["name"],
     }
+    _keep_shown(spec, server)
     noted: dict[str, str] = {}
     if server.get("key_name"):
         key = keypairs.object_name(str(server["key_name"]))
@@ -367,6 +368,21 @@ def _description(value: Any) -> str:
     if not isinstance(value, str) or len(value) > 255 or not value.isprintable():
         raise ComputeFault(400, "Invalid input for field/attribute description.")
     return value
+
+
+#: the request fields Nova keeps and shows without acting on them -> their spec fields
+_SHOWN_ONLY = {
+    "accessIPv4": "accessIPv4",
+    "accessIPv6": "accessIPv6",
+    "OS-DCF:diskConfig": "diskConfig",
+}
+
+
+def _keep_shown(spec: dict[str, Any], body: dict[str, Any]) -> None:
+    """Copies the access addresses and disk config a body asks for into ``spec``."""
+    for field, key in _SHOWN_ONLY.items():
+        if field in body:
+            spec[key] = body[field]
 
 
 def _describe(spec: dict[str, Any], value: Any) -> None:
@@ -621,6 +637,7 @@ async def _rebuild(request: web.Request, inst: Obj, arg: Any) -> web.Response:
         spec["displayName"] = display_name(arg["name"])
     if "metadata" in arg:
         spec["metadata"] = pairs(arg, "metadata")
+    _keep_shown(spec, arg)
     if "description" in arg and since(request, "2.19"):
         _describe(spec, arg["description"])
     updated = await write_spec(request, inst, spec)
@@ -643,8 +660,8 @@ async def write_spec(request: web.Request, inst: Obj, spec: dict[str, Any]) -> O
 
 
 async def update(request: web.Request) -> web.Response:
-    """PUT /servers/{id}: a new name or (from 2.19) description; access IPs and disk
-    config are accepted and not kept."""
+    """PUT /servers/{id}: a new name, access addresses, disk config or (from 2.19)
+    description."""
     inst = await find(request, request.match_info["server_id"], "os_compute_api:servers:update")
     body = (await json_body(request)).get("server")
     fields = {"name", "accessIPv4", "accessIPv6", "OS-DCF:diskConfig"}
@@ -657,6 +674,7 @@ async def update(request: web.Request) -> web.Response:
         spec["displayName"] = display_name(body["name"])
     if "description" in body:
         _describe(spec, body["description"])
+    _keep_shown(spec, body)
     updated = await write_spec(request, inst, spec) if spec != inst["spec"] else inst
     refs = (await refs_for(request, [updated]))[updated["metadata"]["uid"]]
     return web.json_response({"server": basic(request, updated, refs)})
