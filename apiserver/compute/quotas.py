@@ -138,11 +138,11 @@ CLASS_FIELDS = tuple(f for f in FIELDS if not f.startswith("server_group"))
 
 
 def _asked(body: Any, key: str, fields: tuple[str, ...]) -> dict[str, int]:
-    """The limits a PUT asks for, in Nova's names (``force`` and ``fixed_ips`` ignored)."""
+    """The limits a PUT asks for, in Nova's names (``force`` ignored)."""
     asked = body.get(key) if isinstance(body, dict) else None
     if not isinstance(asked, dict):
         raise ComputeFault(400, f"Invalid input for field/attribute {key}.")
-    asked = {k: v for k, v in asked.items() if k not in ("force", "fixed_ips")}
+    asked = {k: v for k, v in asked.items() if k != "force"}
     unknown = sorted(set(asked) - set(fields))
     if unknown:
         raise ComputeFault(
