@@ -35,9 +35,10 @@ from state.errors import NotFound
 
 async def _snapshot(
     request: web.Request, inst: Obj, action: str, name: Any, properties: dict[str, str]
-) -> Obj:
+) -> tuple[Obj, Obj]:
     """The new Image of the server's disk (``properties`` over Nova's own), asked of the
-    server's host; Nova's 409 while another is under way or the state allows none."""
+    server's host, and the server as written; Nova's 409 while another is under way or
+    the state allows none."""
     meta, status = inst["metadata"], inst.get("status", {})
     uid = meta["uid"]
     asked = inst["spec"].get("snapshot") or {}
@@ -87,11 +88,11 @@ async def _snapshot(
         **({"backup": True} if action == "createBackup" else {}),
     }
     try:
-        await servers.write_spec(request, inst, spec)
+        written = await servers.write_spec(request, inst, spec)
     except ComputeFault:
         await store.delete(Ref("Image", meta["project"], made["metadata"]["name"]))
         raise
-    return made
+    return made, written
 
 
 async def create_image(request: web.Request, inst: Obj, arg: Any) -> web.Response:
@@ -99,14 +100,16 @@ async def create_image(request: web.Request, inst: Obj, arg: Any) -> web.Respons
     if not isinstance(arg, dict):
         raise ComputeFault(400, "Invalid input for field/attribute createImage.")
     properties = servers.pairs(arg, "metadata") if "metadata" in arg else {}
-    made = await _snapshot(
+    made, written = await _snapshot(
         request, inst, "createImage", arg.get("name"), {**properties, "image_type": "snapshot"}
     )
     image_id = made["metadata"]["uid"]
     if since(request, "2.45"):
-        return web.json_response({"image_id": image_id}, status=202)
-    location = f"{base_url(request)}/image/v2/images/{image_id}"
-    return web.Response(status=202, headers={"Location": location})
+        answer = web.json_response({"image_id": image_id}, status=202)
+    else:
+        location = f"{base_url(request)}/image/v2/images/{image_id}"
+        answer = web.Response(status=202, headers={"Location": location})
+    return servers.with_request_id(answer, inst, written)
 
 
 def _age(image: Obj) -> tuple[str, int]:
@@ -147,7 +150,7 @@ async def create_backup(request: web.Request, inst: Obj, arg: Any) -> web.Respon
         raise ComputeFault(400, "Invalid input for field/attribute createBackup.")
     properties = servers.pairs(arg, "metadata") if "metadata" in arg else {}
     backup_type, rotation = str(arg["backup_type"]), int(arg["rotation"])
-    made = await _snapshot(
+    made, written = await _snapshot(
         request,
         inst,
         "createBackup",
@@ -155,13 +158,15 @@ async def create_backup(request: web.Request, inst: Obj, arg: Any) -> web.Respon
         {**properties, "image_type": "backup", "backup_type": backup_type},
     )
     await _rotate(request, inst, made, backup_type, rotation)
-    if rotation == 0:
-        return web.Response(status=202)
     image_id = made["metadata"]["uid"]
-    if since(request, "2.45"):
-        return web.json_response({"image_id": image_id}, status=202)
-    location = f"{base_url(request)}/compute/v2.1/images/{image_id}"
-    return web.Response(status=202, headers={"Location": location})
+    if rotation == 0:
+        answer = web.Response(status=202)
+    elif since(request, "2.45"):
+        answer = web.json_response({"image_id": image_id}, status=202)
+    else:
+        location = f"{base_url(request)}/compute/v2.1/images/{image_id}"
+        answer = web.Response(status=202, headers={"Location": location})
+    return servers.with_request_id(answer, inst, written)
 
 
 #: the actions of this module by name

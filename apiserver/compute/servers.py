@@ -69,6 +69,7 @@ from state.envelope import (
 )
 from state.errors import AlreadyExists, Conflict, NotFound
 from state.etcd import Compare, Op
+from state.instance_actions import actions_between, request_id
 from state.sql.server_lists import ServerRef
 from state.validation import validate
 
@@ -349,18 +350,19 @@ async def create(request: web.Request) -> web.Response:
     )
     created = made[0]
     uid = created["metadata"]["uid"]
-    return web.json_response(
+    answer = web.json_response(
         {
             "server": {
                 "id": uid,
                 "links": links(request, "servers", uid),
-                "OS-DCF:diskConfig": "MANUAL",
+                "OS-DCF:diskConfig": spec.get("diskConfig", "MANUAL"),
                 "security_groups": [{"name": g} for g in spec.get("securityGroups", ["default"])],
                 "adminPass": secrets.token_urlsafe(9),
             }
         },
         status=202,
     )
+    return with_request_id(answer, None, created)
 
 
 def _description(value: Any) -> str:
@@ -575,12 +577,24 @@ async def action(request: web.Request) -> web.Response:
     extra = []
     if spec["flavor"] != inst["spec"]["flavor"]:  # a resize or its revert: charge the change
         extra = [await _charge_resize(request, inst, spec["flavor"])]
-    inst = dict(inst, spec=spec)
+    before, inst = inst, dict(inst, spec=spec)
     try:
-        await store_of(request).update(inst, extra=extra)
+        written = await store_of(request).update(inst, extra=extra)
     except Conflict:
         raise ComputeFault(409, "The server changed meanwhile; try again") from None
-    return web.Response(status=code)
+    return with_request_id(web.Response(status=code), before, written)
+
+
+def with_request_id(response: web.Response, before: Obj | None, after: Obj | None) -> web.Response:
+    """``response`` carrying the request id the action log gives the action that turned
+    ``before`` into ``after`` (None: a create), as Nova's answer carries the id its log
+    records: a client finds the action by the id it was answered."""
+    found = actions_between(before, after) if after is not None else []
+    if len(found) == 1:
+        meta = after["metadata"] if after is not None else {}
+        rid = request_id(meta["uid"], int(meta.get("generation", 1)), found[0])
+        response.headers["x-openstack-request-id"] = rid
+    return response
 
 
 async def _console_output(request: web.Request, inst: Obj, arg: Any) -> web.Response:
@@ -644,7 +658,7 @@ async def _rebuild(request: web.Request, inst: Obj, arg: Any) -> web.Response:
     refs = (await refs_for(request, [updated]))[updated["metadata"]["uid"]]
     body = basic(request, updated, refs)
     body["adminPass"] = secrets.token_urlsafe(9)
-    return web.json_response({"server": body}, status=202)
+    return with_request_id(web.json_response({"server": body}, status=202), inst, updated)
 
 
 async def write_spec(request: web.Request, inst: Obj, spec: dict[str, Any]) -> Obj:
