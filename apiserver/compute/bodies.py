@@ -42,6 +42,7 @@ ROUTES = {
     ("PUT", "/v2.1/os-services/{action}"): "services.update",
     ("PUT", "/v2.1/os-hosts/{host_name}"): "hosts.update",
     ("POST", "/v2.1/os-security-groups"): "security_groups.create",
+    ("PUT", "/v2.1/os-security-groups/{id}"): "security_groups.create",
     ("POST", "/v2.1/os-security-group-rules"): "security_group_rules.create",
     ("POST", "/v2.1/os-floating-ips"): "floating_ips.create",
 }

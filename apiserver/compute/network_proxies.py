@@ -37,7 +37,7 @@ from apiserver.compute.microversions import since
 from apiserver.compute.names import display_name, is_object_name, object_name_for
 from state import ipam
 from state.envelope import Obj, Ref
-from state.errors import BadRequest, NotFound
+from state.errors import BadRequest, Conflict, NotFound
 
 #: server actions of this module: their policy rules and the version Nova removed them at
 ACTIONS = {
@@ -151,18 +151,10 @@ async def show_group(request: web.Request) -> web.Response:
     )
 
 
-def _checked_text(value: Any, field: str) -> None:
-    """Nova's 400 for a group's name or description that is empty once stripped."""
-    if not isinstance(value, str) or not value.strip():
-        raise ComputeFault(400, f"{field} has a minimum character requirement of 1.")
-
-
 async def create_group(request: web.Request) -> web.Response:
     _proxy(request)
     authorize(request, "os_compute_api:os-security-groups:create")
     body = await json_body(request, "security_group")
-    for field in ("name", "description"):
-        _checked_text(body.get(field), field)
     shown = display_name(body.get("name"))
     project = own_project(request, "security groups")
     name = object_name_for(shown, "sg")
@@ -174,6 +166,36 @@ async def create_group(request: web.Request) -> web.Response:
         raise ComputeFault(400, f"Security group {shown} already exists")
     made = await netops.create_group(store, project, name, spec)
     return web.json_response({"security_group": _group_view(made, {}, await _ids(request, [made]))})
+
+
+async def update_group(request: web.Request) -> web.Response:
+    """A new name (``spec.displayName``: the object keeps its name, which rules and
+    servers refer to) and description; the default group keeps its name."""
+    _proxy(request)
+    authorize(request, "os_compute_api:os-security-groups:update")
+    body = await json_body(request, "security_group")
+    group = await _group(request, request.match_info["id"])
+    shown, meta = display_name(body.get("name")), group["metadata"]
+    if meta["name"] == netops.DEFAULT_GROUP and shown != netops.DEFAULT_GROUP:
+        raise ComputeFault(400, "Updating default security group not allowed.")
+    groups = await _groups(request)
+    for other in _names(groups, meta["project"]).values():
+        taken = other["spec"].get("displayName") or other["metadata"]["name"]
+        if other["metadata"]["uid"] != meta["uid"] and taken == shown:
+            raise ComputeFault(400, f"Security group {shown} already exists")
+    spec = {k: v for k, v in group["spec"].items() if k != "displayName"}
+    spec["description"] = str(body.get("description") or "")
+    if shown != meta["name"]:
+        spec["displayName"] = shown
+    try:
+        updated = await store_of(request).update(dict(group, spec=spec))
+    except Conflict:
+        raise ComputeFault(409, "The security group changed meanwhile; try again") from None
+    assert updated is not None
+    names = _names(groups, meta["project"])
+    return web.json_response(
+        {"security_group": _group_view(updated, names, await _ids(request, [updated]))}
+    )
 
 
 async def delete_group(request: web.Request) -> web.Response:
@@ -516,6 +538,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/v2.1/os-security-groups", list_groups)
     r.add_post("/v2.1/os-security-groups", create_group)
     r.add_get("/v2.1/os-security-groups/{id}", show_group)
+    r.add_put("/v2.1/os-security-groups/{id}", update_group)
     r.add_delete("/v2.1/os-security-groups/{id}", delete_group)
     r.add_post("/v2.1/os-security-group-rules", create_rule)
     r.add_delete("/v2.1/os-security-group-rules/{id}", delete_rule)

@@ -71,9 +71,36 @@ async def test_nova_network_proxies(cloud: str, store: Store) -> None:  # noqa: 
         400,
         f"This rule already exists in group {web_id}",
     )
-    for bad in ({"name": " ", "description": "d"}, {"name": "ok", "description": ""}):
-        code, refused = await nova("POST", "/os-security-groups", {"security_group": bad})
-        assert code == 400 and "badRequest" in refused, bad
+    code, refused = await nova(
+        "POST", "/os-security-groups", {"security_group": {"name": " ", "description": "d"}}
+    )
+    assert code == 400 and "badRequest" in refused
+    # a rename keeps the group (its id, its rules); the default group keeps its name
+    renamed = {"security_group": {"name": "Web Servers", "description": "the web tier"}}
+    code, body = await nova("PUT", f"/os-security-groups/{web_id}", renamed)
+    assert code == 200, body
+    assert (body["security_group"]["id"], body["security_group"]["name"]) == (web_id, "Web Servers")
+    assert [r["from_port"] for r in body["security_group"]["rules"]] == [80]
+    _, shown = await nova("GET", f"/os-security-groups/{web_id}")
+    assert shown["security_group"]["description"] == "the web tier"
+    back = {"security_group": {"name": "web", "description": "web"}}
+    assert (await nova("PUT", f"/os-security-groups/{web_id}", back))[0] == 200
+    code, refused = await nova(
+        "PUT",
+        f"/os-security-groups/{default['id']}",
+        {"security_group": {"name": "x", "description": ""}},
+    )
+    assert code == 400 and "default" in refused["badRequest"]["message"]
+    assert (await nova("PUT", f"/os-security-groups/{web_id}", {"security_group": {}}))[0] == 400
+    assert (await other("PUT", f"/os-security-groups/{web_id}", back))[0] == 404
+    # an empty description is allowed (Nova's API reference)
+    code, made_empty = await nova(
+        "POST", "/os-security-groups", {"security_group": {"name": "quiet", "description": ""}}
+    )
+    assert code == 200 and made_empty["security_group"]["description"] == ""
+    assert (await nova("DELETE", f"/os-security-groups/{made_empty['security_group']['id']}"))[
+        0
+    ] == 202
     code, refused = await nova("DELETE", f"/os-security-groups/{default['id']}")
     assert (code, refused["badRequest"]["message"]) == (
         400,
