@@ -38,6 +38,7 @@ DEFAULTS: dict[str, str] = {
     "os_compute_api:os-lock-server:lock": MEMBER_OR_ADMIN,
     "os_compute_api:os-console-output": MEMBER_OR_ADMIN,
     "os_compute_api:os-lock-server:unlock": MEMBER_OR_ADMIN,
+    "os_compute_api:os-lock-server:unlock:unlock_override": ADMIN,
     "os_compute_api:os-pause-server:pause": MEMBER_OR_ADMIN,
     "os_compute_api:os-pause-server:unpause": MEMBER_OR_ADMIN,
     "os_compute_api:os-suspend-server:suspend": MEMBER_OR_ADMIN,

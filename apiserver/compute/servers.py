@@ -34,6 +34,7 @@ from apiserver.compute import (
     network_proxies,
     server_groups,
     server_lists,
+    server_locks,
     server_snapshots,
 )
 from apiserver.compute.context import (
@@ -449,7 +450,7 @@ async def delete(request: web.Request) -> web.Response:
     """
     store = store_of(request)
     inst = await find(request, request.match_info["server_id"], "os_compute_api:servers:delete")
-    _unlocked(request, inst)
+    server_locks.unlocked(request, inst)
     meta = inst["metadata"]
 
     async def give_back(current: Obj) -> list[tuple[Compare, Op]]:
@@ -500,12 +501,6 @@ _ACTION_RULES = {
 _CONSOLE_WAIT = 10.0
 
 
-def _unlocked(request: web.Request, inst: Obj) -> None:
-    """Nova's 409 for a change of a locked server by someone not an admin."""
-    if inst["spec"].get("locked") and not allowed(request, "context_is_admin"):
-        raise ComputeFault(409, f"Instance {inst['metadata']['uid']} is locked")
-
-
 async def action(request: web.Request) -> web.Response:
     body = await json_body(request)
     if len(body) != 1:
@@ -518,11 +513,11 @@ async def action(request: web.Request) -> web.Response:
         return await network_proxies.server_action(request, inst, name, arg)
     if name == "os-getConsoleOutput":
         return await _console_output(request, inst, arg)
+    if name in server_locks.ACTIONS:
+        return await server_locks.ACTIONS[name](request, inst, arg)
+    server_locks.unlocked(request, inst)
     if name in server_snapshots.ACTIONS:
-        _unlocked(request, inst)
         return await server_snapshots.ACTIONS[name](request, inst, arg)
-    if name not in ("lock", "unlock"):
-        _unlocked(request, inst)
     status = inst.get("status", {}).get("novaStatus", "BUILD")
     spec = dict(inst["spec"])
     code = 202
@@ -568,8 +563,6 @@ async def action(request: web.Request) -> web.Response:
         else:
             spec["resize"] = {"generation": generation, "action": "confirm"}
             code = 204
-    elif name in ("lock", "unlock"):
-        spec["locked"] = name == "lock"
     elif name == "rebuild":
         return await _rebuild(request, inst, arg)
     else:
@@ -723,7 +716,7 @@ async def metadata_within_quota(request: web.Request, project: str, count: int) 
 
 
 async def _set_metadata(request: web.Request, inst: Obj, metadata: dict[str, str]) -> None:
-    _unlocked(request, inst)
+    server_locks.unlocked(request, inst)
     await metadata_within_quota(request, inst["metadata"]["project"], len(metadata))
     try:
         await store_of(request).update(dict(inst, spec=dict(inst["spec"], metadata=metadata)))
