@@ -78,6 +78,8 @@ from state.validation import validate
 _NAME_TRIES = 3
 #: Nova's default quota of metadata items per server
 METADATA_ITEMS = 128
+#: what Nova's boolean request fields take as true
+_TRUE = ("true", "1", "on", "yes", "y", "t")
 
 
 def _counts(server: dict[str, Any]) -> tuple[int, int]:
@@ -351,6 +353,9 @@ async def create(request: web.Request) -> web.Response:
     )
     created = made[0]
     uid = created["metadata"]["uid"]
+    if str(server.get("return_reservation_id", False)).lower() in _TRUE:
+        answer = web.json_response({"reservation_id": reservation}, status=202)
+        return with_request_id(answer, None, created)
     answer = web.json_response(
         {
             "server": {
