@@ -3,8 +3,8 @@
 Owns: mounting the sub-apps (declarative ``/apis/v1``, identity
 ``/identity``, Compute ``/compute``, image ``/image``, the Neutron subset
 ``/network``; EC2 as it lands; the metadata service has its own listener),
-the health and metrics
-endpoints, and the lifecycle of what they share (the etcd client).
+the health endpoint and the metrics one (admins' alone:
+``apiserver.metrics_endpoint``), and the lifecycle of what they share (the etcd client).
 
 Must never: hold handlers of its own beyond health and metrics.
 """
@@ -22,6 +22,7 @@ from apiserver.body_deadline import DEFAULT_SECONDS, body_deadline
 from apiserver.compute import app as compute_app
 from apiserver.external_identity import ExternalTokens
 from apiserver.image_data import ImageData, ImageLimits
+from apiserver.metrics_endpoint import metrics_handler
 from apiserver.network import app as network_app
 from apiserver.tokens import TokenChecker
 from state import keys
@@ -62,7 +63,8 @@ def make_app(
     host_issuer: Authority | None = None,
     admin_token_ttl: int = 0,
 ) -> web.Application:
-    """The root app; ``metrics_text`` (Prometheus text) is served at ``/metrics`` when given;
+    """The root app; ``metrics_text`` (Prometheus text) is served at ``/metrics`` when given,
+    to admins alone (``apiserver.metrics_endpoint``);
     identity tokens live ``token_ttl`` seconds; ``sql_url`` is the conductor's database,
     which the Compute API reads (no Compute API without it); a server list answers at
     most ``max_limit`` servers; ``policy_file`` overrides the Compute API's policy;
@@ -79,13 +81,6 @@ def make_app(
     root = web.Application(middlewares=[body_deadline(body_timeout)])
     root[ETCD] = etcd
     root.router.add_get("/healthz", healthz)
-    if metrics_text is not None:
-        render = metrics_text
-
-        async def metrics(request: web.Request) -> web.Response:
-            return web.Response(body=render(), content_type="text/plain", charset="utf-8")
-
-        root.router.add_get("/metrics", metrics)
     idc = identity_config or IdentityConfig()
     ident = identity.Identity(
         Store(etcd),
@@ -102,6 +97,8 @@ def make_app(
     declarative_app = declarative.make_app(Store(etcd), admin, tokens)
     host_credentials.add_routes(declarative_app, etcd, host_issuer)
     root.add_subapp("/apis/v1", declarative_app)
+    if metrics_text is not None:
+        root.router.add_get("/metrics", metrics_handler(metrics_text, admin, tokens))
     views = ComputeViews(sql_url) if sql_url else None
     data = ImageData(image_dir) if image_dir is not None else None
     if views is not None:

@@ -18,7 +18,9 @@ locked for user: <id>.", checked before the password as Keystone does.
 
 Must never: issue a token for a disabled user or project, or to a user
 without a role on the project asked for, or to a locked-out user; accept a
-revoked token; check a password on the event loop.
+revoked token, or one whose user or project is gone, disabled or made anew,
+or whose user lost a role it carries (``apiserver.token_users``,
+``apiserver.token_projects``); check a password on the event loop.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from typing import Any
 from aiohttp import web
 
 from apiserver import request_text
+from apiserver.token_projects import TokenProjects
 from apiserver.token_users import TokenUsers
 from apiserver.tokens import Token, decode, encode
 from apiserver.urls import base_url
@@ -116,8 +119,9 @@ class Identity:
         self.revoked: set[str] = set()
         self.lockouts = Lockouts(store.etcd, lockout or LockoutPolicy())
         self.checks = checks or PasswordChecks()
-        #: the users tokens stand for, as they are now
+        #: the users tokens stand for, and the projects they are scoped to, as they are now
         self.users = TokenUsers(store, _implied)
+        self.projects = TokenProjects(store)
 
     async def signing_key(self) -> bytes:
         """The cloud's token key, read (or made, by the first API server) at first use, so
@@ -154,7 +158,18 @@ class Identity:
             return None
         if not await self.users.holds(token, keystone_id_of):
             return None  # its user was deleted or disabled, or lost a role it carries
+        if not await self.projects.holds(token, keystone_id_of):
+            return None  # its project was deleted (or made anew) or disabled
         return token
+
+    async def follow_grants(self) -> None:
+        """Keeps the users and projects tokens stand for as etcd has them, until cancelled."""
+        await asyncio.gather(self.users.follow(), self.projects.follow())
+
+    async def grants_listed(self) -> None:
+        """Returns once every user and project has been listed (checks then read no etcd)."""
+        await self.users.users.synced.wait()
+        await self.projects.projects.synced.wait()
 
     async def revoke(self, token: Token) -> None:
         ttl = max(1, int(token.expires - time.time()) + 1)
@@ -491,7 +506,7 @@ def make_app(identity: Identity) -> web.Application:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         following = [
             asyncio.create_task(identity.follow_revocations()),
-            asyncio.create_task(identity.users.follow()),
+            asyncio.create_task(identity.follow_grants()),
         ]
         yield
         for task in following:

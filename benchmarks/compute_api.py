@@ -174,8 +174,8 @@ async def run(args: argparse.Namespace, bench: BenchEtcd, base: str, sql_url: st
         )
 
     identity = Identity(store, 3600)
-    following = asyncio.create_task(identity.users.follow())  # as the API server does
-    await identity.users.synced.wait()
+    following = asyncio.create_task(identity.follow_grants())  # as the API server does
+    await identity.grants_listed()
     n = 10_000
     t0 = time.perf_counter()
     for _ in range(n):

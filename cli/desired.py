@@ -300,7 +300,11 @@ async def up(
         print(f"desired is up (data in {data_dir})", flush=True)
         print(f"  declarative API  {api_url}/apis/v1/", flush=True)
         print(f"  identity         {api_url}/identity (users admin, demo: clouds.yaml)", flush=True)
-        print(f"  metrics          {api_url}/metrics", flush=True)
+        print(
+            f"  metrics          {api_url}/metrics (admin role: "
+            f"'Authorization: Bearer $DESIRED_TOKEN' with the env file below)",
+            flush=True,
+        )
         print(f"  metadata         {metadata_url} (guests: http://169.254.169.254)", flush=True)
         secured = (
             f" (TLS to its own CA, a user per part: credentials in {creds.apiserver.ca_file.parent.parent})"

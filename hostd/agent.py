@@ -232,8 +232,18 @@ class HostAgent:
             await asyncio.sleep(self.resync)
             self._reported.clear()  # statuses are read from etcd again once per resync
 
+    async def secure_storage(self) -> None:
+        """The storage tree's owners and modes checked and repaired (``hostd.file_access``),
+        each repair logged."""
+        if self.storage is None:
+            return
+        for repaired in await asyncio.to_thread(self.storage.repair):
+            log.warning("storage access repaired: %s", repaired, extra={"host": self.host})
+
     async def run(self) -> None:
-        """Registers, then converges until cancelled; revokes the lease on the way out."""
+        """Secures its storage, registers, then converges until cancelled; revokes the lease
+        on the way out."""
+        await self.secure_storage()
         await self.register()
         tasks = [
             asyncio.create_task(self.assignments.run()),

@@ -4,7 +4,8 @@ Owns: ``<cache>/<image uid>-<digest of url and checksum>`` files, fetched from t
 (``file://``, ``http://``, ``https://``), or from the image service when it
 has no url (``hostd.image_service``), into a temporary file, checked
 against ``checksum`` (``sha256:<hex>`` or an MD5 hex digest) and
-``sizeBytes``, then renamed into place, so that a file in the cache is
+``sizeBytes``, given the tree's owner and mode (``hostd.file_access``: root's
+and QEMU's alone), then renamed into place, so that a file in the cache is
 always whole and verified. Concurrent requests for one image share one fetch.
 
 Must never: keep a file whose checksum does not match, or follow a URL
@@ -23,6 +24,7 @@ from urllib.parse import unquote, urlparse
 
 import aiohttp
 
+from hostd.file_access import ROOT_ONLY, FileAccess
 from state.errors import DesiredError, Transient
 
 _CHUNK = 1 << 20
@@ -57,10 +59,14 @@ class Source(Protocol):
 
 
 class ImageCache:
-    def __init__(self, root: Path, service: Source | None = None) -> None:
-        """``service``: where images without a url are read from (None: nowhere)."""
+    def __init__(
+        self, root: Path, service: Source | None = None, access: FileAccess = ROOT_ONLY
+    ) -> None:
+        """``service``: where images without a url are read from (None: nowhere);
+        ``access``: who may read the files besides root (QEMU)."""
         self.root = root
         self.service = service
+        self.access = access
         self._locks: dict[str, asyncio.Lock] = {}
 
     def path(self, image: dict[str, Any]) -> Path:
@@ -89,12 +95,11 @@ class ImageCache:
             chunks = self.service.read(image["uid"])
         else:
             raise ImageError(f"image {image.get('name')!r} has no url to fetch its data from")
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.root.chmod(0o755)  # QEMU, as its own user, reads the files
+        self.access.directory(self.root)
         part = path.with_suffix(".part")
         digest = _Digest(checksum) if checksum else None
         try:
-            with part.open("wb") as out:
+            with os.fdopen(_private(part), "wb") as out:
                 async for chunk in chunks:
                     out.write(chunk)
                     if digest:
@@ -107,10 +112,15 @@ class ImageCache:
                 raise ImageError(
                     f"image {image.get('name')!r}: checksum {digest.hash.hexdigest()} does not match {checksum}"
                 )
-            part.chmod(0o644)
+            self.access.file(part)
             os.replace(part, path)
         finally:
             part.unlink(missing_ok=True)
+
+
+def _private(path: Path) -> int:
+    """A new file for root alone, until it is whole and given the tree's access."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
 
 
 async def _read(url: str) -> AsyncIterator[bytes]:

@@ -5,7 +5,10 @@ image, made with ``qemu-img``), ``console.log`` (the serial console),
 ``disk.resize-backup`` (the disk as it was before a resize, until the resize
 is confirmed or reverted), ``source`` (which image and rebuild the disk
 was made from, so that a rebuild makes a fresh one) and ``snapshot.qcow2``
-(the disk flattened into one qcow2 for an upload, while it is made and sent).
+(the disk flattened into one qcow2 for an upload, while it is made and sent),
+each given the tree's owner and mode (``hostd.file_access``: root's and
+QEMU's alone) before it is renamed into place; ``console.log`` is virtlogd's
+(root's alone).
 
 Must never: shrink a disk, or touch files outside the instance's directory.
 """
@@ -18,6 +21,7 @@ import os
 import shutil
 from pathlib import Path
 
+from hostd.file_access import ROOT_ONLY, FileAccess
 from state.errors import Transient
 
 
@@ -39,8 +43,10 @@ async def _qemu_img(*args: str) -> str:
 
 
 class InstanceFiles:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, access: FileAccess = ROOT_ONLY) -> None:
+        """``access``: who may open the files besides root (QEMU)."""
         self.root = root
+        self.access = access
 
     def directory(self, uid: str) -> Path:
         return self.root / uid
@@ -63,9 +69,8 @@ class InstanceFiles:
         """The instance's disk: made from ``base`` when absent or when ``source`` (the image
         and rebuild it stands for) changed, grown to ``size_gib`` (0: the image's size)."""
         d = self.directory(uid)
-        d.mkdir(parents=True, exist_ok=True)
         for p in (self.root, d):
-            p.chmod(0o755)  # QEMU runs as its own user
+            self.access.directory(p)
         disk = self.disk(uid)
         source_file = self._source(uid)
         have = source_file.read_text() if source_file.exists() else None
@@ -73,13 +78,20 @@ class InstanceFiles:
             tmp = disk.with_suffix(".new")
             args = ["create", "-q", "-f", "qcow2", "-F", base_format, "-b", str(base), str(tmp)]
             await _qemu_img(*args)
+            self.access.file(tmp)
             os.replace(tmp, disk)
-            source_file.write_text(source)
+            self._write(source_file, source)
         if size_gib:
             info = json.loads(await _qemu_img("info", "--output=json", "-U", str(disk)))
             if info["virtual-size"] < size_gib << 30:
                 await _qemu_img("resize", "-q", str(disk), f"{size_gib}G")
         return disk
+
+    def _write(self, path: Path, text: str) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        self.access.file(tmp)
+        os.replace(tmp, path)
 
     def backup_for_resize(self, uid: str) -> None:
         """Keeps the disk as it is now, for a revert; the first call of a resize wins."""
@@ -87,6 +99,7 @@ class InstanceFiles:
         if disk.exists() and not backup.exists():
             tmp = backup.with_suffix(".tmp")
             shutil.copy2(disk, tmp)
+            self.access.file(tmp)
             os.replace(tmp, backup)
 
     def revert_resize(self, uid: str) -> None:
@@ -104,6 +117,7 @@ class InstanceFiles:
         out = self.directory(uid) / "snapshot.qcow2"
         out.unlink(missing_ok=True)
         await _qemu_img("convert", "-U", "-O", "qcow2", str(self.disk(uid)), str(out))
+        self.access.file(out)
         return out
 
     def remove(self, uid: str) -> None:

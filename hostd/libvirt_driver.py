@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import grp
+import pwd
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable
@@ -21,6 +23,7 @@ from typing import Any, TypeVar
 
 import libvirt
 
+from hostd.file_access import ROOT_ONLY, FileAccess
 from hostd.render import DomainSpec, read_metadata, render
 from hostd.virt import (
     CRASHED,
@@ -107,6 +110,33 @@ def cpu_info(capabilities: str, info: list[Any]) -> dict[str, Any]:
     }
 
 
+def qemu_access(capabilities: str, virt_type: str) -> FileAccess:
+    """QEMU's user and group for domains of ``virt_type``, from the DAC label in libvirt's
+    capabilities XML (``+64055:+64055``, or names); root's when there is none (the
+    test driver's)."""
+    for model in ET.fromstring(capabilities).findall("host/secmodel"):
+        if model.findtext("model") != "dac":
+            continue
+        for label in model.findall("baselabel"):
+            if label.get("type") == virt_type and label.text:
+                user, _, group = label.text.partition(":")
+                return FileAccess(_id(user, pwd.getpwnam), _id(group, grp.getgrnam))
+    return ROOT_ONLY
+
+
+def _id(text: str, by_name: Callable[[str], Any]) -> int:
+    """A DAC label's user or group: ``+<number>``, a number, or a name."""
+    text = text.strip().removeprefix("+")
+    if text.isdigit():
+        return int(text)
+    try:
+        return int(by_name(text)[2])
+    except KeyError:
+        raise VirtError(
+            f"libvirt runs QEMU as {text!r}, which this machine does not know"
+        ) from None
+
+
 class LibvirtDriver:
     """One libvirt connection; see the module docstring."""
 
@@ -120,9 +150,12 @@ class LibvirtDriver:
         self._pool = pool or _SHARED_POOL
         try:
             self._conn = libvirt.open(uri)
+            host_capabilities = self._conn.getCapabilities()
         except libvirt.libvirtError as exc:
             raise VirtError(f"cannot connect to libvirt at {uri}: {exc}") from None
         self.capabilities = Capabilities(virt_type=virt_type, managed_save=True, live_events=True)
+        #: who may open the files of this driver's guests besides root
+        self.file_access = qemu_access(host_capabilities, virt_type)
         self._listeners: list[Callable[[DomainEvent], None]] = []
         self._callback_id = self._conn.domainEventRegisterAny(
             None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, None

@@ -1,8 +1,9 @@
 """Running hostd: one agent for this machine, or N simulated hosts in one process.
 
 Owns: building agents from the config (name, zone, lease) with their
-drivers (and, for real guests, their storage under ``<data-dir>/hostd`` and
-their network driver in libvirtd's network namespace),
+drivers (and, for real guests, their storage under ``hostd.storage_dir``,
+readable by root and QEMU as libvirt runs it, and their network driver in
+libvirtd's network namespace),
 telling whether libvirtd is usable here, and running agents until cancelled.
 
 Must never: start real guests on a simulated host or the reverse.
@@ -86,8 +87,7 @@ def real_agent(cfg: Config, etcd: EtcdClient, metrics: Metrics | None = None) ->
     h = cfg.hostd
     service = _image_service(cfg)
     root = cfg.hostd_storage_dir()
-    root.mkdir(parents=True, exist_ok=True)
-    root.chmod(0o755)  # QEMU, as its own user, reads images and writes disks below
+    root.mkdir(parents=True, exist_ok=True)  # its owner and mode: the agent's, at its start
     disk_gib = shutil.disk_usage(root).total >> 30
     driver = LibvirtDriver(h.libvirt_uri, resolve(h.virt_type), disk_gib=disk_gib)
     return HostAgent(
@@ -99,7 +99,7 @@ def real_agent(cfg: Config, etcd: EtcdClient, metrics: Metrics | None = None) ->
         resync=h.resync,
         image_fetch_timeout=h.image_fetch_timeout,
         image_retry_delay=h.image_retry_delay,
-        storage=Storage.under(root, service),
+        storage=Storage.under(root, service, driver.file_access),
         uploads=service,
         traits=tuple(this_host()),
         network=host_network(cfg),

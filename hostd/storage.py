@@ -2,7 +2,8 @@
 
 Owns: turning an assignment's image (and its kernel and ramdisk, for direct
 kernel boot) into paths on this host: the images fetched into the cache, the
-disk overlay made or grown, the console log's place.
+disk overlay made or grown, the console log's place; the owners and modes of
+the whole tree checked and repaired (``hostd.file_access``) when hostd starts.
 
 Must never: be used by simulated hosts (they have no files).
 """
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hostd.file_access import ROOT_ONLY, FileAccess, Repaired
 from hostd.images import ImageCache, ImageError, Source
 from hostd.instance_files import InstanceFiles
 
@@ -31,15 +33,28 @@ class BootFiles:
 
 @dataclass(frozen=True)
 class Storage:
+    root: Path
     images: ImageCache
     files: InstanceFiles
+    access: FileAccess
 
     @classmethod
-    def under(cls, directory: Path, service: Source | None = None) -> Storage:
-        """``service``: where images without a url come from (the image service)."""
+    def under(
+        cls, directory: Path, service: Source | None = None, access: FileAccess = ROOT_ONLY
+    ) -> Storage:
+        """``service``: where images without a url come from (the image service);
+        ``access``: who may open the files besides root (QEMU, as libvirt runs it)."""
         return cls(
-            ImageCache(directory / "images", service), InstanceFiles(directory / "instances")
+            directory,
+            ImageCache(directory / "images", service, access),
+            InstanceFiles(directory / "instances", access),
+            access,
         )
+
+    def repair(self) -> list[Repaired]:
+        """The tree (made when missing) with the owners and modes it must have; what had
+        others. Blocks: run it in a thread."""
+        return self.access.repair(self.root)
 
     def boot_files(self, a: dict[str, Any]) -> BootFiles:
         """Where the assignment's files are (or will be): a pure function of the assignment."""

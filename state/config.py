@@ -129,8 +129,8 @@ class ReconcilerConfig:
     #: seconds an instance that fits on no host is retried (Scheduled=False, reason
     #: Unschedulable) before it gets Nova's "No valid host was found" fault and ERROR
     no_valid_host_after: float = 30.0
-    #: port of ``desired reconcilers``' /metrics on loopback; 0: not served
-    #: (``desired up`` serves them on the API server's /metrics)
+    #: port of ``desired reconcilers``' /metrics on loopback, without a token; 0: not
+    #: served (``desired up`` serves them on the API server's /metrics, for admins)
     metrics_port: int = 0
     #: the nice value (-20 to 19) a ``desired reconcilers`` process that runs the
     #: conductor alone takes: readers wait for the conductor's progress to see their own

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import stat
 import subprocess
 import tempfile
 import time
@@ -29,6 +31,7 @@ from sqlalchemy import select
 from fixtures.guest_image import BOOT_MARKER
 from fixtures.libvirtd import URI, Libvirtd
 from fixtures.postgres import PostgresServer
+from hostd.libvirt_driver import qemu_access
 from hostd.net.driver import HostNetwork
 from hostd.net.netns import Namespace, libvirtd_namespace
 from state.sql.engine import make_engine
@@ -259,6 +262,52 @@ def test_real_guest_lifecycle(tmp_path: Path, storage: Path) -> None:
             *("rebuild", "delete"),
         ]
         assert actions(up, uid) == [(a, "Success") for a in expected]
+
+
+def nobody_reads(path: Path) -> bool:
+    return _reads(path, "nobody", "nogroup")
+
+
+def _reads(path: Path, user: str, group: str) -> bool:
+    res = subprocess.run(
+        ["setpriv", "--reuid", user, "--regid", group, "--clear-groups", "cat", str(path)],
+        capture_output=True,
+    )
+    return res.returncode == 0
+
+
+@pytest.mark.usefixtures("libvirtd")
+def test_real_guest_files_are_root_and_qemus_alone(tmp_path: Path, storage: Path) -> None:
+    """The guest boots from files nobody else can read; a tree left readable by all (as
+    hostd made it before) is repaired when hostd starts."""
+    qemu = qemu_access(virsh("capabilities"), "qemu")
+    stray = storage / "images" / "left-from-before"
+    stray.parent.mkdir(mode=0o755)
+    stray.write_bytes(b"an image cached when the cache was open to all")
+    stray.chmod(0o644)
+    assert nobody_reads(stray)
+    with real_up(tmp_path / "desired", storage) as up:
+        vm = until(up, settled("ACTIVE", domainState="running"))
+        uid = vm["metadata"]["uid"]
+        until(up, lambda v: f"{BOOT_MARKER} {uid}" in console(v), timeout=60)
+        disk = storage / "instances" / uid / "disk"
+        files = [p for p in storage.rglob("*") if p.is_file()]
+        assert disk in files and stray in files
+        for p in [storage, *storage.rglob("*")]:
+            st = os.stat(p)
+            want = (
+                (0o710, 0, qemu.gid)
+                if p.is_dir()
+                else (0o600, 0, 0)  # virtlogd's
+                if p.name == "console.log"
+                else (0o640, st.st_uid if st.st_uid == qemu.uid else 0, qemu.gid)
+            )
+            assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == want, p
+            assert not nobody_reads(p) or p.is_dir(), p
+        # the running guest's disk is QEMU's (libvirt's dynamic ownership), for its writes
+        assert os.stat(disk).st_uid == qemu.uid
+        assert not nobody_reads(disk)
+        assert _reads(stray, str(qemu.uid), str(qemu.gid))
 
 
 @pytest.mark.usefixtures("libvirtd")

@@ -12,9 +12,11 @@ import json
 import signal
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
 import yaml
 from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
@@ -99,9 +101,18 @@ def test_desiredctl_finds_up_without_environment(up: Up, data_dir: Path) -> None
 
 
 def test_up_elects_its_reconcilers_and_serves_their_metrics(up: Up) -> None:
+    """To admins alone: the bootstrap token, as the banner says."""
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(up.url + "/metrics", timeout=5)
+    assert refused.value.code == 401
+    assert any("/metrics (admin role" in line for line in up.output), up.output
+    token = (up.data_dir / "admin-token").read_text().strip()
+    scrape = urllib.request.Request(
+        up.url + "/metrics", headers={"Authorization": f"Bearer {token}"}
+    )
     deadline = time.monotonic() + 20
     while True:
-        text = urllib.request.urlopen(up.url + "/metrics", timeout=5).read().decode()
+        text = urllib.request.urlopen(scrape, timeout=5).read().decode()
         if 'desired_leader{election="reconcilers-scheduler-gitsync-network"} 1.0' in text:
             break
         assert time.monotonic() < deadline, text
