@@ -41,7 +41,7 @@ async def index(request: web.Request) -> web.Response:
     hosts = [
         {"host_name": h.node.host, "service": "compute", "zone": h.node.zone}
         for h in await _hosts(request, "list")
-        if zone is None or h.node.zone == zone
+        if not zone or h.node.zone == zone  # (a blank zone filters nothing, as Nova)
     ]
     return web.json_response({"hosts": hosts})
 

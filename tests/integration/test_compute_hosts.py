@@ -34,6 +34,7 @@ async def test_hosts_and_usage_audit_log(store: Store, tmp_path: Path) -> None:
         assert host == {"host_name": "sim-1", "service": "compute", "zone": host["zone"]}
         assert (await admin("GET", f"/os-hosts?zone={host['zone']}"))[1]["hosts"] == [host]
         assert (await admin("GET", "/os-hosts?zone=nowhere"))[1] == {"hosts": []}
+        assert (await admin("GET", "/os-hosts?zone="))[1]["hosts"] == [host]
         code, body = await admin("GET", "/os-hosts/sim-1")
         assert code == 200
         rows = [r["resource"] for r in body["host"]]

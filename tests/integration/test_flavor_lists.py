@@ -17,6 +17,7 @@ async def test_flavor_list_filters_sorting_and_paging(store: Store, tmp_path: Pa
         demo = Nova(base, await token_of(base, "demo", "demo-secret", "demo"))
         for fid, ram, disk in ((1001, 256, 1), (1002, 512, 5), (1003, 1024, 10)):
             new = {"name": f"f{fid}", "ram": ram, "vcpus": 1, "disk": disk, "id": fid}
+            new["os-flavor-access:is_public"] = "True"  # Nova's boolean strings too
             code, body = await admin("POST", "/flavors", {"flavor": new})
             assert code == 200, body
             assert body["flavor"]["id"] == str(fid)  # an integer id answered as a string
