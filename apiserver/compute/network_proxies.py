@@ -34,7 +34,7 @@ from apiserver.compute.context import (
 )
 from apiserver.compute.faults import ComputeFault
 from apiserver.compute.microversions import since
-from apiserver.compute.names import display_name, is_object_name, object_name_for
+from apiserver.compute.names import is_object_name, object_name_for
 from state import ipam
 from state.envelope import Obj, Ref
 from state.errors import BadRequest, Conflict, NotFound
@@ -151,11 +151,19 @@ async def show_group(request: web.Request) -> web.Response:
     )
 
 
+def _group_name(value: Any) -> str:
+    """A group's name as Nova with Neutron takes it: printable text of 1 to 255
+    characters, white space at its ends kept."""
+    if not isinstance(value, str) or not 0 < len(value) <= 255 or not value.isprintable():
+        raise ComputeFault(400, "Invalid input for field/attribute name.")
+    return value
+
+
 async def create_group(request: web.Request) -> web.Response:
     _proxy(request)
     authorize(request, "os_compute_api:os-security-groups:create")
     body = await json_body(request, "security_group")
-    shown = display_name(body.get("name"))
+    shown = _group_name(body.get("name"))
     project = own_project(request, "security groups")
     name = object_name_for(shown, "sg")
     spec: dict[str, Any] = {"description": str(body.get("description") or ""), "rules": []}
@@ -175,7 +183,7 @@ async def update_group(request: web.Request) -> web.Response:
     authorize(request, "os_compute_api:os-security-groups:update")
     body = await json_body(request, "security_group")
     group = await _group(request, request.match_info["id"])
-    shown, meta = display_name(body.get("name")), group["metadata"]
+    shown, meta = _group_name(body.get("name")), group["metadata"]
     if meta["name"] == netops.DEFAULT_GROUP and shown != netops.DEFAULT_GROUP:
         raise ComputeFault(400, "Updating default security group not allowed.")
     groups = await _groups(request)

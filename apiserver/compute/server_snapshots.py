@@ -2,7 +2,8 @@
 ``createBackup``.
 
 Owns: the Image such an action makes (private, without data, named as asked,
-with the boot settings of the server's image and Nova's properties:
+with the boot settings of the server's image and Nova's properties, under
+the caller's ``metadata`` as Nova merges them:
 ``image_type`` ``snapshot`` or ``backup``, ``instance_uuid``,
 ``base_image_ref``, ``user_id``, and a backup's ``backup_type``),
 ``spec.snapshot`` asking the server's host to upload its disk into it, the
@@ -71,11 +72,11 @@ async def _snapshot(
             "minDiskGiB": flavor["spec"]["diskGiB"] if flavor is not None else 0,
             "minRamMiB": base_spec.get("minRamMiB", 0),
             **boot,
-            "properties": {
-                **properties,
+            "properties": {  # the caller's over Nova's own, as Nova merges them
                 "instance_uuid": uid,
                 "base_image_ref": base["metadata"]["uid"] if base is not None else "",
                 "user_id": caller(request).user_id,
+                **properties,
             },
         },
         "snapshot",
@@ -101,7 +102,7 @@ async def create_image(request: web.Request, inst: Obj, arg: Any) -> web.Respons
         raise ComputeFault(400, "Invalid input for field/attribute createImage.")
     properties = servers.pairs(arg, "metadata") if "metadata" in arg else {}
     made, written = await _snapshot(
-        request, inst, "createImage", arg.get("name"), {**properties, "image_type": "snapshot"}
+        request, inst, "createImage", arg.get("name"), {"image_type": "snapshot", **properties}
     )
     image_id = made["metadata"]["uid"]
     if since(request, "2.45"):
@@ -155,7 +156,7 @@ async def create_backup(request: web.Request, inst: Obj, arg: Any) -> web.Respon
         inst,
         "createBackup",
         arg.get("name"),
-        {**properties, "image_type": "backup", "backup_type": backup_type},
+        {"image_type": "backup", **properties, "backup_type": backup_type},
     )
     await _rotate(request, inst, made, backup_type, rotation)
     image_id = made["metadata"]["uid"]

@@ -169,8 +169,13 @@ async def test_create_image_snapshots_a_server(store: Store, tmp_path: Path) -> 
             assert shown["base_image_ref"] == tiny
             async with aiohttp.ClientSession() as http:
                 url = f"{base}/compute/v2.1/servers/{sid}/action"
-                async with http.post(url, json=snap, headers=demo.headers) as resp:  # 2.1
+                # (the caller's metadata wins over Nova's properties, as Nova merges them)
+                typed = {"createImage": {"name": "typed", "metadata": {"image_type": "test"}}}
+                async with http.post(url, json=typed, headers=demo.headers) as resp:  # 2.1
                     assert resp.status == 202 and "/image/v2/images/" in resp.headers["Location"]
+                    typed_id = resp.headers["Location"].rsplit("/", 1)[-1]
+            _, typed_image, _ = await glance("GET", f"/images/{typed_id}")
+            assert typed_image["image_type"] == "test"
 
             async def logged() -> bool:
                 _, body = await demo("GET", f"/servers/{sid}/os-instance-actions")

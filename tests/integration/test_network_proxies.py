@@ -72,9 +72,17 @@ async def test_nova_network_proxies(cloud: str, store: Store) -> None:  # noqa: 
         f"This rule already exists in group {web_id}",
     )
     code, refused = await nova(
-        "POST", "/os-security-groups", {"security_group": {"name": " ", "description": "d"}}
+        "POST", "/os-security-groups", {"security_group": {"name": "", "description": "d"}}
     )
     assert code == 400 and "badRequest" in refused
+    # white space at a name's ends is kept, as Nova with Neutron keeps it
+    spaced = {"security_group": {"name": " web servers ", "description": "d"}}
+    code, made_spaced = await nova("POST", "/os-security-groups", spaced)
+    assert code == 200 and made_spaced["security_group"]["name"] == " web servers ", made_spaced
+    spaced_id = made_spaced["security_group"]["id"]
+    _, shown = await nova("GET", f"/os-security-groups/{spaced_id}")
+    assert shown["security_group"]["name"] == " web servers "
+    assert (await nova("DELETE", f"/os-security-groups/{spaced_id}"))[0] == 202
     # a rename keeps the group (its id, its rules); the default group keeps its name
     renamed = {"security_group": {"name": "Web Servers", "description": "the web tier"}}
     code, body = await nova("PUT", f"/os-security-groups/{web_id}", renamed)
