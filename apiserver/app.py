@@ -102,14 +102,19 @@ def make_app(
     if metrics_text is not None:
         root.router.add_get("/metrics", metrics_handler(metrics_text, admin, tokens))
     views = ComputeViews(sql_url) if sql_url else None
+    data = ImageData(image_dir) if image_dir is not None else None
     if views is not None:
         root.add_subapp(
             "/compute",
             compute_app.make_app(
-                Store(etcd), tokens, views, max_limit=max_limit, policy_file=policy_file
+                Store(etcd),
+                tokens,
+                views,
+                max_limit=max_limit,
+                policy_file=policy_file,
+                image_data=data,
             ),
         )
-    data = ImageData(image_dir) if image_dir is not None else None
     root.add_subapp("/image", images.make_app(Store(etcd), tokens, data, image_limits))
     root.add_subapp("/network", network_app.make_app(Store(etcd), tokens))
 

@@ -143,17 +143,20 @@ def _sees_all(token: Token) -> bool:
     return "admin" in token.roles or "service" in token.roles
 
 
+def sees(token: Token, image: Obj) -> bool:
+    """Whether the caller sees the image: its project's, a public or community one
+    (admins and the service role: every one)."""
+    return (
+        _sees_all(token)
+        or not image["metadata"].get("project")
+        or image["metadata"]["project"] == token.project
+        or image["spec"].get("visibility") == "community"
+    )
+
+
 async def _visible(request: web.Request) -> list[Obj]:
     token = request[CALLER]
-    images = (await request.app[STORE].list("Image")).items
-    return [
-        i
-        for i in images
-        if _sees_all(token)
-        or not i["metadata"].get("project")
-        or i["metadata"]["project"] == token.project
-        or i["spec"].get("visibility") == "community"
-    ]
+    return [i for i in (await request.app[STORE].list("Image")).items if sees(token, i)]
 
 
 def _owner(image: Obj, token: Token) -> str | None:
@@ -169,14 +172,17 @@ async def _find(request: web.Request) -> Obj:
     raise ImageFault(404, f"No image found with ID {wanted}")
 
 
-def _may_change(token: Token, image: Obj, upload: bool = False) -> None:
-    """Members of the image's project and admins change an image, and the service role
-    uploads (hostd's snapshots); others get a 403."""
+def may_change(token: Token, image: Obj, upload: bool = False) -> bool:
+    """Whether the caller may change the image: members of its project and admins (and,
+    for an ``upload``, the service role: hostd's snapshots)."""
     if "admin" in token.roles or (upload and "service" in token.roles):
-        return
-    if "member" in token.roles and image["metadata"].get("project") == token.project:
-        return
-    raise ImageFault(403, "You are not authorized to change this image.")
+        return True
+    return "member" in token.roles and image["metadata"].get("project") == token.project
+
+
+def _may_change(token: Token, image: Obj, upload: bool = False) -> None:
+    if not may_change(token, image, upload):
+        raise ImageFault(403, "You are not authorized to change this image.")
 
 
 @web.middleware
@@ -342,7 +348,7 @@ async def store_data(
     ``TooLarge`` past ``limit`` bytes, saying ``why``)."""
     stored = await data.write(image["metadata"]["uid"], chunks, limit, why)
     for _ in range(5):
-        current = await store.get(_ref(image))
+        current = await store.get(ref_of(image))
         spec = dict(current["spec"], checksum=f"sha256:{stored.sha256}", sizeBytes=stored.size)
         meta = dict(current["metadata"])
         annotations = {**(meta.get("annotations") or {}), MD5_ANNOTATION: stored.md5}
@@ -382,7 +388,7 @@ async def delete_image(request: web.Request) -> web.Response:
             403, f"Image {image['metadata']['uid']} is protected and cannot be deleted."
         )
     try:
-        await request.app[STORE].delete(_ref(image))
+        await request.app[STORE].delete(ref_of(image))
     except NotFound:
         pass
     data = request.app.get(DATA)
@@ -391,7 +397,7 @@ async def delete_image(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def _ref(image: Obj) -> Ref:
+def ref_of(image: Obj) -> Ref:
     return Ref("Image", image["metadata"].get("project") or None, image["metadata"]["name"])
 
 

@@ -46,6 +46,15 @@ class SpecialBlock(BadRequest):
     block (``schemas.address_blocks``: 0.0.0.0/0, loopback, link-local, multicast, ...)."""
 
 
+class RuleExists(Conflict):
+    """A security group already has the rule asked for (Neutron's 409; Nova's proxy
+    answered 400)."""
+
+
+class GroupNotDeletable(Conflict):
+    """A security group that may not go: the default one, or one servers use."""
+
+
 def short_id() -> str:
     """A few random hex digits that make a generated object name unique."""
     return uuid.uuid4().hex[:8]
@@ -217,10 +226,10 @@ async def instances_using(store: Store, group: Obj) -> list[str]:
 
 async def delete_group(store: Store, group: Obj) -> None:
     if group["metadata"]["name"] == DEFAULT_GROUP:
-        raise Conflict("Removing default security group not allowed.")
+        raise GroupNotDeletable("Removing default security group not allowed.")
     using = await instances_using(store, group)
     if using:
-        raise Conflict(
+        raise GroupNotDeletable(
             f"Security Group {group['metadata']['uid']} in use by instance(s) {', '.join(using)}."
         )
     await store.delete(
@@ -240,7 +249,7 @@ async def add_rule(
     stored = updated["spec"]["rules"][-1]
     rid = rule_id(group, stored)
     if any(rule_id(group, r) == rid for r in rules):
-        raise Conflict(f"Security group rule already exists. Rule id is {rid}.")
+        raise RuleExists(f"Security group rule already exists. Rule id is {rid}.")
     return (await store.update(updated) or updated), stored, rid
 
 

@@ -27,6 +27,14 @@ def _ipv4(value: str) -> bool:
     return True
 
 
+def _ipv6(value: str) -> bool:
+    try:
+        ipaddress.IPv6Address(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _network(
     version: type[ipaddress.IPv4Network] | type[ipaddress.IPv6Network],
 ) -> Callable[[str], bool]:
@@ -55,6 +63,7 @@ def _base64(value: str) -> bool:
 #: format name -> (check of a string, what a valid value is, for messages)
 FORMATS: dict[str, tuple[Callable[[str], bool], str]] = {
     "ipv4": (_ipv4, "an IPv4 address, like 10.0.0.1"),
+    "ipv6": (_ipv6, "an IPv6 address, like fd00::1"),
     "ipv4-network": (
         _network(ipaddress.IPv4Network),
         "an IPv4 network in CIDR notation without host bits, like 10.0.0.0/24",

@@ -3,7 +3,7 @@
 Owns: which user actions (os-instance-actions' ``create``, ``stop``,
 ``start``, ``reboot``, ``pause``, ``unpause``, ``suspend``, ``resume``,
 ``resize``, ``confirmResize``, ``revertResize``, ``rebuild``, ``createImage``,
-``delete``) one change of an Instance's spec stands for, the event each
+``createBackup``, ``delete``) one change of an Instance's spec stands for, the event each
 action records, a deterministic request id per action, and when an action
 has finished.
 
@@ -41,6 +41,7 @@ EVENTS = {
     "revertResize": "compute_finish_revert_resize",
     "rebuild": "compute_rebuild_instance",
     "createImage": "compute_snapshot_instance",
+    "createBackup": "compute_backup_instance",
     "delete": "compute_terminate_instance",
 }
 
@@ -73,7 +74,8 @@ def actions_between(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str
     if _gen(after, "rebuild") > _gen(before, "rebuild"):
         found.append("rebuild")
     if _gen(after, "snapshot") > _gen(before, "snapshot"):
-        found.append("createImage")
+        backup = (after.get("snapshot") or {}).get("backup")
+        found.append("createBackup" if backup else "createImage")
     if _gen(after, "resize") > _gen(before, "resize"):
         revert = (after.get("resize") or {}).get("action") == "revert"
         found.append("revertResize" if revert else "confirmResize")

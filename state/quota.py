@@ -34,6 +34,7 @@ DEFAULT_LIMITS = {
     "metadata_items": 128,
     "server_groups": 10,
     "server_group_members": 10,
+    "fixed_ips": -1,
     "floating_ips": 10,
     "security_groups": 10,
     "security_group_rules": 20,

@@ -20,23 +20,38 @@ from aiohttp import web
 from apiserver.compute import (
     actions,
     aggregates,
+    extensions,
     flavor_manage,
     flavors,
+    hosts,
     hypervisors,
+    image_proxy,
     keypairs,
     migrations,
     network_proxies,
     openapi,
     quotas,
+    server_addresses,
+    server_diagnostics,
     server_groups,
+    server_passwords,
     server_tags,
     servers,
     services,
     usage,
+    usage_audit_log,
     zones,
 )
 from apiserver.compute.bodies import check_body
-from apiserver.compute.context import CALLER, CREATES, MAX_LIMIT, POLICY, STORE, VIEWS
+from apiserver.compute.context import (
+    CALLER,
+    CREATES,
+    IMAGE_DATA,
+    MAX_LIMIT,
+    POLICY,
+    STORE,
+    VIEWS,
+)
 from apiserver.compute.create_batches import CreateBatches
 from apiserver.compute.faults import ComputeFault, render
 from apiserver.compute.microversions import (
@@ -49,6 +64,7 @@ from apiserver.compute.microversions import (
     stamp,
 )
 from apiserver.compute.policies import DEFAULTS
+from apiserver.image_data import ImageData
 from apiserver.policy import Policy
 from apiserver.tokens import TokenChecker
 from apiserver.urls import base_url
@@ -138,11 +154,15 @@ def make_app(
     *,
     max_limit: int = 1000,
     policy_file: Path | None = None,
+    image_data: ImageData | None = None,
 ) -> web.Application:
     """``views``: the conductor's SQL, which server lists and the action log read;
     ``max_limit``: the most servers one list answers; ``policy_file``: rules over the
-    defaults of ``policies`` (a bad file raises PolicyError)."""
+    defaults of ``policies`` (a bad file raises PolicyError); ``image_data``: the image
+    service's stored data, which an image deleted through the image proxy leaves."""
     app = web.Application(middlewares=[_middleware(identity)])
+    if image_data is not None:
+        app[IMAGE_DATA] = image_data
     app[POLICY] = Policy.load(DEFAULTS, policy_file)
     app[STORE] = store
     app[CREATES] = CreateBatches(store)
@@ -169,4 +189,11 @@ def make_app(
     usage.add_routes(app)
     migrations.add_routes(app)
     network_proxies.add_routes(app)
+    server_addresses.add_routes(app)
+    server_passwords.add_routes(app)
+    server_diagnostics.add_routes(app)
+    extensions.add_routes(app)
+    hosts.add_routes(app)
+    usage_audit_log.add_routes(app)
+    image_proxy.add_routes(app)
     return app

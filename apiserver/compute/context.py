@@ -18,6 +18,7 @@ from aiohttp import web
 from apiserver.compute.create_batches import CreateBatches
 from apiserver.compute.faults import ComputeFault
 from apiserver.identity import keystone_id_of
+from apiserver.image_data import ImageData
 from apiserver.policy import Creds, Policy
 from apiserver.request_text import decode
 from apiserver.tokens import Token
@@ -32,6 +33,8 @@ VIEWS = web.AppKey("compute_views", ComputeViews)
 #: the most servers one list answers (Nova's ``api.max_limit``)
 MAX_LIMIT = web.AppKey("compute_max_limit", int)
 POLICY = web.AppKey("compute_policy", Policy)
+#: the image service's stored data (absent when it stores none)
+IMAGE_DATA = web.AppKey("compute_image_data", ImageData)
 CALLER = web.RequestKey("compute_caller", Token)
 
 

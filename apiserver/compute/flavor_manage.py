@@ -49,6 +49,22 @@ def _number(body: dict[str, Any], field: str, low: int, default: int | None = No
     return value
 
 
+#: the strings Nova's boolean fields take, by the value they stand for
+_BOOLEANS = {
+    **dict.fromkeys(("true", "1", "on", "yes"), True),
+    **dict.fromkeys(("false", "0", "off", "no"), False),
+}
+
+
+def _boolean(value: Any, field: str) -> bool:
+    """A boolean field as Nova takes it: true or false, or one of their strings."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in _BOOLEANS:
+        return _BOOLEANS[value.lower()]
+    raise ComputeFault(400, f"Invalid input for field/attribute {field}.")
+
+
 async def create(request: web.Request) -> web.Response:
     authorize(request, f"{_MANAGE}:create")
     body = await json_body(request, "flavor")
@@ -56,6 +72,8 @@ async def create(request: web.Request) -> web.Response:
     if not isinstance(name, str) or not 0 < len(name) <= 255 or not _NAME.match(name):
         raise ComputeFault(400, "Invalid input for field/attribute name.")
     given = body.get("id")
+    if isinstance(given, int | float) and not isinstance(given, bool):
+        given = str(given)  # Nova takes a number and answers with its string
     if given is not None and given != "auto":
         if not isinstance(given, str) or not 0 < len(given) <= 255 or not _NAME.match(given):
             raise ComputeFault(400, "Invalid input for field/attribute id.")
@@ -71,8 +89,7 @@ async def create(request: web.Request) -> web.Response:
     if not isinstance(factor, int | float) or isinstance(factor, bool) or factor <= 0:
         raise ComputeFault(400, "Invalid input for field/attribute rxtx_factor.")
     spec["rxtxFactor"] = float(factor)
-    if not isinstance(spec["isPublic"], bool):
-        raise ComputeFault(400, "Invalid input for field/attribute os-flavor-access:is_public.")
+    spec["isPublic"] = _boolean(spec["isPublic"], "os-flavor-access:is_public")
     if object_name_for(name, "flavor") != name:
         spec["displayName"] = name
     store = store_of(request)

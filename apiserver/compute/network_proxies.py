@@ -1,13 +1,15 @@
 """Nova's network proxies: os-security-groups (and rules), os-floating-ips, their pools,
-os-networks, and the server actions that add and remove groups and floating IPs.
+os-networks, os-tenant-networks, and the server actions that add and remove groups and
+floating IPs.
 
 Nova removed the proxy resources at 2.36 (404 from there on; the floating IP
 actions at 2.44); ``addSecurityGroup``, ``removeSecurityGroup`` and a
 server's ``os-security-groups`` remain. Each works through ``netops``, on the
 same objects the Neutron subset shows.
 
-Owns: Nova's request and answer shapes of these, and their policy rules'
-names (``policies``).
+Owns: Nova's request and answer shapes of these, their policy rules' names
+(``policies``), and the 400s Nova's proxy answered where Neutron says 409 (a
+duplicate rule, deleting the default group or one in use).
 
 Must never: let a caller who is not an admin see or change another project's
 groups, floating IPs or networks.
@@ -32,10 +34,10 @@ from apiserver.compute.context import (
 )
 from apiserver.compute.faults import ComputeFault
 from apiserver.compute.microversions import since
-from apiserver.compute.names import display_name, is_object_name, object_name_for
+from apiserver.compute.names import is_object_name, object_name_for
 from state import ipam
 from state.envelope import Obj, Ref
-from state.errors import BadRequest, NotFound
+from state.errors import BadRequest, Conflict, NotFound
 
 #: server actions of this module: their policy rules and the version Nova removed them at
 ACTIONS = {
@@ -149,11 +151,19 @@ async def show_group(request: web.Request) -> web.Response:
     )
 
 
+def _group_name(value: Any) -> str:
+    """A group's name as Nova with Neutron takes it: printable text of 1 to 255
+    characters, white space at its ends kept."""
+    if not isinstance(value, str) or not 0 < len(value) <= 255 or not value.isprintable():
+        raise ComputeFault(400, "Invalid input for field/attribute name.")
+    return value
+
+
 async def create_group(request: web.Request) -> web.Response:
     _proxy(request)
     authorize(request, "os_compute_api:os-security-groups:create")
     body = await json_body(request, "security_group")
-    shown = display_name(body.get("name"))
+    shown = _group_name(body.get("name"))
     project = own_project(request, "security groups")
     name = object_name_for(shown, "sg")
     spec: dict[str, Any] = {"description": str(body.get("description") or ""), "rules": []}
@@ -166,10 +176,44 @@ async def create_group(request: web.Request) -> web.Response:
     return web.json_response({"security_group": _group_view(made, {}, await _ids(request, [made]))})
 
 
+async def update_group(request: web.Request) -> web.Response:
+    """A new name (``spec.displayName``: the object keeps its name, which rules and
+    servers refer to) and description; the default group keeps its name."""
+    _proxy(request)
+    authorize(request, "os_compute_api:os-security-groups:update")
+    body = await json_body(request, "security_group")
+    group = await _group(request, request.match_info["id"])
+    shown, meta = _group_name(body.get("name")), group["metadata"]
+    if meta["name"] == netops.DEFAULT_GROUP and shown != netops.DEFAULT_GROUP:
+        raise ComputeFault(400, "Updating default security group not allowed.")
+    groups = await _groups(request)
+    for other in _names(groups, meta["project"]).values():
+        taken = other["spec"].get("displayName") or other["metadata"]["name"]
+        if other["metadata"]["uid"] != meta["uid"] and taken == shown:
+            raise ComputeFault(400, f"Security group {shown} already exists")
+    spec = {k: v for k, v in group["spec"].items() if k != "displayName"}
+    spec["description"] = str(body.get("description") or "")
+    if shown != meta["name"]:
+        spec["displayName"] = shown
+    try:
+        updated = await store_of(request).update(dict(group, spec=spec))
+    except Conflict:
+        raise ComputeFault(409, "The security group changed meanwhile; try again") from None
+    assert updated is not None
+    names = _names(groups, meta["project"])
+    return web.json_response(
+        {"security_group": _group_view(updated, names, await _ids(request, [updated]))}
+    )
+
+
 async def delete_group(request: web.Request) -> web.Response:
     _proxy(request)
     authorize(request, "os_compute_api:os-security-groups:delete")
-    await netops.delete_group(store_of(request), await _group(request, request.match_info["id"]))
+    group = await _group(request, request.match_info["id"])
+    try:
+        await netops.delete_group(store_of(request), group)
+    except netops.GroupNotDeletable as exc:
+        raise ComputeFault(400, exc.message) from None
     return web.Response(status=202)
 
 
@@ -204,7 +248,11 @@ async def create_rule(request: web.Request) -> web.Response:
         rule["remoteGroup"] = remote["metadata"]["name"]
     elif body.get("cidr"):
         rule["remoteCidr"] = str(body["cidr"])
-    updated, stored, _ = await netops.add_rule(store_of(request), group, rule)
+    try:
+        updated, stored, _ = await netops.add_rule(store_of(request), group, rule)
+    except netops.RuleExists:
+        parent = group["metadata"]["uid"]
+        raise ComputeFault(400, f"This rule already exists in group {parent}") from None
     names = _names(groups, group["metadata"]["project"])
     view = _rule_view(updated, stored, names, await _ids(request, groups))
     return web.json_response({"security_group_rule": view})
@@ -429,6 +477,30 @@ async def show_network(request: web.Request) -> web.Response:
     raise ComputeFault(404, f"Network {request.match_info['id']} could not be found.")
 
 
+def _tenant_network_view(net: Obj) -> dict[str, Any]:
+    return {
+        "id": net["metadata"]["uid"],
+        "label": net["spec"].get("displayName") or net["metadata"]["name"],
+        "cidr": net["spec"].get("cidr"),
+    }
+
+
+async def list_tenant_networks(request: web.Request) -> web.Response:
+    _proxy(request)
+    authorize(request, "os_compute_api:os-tenant-networks:list")
+    nets = await _networks(request)
+    return web.json_response({"networks": [_tenant_network_view(n) for n in nets]})
+
+
+async def show_tenant_network(request: web.Request) -> web.Response:
+    _proxy(request)
+    authorize(request, "os_compute_api:os-tenant-networks:show")
+    for n in await _networks(request):
+        if n["metadata"]["uid"] == request.match_info["id"]:
+            return web.json_response({"network": _tenant_network_view(n)})
+    raise ComputeFault(404, "Network not found")
+
+
 # --- server actions ---------------------------------------------------------------------------
 
 
@@ -474,6 +546,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/v2.1/os-security-groups", list_groups)
     r.add_post("/v2.1/os-security-groups", create_group)
     r.add_get("/v2.1/os-security-groups/{id}", show_group)
+    r.add_put("/v2.1/os-security-groups/{id}", update_group)
     r.add_delete("/v2.1/os-security-groups/{id}", delete_group)
     r.add_post("/v2.1/os-security-group-rules", create_rule)
     r.add_delete("/v2.1/os-security-group-rules/{id}", delete_rule)
@@ -484,3 +557,5 @@ def add_routes(app: web.Application) -> None:
     r.add_delete("/v2.1/os-floating-ips/{id}", delete_fip)
     r.add_get("/v2.1/os-networks", list_networks)
     r.add_get("/v2.1/os-networks/{id}", show_network)
+    r.add_get("/v2.1/os-tenant-networks", list_tenant_networks)
+    r.add_get("/v2.1/os-tenant-networks/{id}", show_tenant_network)

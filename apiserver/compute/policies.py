@@ -34,9 +34,11 @@ DEFAULTS: dict[str, str] = {
     f"{_SERVERS}:rebuild": MEMBER_OR_ADMIN,
     f"{_SERVERS}:update": MEMBER_OR_ADMIN,
     f"{_SERVERS}:create_image": MEMBER_OR_ADMIN,
+    "os_compute_api:os-create-backup": MEMBER_OR_ADMIN,
     "os_compute_api:os-lock-server:lock": MEMBER_OR_ADMIN,
     "os_compute_api:os-console-output": MEMBER_OR_ADMIN,
     "os_compute_api:os-lock-server:unlock": MEMBER_OR_ADMIN,
+    "os_compute_api:os-lock-server:unlock:unlock_override": ADMIN,
     "os_compute_api:os-pause-server:pause": MEMBER_OR_ADMIN,
     "os_compute_api:os-pause-server:unpause": MEMBER_OR_ADMIN,
     "os_compute_api:os-suspend-server:suspend": MEMBER_OR_ADMIN,
@@ -57,6 +59,12 @@ DEFAULTS: dict[str, str] = {
     "os_compute_api:os-instance-actions:list": READER_OR_ADMIN,
     "os_compute_api:os-instance-actions:show": READER_OR_ADMIN,
     "os_compute_api:os-instance-actions:events": ADMIN,
+    "os_compute_api:ips:index": READER_OR_ADMIN,
+    "os_compute_api:ips:show": READER_OR_ADMIN,
+    "os_compute_api:os-server-password:show": READER_OR_ADMIN,
+    "os_compute_api:os-server-password:clear": MEMBER_OR_ADMIN,
+    "os_compute_api:os-server-diagnostics": ADMIN,
+    "os_compute_api:extensions": ANY,
     # network proxies (security groups, floating IPs, networks)
     **{
         f"os_compute_api:os-security-groups:{verb}": READER_OR_ADMIN
@@ -74,6 +82,8 @@ DEFAULTS: dict[str, str] = {
     "os_compute_api:os-floating-ip-pools:list": READER_OR_ADMIN,
     "os_compute_api:os-networks:list": READER_OR_ADMIN,
     "os_compute_api:os-networks:view": READER_OR_ADMIN,
+    "os_compute_api:os-tenant-networks:list": READER_OR_ADMIN,
+    "os_compute_api:os-tenant-networks:show": READER_OR_ADMIN,
     # server groups
     "os_compute_api:os-server-groups:index": READER_OR_ADMIN,
     "os_compute_api:os-server-groups:index:all_projects": ADMIN,
@@ -116,6 +126,12 @@ DEFAULTS: dict[str, str] = {
     "os_compute_api:os-migrations:index": ADMIN,
     "os_compute_api:servers:migrations:index": ADMIN,
     "os_compute_api:servers:migrations:show": ADMIN,
+    **{
+        f"os_compute_api:os-hosts:{verb}": ADMIN
+        for verb in ("list", "show", "update", "start", "shutdown", "reboot")
+    },
+    "os_compute_api:os-instance-usage-audit-log:list": ADMIN,
+    "os_compute_api:os-instance-usage-audit-log:show": ADMIN,
     "os_compute_api:os-services:list": ADMIN,
     "os_compute_api:os-services:update": ADMIN,
     **{

@@ -5,7 +5,8 @@ Owns: Nova's views up to 2.47 (2.36 drops the network quotas and limits,
 cloud's defaults) and usage (``state.quota``'s counters for instances,
 cores and ram; key pairs and server groups counted), admins' updates and
 resets (the project's Quota object ``default``), and who may read what (a
-project its own, admins every project's).
+project its own, admins every project's). There are no per-user quotas: a
+user's limits (``?user_id=``) are its project's, and setting them is a 400.
 
 Must never: let a non-admin change a quota or read another project's.
 """
@@ -105,6 +106,8 @@ async def detail(request: web.Request) -> web.Response:
 
 async def update(request: web.Request) -> web.Response:
     _, name = await _project(request, "update")
+    if "user_id" in request.query:  # (a user's shown limits are its project's)
+        raise ComputeFault(400, "Per-user quotas are not supported; set the project's")
     asked = _asked(await json_body(request), "quota_set", _fields(request))
     store = store_of(request)
     await _write_limits(store, Ref("Quota", name, "default"), asked)
@@ -138,11 +141,11 @@ CLASS_FIELDS = tuple(f for f in FIELDS if not f.startswith("server_group"))
 
 
 def _asked(body: Any, key: str, fields: tuple[str, ...]) -> dict[str, int]:
-    """The limits a PUT asks for, in Nova's names (``force`` and ``fixed_ips`` ignored)."""
+    """The limits a PUT asks for, in Nova's names (``force`` ignored)."""
     asked = body.get(key) if isinstance(body, dict) else None
     if not isinstance(asked, dict):
         raise ComputeFault(400, f"Invalid input for field/attribute {key}.")
-    asked = {k: v for k, v in asked.items() if k not in ("force", "fixed_ips")}
+    asked = {k: v for k, v in asked.items() if k != "force"}
     unknown = sorted(set(asked) - set(fields))
     if unknown:
         raise ComputeFault(

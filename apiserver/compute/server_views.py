@@ -77,6 +77,8 @@ def _stamp(value: str) -> str:
     return value[:19] + "Z"
 
 
+#: the statuses whose view shows ``progress``, as Nova's
+_PROGRESS_STATUSES = ("ACTIVE", "BUILD", "REBUILD", "RESIZE", "VERIFY_RESIZE", "MIGRATING")
 #: the fields of Nova's basic server view (the answers of update and rebuild), and the
 #: ones later microversions add to it
 BASIC_LATER = ("locked", "description", "tags")
@@ -170,13 +172,12 @@ def view(request: web.Request, inst: Obj, refs: Refs) -> dict[str, Any]:
         "created": created,
         "updated": refs.updated.strftime("%Y-%m-%dT%H:%M:%SZ") if refs.updated else created,
         "addresses": addresses(status, refs.floating),
-        "accessIPv4": "",
-        "accessIPv6": "",
+        "accessIPv4": spec.get("accessIPv4", ""),
+        "accessIPv6": spec.get("accessIPv6", ""),
         "links": links(request, "servers", meta["uid"]),
         "key_name": (meta.get("annotations") or {}).get(KEY_NAME_ANNOTATION) or spec.get("keyName"),
-        "progress": 0,
         "config_drive": "",
-        "OS-DCF:diskConfig": "MANUAL",
+        "OS-DCF:diskConfig": spec.get("diskConfig", "MANUAL"),
         "OS-EXT-AZ:availability_zone": spec.get("availabilityZone") or "nova",
         "OS-EXT-STS:power_state": 0 if refs.deleted else status.get("powerState", 0),
         "OS-EXT-STS:task_state": task_state,
@@ -186,6 +187,8 @@ def view(request: web.Request, inst: Obj, refs: Refs) -> dict[str, Any]:
         "os-extended-volumes:volumes_attached": [],
         "security_groups": [{"name": g} for g in spec.get("securityGroups") or ["default"]],
     }
+    if nova_status in _PROGRESS_STATUSES:
+        server["progress"] = 0
     if since(request, "2.47"):
         server["flavor"] = embedded_flavor(request, refs.flavor, refs.project_id)
     if allowed(request, "os_compute_api:os-extended-server-attributes", refs.project_id):

@@ -28,7 +28,15 @@ from typing import Any
 from aiohttp import web
 
 from apiserver import netops
-from apiserver.compute import flavors, keypairs, network_proxies, server_groups, server_lists
+from apiserver.compute import (
+    flavors,
+    keypairs,
+    network_proxies,
+    server_groups,
+    server_lists,
+    server_locks,
+    server_snapshots,
+)
 from apiserver.compute.context import (
     CREATES,
     VIEWS,
@@ -51,8 +59,7 @@ from apiserver.compute.server_views import (
 )
 from apiserver.compute.zones import known_zones
 from apiserver.identity import keystone_id_of
-from apiserver.images import is_active, new_image
-from apiserver.urls import base_url
+from apiserver.images import is_active
 from state import keys, quota
 from state.envelope import (
     LAUNCH_INDEX_ANNOTATION,
@@ -63,6 +70,7 @@ from state.envelope import (
 )
 from state.errors import AlreadyExists, Conflict, NotFound
 from state.etcd import Compare, Op
+from state.instance_actions import actions_between, request_id
 from state.sql.server_lists import ServerRef
 from state.validation import validate
 
@@ -70,6 +78,8 @@ from state.validation import validate
 _NAME_TRIES = 3
 #: Nova's default quota of metadata items per server
 METADATA_ITEMS = 128
+#: what Nova's boolean request fields take as true
+_TRUE = ("true", "1", "on", "yes", "y", "t")
 
 
 def _counts(server: dict[str, Any]) -> tuple[int, int]:
@@ -228,7 +238,7 @@ def _ref_id(value: Any) -> str:
     return value.rstrip("/").rsplit("/", 1)[-1]
 
 
-async def _image_by_id(request: web.Request, image_id: str, project: str) -> Obj:
+async def image_by_id(request: web.Request, image_id: str, project: str) -> Obj:
     """The image by id or name: the project's own first, then a public one."""
     images = (await store_of(request).list("Image")).items
     own = [i for i in images if i["metadata"].get("project") == project]
@@ -280,11 +290,12 @@ async def create(request: web.Request) -> web.Response:
         flavor = await flavors.find(request, flavor_id)
     except ComputeFault:
         raise ComputeFault(400, f"Flavor {flavor_id} could not be found.") from None
-    image = await _image_by_id(request, image_id, project)
+    image = await image_by_id(request, image_id, project)
     spec: dict[str, Any] = {
         "flavor": flavor["metadata"]["name"],
         "image": image["metadata"]["name"],
     }
+    _keep_shown(spec, server)
     noted: dict[str, str] = {}
     if server.get("key_name"):
         key = keypairs.object_name(str(server["key_name"]))
@@ -301,7 +312,7 @@ async def create(request: web.Request) -> web.Response:
     if server.get("availability_zone"):
         spec["availabilityZone"] = await _zone(request, str(server["availability_zone"]))
     if isinstance(server.get("metadata"), dict):
-        await _metadata_within_quota(request, project, len(server["metadata"]))
+        await metadata_within_quota(request, project, len(server["metadata"]))
         spec["metadata"] = {str(k): str(v) for k, v in server["metadata"].items()}
     if server.get("user_data"):
         try:
@@ -342,18 +353,22 @@ async def create(request: web.Request) -> web.Response:
     )
     created = made[0]
     uid = created["metadata"]["uid"]
-    return web.json_response(
+    if str(server.get("return_reservation_id", False)).lower() in _TRUE:
+        answer = web.json_response({"reservation_id": reservation}, status=202)
+        return with_request_id(answer, None, created)
+    answer = web.json_response(
         {
             "server": {
                 "id": uid,
                 "links": links(request, "servers", uid),
-                "OS-DCF:diskConfig": "MANUAL",
+                "OS-DCF:diskConfig": spec.get("diskConfig", "MANUAL"),
                 "security_groups": [{"name": g} for g in spec.get("securityGroups", ["default"])],
                 "adminPass": secrets.token_urlsafe(9),
             }
         },
         status=202,
     )
+    return with_request_id(answer, None, created)
 
 
 def _description(value: Any) -> str:
@@ -361,6 +376,21 @@ def _description(value: Any) -> str:
     if not isinstance(value, str) or len(value) > 255 or not value.isprintable():
         raise ComputeFault(400, "Invalid input for field/attribute description.")
     return value
+
+
+#: the request fields Nova keeps and shows without acting on them -> their spec fields
+_SHOWN_ONLY = {
+    "accessIPv4": "accessIPv4",
+    "accessIPv6": "accessIPv6",
+    "OS-DCF:diskConfig": "diskConfig",
+}
+
+
+def _keep_shown(spec: dict[str, Any], body: dict[str, Any]) -> None:
+    """Copies the access addresses and disk config a body asks for into ``spec``."""
+    for field, key in _SHOWN_ONLY.items():
+        if field in body:
+            spec[key] = body[field]
 
 
 def _describe(spec: dict[str, Any], value: Any) -> None:
@@ -425,7 +455,7 @@ async def delete(request: web.Request) -> web.Response:
     """
     store = store_of(request)
     inst = await find(request, request.match_info["server_id"], "os_compute_api:servers:delete")
-    _unlocked(request, inst)
+    server_locks.unlocked(request, inst)
     meta = inst["metadata"]
 
     async def give_back(current: Obj) -> list[tuple[Compare, Op]]:
@@ -470,15 +500,10 @@ _ACTION_RULES = {
     "unlock": "os_compute_api:os-lock-server:unlock",
     "os-getConsoleOutput": "os_compute_api:os-console-output",
     "createImage": "os_compute_api:servers:create_image",
+    "createBackup": "os_compute_api:os-create-backup",
 }
 #: seconds to wait for a host's answer to a console request
 _CONSOLE_WAIT = 10.0
-
-
-def _unlocked(request: web.Request, inst: Obj) -> None:
-    """Nova's 409 for a change of a locked server by someone not an admin."""
-    if inst["spec"].get("locked") and not allowed(request, "context_is_admin"):
-        raise ComputeFault(409, f"Instance {inst['metadata']['uid']} is locked")
 
 
 async def action(request: web.Request) -> web.Response:
@@ -493,11 +518,11 @@ async def action(request: web.Request) -> web.Response:
         return await network_proxies.server_action(request, inst, name, arg)
     if name == "os-getConsoleOutput":
         return await _console_output(request, inst, arg)
-    if name == "createImage":
-        _unlocked(request, inst)
-        return await _create_image(request, inst, arg)
-    if name not in ("lock", "unlock"):
-        _unlocked(request, inst)
+    if name in server_locks.ACTIONS:
+        return await server_locks.ACTIONS[name](request, inst, arg)
+    server_locks.unlocked(request, inst)
+    if name in server_snapshots.ACTIONS:
+        return await server_snapshots.ACTIONS[name](request, inst, arg)
     status = inst.get("status", {}).get("novaStatus", "BUILD")
     spec = dict(inst["spec"])
     code = 202
@@ -543,8 +568,6 @@ async def action(request: web.Request) -> web.Response:
         else:
             spec["resize"] = {"generation": generation, "action": "confirm"}
             code = 204
-    elif name in ("lock", "unlock"):
-        spec["locked"] = name == "lock"
     elif name == "rebuild":
         return await _rebuild(request, inst, arg)
     else:
@@ -552,12 +575,24 @@ async def action(request: web.Request) -> web.Response:
     extra = []
     if spec["flavor"] != inst["spec"]["flavor"]:  # a resize or its revert: charge the change
         extra = [await _charge_resize(request, inst, spec["flavor"])]
-    inst = dict(inst, spec=spec)
+    before, inst = inst, dict(inst, spec=spec)
     try:
-        await store_of(request).update(inst, extra=extra)
+        written = await store_of(request).update(inst, extra=extra)
     except Conflict:
         raise ComputeFault(409, "The server changed meanwhile; try again") from None
-    return web.Response(status=code)
+    return with_request_id(web.Response(status=code), before, written)
+
+
+def with_request_id(response: web.Response, before: Obj | None, after: Obj | None) -> web.Response:
+    """``response`` carrying the request id the action log gives the action that turned
+    ``before`` into ``after`` (None: a create), as Nova's answer carries the id its log
+    records: a client finds the action by the id it was answered."""
+    found = actions_between(before, after) if after is not None else []
+    if len(found) == 1:
+        meta = after["metadata"] if after is not None else {}
+        rid = request_id(meta["uid"], int(meta.get("generation", 1)), found[0])
+        response.headers["x-openstack-request-id"] = rid
+    return response
 
 
 async def _console_output(request: web.Request, inst: Obj, arg: Any) -> web.Response:
@@ -590,72 +625,6 @@ async def _console_output(request: web.Request, inst: Obj, arg: Any) -> web.Resp
     return web.json_response({"output": "".join(lines)})
 
 
-async def _create_image(request: web.Request, inst: Obj, arg: Any) -> web.Response:
-    """A snapshot: a private Image without data (named as asked, with the server's image's
-    boot settings and Nova's snapshot properties), and ``spec.snapshot`` asking the
-    server's host to upload its disk into it."""
-    meta, status = inst["metadata"], inst.get("status", {})
-    uid = meta["uid"]
-    if not isinstance(arg, dict):
-        raise ComputeFault(400, "Invalid input for field/attribute createImage.")
-    name = display_name(arg.get("name"))
-    properties = _pairs(arg, "metadata") if "metadata" in arg else {}
-    asked = inst["spec"].get("snapshot") or {}
-    busy = asked.get("generation", 0) > status.get("snapshotGeneration", 0)
-    nova_status = status.get("novaStatus", "BUILD")
-    if busy or nova_status not in ("ACTIVE", "SHUTOFF", "PAUSED", "SUSPENDED"):
-        state = (
-            "task_state image_snapshot" if busy else f"vm_state {status.get('vmState', 'building')}"
-        )
-        raise ComputeFault(409, f"Cannot 'createImage' instance {uid} while it is in {state}")
-    store = store_of(request)
-    try:  # the server's image, which may be gone by now
-        base: Obj | None = await _image_by_id(request, inst["spec"]["image"], meta["project"])
-    except ComputeFault:
-        base = None
-    base_spec = base["spec"] if base is not None else {}
-    flavor = await store.get_or_none(Ref("Flavor", None, inst["spec"]["flavor"]))
-    boot = {
-        k: base_spec[k] for k in ("kernelImage", "ramdiskImage", "kernelCmdline") if k in base_spec
-    }
-    image = new_image(
-        name,
-        meta["project"],
-        {
-            "diskFormat": "qcow2",
-            "containerFormat": "bare",
-            "visibility": "private",
-            "minDiskGiB": flavor["spec"]["diskGiB"] if flavor is not None else 0,
-            "minRamMiB": base_spec.get("minRamMiB", 0),
-            **boot,
-            "properties": {
-                **properties,
-                "image_type": "snapshot",
-                "instance_uuid": uid,
-                "base_image_ref": base["metadata"]["uid"] if base is not None else "",
-                "user_id": caller(request).user_id,
-            },
-        },
-        "snapshot",
-    )
-    made = await store.create(image)
-    spec = dict(inst["spec"])
-    spec["snapshot"] = {
-        "generation": asked.get("generation", 0) + 1,
-        "image": made["metadata"]["name"],
-    }
-    try:
-        await write_spec(request, inst, spec)
-    except ComputeFault:
-        await store.delete(Ref("Image", meta["project"], made["metadata"]["name"]))
-        raise
-    image_id = made["metadata"]["uid"]
-    if since(request, "2.45"):
-        return web.json_response({"image_id": image_id}, status=202)
-    location = f"{base_url(request)}/image/v2/images/{image_id}"
-    return web.Response(status=202, headers={"Location": location})
-
-
 async def _rebuild(request: web.Request, inst: Obj, arg: Any) -> web.Response:
     """A fresh root disk from ``imageRef`` (the same image or another), optionally with a
     new name and metadata; answers with the basic view and a new admin password."""
@@ -672,21 +641,22 @@ async def _rebuild(request: web.Request, inst: Obj, arg: Any) -> web.Response:
     image_id = _ref_id(arg.get("imageRef"))
     if not image_id:
         raise ComputeFault(400, "Invalid input for field/attribute imageRef.")
-    image = await _image_by_id(request, image_id, inst["metadata"]["project"])
+    image = await image_by_id(request, image_id, inst["metadata"]["project"])
     spec = dict(inst["spec"])
     spec["image"] = image["metadata"]["name"]
     spec["rebuild"] = {"generation": int((spec.get("rebuild") or {}).get("generation", 0)) + 1}
     if "name" in arg:
         spec["displayName"] = display_name(arg["name"])
     if "metadata" in arg:
-        spec["metadata"] = _pairs(arg, "metadata")
+        spec["metadata"] = pairs(arg, "metadata")
+    _keep_shown(spec, arg)
     if "description" in arg and since(request, "2.19"):
         _describe(spec, arg["description"])
     updated = await write_spec(request, inst, spec)
     refs = (await refs_for(request, [updated]))[updated["metadata"]["uid"]]
     body = basic(request, updated, refs)
     body["adminPass"] = secrets.token_urlsafe(9)
-    return web.json_response({"server": body}, status=202)
+    return with_request_id(web.json_response({"server": body}, status=202), inst, updated)
 
 
 async def write_spec(request: web.Request, inst: Obj, spec: dict[str, Any]) -> Obj:
@@ -702,8 +672,8 @@ async def write_spec(request: web.Request, inst: Obj, spec: dict[str, Any]) -> O
 
 
 async def update(request: web.Request) -> web.Response:
-    """PUT /servers/{id}: a new name or (from 2.19) description; access IPs and disk
-    config are accepted and not kept."""
+    """PUT /servers/{id}: a new name, access addresses, disk config or (from 2.19)
+    description."""
     inst = await find(request, request.match_info["server_id"], "os_compute_api:servers:update")
     body = (await json_body(request)).get("server")
     fields = {"name", "accessIPv4", "accessIPv6", "OS-DCF:diskConfig"}
@@ -716,6 +686,7 @@ async def update(request: web.Request) -> web.Response:
         spec["displayName"] = display_name(body["name"])
     if "description" in body:
         _describe(spec, body["description"])
+    _keep_shown(spec, body)
     updated = await write_spec(request, inst, spec) if spec != inst["spec"] else inst
     refs = (await refs_for(request, [updated]))[updated["metadata"]["uid"]]
     return web.json_response({"server": basic(request, updated, refs)})
@@ -739,7 +710,7 @@ async def _charge_resize(request: web.Request, inst: Obj, flavor_name: str) -> t
     return guard, put
 
 
-async def _metadata_within_quota(request: web.Request, project: str, count: int) -> None:
+async def metadata_within_quota(request: web.Request, project: str, count: int) -> None:
     """Nova's 403 when ``count`` metadata items exceed the project's ``metadata_items``
     limit (-1: no limit), as for a create and for every change of a server's metadata."""
     if count == 0:
@@ -750,15 +721,15 @@ async def _metadata_within_quota(request: web.Request, project: str, count: int)
 
 
 async def _set_metadata(request: web.Request, inst: Obj, metadata: dict[str, str]) -> None:
-    _unlocked(request, inst)
-    await _metadata_within_quota(request, inst["metadata"]["project"], len(metadata))
+    server_locks.unlocked(request, inst)
+    await metadata_within_quota(request, inst["metadata"]["project"], len(metadata))
     try:
         await store_of(request).update(dict(inst, spec=dict(inst["spec"], metadata=metadata)))
     except Conflict:
         raise ComputeFault(409, "The server changed meanwhile; try again") from None
 
 
-def _pairs(body: Any, field: str) -> dict[str, str]:
+def pairs(body: Any, field: str) -> dict[str, str]:
     items = body.get(field) if isinstance(body, dict) else None
     if not isinstance(items, dict) or not all(
         isinstance(k, str) and 0 < len(k) <= 255 and isinstance(v, str) and len(v) <= 255
@@ -781,7 +752,7 @@ async def change_metadata(request: web.Request) -> web.Response:
     inst = await find(
         request, request.match_info["server_id"], f"os_compute_api:server-metadata:{verb}"
     )
-    given = _pairs(await json_body(request), "metadata")
+    given = pairs(await json_body(request), "metadata")
     merged = (
         {**(inst["spec"].get("metadata") or {}), **given} if request.method == "POST" else given
     )
@@ -805,7 +776,7 @@ async def put_item(request: web.Request) -> web.Response:
         request, request.match_info["server_id"], "os_compute_api:server-metadata:update"
     )
     key = request.match_info["key"]
-    meta = _pairs(await json_body(request), "meta")
+    meta = pairs(await json_body(request), "meta")
     if list(meta) != [key]:
         raise ComputeFault(400, "Request body and URI mismatch")
     await _set_metadata(request, inst, {**(inst["spec"].get("metadata") or {}), **meta})

@@ -77,20 +77,20 @@ async def update(request: web.Request) -> web.Response:
         forced = body.get("forced_down")
         if not isinstance(forced, bool):
             raise ComputeFault(400, "Invalid input for field/attribute forced_down.")
-        await _change_host(request, host, {"forcedDown": forced})
+        await change_host(request, host, {"forcedDown": forced})
         return web.json_response(
             {"service": {"binary": binary, "host": host, "forced_down": forced}}
         )
     reason = _field(body, "disabled_reason") if action == "disable-log-reason" else None
     change: dict[str, Any] = {"enabled": action == "enable", "disabledReason": reason}
-    await _change_host(request, host, change)
+    await change_host(request, host, change)
     service = {"binary": binary, "host": host, "status": f"{action.split('-')[0]}d"}
     if reason:
         service["disabled_reason"] = reason
     return web.json_response({"service": service})
 
 
-async def _change_host(request: web.Request, host: str, change: dict[str, Any]) -> None:
+async def change_host(request: web.Request, host: str, change: dict[str, Any]) -> None:
     """Sets the fields of ``change`` in the Host's spec (a None value removes one)."""
     store = store_of(request)
     for _ in range(_RETRIES):

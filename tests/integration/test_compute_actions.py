@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import aiohttp
+
 from state.envelope import Ref
 from state.store import Store
 from tests.conftest import eventually
@@ -48,3 +50,25 @@ async def test_instance_actions_from_sql(store: Store, sql_url: str, tmp_path: P
         assert "events" not in body["instanceAction"]  # admins only
         code, body = await nova("GET", f"/servers/{sid}/os-instance-actions/req-nope")
         assert code == 404 and "itemNotFound" in body
+
+        # the request id a change was answered with finds its action (as Tempest looks it up)
+        async def answered_id(method: str, path: str, body: object) -> str:
+            async with (
+                aiohttp.ClientSession() as http,
+                http.request(method, nova.base + path, json=body, headers=nova.headers) as resp,
+            ):
+                assert resp.status == 202, await resp.text()
+                assert (
+                    resp.headers["x-openstack-request-id"] == resp.headers["x-compute-request-id"]
+                )
+                return resp.headers["x-compute-request-id"]
+
+        created = await answered_id(
+            "POST", "/servers", {"server": {**request["server"], "name": "vm2"}}
+        )
+        sid2 = (await nova("GET", "/servers?name=vm2"))[1]["servers"][0]["id"]
+        code, body = await nova("GET", f"/servers/{sid2}/os-instance-actions/{created}")
+        assert code == 200 and body["instanceAction"]["action"] == "create"
+        started = await answered_id("POST", f"/servers/{sid}/action", {"os-start": {}})
+        code, body = await nova("GET", f"/servers/{sid}/os-instance-actions/{started}")
+        assert code == 200 and body["instanceAction"]["action"] == "start"

@@ -137,6 +137,21 @@ async def test_admins_set_the_default_quotas(cloud: str, store: Store) -> None: 
     )[0] == 403
     code, _ = await admin("PUT", "/os-quota-class-sets/default", {"quota_class_set": {"bogus": 1}})
     assert code == 400
+    demo_id = (await store.get(Ref("Project", None, "demo")))["metadata"]["uid"].replace("-", "")
+    per_user = {"quota_set": {"ram": 2048}}
+    code, body = await admin("PUT", f"/os-quota-sets/{demo_id}?user_id=u1", per_user)
+    assert code == 400 and "Per-user quotas" in body["badRequest"]["message"]
+    # as Tempest's test_update_default_quotas: every field raised, each one kept
+    _, body = await admin("GET", "/os-quota-class-sets/default")
+    assert body["quota_class_set"].pop("id") == "default"
+    raised = {k: v + 100 for k, v in body["quota_class_set"].items()}
+    code, body = await admin("PUT", "/os-quota-class-sets/default", {"quota_class_set": raised})
+    assert code == 200 and body["quota_class_set"] == raised
+    _, body = await admin("GET", "/os-quota-class-sets/default")
+    assert body["quota_class_set"] == {"id": "default", **raised}
+    back = {**raised, "instances": 2}
+    back = {k: v - 100 if k != "instances" else v for k, v in back.items()}
+    assert (await admin("PUT", "/os-quota-class-sets/default", {"quota_class_set": back}))[0] == 200
     pid = (await store.get(Ref("Project", None, "demo")))["metadata"]["uid"].replace("-", "")
     _, body = await demo("GET", f"/os-quota-sets/{pid}/defaults")
     assert body["quota_set"]["instances"] == 2

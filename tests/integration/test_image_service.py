@@ -169,8 +169,13 @@ async def test_create_image_snapshots_a_server(store: Store, tmp_path: Path) -> 
             assert shown["base_image_ref"] == tiny
             async with aiohttp.ClientSession() as http:
                 url = f"{base}/compute/v2.1/servers/{sid}/action"
-                async with http.post(url, json=snap, headers=demo.headers) as resp:  # 2.1
+                # (the caller's metadata wins over Nova's properties, as Nova merges them)
+                typed = {"createImage": {"name": "typed", "metadata": {"image_type": "test"}}}
+                async with http.post(url, json=typed, headers=demo.headers) as resp:  # 2.1
                     assert resp.status == 202 and "/image/v2/images/" in resp.headers["Location"]
+                    typed_id = resp.headers["Location"].rsplit("/", 1)[-1]
+            _, typed_image, _ = await glance("GET", f"/images/{typed_id}")
+            assert typed_image["image_type"] == "test"
 
             async def logged() -> bool:
                 _, body = await demo("GET", f"/servers/{sid}/os-instance-actions")
@@ -182,6 +187,70 @@ async def test_create_image_snapshots_a_server(store: Store, tmp_path: Path) -> 
             code, body = await demo("POST", "/servers", server)
             assert code == 202, body
             await eventually(lambda: active(body["server"]["id"]))
+
+
+async def test_create_backup_rotates_older_backups(store: Store, tmp_path: Path) -> None:
+    """createBackup: a backup the host uploads as for createImage, and the server's older
+    backups of the same type beyond ``rotation`` deleted with their data."""
+    sql_url = f"sqlite:///{tmp_path / 'api.sqlite'}"
+    await make_user(store, "hostd", [{"role": "service"}])
+    images_dir = tmp_path / "images"
+    async with api_cloud(store, sql_url, image_dir=images_dir) as base:
+        async with hostd_cloud(store, tmp_path, ImageService(base, "hostd", "hostd-secret")):
+            demo = Nova(base, await token_of(base, "demo", "demo-secret", "demo"))
+            glance = Glance(base, demo.headers["X-Auth-Token"])
+            tiny = (await store.get(Ref("Image", None, "tiny")))["metadata"]["uid"]
+            server = {"server": {"name": "vm", "imageRef": tiny, "flavorRef": "small"}}
+            code, body = await demo("POST", "/servers", server)
+            sid = body["server"]["id"]
+
+            async def active() -> bool:
+                return await demo.status_of(sid) == "ACTIVE"
+
+            await eventually(active)
+            missing = {"createBackup": {"name": "b", "backup_type": "daily"}}
+            code, body = await demo("POST", f"/servers/{sid}/action", missing)
+            assert code == 400 and "'rotation' is a required property" in str(body)
+
+            async def backup(name: str, backup_type: str, rotation: int) -> str:
+                asked = {"name": name, "backup_type": backup_type, "rotation": rotation}
+                code, body = await demo.at("2.45")(
+                    "POST", f"/servers/{sid}/action", {"createBackup": asked}
+                )
+                assert code == 202, body
+                image_id = str(body["image_id"])
+
+                async def uploaded() -> bool:
+                    _, shown, _ = await glance("GET", f"/images/{image_id}")
+                    return bool(shown["status"] == "active")
+
+                await eventually(uploaded)
+                return image_id
+
+            first = await backup("b1", "daily", 2)
+            weekly = await backup("w1", "weekly", 1)
+            second = await backup("b2", "daily", 2)
+            assert (images_dir / first).exists()
+            third = await backup("b3", "daily", 2)
+            _, listed, _ = await glance("GET", "/images")
+            daily = {i["id"] for i in listed["images"] if i.get("backup_type") == "daily"}
+            assert daily == {second, third}
+            assert not (images_dir / first).exists()
+            _, shown, _ = await glance("GET", f"/images/{weekly}")
+            assert (shown["image_type"], shown["backup_type"]) == ("backup", "weekly")
+
+            async def logged() -> bool:
+                _, body = await demo("GET", f"/servers/{sid}/os-instance-actions")
+                return [a["action"] for a in body["instanceActions"]].count("createBackup") == 4
+
+            await eventually(logged)
+            # at 2.1: the image's Location in the Compute API; none when rotation is 0
+            async with aiohttp.ClientSession() as http:
+                url = f"{base}/compute/v2.1/servers/{sid}/action"
+                asked = {"createBackup": {"name": "w2", "backup_type": "weekly", "rotation": "1"}}
+                async with http.post(url, json=asked, headers=demo.headers) as resp:
+                    assert resp.status == 202
+                    assert "/compute/v2.1/images/" in resp.headers["Location"]
 
 
 def _sdk_round_trip(base: str, data: bytes) -> bool:

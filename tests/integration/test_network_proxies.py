@@ -67,7 +67,53 @@ async def test_nova_network_proxies(cloud: str, store: Store) -> None:  # noqa: 
     code, again = await nova(
         "POST", "/os-security-group-rules", {"security_group_rule": {**rule, "cidr": "10.0.0.0/8"}}
     )
-    assert code == 409, again
+    assert (code, again["badRequest"]["message"]) == (
+        400,
+        f"This rule already exists in group {web_id}",
+    )
+    code, refused = await nova(
+        "POST", "/os-security-groups", {"security_group": {"name": "", "description": "d"}}
+    )
+    assert code == 400 and "badRequest" in refused
+    # white space at a name's ends is kept, as Nova with Neutron keeps it
+    spaced = {"security_group": {"name": " web servers ", "description": "d"}}
+    code, made_spaced = await nova("POST", "/os-security-groups", spaced)
+    assert code == 200 and made_spaced["security_group"]["name"] == " web servers ", made_spaced
+    spaced_id = made_spaced["security_group"]["id"]
+    _, shown = await nova("GET", f"/os-security-groups/{spaced_id}")
+    assert shown["security_group"]["name"] == " web servers "
+    assert (await nova("DELETE", f"/os-security-groups/{spaced_id}"))[0] == 202
+    # a rename keeps the group (its id, its rules); the default group keeps its name
+    renamed = {"security_group": {"name": "Web Servers", "description": "the web tier"}}
+    code, body = await nova("PUT", f"/os-security-groups/{web_id}", renamed)
+    assert code == 200, body
+    assert (body["security_group"]["id"], body["security_group"]["name"]) == (web_id, "Web Servers")
+    assert [r["from_port"] for r in body["security_group"]["rules"]] == [80]
+    _, shown = await nova("GET", f"/os-security-groups/{web_id}")
+    assert shown["security_group"]["description"] == "the web tier"
+    back = {"security_group": {"name": "web", "description": "web"}}
+    assert (await nova("PUT", f"/os-security-groups/{web_id}", back))[0] == 200
+    code, refused = await nova(
+        "PUT",
+        f"/os-security-groups/{default['id']}",
+        {"security_group": {"name": "x", "description": ""}},
+    )
+    assert code == 400 and "default" in refused["badRequest"]["message"]
+    assert (await nova("PUT", f"/os-security-groups/{web_id}", {"security_group": {}}))[0] == 400
+    assert (await other("PUT", f"/os-security-groups/{web_id}", back))[0] == 404
+    # an empty description is allowed (Nova's API reference)
+    code, made_empty = await nova(
+        "POST", "/os-security-groups", {"security_group": {"name": "quiet", "description": ""}}
+    )
+    assert code == 200 and made_empty["security_group"]["description"] == ""
+    assert (await nova("DELETE", f"/os-security-groups/{made_empty['security_group']['id']}"))[
+        0
+    ] == 202
+    code, refused = await nova("DELETE", f"/os-security-groups/{default['id']}")
+    assert (code, refused["badRequest"]["message"]) == (
+        400,
+        "Removing default security group not allowed.",
+    )
     code, shown = await nova("GET", f"/os-security-groups/{web_id}")
     assert [r["from_port"] for r in shown["security_group"]["rules"]] == [80]
     _, theirs = await other("GET", "/os-security-groups")
@@ -100,6 +146,18 @@ async def test_nova_network_proxies(cloud: str, store: Store) -> None:  # noqa: 
     assert len(next(iter(all_nets["networks"]))) == 32  # Nova's every field
     _, pools = await nova("GET", "/os-floating-ip-pools")
     assert pools == {"floating_ip_pools": [{"name": "public"}]}
+    _, tenant_nets = await nova("GET", "/os-tenant-networks")
+    private = next(n for n in tenant_nets["networks"] if n["label"] == "private")
+    assert private == {"id": private["id"], "label": "private", "cidr": "10.60.0.0/24"}
+    assert {n["label"] for n in tenant_nets["networks"]} == {"private", "public"}  # shared too
+    assert await nova("GET", f"/os-tenant-networks/{private['id']}") == (200, {"network": private})
+    assert (await other("GET", f"/os-tenant-networks/{private['id']}"))[0] == 404
+    assert (await nova.at("2.36")("GET", "/os-tenant-networks"))[0] == 404
+    # without a pool: the default one, the first external network
+    for body in ({}, {"pool": None}):
+        code, unnamed = await nova("POST", "/os-floating-ips", body)
+        assert code == 200 and unnamed["floating_ip"]["pool"] == "public", unnamed
+        assert (await nova("DELETE", f"/os-floating-ips/{unnamed['floating_ip']['id']}"))[0] == 202
 
     # floating IPs and the actions that associate them and groups
     code, fip = await nova("POST", "/os-floating-ips", {"pool": "public"})
@@ -138,7 +196,7 @@ async def test_nova_network_proxies(cloud: str, store: Store) -> None:  # noqa: 
     _, groups = await nova("GET", f"/servers/{uid}/os-security-groups")
     assert [g["name"] for g in groups["security_groups"]] == ["default", "web"]
     code, busy = await nova("DELETE", f"/os-security-groups/{web_id}")
-    assert code == 409 and "in use" in busy["conflictingRequest"]["message"]
+    assert code == 400 and "in use" in busy["badRequest"]["message"]
     code, missing = await nova(
         "POST", f"/servers/{uid}/action", {"addSecurityGroup": {"name": "nope"}}
     )

@@ -52,6 +52,13 @@ def _drive(base: str, image_id: str, flavor_id: str) -> None:
     nova.servers.unlock(server)
     nova.servers.set_meta(server, {"role": "web"})
     assert nova.servers.get(server.id).metadata == {"role": "web"}
+    assert isinstance(nova.servers.ips(server), dict)
+    assert nova.servers.get_password(server) == ""
+    nova.servers.clear_password(server)
+    _, diagnostics = admin.servers.diagnostics(server)
+    assert diagnostics["memory"] > 0
+    assert len(nova.flavors.list(limit=1)) == 1
+    assert all(f.ram >= 1 for f in nova.flavors.list(min_ram=1))
     actions = [a.action for a in nova.instance_action.list(server)]
     assert {"create", "stop", "start", "lock", "unlock"} <= set(actions)
 

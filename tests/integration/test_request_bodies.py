@@ -41,6 +41,13 @@ async def test_bodies_checked_against_their_schemas(store: Store, tmp_path: Path
         assert "no action or more than one" in await message(
             demo, "POST", "/servers/x/action", {"pause": None, "unpause": None}
         )
+        # Nova takes any value for the argument-less actions: {} as well as null
+        for verb in ("os-start", "os-stop", "pause", "unpause", "suspend", "resume", "lock"):
+            for arg in ({}, None):
+                code, answer = await demo("POST", "/servers/x/action", {verb: arg})
+                assert code == 404 and "itemNotFound" in answer, (verb, arg)
+        for verb in ("unlock", "confirmResize", "revertResize"):
+            assert (await demo("POST", "/servers/x/action", {verb: {}}))[0] == 404
         bad_tag = {"tags": ["a/b"]}
         assert "does not match" in await message(demo.at("2.26"), "PUT", "/servers/x/tags", bad_tag)
         group = {"server_group": {"name": "g", "policies": ["affinity", "anti-affinity"]}}

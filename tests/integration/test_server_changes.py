@@ -52,6 +52,11 @@ async def test_update_lock_and_rebuild(store: Store, tmp_path: Path) -> None:
         assert (await admin("POST", f"/servers/{sid}/action", {"os-stop": None}))[0] == 202
         await eventually(lambda: status_is("SHUTOFF"))
         assert (await demo("POST", f"/servers/{sid}/action", {"unlock": None}))[0] == 202
+        # an admin's lock: its owner may not lift it (Nova's unlock_override is admins')
+        assert (await admin("POST", f"/servers/{sid}/action", {"lock": {}}))[0] == 202
+        code, body = await demo("POST", f"/servers/{sid}/action", {"unlock": {}})
+        assert code == 403 and "unlock_override" in body["forbidden"]["message"]
+        assert (await admin("POST", f"/servers/{sid}/action", {"unlock": {}}))[0] == 202
         assert (await demo("POST", f"/servers/{sid}/action", {"os-start": None}))[0] == 202
         await eventually(lambda: status_is("ACTIVE"))
 
