@@ -112,7 +112,12 @@ def until(up: Up, check: Callable[[dict[str, Any]], bool], timeout: float = 90.0
         vm = get(up)
         if check(vm):
             return vm
-        assert time.monotonic() < deadline, json.dumps(vm["status"], indent=1)
+        assert time.monotonic() < deadline, (
+            f"generation {vm['metadata'].get('generation')}, status "
+            + json.dumps(vm["status"], indent=1)
+            + "\nthe cloud's last lines:\n"
+            + "".join(up.output[-60:])
+        )
         time.sleep(0.3)
 
 
