@@ -158,6 +158,7 @@ class HostAgent:
             resync=resync,
             metrics=metrics,
             events=self.store,
+            obj_of=self._instance_of,
         )
         self._lease = 0
         #: what events about this host name (with its uid, once registered: readers of a
@@ -369,6 +370,17 @@ class HostAgent:
                 "metadata": {"name": a["name"], "project": a["project"], "uid": uid},
             }
             await self.store.record_event(obj, "Warning", "SnapshotFailed", exc.message)
+
+    def _instance_of(self, uid: str) -> dict[str, Any] | None:
+        """The instance events about key ``uid`` name (its assignment's, or the one last
+        seen here)."""
+        a = self.assignments.get(uid)
+        if a is not None:
+            return _instance(a)
+        if uid in self._known:
+            project, name = self._known[uid]
+            return _instance({"project": project, "name": name, "uid": uid})
+        return None
 
     async def reconcile(self, uid: str) -> Requeue | None:
         a = self.assignments.get(uid)

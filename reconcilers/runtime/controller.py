@@ -6,7 +6,11 @@ keys (never events), runs workers that call ``reconcile``, resyncs every
 cached key periodically, and retries: ``Conflict`` at once, ``Terminal``
 never (it is logged, recorded as an event on its object, and the key waits
 until it changes: a resync does not bring it back), any other error with
-per-key backoff; ``Requeue(after)`` as asked; ``None`` forgets the key. Every
+per-key backoff, recorded on its object as a ``ReconcileFailed`` event from
+its ``FAILURES_BEFORE_EVENT``-th failure in a row on (again when its message
+changes, else at most every ``FAILURE_EVENT_EVERY`` seconds), so that users
+see why their object does not converge; ``Requeue(after)`` as asked; ``None``
+forgets the key. Every
 failure counts in ``desired_reconcile_errors_total{controller,reason}``
 (reason: the error's class). One key's failure is that key's alone: the other
 keys go on.
@@ -34,6 +38,10 @@ log = logging.getLogger(__name__)
 
 #: conflicts in a row on one key before it is retried with backoff instead of at once
 _CONFLICTS_AT_ONCE = 3
+#: failures in a row on one key before they are recorded on its object (fewer are blips)
+FAILURES_BEFORE_EVENT = 3
+#: seconds between two events about the same failure of one key
+FAILURE_EVENT_EVERY = 60.0
 
 
 @dataclass(frozen=True)
@@ -81,11 +89,14 @@ class Controller(Generic[K]):
         metrics: Metrics | None = None,
         queue: WorkQueue[K] | None = None,
         events: EventRecorder | None = None,
+        obj_of: Callable[[K], Any] | None = None,
     ) -> None:
-        """``events``: where terminal failures are recorded on their objects (None: only
-        logged)."""
+        """``events``: where failures are recorded on their objects (None: only logged);
+        ``obj_of``: a key's object for those events, when the informers' entries are not
+        objects themselves (hostd's assignments)."""
         self.reconciler = reconciler
         self.events = events
+        self.obj_of = obj_of
         self.name = reconciler.name
         self.informers = informers
         self.workers = workers
@@ -94,6 +105,8 @@ class Controller(Generic[K]):
         self.metrics = metrics or Metrics()
         self.queue: WorkQueue[K] = queue or WorkQueue()
         self._conflicts: dict[K, int] = {}
+        #: key -> (failures in a row, the last recorded message, when it was recorded)
+        self._failures: dict[K, tuple[int, str, float]] = {}
         #: keys whose last reconcile failed terminally: a resync leaves them alone
         self._terminal: set[K] = set()
         #: keys an informer reported changed since their reconcile began
@@ -186,6 +199,7 @@ class Controller(Generic[K]):
             return
         except Terminal as exc:
             self._conflicts.pop(key, None)
+            self._failures.pop(key, None)
             self.queue.forget(key)
             self._terminal.add(key)
             if key not in self._changed:
@@ -208,10 +222,12 @@ class Controller(Generic[K]):
                 extra={"controller": self.name, "object": str(key)},
                 exc_info=log.isEnabledFor(logging.DEBUG),
             )
+            await self._record_retry(key, exc, delay)
             return
         finally:
             self.metrics.latency.labels(self.name).observe(time.perf_counter() - start)
         self._conflicts.pop(key, None)
+        self._failures.pop(key, None)
         self._terminal.discard(key)
         self.queue.forget(key)
         if result is not None:
@@ -220,7 +236,31 @@ class Controller(Generic[K]):
 
     async def _record(self, key: K, exc: Terminal) -> None:
         """The terminal failure as a Warning event on its object, when there is one."""
-        obj = exc.obj
+        await self._event(key, exc.obj, exc.reason, exc.message)
+
+    async def _record_retry(self, key: K, exc: Exception, delay: float) -> None:
+        """A failure that keeps coming back, as a ``ReconcileFailed`` event on its object:
+        from the ``FAILURES_BEFORE_EVENT``-th in a row, then when its message changes or
+        ``FAILURE_EVENT_EVERY`` seconds after the last event."""
+        message = str(exc) or type(exc).__name__
+        count, said, at = self._failures.get(key, (0, "", 0.0))
+        count += 1
+        clock = time.monotonic()
+        due = count >= FAILURES_BEFORE_EVENT and (
+            message != said or clock - at >= FAILURE_EVENT_EVERY
+        )
+        self._failures[key] = (count, message, clock) if due else (count, said, at)
+        if due:
+            await self._event(
+                key,
+                getattr(exc, "obj", None),
+                "ReconcileFailed",
+                f"{self.name}: {message} ({count} failures in a row; retrying in {delay:.0f} s)",
+            )
+
+    async def _event(self, key: K, obj: Any, reason: str, message: str) -> None:
+        if obj is None and self.obj_of is not None:
+            obj = self.obj_of(key)
         for inf in self.informers if obj is None else ():
             found = getattr(inf, "get", lambda _k: None)(key)
             if isinstance(found, dict) and "kind" in found and "metadata" in found:
@@ -229,7 +269,7 @@ class Controller(Generic[K]):
         if obj is None or self.events is None:
             return
         try:
-            await self.events.record_event(obj, "Warning", exc.reason, exc.message)
+            await self.events.record_event(obj, "Warning", reason, message)
         except Exception as err:  # the failure is logged above; the event is a courtesy
             log.warning(
                 "cannot record an event: %s",

@@ -95,6 +95,35 @@ async def test_failing_key_backs_off_while_others_go_on(
         await eventually(lambda: _status_is(store, "late", 7))
 
 
+async def test_a_failure_that_keeps_coming_back_is_recorded_on_its_object(store: Store) -> None:
+    mirror = Failing(store)
+    mirror.raises["stuck"] = RuntimeError("the disk is away")
+    await store.create(flavor("stuck"))
+    async with running(store, mirror, workers=1, events=store):
+
+        async def recorded() -> bool:
+            events = await store.events_for(Ref("Flavor", None, "stuck"))
+            assert [e["reason"] for e in events] == ["ReconcileFailed"]
+            assert events[0]["message"].startswith("mirror: the disk is away (3 failures in a row")
+            return True
+
+        await eventually(recorded)
+        # the same failure again is not said again within the minute; a new one is
+        mirror.raises["stuck"] = RuntimeError("the disk is back, but read-only")
+        calls = mirror.calls["stuck"]
+        await eventually(lambda: _at_least(mirror.calls, "stuck", calls + 1))
+
+        async def said_again() -> bool:
+            events = await store.events_for(Ref("Flavor", None, "stuck"))
+            assert [e["message"].split(" (")[0] for e in events] == [
+                "mirror: the disk is away",
+                "mirror: the disk is back, but read-only",
+            ]
+            return True
+
+        await eventually(said_again)
+
+
 def _at_least(calls: dict[str, int], name: str, n: int) -> asyncio.Future[bool]:
     fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
     fut.set_result(calls[name] >= n)
