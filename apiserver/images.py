@@ -321,7 +321,7 @@ _EQUAL_FILTERS = ("name", "status", "disk_format", "container_format", "owner")
 _MEMBER_STATUSES = ("pending", "accepted", "rejected", "all")
 
 
-def _listed(token: Token, image: Obj, visibility: str, status: str) -> bool:
+def listed(token: Token, image: Obj, visibility: str = "", status: str = "accepted") -> bool:
     """Whether a list asking for ``visibility`` (``""``: none asked) and member status
     ``status`` shows the image: Glance leaves out others' community images unless asked
     for, and shared images of which the caller is a member unless it gave that answer."""
@@ -345,7 +345,7 @@ async def list_images(request: web.Request) -> web.Response:
         raise ImageFault(400, f"Invalid status value: {status}")
     owners = await Owners.of(request)
     images = sorted(
-        (i for i in await visible(request) if _listed(token, i, visibility, status)),
+        (i for i in await visible(request) if listed(token, i, visibility, status)),
         key=lambda i: i["metadata"]["name"],
     )
     docs = [view(i, owners.id_of(i)) for i in images]

@@ -142,6 +142,14 @@ async def test_members_share_an_image(store: Store, tmp_path: Path) -> None:
         assert (await other("GET", f"/images/{iid}"))[0] == 200
         assert iid not in await listed()
         assert await listed("?visibility=shared&member_status=pending") == [iid]
+        nova = Nova(base, other.token)
+
+        async def in_compute_list() -> bool:
+            code, body = await nova("GET", "/images")
+            assert code == 200, body
+            return iid in [i["id"] for i in body["images"]]
+
+        assert not await in_compute_list()
         assert (await other("GET", "/images?member_status=maybe"))[0] == 400
 
         # the owner does not answer for the member; the member answers for itself
@@ -151,6 +159,7 @@ async def test_members_share_an_image(store: Store, tmp_path: Path) -> None:
         code, accepted, _ = await other("PUT", answer, {"status": "accepted"})
         assert (code, accepted["status"]) == (200, "accepted")
         assert iid in await listed()
+        assert await in_compute_list()
         code, members, _ = await other("GET", f"/images/{iid}/members")
         assert [m["status"] for m in members["members"]] == ["accepted"]
         assert (await other("PUT", answer, {"status": "rejected"}))[0] == 200
