@@ -57,6 +57,7 @@ _CORE = (
     "container_format",
     "tags",
     "owner",
+    "os_hidden",
 )
 #: what an image keeps of its spec through a patch (not Glance's fields)
 _KEPT = ("url", "checksum", "sizeBytes", "kernelCmdline", "deactivated", "members")
@@ -113,7 +114,7 @@ def _apply(doc: dict[str, Any], operations: list[tuple[str, str, Any]]) -> dict[
 def _changeable(document: dict[str, Any]) -> dict[str, Any]:
     """The fields of an image's Glance document that a patch may change."""
     fixed = {"id", "status", "checksum", "size", "virtual_size", "created_at", "updated_at"}
-    fixed |= {"self", "file", "schema", "os_hash_algo", "os_hash_value", "os_hidden"}
+    fixed |= {"self", "file", "schema", "os_hash_algo", "os_hash_value"}
     return {k: v for k, v in document.items() if k not in fixed}
 
 

@@ -38,7 +38,7 @@ IMAGE = {
         },
         "visibility": {"type": "string", "enum": list(VISIBILITIES)},
         "protected": {"type": "boolean"},
-        "os_hidden": {"type": "boolean", "readOnly": True},
+        "os_hidden": {"type": "boolean"},
         "checksum": {"type": ["null", "string"], "readOnly": True, "maxLength": 32},
         "os_hash_algo": {"type": ["null", "string"], "readOnly": True},
         "os_hash_value": {"type": ["null", "string"], "readOnly": True},

@@ -2,8 +2,10 @@
 
 Owns: version discovery (``/image/``), ``GET /image/v2/images`` (filters
 ``name``, ``id=in:...``, ``visibility``, ``member_status``, ``status``,
-``disk_format``, ``container_format``, ``owner``, ``tag``; ``limit``/``marker``
-paging with a ``next`` link), ``GET /image/v2/images/{id}``, ``POST
+``disk_format``, ``container_format``, ``owner``, ``tag``, ``size``,
+``size_min``, ``size_max``, ``os_hidden``; ``sort`` or ``sort_key`` and
+``sort_dir``, newest first unless asked; ``limit``/``marker`` paging with a
+``next`` link), ``GET /image/v2/images/{id}``, ``POST
 /image/v2/images`` (an Image without data: ``queued``), ``PUT`` and ``GET
 /image/v2/images/{id}/file`` (the data, stored by ``apiserver.image_data``;
 its size and SHA-256 recorded on the Image, which is then ``active``) and
@@ -63,6 +65,7 @@ _FIELDS = {
     "min_ram": "minRamMiB",
     "protected": "protected",
     "visibility": "visibility",
+    "os_hidden": "hidden",
 }
 #: fields of a create that are Glance's own, not free properties
 _RESERVED = {"name", "tags", "kernel_id", "ramdisk_id", "owner", *_FIELDS}
@@ -168,7 +171,7 @@ def view(image: Obj, owner_id: str | None) -> dict[str, Any]:
         "size": spec.get("sizeBytes"),
         "virtual_size": None,
         "protected": spec.get("protected", False),
-        "os_hidden": False,
+        "os_hidden": spec.get("hidden", False),
         "tags": list(spec.get("tags") or []),
         "owner": owner_id,
         "checksum": md5 or (checksum if len(checksum) == 32 else None),
@@ -317,7 +320,61 @@ async def versions(request: web.Request) -> web.Response:
 
 
 #: list filters that compare one field of Glance's document with the asked value
-_EQUAL_FILTERS = ("name", "status", "disk_format", "container_format", "owner")
+_EQUAL_FILTERS = ("name", "status", "disk_format", "container_format", "owner", "size")
+#: the fields a list sorts by
+_SORT_KEYS = (
+    "name",
+    "status",
+    "container_format",
+    "disk_format",
+    "size",
+    "id",
+    "created_at",
+    "updated_at",
+    "min_disk",
+    "min_ram",
+    "visibility",
+    "owner",
+)
+
+
+def _sort_order(q: Any) -> list[tuple[str, bool]]:
+    """(key, descending) pairs of a list's ``sort`` (``key:dir,...``) or ``sort_key`` and
+    ``sort_dir`` parameters; Glance's default: newest first."""
+    if "sort" in q:
+        pairs = [part.partition(":")[::2] for part in q["sort"].split(",")]
+        order = [(key, (way or "desc")) for key, way in pairs]
+    else:
+        keys, ways = q.getall("sort_key", ["created_at"]), q.getall("sort_dir", ["desc"])
+        order = [(k, ways[min(i, len(ways) - 1)]) for i, k in enumerate(keys)]
+    for key, way in order:
+        if key not in _SORT_KEYS:
+            raise ImageFault(400, f"Invalid sort key: {key}")
+        if way not in ("asc", "desc"):
+            raise ImageFault(400, f"Invalid sort direction: {way}")
+    return [(key, way == "desc") for key, way in order]
+
+
+def _sorted(docs: list[dict[str, Any]], order: list[tuple[str, bool]]) -> list[dict[str, Any]]:
+    """``docs`` in ``order``, ties by id; a missing value sorts as the smallest."""
+    docs = sorted(docs, key=lambda d: str(d["id"]), reverse=order[-1][1])
+    for key, descending in reversed(order):
+        docs.sort(
+            key=lambda d: (d[key] is not None, 0 if d[key] is None else d[key]),
+            reverse=descending,
+        )
+    return docs
+
+
+def _size(q: Any, param: str) -> int | None:
+    if param not in q:
+        return None
+    try:
+        return int(q[param])
+    except ValueError:
+        raise ImageFault(400, f"{param} must be an integer") from None
+
+
 _MEMBER_STATUSES = ("pending", "accepted", "rejected", "all")
 
 
@@ -343,15 +400,23 @@ async def list_images(request: web.Request) -> web.Response:
         raise ImageFault(400, f"Invalid visibility value: {visibility}")
     if status not in _MEMBER_STATUSES:
         raise ImageFault(400, f"Invalid status value: {status}")
-    owners = await Owners.of(request)
-    images = sorted(
-        (i for i in await visible(request) if listed(token, i, visibility, status)),
-        key=lambda i: i["metadata"]["name"],
-    )
-    docs = [view(i, owners.id_of(i)) for i in images]
+    owners, order = await Owners.of(request), _sort_order(q)
+    hidden = q.get("os_hidden", "false").lower() in ("true", "1", "yes", "on")
+    images = [i for i in await visible(request) if listed(token, i, visibility, status)]
+    docs = _sorted([view(i, owners.id_of(i)) for i in images], order)
+    docs = [d for d in docs if d["os_hidden"] == hidden]
     for key in _EQUAL_FILTERS:
         if key in q:
-            docs = [d for d in docs if d[key] == q[key]]
+            docs = [d for d in docs if str(d[key]) == q[key]]
+    low, high = _size(q, "size_min"), _size(q, "size_max")
+    if low is not None or high is not None:
+        docs = [
+            d
+            for d in docs
+            if d["size"] is not None
+            and (low is None or d["size"] >= low)
+            and (high is None or d["size"] <= high)
+        ]
     if "tag" in q:
         docs = [d for d in docs if set(q.getall("tag")) <= set(d["tags"])]
     if q.get("id", "").startswith("in:"):

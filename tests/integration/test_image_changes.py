@@ -204,3 +204,39 @@ async def test_glance_direct_import_and_schemas(store: Store, tmp_path: Path) ->
             code, schema, _ = await demo("GET", f"/schemas/{name}")
             assert (code, schema["name"]) == (200, name.removeprefix("metadefs/"))
         assert (await demo("GET", "/schemas/nothing"))[0] == 404
+
+
+async def test_list_sorts_filters_by_size_and_hides(store: Store, tmp_path: Path) -> None:
+    sql_url = f"sqlite:///{tmp_path / 'api.sqlite'}"
+    async with api_cloud(store, sql_url, image_dir=tmp_path / "images") as base:
+        demo = Glance(base, await token_of(base, "demo", "demo-secret", "demo"))
+        create = {"disk_format": "raw", "container_format": "bare"}
+        ids = {}
+        for size in (10, 30, 20):
+            iid = (await demo("POST", "/images", {**create, "name": f"s{size}"}))[1]["id"]
+            assert (await demo("PUT", f"/images/{iid}/file", data=b"x" * size))[0] == 204
+            ids[size] = iid
+
+        async def sizes(query: str) -> list[int]:
+            code, body, _ = await demo("GET", "/images" + query)
+            assert code == 200, body
+            return [i["size"] for i in body["images"]]
+
+        assert await sizes("?sort=size:desc") == [30, 20, 10]
+        assert await sizes("?sort_key=size&sort_dir=asc") == [10, 20, 30]
+        assert await sizes("?size_min=15&size_max=25") == [20]
+        assert await sizes("?size=30") == [30]
+        stamps = [i["created_at"] for i in (await demo("GET", "/images"))[1]["images"]]
+        assert stamps == sorted(stamps, reverse=True)  # newest first
+        assert (await demo("GET", "/images?sort_key=colour"))[0] == 400
+        assert (await demo("GET", "/images?size_min=big"))[0] == 400
+
+        hidden = (await demo("POST", "/images", {**create, "os_hidden": True}))[1]
+        assert hidden["os_hidden"] is True
+        listed = [i["id"] for i in (await demo("GET", "/images"))[1]["images"]]
+        assert hidden["id"] not in listed
+        _, body, _ = await demo("GET", "/images?os_hidden=true")
+        assert [i["id"] for i in body["images"]] == [hidden["id"]]
+        shown = [{"op": "replace", "path": "/os_hidden", "value": False}]
+        assert (await patch(demo, hidden["id"], shown))[0] == 200
+        assert hidden["id"] in [i["id"] for i in (await demo("GET", "/images"))[1]["images"]]
