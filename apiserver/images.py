@@ -104,6 +104,7 @@ def _error(status: int, message: str) -> web.Response:
         401: "Unauthorized",
         403: "Forbidden",
         404: "Not Found",
+        405: "Method Not Allowed",
         409: "Conflict",
         413: "Request Entity Too Large",
         415: "Unsupported Media Type",
@@ -298,6 +299,10 @@ async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
         return await handler(request)
     except ImageFault as fault:
         return _error(fault.status, fault.message)
+    except web.HTTPException as exc:  # the router's 404 and 405
+        if exc.status < 400:
+            raise
+        return _error(exc.status, exc.reason)
     except Invalid as exc:
         return _error(400, exc.message)
     except DesiredError as exc:

@@ -204,6 +204,8 @@ async def test_glance_direct_import_and_schemas(store: Store, tmp_path: Path) ->
             code, schema, _ = await demo("GET", f"/schemas/{name}")
             assert (code, schema["name"]) == (200, name.removeprefix("metadefs/"))
         assert (await demo("GET", "/schemas/nothing"))[0] == 404
+        code, page, _ = await demo("POST", f"/images/{iid}/file")
+        assert code == 405 and page.startswith(b"<html><body><h1>405 "), page
 
 
 async def test_list_sorts_filters_by_size_and_hides(store: Store, tmp_path: Path) -> None:
