@@ -241,7 +241,13 @@ class Owners:
 
     @staticmethod
     async def of(request: web.Request) -> Owners:
-        return Owners((await request.app[STORE].list("Project")).items)
+        """The owners as the caller knows them: its token's project id for its own
+        project (an external Keystone's projects are no Project objects here)."""
+        owners = Owners((await request.app[STORE].list("Project")).items)
+        token = request[CALLER]
+        if token.project and token.project_id:
+            owners.ids[token.project] = token.project_id
+        return owners
 
     def id_of(self, image: Obj) -> str | None:
         """The image's owner: its project's Keystone id (None for a public image; the
