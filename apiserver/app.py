@@ -16,7 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from apiserver import declarative, host_credentials, identity, images, keystone_admin
+from apiserver import declarative, host_credentials, identity, image_service, keystone_admin
 from apiserver.admin_token import AdminToken
 from apiserver.body_deadline import DEFAULT_SECONDS, body_deadline
 from apiserver.compute import app as compute_app
@@ -115,7 +115,7 @@ def make_app(
                 image_data=data,
             ),
         )
-    root.add_subapp("/image", images.make_app(Store(etcd), tokens, data, image_limits))
+    root.add_subapp("/image", image_service.make_app(Store(etcd), tokens, data, image_limits))
     root.add_subapp("/network", network_app.make_app(Store(etcd), tokens))
 
     async def close_etcd(app: web.Application) -> AsyncIterator[None]:

@@ -1,6 +1,7 @@
 """The image service's data files: one per image, written whole or not at all.
 
-Owns: ``<image dir>/<image uid>`` files (their owner's alone), written from a
+Owns: ``<image dir>/<image uid>`` files (their owner's alone) and the data
+staged for an import under ``<image dir>/staging/`` (``staging()``), written from a
 request's body through a ``.part`` file opened exclusively (a second upload
 of the same image meanwhile is refused), with the size and the SHA-256 and
 MD5 digests of what was written; stopping a write that passes the bytes it
@@ -94,5 +95,11 @@ class ImageData:
             while chunk := await asyncio.to_thread(f.read, _CHUNK):
                 yield chunk
 
+    def staging(self) -> ImageData:
+        """Where data staged for an import waits until the import stores it."""
+        return ImageData(self.root / "staging")
+
     def remove(self, uid: str) -> None:
+        """Removes the image's data, and what was staged of it."""
         self.path(uid).unlink(missing_ok=True)
+        (self.root / "staging" / uid).unlink(missing_ok=True)

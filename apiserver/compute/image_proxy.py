@@ -26,7 +26,7 @@ from apiserver.compute.microversions import since
 from apiserver.compute.paging import page
 from apiserver.compute.server_views import links
 from apiserver.compute.servers import metadata_within_quota
-from apiserver.images import is_active, may_change, ref_of, sees
+from apiserver.images import is_active, listed, may_change, ref_of, sees
 from apiserver.urls import base_url
 from state.envelope import Obj
 from state.errors import Conflict, NotFound
@@ -118,7 +118,8 @@ def _matches(request: web.Request, image: Obj) -> bool:
 
 async def _listed(request: web.Request, path: str) -> tuple[list[Obj], dict[str, Any]]:
     _removed(request)
-    images = [i for i in await _visible(request) if _matches(request, i)]
+    token = caller(request)  # Glance's default list: no pending shares, others' community
+    images = [i for i in await _visible(request) if _matches(request, i) and listed(token, i)]
     shown, more = page(request, images, lambda i: str(i["metadata"]["uid"]), path)
     return shown, {"images_links": more} if more else {}
 

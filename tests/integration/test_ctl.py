@@ -187,8 +187,9 @@ async def test_every_problem_of_every_file_is_reported_at_once(ctl, tmp_path: Pa
     assert r.err.splitlines() == [
         f"desiredctl: {b}: document 1 (line 6): duplicate key 'vcpus' (first given on line 4)",
         f"desiredctl: {b}: document 2 (line 9): unknown kind 'Volume'; known kinds: "
-        "Aggregate, Flavor, FloatingIP, GitSource, Host, Image, Instance, KeyPair, Network, "
-        "Project, Quota, QuotaClass, Role, SecurityGroup, ServerGroup, User",
+        "Aggregate, Flavor, FloatingIP, GitSource, Host, Image, Instance, KeyPair, "
+        "MetadefNamespace, Network, Project, Quota, QuotaClass, Role, SecurityGroup, "
+        "ServerGroup, User",
         f'desiredctl: {b}: document 3 (line 16): spec.ramMiB: expected integer, got string "lots"',
     ]
     assert (await ctl("get", "flavors", "-o", "name")).out == ""

@@ -238,10 +238,14 @@ hostname_fqdn_sanitization = false
 [image]
 build_timeout = 60
 build_interval = 1
+container_formats = bare,ami,aki,ari,ovf
+disk_formats = qcow2,raw,ami,aki,ari,vmdk,vdi,iso
 
 [image-feature-enabled]
 api_v2 = true
 api_v1 = false
+# uploads are stored as given: desired does not inspect them for their disk format
+image_format_enforcement = false
 
 [network]
 build_timeout = 60

@@ -65,6 +65,6 @@ def test_wrong_api_version_and_unknown_kind_say_so() -> None:
     assert [str(p) for d in docs for p in check(d)] == [
         "x: document 1 (line 1): unknown apiVersion 'v2'; desired serves desired/v1",
         "x: document 2 (line 4): unknown kind 'Volume'; known kinds: Aggregate, Flavor, "
-        "FloatingIP, GitSource, Host, Image, Instance, KeyPair, Network, Project, Quota, "
-        "QuotaClass, Role, SecurityGroup, ServerGroup, User",
+        "FloatingIP, GitSource, Host, Image, Instance, KeyPair, MetadefNamespace, Network, "
+        "Project, Quota, QuotaClass, Role, SecurityGroup, ServerGroup, User",
     ]
