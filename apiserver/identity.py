@@ -9,7 +9,7 @@ credential); ``X-Subject-Token``; token validation (``GET``/``HEAD
 /v3/auth/tokens``) and revocation (``DELETE``, kept in etcd until the token
 would have expired); the service catalog; ``/v3/auth/projects``. Users and
 projects are the ``User`` and ``Project`` objects; Keystone ids are their
-uids without dashes (the admin API over them is
+uids without dashes, their names as ``apiserver.keystone_names`` keeps them (the admin API over them is
 ``apiserver.keystone_admin``). Errors are Keystone's ``{"error": {code,
 message, title}}``.
 
@@ -38,7 +38,7 @@ from typing import Any
 
 from aiohttp import web
 
-from apiserver import request_text
+from apiserver import keystone_names, request_text
 from apiserver.token_projects import TokenProjects
 from apiserver.token_users import TokenUsers
 from apiserver.tokens import Token, decode, encode
@@ -270,7 +270,7 @@ class Identity:
                 or domain.get("name", "Default") != "Default"
             ):
                 return None
-            return await self.store.get_or_none(Ref(kind, None, str(ident["name"])))
+            return await keystone_names.find(self.store, kind, str(ident["name"]))
         raise fail(400, f"a {kind.lower()} needs an id, or a name and a domain")
 
     async def authenticate(self, body: Any) -> Token:
@@ -407,6 +407,20 @@ class Identity:
             raise fail(401, f"the user has no role on project {name}")
         return Token(project_id=keystone_id(project), project=name, roles=roles, **base)
 
+    async def names(self, token: Token) -> tuple[str, str]:
+        """The Keystone names of ``token``'s user and project, as they are now (a token
+        carries their object names)."""
+        user = await self.store.get_or_none(Ref("User", None, token.user))
+        project = (
+            await self.store.get_or_none(Ref("Project", None, token.project))
+            if token.project_id
+            else None
+        )
+        return (
+            keystone_names.shown(user) if user else token.user,
+            keystone_names.shown(project) if project else token.project,
+        )
+
     async def projects_of(self, token: Token) -> list[Obj]:
         """The projects the token's user may scope to (every project for cloud admins)."""
         user = await self.store.get_or_none(Ref("User", None, token.user))
@@ -451,12 +465,14 @@ def catalog(base: str) -> list[dict[str, Any]]:
     ]
 
 
-def token_body(token: Token, base: str) -> dict[str, Any]:
+def token_body(token: Token, base: str, names: tuple[str, str]) -> dict[str, Any]:
+    """Keystone's body of ``token``, its user and project named ``names``
+    (``Identity.names``)."""
     body: dict[str, Any] = {
         "methods": ["application_credential" if token.application_credential else "password"],
         "user": {
             "id": token.user_id,
-            "name": token.user,
+            "name": names[0],
             "domain": DOMAIN,
             "password_expires_at": None,
         },
@@ -470,7 +486,7 @@ def token_body(token: Token, base: str) -> dict[str, Any]:
             "restricted": token.restricted,
         }
     if token.project_id:
-        body["project"] = {"id": token.project_id, "name": token.project, "domain": DOMAIN}
+        body["project"] = {"id": token.project_id, "name": names[1], "domain": DOMAIN}
         body["is_domain"] = False
     if token.system:
         body["system"] = {"all": True}
@@ -484,7 +500,7 @@ def project_body(project: Obj, base: str) -> dict[str, Any]:
     pid = keystone_id(project)
     return {
         "id": pid,
-        "name": project["metadata"]["name"],
+        "name": keystone_names.shown(project),
         "description": project["spec"].get("description", ""),
         "enabled": project["spec"].get("enabled", True),
         "domain_id": "default",
@@ -533,7 +549,7 @@ async def issue(request: web.Request) -> web.Response:
     identity = request.app[IDENTITY]
     token = await identity.authenticate(body)
     return web.json_response(
-        token_body(token, base_url(request)),
+        token_body(token, base_url(request), await identity.names(token)),
         status=201,
         headers={"X-Subject-Token": encode(token, await identity.signing_key())},
     )
@@ -547,7 +563,7 @@ async def validate(request: web.Request) -> web.Response:
     if request.method == "HEAD":
         return web.Response(status=200)
     return web.json_response(
-        token_body(subject, base_url(request)),
+        token_body(subject, base_url(request), await request.app[IDENTITY].names(subject)),
         headers={"X-Subject-Token": request.headers["X-Subject-Token"]},
     )
 

@@ -1,16 +1,21 @@
 """Keystone's projects over ``Project`` objects: create, update, delete, list, show.
 
 Owns: ``/v3/projects`` and ``/v3/projects/{id}`` and their bodies. A project's
-Keystone id is its uid without dashes; its name is the object's name (so it
-cannot change: every object of the project names it); every project is a
-top-level project of the domain ``default`` (its ``parent_id``). Deleting a
+Keystone id is its uid without dashes; its Keystone name is kept as
+``apiserver.keystone_names`` says (the object's name, which every object of
+the project names and which never changes, or ``spec.displayName``: a rename
+changes only that); every project is a top-level project of the domain
+``default`` (its ``parent_id``). Listing projects is for admins and system
+readers (a user finds its own at ``/v3/auth/projects``); showing one also for
+a user with a role on it. Deleting a
 project first takes every role assignment on it from its users (as Keystone
 deletes a project's assignments), so that the tokens scoped to it die at
 once and a project made later under the same name inherits no grant; its
 EC2 credentials go after it.
 
 Must never: let a caller without the admin role create, change or delete a
-project, or show one a caller has no role on.
+project, or list projects, or show one a caller has no role on, unless it is
+a system reader.
 """
 
 from __future__ import annotations
@@ -19,10 +24,17 @@ from typing import Any
 
 from aiohttp import web
 
+from apiserver import keystone_names
 from apiserver.identity import caller, fail, keystone_id, project_body
 from apiserver.keystone_admin import common
+from apiserver.keystone_names import shown
 from apiserver.urls import base_url
 from state.envelope import Obj
+
+_DUPLICATE = (
+    "Conflict occurred attempting to store project - it is not permitted to have two "
+    "projects with the same name in the same domain"
+)
 
 
 def _checked(fields: dict[str, Any]) -> dict[str, Any]:
@@ -46,22 +58,22 @@ def _checked(fields: dict[str, Any]) -> dict[str, Any]:
 async def create(request: web.Request) -> web.Response:
     await common.admin(request, "identity:create_project")
     fields = await common.member(request, "project")
-    name = common.text(fields, "name")
-    if not name:
-        raise fail(400, "Invalid input for field 'name': a project needs a name.")
-    made = await common.create(
+    name = common.name(fields, "Project")
+    made = await common.create_named(
         common.store(request),
-        {"kind": "Project", "metadata": {"name": name}, "spec": _checked(fields)},
-        "Conflict occurred attempting to store project - it is not permitted to have two "
-        f"projects with the same name in the same domain : {name}.",
+        "Project",
+        name,
+        _checked(fields),
+        f"{_DUPLICATE} : {name}.",
     )
     return web.json_response({"project": project_body(made, base_url(request))}, status=201)
 
 
 async def _visible(request: web.Request) -> list[Obj]:
-    """Every project for an admin; the projects the caller has a role on otherwise."""
+    """Every project for an admin or a system reader; the projects the caller has a role
+    on otherwise."""
     token = await caller(request)
-    if "admin" in token.roles:
+    if common.reads_everything(token):
         return (await common.store(request).list("Project")).items
     return await common.identity(request).projects_of(token)
 
@@ -69,7 +81,7 @@ async def _visible(request: web.Request) -> list[Obj]:
 def _matches(project: Obj, query: Any) -> bool:
     enabled = project["spec"].get("enabled", True)
     return (
-        query.get("name", project["metadata"]["name"]) == project["metadata"]["name"]
+        query.get("name", shown(project)) == shown(project)
         and query.get("domain_id", "default") == "default"
         and query.get("parent_id", "default") == "default"
         and ("enabled" not in query or common.truthy(query["enabled"]) == enabled)
@@ -78,11 +90,12 @@ def _matches(project: Obj, query: Any) -> bool:
 
 
 async def index(request: web.Request) -> web.Response:
+    await common.reader(request, "identity:list_projects")
     base = base_url(request)
-    shown = [p for p in await _visible(request) if _matches(p, request.query)]
+    found = [p for p in await _visible(request) if _matches(p, request.query)]
     return web.json_response(
         {
-            "projects": [project_body(p, base) for p in shown],
+            "projects": [project_body(p, base) for p in found],
             "links": common.links(request, "projects"),
         }
     )
@@ -104,13 +117,26 @@ async def update(request: web.Request) -> web.Response:
     await common.admin(request, "identity:update_project")
     project = await _one(request)
     fields = await common.member(request, "project")
-    name = common.text(fields, "name")
-    if name is not None and name != project["metadata"]["name"]:
-        raise fail(400, "A project's name cannot change here (its objects are kept under it).")
     if "domain_id" in fields and fields["domain_id"] != "default":
         raise fail(400, "Cannot update domain_id of a project.")
     wanted = _checked(fields)
-    changed = await common.change(common.store(request), project, lambda spec: spec.update(wanted))
+    s = common.store(request)
+    object_name = project["metadata"]["name"]
+    if "name" in fields and (name := common.name(fields, "Project")) != shown(project):
+        if await keystone_names.find(s, "Project", name) is not None:
+            raise fail(409, f"{_DUPLICATE} : {name}.")
+        keystone_names.rename(wanted, name, object_name)
+        if "displayName" not in wanted:
+            wanted["displayName"] = None
+
+    def apply(spec: dict[str, Any]) -> None:
+        for field, value in wanted.items():
+            if value is None:
+                spec.pop(field, None)
+            else:
+                spec[field] = value
+
+    changed = await common.change(s, project, apply)
     return web.json_response({"project": project_body(changed, base_url(request))})
 
 

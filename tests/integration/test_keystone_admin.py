@@ -106,7 +106,13 @@ async def test_projects_create_update_list_show_delete(api: Api, store: Store) -
         409,
         "Conflict",
     )
-    for bad in ({"name": "Not A Name!"}, {"name": 3}, {}, {"name": "p2", "enabled": "yes"}):
+    for bad in (
+        {"name": " padded"},
+        {"name": "a" * 65},
+        {"name": 3},
+        {},
+        {"name": "p2", "enabled": "yes"},
+    ):
         assert error(*await api.call("POST", "projects", admin, {"project": bad})) == (
             400,
             400,
@@ -155,7 +161,7 @@ async def test_users_create_login_update_password_delete(api: Api, store: Store)
     assert stored["defaultProject"] == "p1"
     dup = await api.call("POST", "users", admin, {"user": {"name": "alice"}})
     assert error(*dup) == (409, 409, "Conflict")
-    for bad in ({"name": "Alice"}, {"name": "zed", "password": ""}, {"name": "zed", "email": 1}):
+    for bad in ({"name": ""}, {"name": "zed", "password": ""}, {"name": "zed", "email": 1}):
         assert error(*await api.call("POST", "users", admin, {"user": bad}))[0] == 400, bad
     # no role yet: no token on p1; unscoped is fine
     alice = await api.login("alice", "alice-pass")
@@ -440,3 +446,77 @@ async def test_admission_of_users_roles_and_roles_names(store: Store) -> None:
     await admit(store, user)
     with pytest.raises(Invalid):
         await admit(store, {"kind": "Role", "metadata": {"name": "admin"}, "spec": {}})
+
+
+async def test_keystone_names_are_free_text_and_change(api: Api, store: Store) -> None:
+    """Keystone's names (capitals, spaces) live beside object names that never change."""
+    admin = await api.login("admin", "admin-secret", "admin")
+    code, made = await api.call("POST", "projects", admin, {"project": {"name": "My Project"}})
+    assert code == 201 and made["project"]["name"] == "My Project"
+    pid = made["project"]["id"]
+    (obj,) = [p for p in (await store.list("Project")).items if p["metadata"]["name"] != "admin"]
+    assert obj["metadata"]["name"].startswith("my-project-")
+    assert obj["spec"]["displayName"] == "My Project"
+    dup = await api.call("POST", "projects", admin, {"project": {"name": "My Project"}})
+    assert error(*dup) == (409, 409, "Conflict")
+    code, made = await api.call(
+        "POST",
+        "users",
+        admin,
+        {"user": {"name": "Carol C", "password": "carol-pass", "project_id": pid}},
+    )
+    assert code == 201 and made["user"]["name"] == "Carol C", made
+    assert made["user"]["project_id"] == pid  # an extra attribute, answered back
+    uid = made["user"]["id"]
+    member = (await api.call("GET", "roles", admin, name="member"))[1]["roles"][0]["id"]
+    assert (await api.call("PUT", f"projects/{pid}/users/{uid}/roles/{member}", admin))[0] == 204
+    carol = await api.login("Carol C", "carol-pass", "My Project")
+    headers = {"X-Auth-Token": carol, "X-Subject-Token": carol}
+    async with api.http.get(f"{api.base}/identity/v3/auth/tokens", headers=headers) as resp:
+        token = (await resp.json())["token"]
+    assert (token["user"]["name"], token["project"]["name"]) == ("Carol C", "My Project")
+    # renames change the Keystone name only; the old name is free again, the new one taken
+    code, changed = await api.call("PATCH", f"projects/{pid}", admin, {"project": {"name": "P2"}})
+    assert code == 200 and changed["project"]["name"] == "P2"
+    assert (await store.get(Ref("Project", None, obj["metadata"]["name"])))["spec"][
+        "displayName"
+    ] == "P2"
+    code, listed = await api.call("GET", "projects", admin, name="P2")
+    assert [p["id"] for p in listed["projects"]] == [pid]
+    code, again = await api.call("POST", "projects", admin, {"project": {"name": "My Project"}})
+    assert code == 201 and again["project"]["id"] != pid
+    clash = await api.call("PATCH", f"projects/{pid}", admin, {"project": {"name": "My Project"}})
+    assert error(*clash)[0] == 409
+    code, changed = await api.call("PATCH", f"users/{uid}", admin, {"user": {"name": "carol"}})
+    assert code == 200 and changed["user"]["name"] == "carol"
+    (carol_obj,) = [u for u in (await store.list("User")).items if u["metadata"]["name"] != "admin"]
+    assert carol_obj["metadata"]["name"].startswith("carol-c-")
+    assert carol_obj["spec"]["displayName"] == "carol"
+    await api.login("carol", "carol-pass", "P2")
+    # a member lists no projects (its own are at /v3/auth/projects); a domain is not found
+    assert error(*await api.call("GET", "projects", carol))[0] == 403
+    nowhere = {"user": {"name": "dan", "domain_id": "f" * 32}}
+    assert error(*await api.call("POST", "users", admin, nowhere))[0] == 404
+
+
+async def test_a_system_reader_reads_and_writes_nothing(api: Api, store: Store) -> None:
+    await store.create(
+        {
+            "kind": "User",
+            "metadata": {"name": "auditor"},
+            "spec": {
+                "passwordHash": hash_password("auditor-secret", iterations=1000),
+                "roles": [{"role": "reader"}],
+            },
+        }
+    )
+    body = password_login("auditor", "auditor-secret", None)
+    body["auth"]["scope"] = {"system": {"all": True}}
+    async with api.http.post(f"{api.base}/identity/v3/auth/tokens", json=body) as resp:
+        assert resp.status == 201
+        assert (await resp.json())["token"]["system"] == {"all": True}
+        auditor = resp.headers["X-Subject-Token"]
+    for path in ("projects", "users", "roles", "domains", "role_assignments"):
+        assert (await api.call("GET", path, auditor))[0] == 200, path
+    made = await api.call("POST", "projects", auditor, {"project": {"name": "nope"}})
+    assert error(*made) == (403, 403, "Forbidden")
