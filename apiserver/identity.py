@@ -29,6 +29,7 @@ or whose user lost a role it carries (``apiserver.token_users``,
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import secrets
 import time
@@ -290,11 +291,19 @@ class Identity:
             return await self._app_credential_token(identity.get("application_credential"))
         elif "token" in methods:
             old = await self.check(str(_object(identity.get("token"), "token").get("id", "")))
-            if old is None:
+            if old is None or old.application_credential:
                 raise fail(401, "The request you have made requires authentication.")
             user = await self.store.get_or_none(Ref("User", None, old.user))
-            if user is None:
+            if user is None or not user["spec"].get("enabled", True):
                 raise fail(401, "The request you have made requires authentication.")
+            # Keystone's rescoping: the new token expires with the old one
+            token = await self._scoped(user, auth.get("scope"))
+            before = old.methods or ("password",)
+            return dataclasses.replace(
+                token,
+                expires=old.expires,
+                methods=before if "token" in before else (*before, "token"),
+            )
         else:
             raise fail(401, f"unsupported authentication methods {methods}; use password")
         if not user["spec"].get("enabled", True):
@@ -469,7 +478,8 @@ def token_body(token: Token, base: str, names: tuple[str, str]) -> dict[str, Any
     """Keystone's body of ``token``, its user and project named ``names``
     (``Identity.names``)."""
     body: dict[str, Any] = {
-        "methods": ["application_credential" if token.application_credential else "password"],
+        "methods": list(token.methods)
+        or ["application_credential" if token.application_credential else "password"],
         "user": {
             "id": token.user_id,
             "name": names[0],

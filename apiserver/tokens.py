@@ -53,6 +53,10 @@ class Token:
     application_credential: str = ""
     #: issued for a restricted application credential: it may not make another
     restricted: bool = False
+    #: how it was obtained, as Keystone's ``methods`` (empty: ``password``, or
+    #: ``application_credential`` for one of those); a token made from a token adds
+    #: ``token``
+    methods: tuple[str, ...] = ()
 
     @property
     def expired(self) -> bool:
@@ -74,7 +78,9 @@ def decode(text: str, key: bytes) -> Token | None:
         ):
             return None
         data = json.loads(payload)
-        token = Token(**{**data, "roles": tuple(data["roles"])})
+        token = Token(
+            **{**data, "roles": tuple(data["roles"]), "methods": tuple(data.get("methods", ()))}
+        )
     except (ValueError, TypeError, KeyError):
         return None
     return None if token.expired else token

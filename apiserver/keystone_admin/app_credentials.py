@@ -3,13 +3,14 @@
 Owns: ``/v3/users/{id}/application_credentials[/{id}]`` and their bodies
 over ``state.app_credentials``. A credential is made from a project-scoped
 token of its owner: scoped to that project, with the roles asked for (each
-one the token carries) or else every role the token carries; its secret
+one its owner holds there now, granted before the token or since, as
+Keystone checks the assignments) or else every role the token carries; its secret
 (given, or made here) is answered once and kept only as a salted hash, made
 in the password-check threads. A token of a restricted credential may not
 make another (Keystone's 403).
 
-Must never: make a credential for another user, or with a role its owner's
-token does not carry; answer a secret but at its making; show a user's
+Must never: make a credential for another user, or with a role its owner
+does not hold on its project; answer a secret but at its making; show a user's
 credentials to anyone but itself or an admin.
 """
 
@@ -89,6 +90,8 @@ async def create(request: web.Request) -> web.Response:
         raise fail(400, "Invalid input for field 'name': an application credential needs a name.")
     if fields.get("access_rules"):
         raise fail(400, "Access rules are not supported.")
+    ident = common.identity(request)
+    user = await common.by_id(ident.store, "User", uid)
     asked = fields.get("roles")
     if asked is None:
         wanted = set(token.roles)
@@ -97,7 +100,12 @@ async def create(request: web.Request) -> web.Response:
         wanted = {
             str(r.get("name") or getattr(every.get(str(r.get("id"))), "name", "")) for r in asked
         }
-        missing = sorted(wanted - set(token.roles))
+        held = {
+            a["role"]
+            for a in user["spec"].get("roles") or []
+            if a.get("project") in (None, "", token.project)
+        }
+        missing = sorted(wanted - set(roles.implied(held)))
         if missing:
             raise fail(
                 404,
@@ -107,8 +115,6 @@ async def create(request: web.Request) -> web.Response:
     else:
         raise fail(400, "Invalid input for field 'roles': expected a list of objects.")
     secret = common.text(fields, "secret") or secrets.token_urlsafe(64)
-    ident = common.identity(request)
-    user = await common.by_id(ident.store, "User", uid)
     cred = AppCredential(
         id=uuid.uuid4().hex,
         user=str(user["metadata"]["uid"]),

@@ -302,6 +302,16 @@ async def test_application_credentials(api: Api, store: Store) -> None:
     assert error(*await api.call("POST", creds, erin, {"application_credential": asked}))[0] == 404
     someone_else = await api.call("POST", creds, admin, {"application_credential": {"name": "x"}})
     assert error(*someone_else)[0] == 403
+    # a role granted after the token was made counts: Keystone checks the assignments
+    deployer = (await api.call("POST", "roles", admin, {"role": {"name": "deployer"}}))[1]
+    await api.call("PUT", f"projects/{pid}/users/{uid}/roles/{deployer['role']['id']}", admin)
+    asked = {"name": "deploy", "roles": [{"id": deployer["role"]["id"]}]}
+    code, made = await api.call("POST", creds, erin, {"application_credential": asked})
+    assert code == 201 and [r["name"] for r in made["application_credential"]["roles"]] == [
+        "deployer"
+    ]
+    deploy = made["application_credential"]["id"]
+    assert (await api.call("DELETE", f"{creds}/{deploy}", erin))[0] == 204
     code, listed = await api.call("GET", creds, erin)
     assert [c["name"] for c in listed["application_credentials"]] == ["ci"]
     assert "secret" not in listed["application_credentials"][0]
@@ -374,6 +384,22 @@ async def test_ec2_credentials(api: Api) -> None:
     assert error(*await api.call("POST", "credentials", fay, totp))[0] == 400
     code, listed = await api.call("GET", f"credentials/{made['credential']['id']}", fay)
     assert code == 200 and json.loads(listed["credential"]["blob"])["access"] == "my-access"
+    # a new blob: the id stays, the new access key signs, the old one is gone
+    mine = made["credential"]["id"]
+    fresh = {"credential": {"blob": json.dumps({"access": "new-access", "secret": "new-secret"})}}
+    code, changed = await api.call("PATCH", f"credentials/{mine}", fay, fresh)
+    assert code == 200 and changed["credential"]["id"] == mine, changed
+    code, shown = await api.call("GET", f"credentials/{mine}", fay)
+    assert json.loads(shown["credential"]["blob"]) == {
+        "access": "new-access",
+        "secret": "new-secret",
+    }
+    assert error(*await api.call("GET", f"{ec2}/my-access", fay))[0] == 404
+    assert (await api.call("GET", f"{ec2}/new-access", fay))[0] == 200
+    taken = {"credential": {"blob": json.dumps({"access": cred["access"], "secret": "s"})}}
+    assert error(*await api.call("PATCH", f"credentials/{mine}", fay, taken))[0] == 409
+    moved = {"credential": {"project_id": "0" * 32}}
+    assert error(*await api.call("PATCH", f"credentials/{mine}", fay, moved))[0] == 400
     # another user sees none of them and may make none for fay
     await api.call("POST", "users", admin, {"user": {"name": "gus", "password": "g-pass"}})
     gus = await api.login("gus", "g-pass")
@@ -383,6 +409,7 @@ async def test_ec2_credentials(api: Api) -> None:
     assert (
         error(*await api.call("DELETE", f"credentials/{made['credential']['id']}", gus))[0] == 403
     )
+    assert error(*await api.call("PATCH", f"credentials/{mine}", gus, fresh))[0] == 403
     assert (await api.call("DELETE", f"{ec2}/{cred['access']}", fay))[0] == 204
     assert error(*await api.call("GET", f"{ec2}/{cred['access']}", fay))[0] == 404
     # the project's deletion takes the rest along
@@ -520,3 +547,25 @@ async def test_a_system_reader_reads_and_writes_nothing(api: Api, store: Store) 
         assert (await api.call("GET", path, auditor))[0] == 200, path
     made = await api.call("POST", "projects", auditor, {"project": {"name": "nope"}})
     assert error(*made) == (403, 403, "Forbidden")
+
+
+async def test_a_token_rescoped_keeps_its_expiry(api: Api) -> None:
+    """Keystone's rescoping: an unscoped token buys a scoped one that expires with it."""
+    admin = await api.login("admin", "admin-secret")
+    async with api.http.get(
+        f"{api.base}/identity/v3/auth/tokens",
+        headers={"X-Auth-Token": admin, "X-Subject-Token": admin},
+    ) as resp:
+        unscoped = (await resp.json())["token"]
+    assert unscoped["methods"] == ["password"] and "project" not in unscoped
+    body = {
+        "auth": {
+            "identity": {"methods": ["token"], "token": {"id": admin}},
+            "scope": {"project": {"name": "admin", "domain": {"id": "default"}}},
+        }
+    }
+    async with api.http.post(f"{api.base}/identity/v3/auth/tokens", json=body) as resp:
+        assert resp.status == 201
+        scoped = (await resp.json())["token"]
+    assert scoped["expires_at"] == unscoped["expires_at"]
+    assert scoped["methods"] == ["password", "token"] and scoped["project"]["name"] == "admin"
