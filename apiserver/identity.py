@@ -45,6 +45,7 @@ from apiserver.token_users import TokenUsers
 from apiserver.tokens import Token, decode, encode
 from apiserver.urls import base_url
 from state import keys
+from state.access_rules import AccessRules
 from state.app_credentials import AppCredentials
 from state.ec2_credentials import Ec2Credentials
 from state.envelope import Obj, Ref
@@ -133,6 +134,7 @@ class Identity:
         self.lockouts = Lockouts(store.etcd, lockout or LockoutPolicy())
         self.checks = checks or PasswordChecks()
         self.app_credentials = AppCredentials(store.etcd)
+        self.access_rules = AccessRules(store.etcd)
         self.ec2_credentials = Ec2Credentials(store.etcd)
         #: the users tokens stand for, and the projects they are scoped to, as they are now
         self.users = TokenUsers(store, implied)
@@ -385,6 +387,7 @@ class Identity:
             audit_id=secrets.token_urlsafe(16),
             application_credential=cred.id,
             restricted=not cred.unrestricted,
+            access_rules=tuple(r.what for r in cred.access_rules),
         )
 
     async def _scoped(self, user: Obj, scope: Any) -> Token:
@@ -495,6 +498,11 @@ def token_body(token: Token, base: str, names: tuple[str, str]) -> dict[str, Any
             "id": token.application_credential,
             "restricted": token.restricted,
         }
+        if token.access_rules:
+            body["application_credential"]["access_rules"] = [
+                {"service": service, "method": method, "path": path}
+                for service, method, path in token.access_rules
+            ]
     if token.project_id:
         body["project"] = {"id": token.project_id, "name": names[1], "domain": DOMAIN}
         body["is_domain"] = False

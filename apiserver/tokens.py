@@ -57,6 +57,9 @@ class Token:
     #: ``application_credential`` for one of those); a token made from a token adds
     #: ``token``
     methods: tuple[str, ...] = ()
+    #: the only calls it may make, as (service type, method, path pattern): its application
+    #: credential's access rules (``state.access_rules``); none: any call
+    access_rules: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def expired(self) -> bool:
@@ -79,7 +82,14 @@ def decode(text: str, key: bytes) -> Token | None:
             return None
         data = json.loads(payload)
         token = Token(
-            **{**data, "roles": tuple(data["roles"]), "methods": tuple(data.get("methods", ()))}
+            **{
+                **data,
+                "roles": tuple(data["roles"]),
+                "methods": tuple(data.get("methods", ())),
+                "access_rules": tuple(
+                    (str(s), str(m), str(p)) for s, m, p in data.get("access_rules", ())
+                ),
+            }
         )
     except (ValueError, TypeError, KeyError):
         return None

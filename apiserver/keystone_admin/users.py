@@ -207,10 +207,12 @@ async def delete(request: web.Request) -> web.Response:
     user = await common.by_id(ident.store, "User", request.match_info["user_id"])
     await common.remove(ident.store, user)
     await ident.revoke_user(str(user["metadata"]["uid"]))
-    # its application and EC2 credentials go with it, as Keystone's
+    # its application credentials, access rules and EC2 credentials go with it, as Keystone's
     uid = str(user["metadata"]["uid"])
     for cred in await ident.app_credentials.of_user(uid):
         await ident.app_credentials.delete(cred)
+    for rule in await ident.access_rules.of_user(uid):
+        await ident.access_rules.delete(uid, rule)
     for ec2 in await ident.ec2_credentials.every():
         if ec2.user == uid:
             await ident.ec2_credentials.delete(ec2)

@@ -569,3 +569,64 @@ async def test_a_token_rescoped_keeps_its_expiry(api: Api) -> None:
         scoped = (await resp.json())["token"]
     assert scoped["expires_at"] == unscoped["expires_at"]
     assert scoped["methods"] == ["password", "token"] and scoped["project"]["name"] == "admin"
+
+
+async def test_access_rules_limit_an_application_credentials_tokens(api: Api) -> None:
+    admin = await api.login("admin", "admin-secret", "admin")
+    uid = (await api.call("GET", "users", admin, name="admin"))[1]["users"][0]["id"]
+    creds, rules = f"users/{uid}/application_credentials", f"users/{uid}/access_rules"
+    ips = {"service": "compute", "method": "GET", "path": "/v2.1/servers/*/ips"}
+    asked = {"name": "ips-only", "access_rules": [ips]}
+    code, made = await api.call("POST", creds, admin, {"application_credential": asked})
+    assert code == 201, made
+    cred = made["application_credential"]
+    (rule,) = cred["access_rules"]
+    assert {k: v for k, v in rule.items() if k != "id"} == ips
+    # the same rule again is the same rule; an unknown id is 404; a bad method 400
+    again = {"name": "ips-too", "access_rules": [{"id": rule["id"]}, ips]}
+    code, made = await api.call("POST", creds, admin, {"application_credential": again})
+    assert code == 201 and [r["id"] for r in made["application_credential"]["access_rules"]] == [
+        rule["id"]
+    ]
+    await api.call("DELETE", f"{creds}/{made['application_credential']['id']}", admin)
+    unknown = {"name": "x", "access_rules": [{"id": "0" * 32}]}
+    assert (
+        error(*await api.call("POST", creds, admin, {"application_credential": unknown}))[0] == 404
+    )
+    bad = {"name": "x", "access_rules": [{**ips, "method": "FETCH"}]}
+    assert error(*await api.call("POST", creds, admin, {"application_credential": bad}))[0] == 400
+    code, listed = await api.call("GET", rules, admin)
+    assert [r["id"] for r in listed["access_rules"]] == [rule["id"]]
+    assert (await api.call("GET", rules, admin, service="image"))[1]["access_rules"] == []
+    # its token makes the calls the rule allows, and no other (keystonemiddleware's 401)
+    body = {
+        "auth": {
+            "identity": {
+                "methods": ["application_credential"],
+                "application_credential": {"id": cred["id"], "secret": cred["secret"]},
+            }
+        }
+    }
+    async with api.http.post(f"{api.base}/identity/v3/auth/tokens", json=body) as resp:
+        assert resp.status == 201
+        assert (await resp.json())["token"]["application_credential"]["access_rules"] == [ips]
+        token = resp.headers["X-Subject-Token"]
+    headers = {"X-Auth-Token": token}
+    async with api.http.get(
+        f"{api.base}/compute/v2.1/servers/{'0' * 32}/ips", headers=headers
+    ) as r:
+        assert r.status == 404  # allowed through: no such server
+    for path in ("/compute/v2.1/servers", "/identity/v3/projects", "/image/v2/images"):
+        async with api.http.get(f"{api.base}{path}", headers=headers) as r:
+            assert r.status == 401, path
+            assert (await r.json())["error"]["title"] == "Unauthorized"
+    # a rule in use stays; once its credential is gone it goes when its user deletes it
+    assert error(*await api.call("DELETE", f"{rules}/{rule['id']}", admin)) == (
+        403,
+        403,
+        "Forbidden",
+    )
+    assert (await api.call("DELETE", f"{creds}/{cred['id']}", admin))[0] == 204
+    assert (await api.call("GET", f"{rules}/{rule['id']}", admin))[0] == 200
+    assert (await api.call("DELETE", f"{rules}/{rule['id']}", admin))[0] == 204
+    assert error(*await api.call("GET", f"{rules}/{rule['id']}", admin))[0] == 404
