@@ -514,17 +514,25 @@ def token_body(token: Token, base: str, names: tuple[str, str]) -> dict[str, Any
     return {"token": body}
 
 
-def project_body(project: Obj, base: str) -> dict[str, Any]:
+def project_ids(projects: list[Obj]) -> dict[str, str]:
+    """Each project's Keystone id by its object name."""
+    return {p["metadata"]["name"]: keystone_id(p) for p in projects}
+
+
+def project_body(project: Obj, base: str, ids: dict[str, str]) -> dict[str, Any]:
+    """Keystone's body of ``project``; ``ids``: every project's id by object name
+    (``project_ids``), for its parent's."""
     pid = keystone_id(project)
+    parent = project["spec"].get("parent")
     return {
         "id": pid,
         "name": keystone_names.shown(project),
         "description": project["spec"].get("description", ""),
         "enabled": project["spec"].get("enabled", True),
         "domain_id": "default",
-        "parent_id": "default",
+        "parent_id": ids.get(parent, "default") if parent else "default",
         "is_domain": False,
-        "tags": [],
+        "tags": list(project["spec"].get("tags") or []),
         "options": {},
         "links": {"self": f"{base}/identity/v3/projects/{pid}"},
     }
@@ -600,9 +608,10 @@ async def auth_projects(request: web.Request) -> web.Response:
     token = await caller(request)
     base = base_url(request)
     projects = await request.app[IDENTITY].projects_of(token)
+    ids = project_ids((await request.app[IDENTITY].store.list("Project")).items)
     return web.json_response(
         {
-            "projects": [project_body(p, base) for p in projects],
+            "projects": [project_body(p, base, ids) for p in projects],
             "links": {"self": f"{base}/identity/v3/auth/projects", "next": None, "previous": None},
         }
     )

@@ -17,6 +17,7 @@ from apiserver.keystone_admin import (
     domains,
     ec2_credentials,
     grants,
+    project_tags,
     projects,
     roles,
     users,
@@ -27,6 +28,7 @@ def add_routes(app: web.Application) -> None:
     """Adds the admin API's routes to ``app``, the ``/identity`` sub-app."""
     for part in (
         projects,
+        project_tags,
         users,
         roles,
         grants,

@@ -89,12 +89,17 @@ async def reader_or_self(request: web.Request, action: str, user_id: str) -> Tok
     return token
 
 
-async def member(request: web.Request, name: str) -> dict[str, Any]:
-    """The JSON body's object ``name`` (``{"project": {...}}``); Keystone's 400 otherwise."""
+async def json_body(request: web.Request) -> Any:
+    """The JSON body; Keystone's 400 when it is not JSON."""
     try:
-        body = await request_text.decode(await request.read())
+        return await request_text.decode(await request.read())
     except ValueError:
         raise fail(400, "The request body is not JSON.") from None
+
+
+async def member(request: web.Request, name: str) -> dict[str, Any]:
+    """The JSON body's object ``name`` (``{"project": {...}}``); Keystone's 400 otherwise."""
+    body = await json_body(request)
     inner = body.get(name) if isinstance(body, dict) else None
     if not isinstance(inner, dict):
         raise fail(400, f"Invalid input for field '{name}': expected an object.")

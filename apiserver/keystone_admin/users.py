@@ -27,7 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from apiserver import keystone_names
-from apiserver.identity import DOMAIN, fail, keystone_id, project_body
+from apiserver.identity import DOMAIN, fail, keystone_id, project_body, project_ids
 from apiserver.keystone_admin import common
 from apiserver.keystone_names import shown
 from apiserver.urls import base_url
@@ -226,9 +226,10 @@ async def projects(request: web.Request) -> web.Response:
     user = await common.by_id(common.store(request), "User", uid)
     base = base_url(request)
     mine = await common.identity(request).projects_of_user(user)
+    ids = project_ids((await common.store(request).list("Project")).items)
     return web.json_response(
         {
-            "projects": [project_body(p, base) for p in mine],
+            "projects": [project_body(p, base, ids) for p in mine],
             "links": common.links(request, f"users/{uid}/projects"),
         }
     )

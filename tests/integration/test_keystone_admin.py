@@ -630,3 +630,39 @@ async def test_access_rules_limit_an_application_credentials_tokens(api: Api) ->
     assert (await api.call("GET", f"{rules}/{rule['id']}", admin))[0] == 200
     assert (await api.call("DELETE", f"{rules}/{rule['id']}", admin))[0] == 204
     assert error(*await api.call("GET", f"{rules}/{rule['id']}", admin))[0] == 404
+
+
+async def test_projects_below_projects_and_tags(api: Api, store: Store) -> None:
+    admin = await api.login("admin", "admin-secret", "admin")
+    top = (await api.call("POST", "projects", admin, {"project": {"name": "top"}}))[1]["project"]
+    asked = {"name": "Below", "parent_id": top["id"], "tags": ["a", "b"]}
+    code, made = await api.call("POST", "projects", admin, {"project": asked})
+    assert code == 201, made
+    below = made["project"]
+    assert (below["parent_id"], below["tags"]) == (top["id"], ["a", "b"])
+    assert (await store.get(Ref("Project", None, "top")))["metadata"]["name"] == "top"
+    code, listed = await api.call("GET", "projects", admin, parent_id=top["id"])
+    assert [p["id"] for p in listed["projects"]] == [below["id"]]
+    code, listed = await api.call("GET", "projects", admin, **{"tags-any": "b,z"})
+    assert [p["id"] for p in listed["projects"]] == [below["id"]]
+    assert (await api.call("GET", "projects", admin, tags="a,z"))[1]["projects"] == []
+    nowhere = {"project": {"name": "x", "parent_id": "0" * 32}}
+    assert error(*await api.call("POST", "projects", admin, nowhere))[0] == 404
+    moved = {"project": {"parent_id": "default"}}
+    assert error(*await api.call("PATCH", f"projects/{below['id']}", admin, moved))[0] == 403
+    for bad in (["a/b"], ["a", "a"], "a", [""]):
+        tagged = {"project": {"name": "y", "tags": bad}}
+        assert error(*await api.call("POST", "projects", admin, tagged))[0] == 400, bad
+    # a parent goes only after what is below it
+    assert error(*await api.call("DELETE", f"projects/{top['id']}", admin))[0] == 403
+    # /tags: list, add, check, replace, remove
+    tags = f"projects/{below['id']}/tags"
+    assert (await api.call("GET", tags, admin))[1] == {"tags": ["a", "b"]}
+    assert (await api.call("PUT", f"{tags}/c", admin))[0] == 201
+    assert (await api.call("HEAD", f"{tags}/c", admin))[0] == 204
+    assert (await api.call("GET", f"{tags}/z", admin))[0] == 404
+    assert (await api.call("PUT", tags, admin, {"tags": ["x"]}))[1] == {"tags": ["x"]}
+    assert (await api.call("DELETE", f"{tags}/x", admin))[0] == 204
+    assert (await api.call("GET", f"projects/{below['id']}", admin))[1]["project"]["tags"] == []
+    assert (await api.call("DELETE", f"projects/{below['id']}", admin))[0] == 204
+    assert (await api.call("DELETE", f"projects/{top['id']}", admin))[0] == 204
