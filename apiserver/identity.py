@@ -2,7 +2,8 @@
 
 Owns: version discovery (``/identity``, ``/identity/v3``); password (and
 token) authentication with every scope form keystoneauth1 sends (project by
-id or by name and domain, domain, system, unscoped), and application
+id or by name and domain, domain, system, unscoped; none: the user's default
+project where it has a role, else unscoped, as Keystone's), and application
 credential authentication (``state.app_credentials``: its project, its
 roles while its user still holds them, its expiry; the token dies with the
 credential); ``X-Subject-Token``; token validation (``GET``/``HEAD
@@ -390,6 +391,17 @@ class Identity:
             access_rules=tuple(r.what for r in cred.access_rules),
         )
 
+    async def _default_project(self, user: Obj) -> Obj | None:
+        """``user``'s default project, if a login without a scope gets a token on it: it
+        exists, is enabled, and the user has a role there (else, as Keystone's, such a login
+        is unscoped)."""
+        name = user["spec"].get("defaultProject")
+        project = await self.store.get_or_none(Ref("Project", None, name)) if name else None
+        if project is None or not project["spec"].get("enabled", True):
+            return None
+        held = any(a.get("project") in (None, "", name) for a in user["spec"].get("roles") or [])
+        return project if held else None
+
     async def _scoped(self, user: Obj, scope: Any) -> Token:
         assignments = user["spec"].get("roles") or []
         cloud_roles = {a["role"] for a in assignments if not a.get("project")}
@@ -401,6 +413,8 @@ class Identity:
             "expires": now + self.token_ttl,
             "audit_id": secrets.token_urlsafe(16),
         }
+        if not scope and (default := await self._default_project(user)) is not None:
+            scope = {"project": {"id": keystone_id(default)}}  # Keystone's default scope
         if not scope or scope == "unscoped":
             return Token(project_id="", project="", roles=(), **base)
         if not isinstance(scope, dict):

@@ -666,3 +666,24 @@ async def test_projects_below_projects_and_tags(api: Api, store: Store) -> None:
     assert (await api.call("GET", f"projects/{below['id']}", admin))[1]["project"]["tags"] == []
     assert (await api.call("DELETE", f"projects/{below['id']}", admin))[0] == 204
     assert (await api.call("DELETE", f"projects/{top['id']}", admin))[0] == 204
+
+
+async def test_a_login_without_scope_gets_the_default_project(api: Api) -> None:
+    admin = await api.login("admin", "admin-secret", "admin")
+    pid = (await api.call("POST", "projects", admin, {"project": {"name": "home"}}))[1]["project"][
+        "id"
+    ]
+    asked = {"user": {"name": "hal", "password": "h-pass", "default_project_id": pid}}
+    uid = (await api.call("POST", "users", admin, asked))[1]["user"]["id"]
+
+    async def scope_of(token: str) -> Any:
+        headers = {"X-Auth-Token": token, "X-Subject-Token": token}
+        async with api.http.get(f"{api.base}/identity/v3/auth/tokens", headers=headers) as resp:
+            return (await resp.json())["token"].get("project")
+
+    assert await scope_of(await api.login("hal", "h-pass")) is None  # no role there yet
+    reader = (await api.call("GET", "roles", admin, name="reader"))[1]["roles"][0]["id"]
+    assert (await api.call("PUT", f"projects/{pid}/users/{uid}/roles/{reader}", admin))[0] == 204
+    assert (await scope_of(await api.login("hal", "h-pass")))["id"] == pid
+    await api.call("PATCH", f"projects/{pid}", admin, {"project": {"enabled": False}})
+    assert await scope_of(await api.login("hal", "h-pass")) is None
