@@ -118,9 +118,9 @@ def _login(up: Up, a: Account) -> str:
 
 
 def accounts(projects: int, admins: int) -> list[Account]:
-    """A member and a reader in each of ``projects`` projects, ``admins`` admins, and a
-    system reader (Keystone's reader on the whole cloud, which identity tests ask for), in
-    that order: Tempest's primary credentials are a project's member, its reader persona
+    """A member and a reader in each of ``projects`` projects, ``admins`` admins, and as
+    many system readers (Keystone's reader on the whole cloud, which identity tests ask
+    for), in that order: Tempest's primary credentials are a project's member, its reader persona
     another user of the same project, and its alt credentials the first free account
     without admin (a member, while one is free)."""
     members = [
@@ -135,7 +135,11 @@ def accounts(projects: int, admins: int) -> list[Account]:
         Account(f"tempest-admin-{i}", secrets.token_urlsafe(12), f"tempest-admin-{i}", ("admin",))
         for i in range(admins)
     ]
-    system = [Account("tempest-system-reader", secrets.token_urlsafe(12), "", ("reader",))]
+    # one per admin: each identity test class that asks for one holds it while it runs
+    system = [
+        Account(f"tempest-system-reader-{i}", secrets.token_urlsafe(12), "", ("reader",))
+        for i in range(admins)
+    ]
     return [*members, *readers, *admin, *system]
 
 
