@@ -4,7 +4,8 @@ Owns: mounting the sub-apps (declarative ``/apis/v1``, identity
 ``/identity``, Compute ``/compute``, image ``/image``, the Neutron subset
 ``/network``; EC2 as it lands; the metadata service has its own listener),
 the health endpoint and the metrics one (admins' alone:
-``apiserver.metrics_endpoint``), and the lifecycle of what they share (the etcd client).
+``apiserver.metrics_endpoint``), Keystone's access rules in front of them all
+(``apiserver.access_rule_guard``), and the lifecycle of what they share (the etcd client).
 
 Must never: hold handlers of its own beyond health and metrics.
 """
@@ -16,7 +17,14 @@ from pathlib import Path
 
 from aiohttp import web
 
-from apiserver import declarative, host_credentials, identity, image_service, keystone_admin
+from apiserver import (
+    access_rule_guard,
+    declarative,
+    host_credentials,
+    identity,
+    image_service,
+    keystone_admin,
+)
 from apiserver.admin_token import AdminToken
 from apiserver.body_deadline import DEFAULT_SECONDS, body_deadline
 from apiserver.compute import app as compute_app
@@ -78,9 +86,6 @@ def make_app(
     (``apiserver.host_credentials``; ``etcd`` is then etcd's root);
     ``admin_token``, the bootstrap token, lives ``admin_token_ttl`` seconds (0: for ever)
     and is replaced by a rotation (``apiserver.admin_token``)."""
-    root = web.Application(middlewares=[body_deadline(body_timeout)])
-    root[ETCD] = etcd
-    root.router.add_get("/healthz", healthz)
     idc = identity_config or IdentityConfig()
     ident = identity.Identity(
         Store(etcd),
@@ -88,6 +93,11 @@ def make_app(
         LockoutPolicy(idc.lockout_failure_attempts, idc.lockout_duration),
         PasswordChecks(idc.password_check_workers, idc.password_check_queue),
     )
+    root = web.Application(
+        middlewares=[body_deadline(body_timeout), access_rule_guard.guard(ident)]
+    )
+    root[ETCD] = etcd
+    root.router.add_get("/healthz", healthz)
     root[identity.IDENTITY] = ident  # (also here: tests read its password checks)
     identity_app = identity.make_app(ident)
     keystone_admin.add_routes(identity_app)

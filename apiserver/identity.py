@@ -2,14 +2,15 @@
 
 Owns: version discovery (``/identity``, ``/identity/v3``); password (and
 token) authentication with every scope form keystoneauth1 sends (project by
-id or by name and domain, domain, system, unscoped), and application
+id or by name and domain, domain, system, unscoped; none: the user's default
+project where it has a role, else unscoped, as Keystone's), and application
 credential authentication (``state.app_credentials``: its project, its
 roles while its user still holds them, its expiry; the token dies with the
 credential); ``X-Subject-Token``; token validation (``GET``/``HEAD
 /v3/auth/tokens``) and revocation (``DELETE``, kept in etcd until the token
 would have expired); the service catalog; ``/v3/auth/projects``. Users and
 projects are the ``User`` and ``Project`` objects; Keystone ids are their
-uids without dashes (the admin API over them is
+uids without dashes, their names as ``apiserver.keystone_names`` keeps them (the admin API over them is
 ``apiserver.keystone_admin``). Errors are Keystone's ``{"error": {code,
 message, title}}``.
 
@@ -29,6 +30,7 @@ or whose user lost a role it carries (``apiserver.token_users``,
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import secrets
 import time
@@ -38,12 +40,13 @@ from typing import Any
 
 from aiohttp import web
 
-from apiserver import request_text
+from apiserver import keystone_names, request_text
 from apiserver.token_projects import TokenProjects
 from apiserver.token_users import TokenUsers
 from apiserver.tokens import Token, decode, encode
 from apiserver.urls import base_url
 from state import keys
+from state.access_rules import AccessRules
 from state.app_credentials import AppCredentials
 from state.ec2_credentials import Ec2Credentials
 from state.envelope import Obj, Ref
@@ -132,6 +135,7 @@ class Identity:
         self.lockouts = Lockouts(store.etcd, lockout or LockoutPolicy())
         self.checks = checks or PasswordChecks()
         self.app_credentials = AppCredentials(store.etcd)
+        self.access_rules = AccessRules(store.etcd)
         self.ec2_credentials = Ec2Credentials(store.etcd)
         #: the users tokens stand for, and the projects they are scoped to, as they are now
         self.users = TokenUsers(store, implied)
@@ -270,7 +274,7 @@ class Identity:
                 or domain.get("name", "Default") != "Default"
             ):
                 return None
-            return await self.store.get_or_none(Ref(kind, None, str(ident["name"])))
+            return await keystone_names.find(self.store, kind, str(ident["name"]))
         raise fail(400, f"a {kind.lower()} needs an id, or a name and a domain")
 
     async def authenticate(self, body: Any) -> Token:
@@ -290,11 +294,19 @@ class Identity:
             return await self._app_credential_token(identity.get("application_credential"))
         elif "token" in methods:
             old = await self.check(str(_object(identity.get("token"), "token").get("id", "")))
-            if old is None:
+            if old is None or old.application_credential:
                 raise fail(401, "The request you have made requires authentication.")
             user = await self.store.get_or_none(Ref("User", None, old.user))
-            if user is None:
+            if user is None or not user["spec"].get("enabled", True):
                 raise fail(401, "The request you have made requires authentication.")
+            # Keystone's rescoping: the new token expires with the old one
+            token = await self._scoped(user, auth.get("scope"))
+            before = old.methods or ("password",)
+            return dataclasses.replace(
+                token,
+                expires=old.expires,
+                methods=before if "token" in before else (*before, "token"),
+            )
         else:
             raise fail(401, f"unsupported authentication methods {methods}; use password")
         if not user["spec"].get("enabled", True):
@@ -376,7 +388,19 @@ class Identity:
             audit_id=secrets.token_urlsafe(16),
             application_credential=cred.id,
             restricted=not cred.unrestricted,
+            access_rules=tuple(r.what for r in cred.access_rules),
         )
+
+    async def _default_project(self, user: Obj) -> Obj | None:
+        """``user``'s default project, if a login without a scope gets a token on it: it
+        exists, is enabled, and the user has a role there (else, as Keystone's, such a login
+        is unscoped)."""
+        name = user["spec"].get("defaultProject")
+        project = await self.store.get_or_none(Ref("Project", None, name)) if name else None
+        if project is None or not project["spec"].get("enabled", True):
+            return None
+        held = any(a.get("project") in (None, "", name) for a in user["spec"].get("roles") or [])
+        return project if held else None
 
     async def _scoped(self, user: Obj, scope: Any) -> Token:
         assignments = user["spec"].get("roles") or []
@@ -389,6 +413,8 @@ class Identity:
             "expires": now + self.token_ttl,
             "audit_id": secrets.token_urlsafe(16),
         }
+        if not scope and (default := await self._default_project(user)) is not None:
+            scope = {"project": {"id": keystone_id(default)}}  # Keystone's default scope
         if not scope or scope == "unscoped":
             return Token(project_id="", project="", roles=(), **base)
         if not isinstance(scope, dict):
@@ -406,6 +432,20 @@ class Identity:
         if not roles:
             raise fail(401, f"the user has no role on project {name}")
         return Token(project_id=keystone_id(project), project=name, roles=roles, **base)
+
+    async def names(self, token: Token) -> tuple[str, str]:
+        """The Keystone names of ``token``'s user and project, as they are now (a token
+        carries their object names)."""
+        user = await self.store.get_or_none(Ref("User", None, token.user))
+        project = (
+            await self.store.get_or_none(Ref("Project", None, token.project))
+            if token.project_id
+            else None
+        )
+        return (
+            keystone_names.shown(user) if user else token.user,
+            keystone_names.shown(project) if project else token.project,
+        )
 
     async def projects_of(self, token: Token) -> list[Obj]:
         """The projects the token's user may scope to (every project for cloud admins)."""
@@ -451,12 +491,15 @@ def catalog(base: str) -> list[dict[str, Any]]:
     ]
 
 
-def token_body(token: Token, base: str) -> dict[str, Any]:
+def token_body(token: Token, base: str, names: tuple[str, str]) -> dict[str, Any]:
+    """Keystone's body of ``token``, its user and project named ``names``
+    (``Identity.names``)."""
     body: dict[str, Any] = {
-        "methods": ["application_credential" if token.application_credential else "password"],
+        "methods": list(token.methods)
+        or ["application_credential" if token.application_credential else "password"],
         "user": {
             "id": token.user_id,
-            "name": token.user,
+            "name": names[0],
             "domain": DOMAIN,
             "password_expires_at": None,
         },
@@ -469,8 +512,13 @@ def token_body(token: Token, base: str) -> dict[str, Any]:
             "id": token.application_credential,
             "restricted": token.restricted,
         }
+        if token.access_rules:
+            body["application_credential"]["access_rules"] = [
+                {"service": service, "method": method, "path": path}
+                for service, method, path in token.access_rules
+            ]
     if token.project_id:
-        body["project"] = {"id": token.project_id, "name": token.project, "domain": DOMAIN}
+        body["project"] = {"id": token.project_id, "name": names[1], "domain": DOMAIN}
         body["is_domain"] = False
     if token.system:
         body["system"] = {"all": True}
@@ -480,17 +528,25 @@ def token_body(token: Token, base: str) -> dict[str, Any]:
     return {"token": body}
 
 
-def project_body(project: Obj, base: str) -> dict[str, Any]:
+def project_ids(projects: list[Obj]) -> dict[str, str]:
+    """Each project's Keystone id by its object name."""
+    return {p["metadata"]["name"]: keystone_id(p) for p in projects}
+
+
+def project_body(project: Obj, base: str, ids: dict[str, str]) -> dict[str, Any]:
+    """Keystone's body of ``project``; ``ids``: every project's id by object name
+    (``project_ids``), for its parent's."""
     pid = keystone_id(project)
+    parent = project["spec"].get("parent")
     return {
         "id": pid,
-        "name": project["metadata"]["name"],
+        "name": keystone_names.shown(project),
         "description": project["spec"].get("description", ""),
         "enabled": project["spec"].get("enabled", True),
         "domain_id": "default",
-        "parent_id": "default",
+        "parent_id": ids.get(parent, "default") if parent else "default",
         "is_domain": False,
-        "tags": [],
+        "tags": list(project["spec"].get("tags") or []),
         "options": {},
         "links": {"self": f"{base}/identity/v3/projects/{pid}"},
     }
@@ -533,7 +589,7 @@ async def issue(request: web.Request) -> web.Response:
     identity = request.app[IDENTITY]
     token = await identity.authenticate(body)
     return web.json_response(
-        token_body(token, base_url(request)),
+        token_body(token, base_url(request), await identity.names(token)),
         status=201,
         headers={"X-Subject-Token": encode(token, await identity.signing_key())},
     )
@@ -547,7 +603,7 @@ async def validate(request: web.Request) -> web.Response:
     if request.method == "HEAD":
         return web.Response(status=200)
     return web.json_response(
-        token_body(subject, base_url(request)),
+        token_body(subject, base_url(request), await request.app[IDENTITY].names(subject)),
         headers={"X-Subject-Token": request.headers["X-Subject-Token"]},
     )
 
@@ -566,9 +622,10 @@ async def auth_projects(request: web.Request) -> web.Response:
     token = await caller(request)
     base = base_url(request)
     projects = await request.app[IDENTITY].projects_of(token)
+    ids = project_ids((await request.app[IDENTITY].store.list("Project")).items)
     return web.json_response(
         {
-            "projects": [project_body(p, base) for p in projects],
+            "projects": [project_body(p, base, ids) for p in projects],
             "links": {"self": f"{base}/identity/v3/auth/projects", "next": None, "previous": None},
         }
     )

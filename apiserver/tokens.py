@@ -53,6 +53,13 @@ class Token:
     application_credential: str = ""
     #: issued for a restricted application credential: it may not make another
     restricted: bool = False
+    #: how it was obtained, as Keystone's ``methods`` (empty: ``password``, or
+    #: ``application_credential`` for one of those); a token made from a token adds
+    #: ``token``
+    methods: tuple[str, ...] = ()
+    #: the only calls it may make, as (service type, method, path pattern): its application
+    #: credential's access rules (``state.access_rules``); none: any call
+    access_rules: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def expired(self) -> bool:
@@ -74,7 +81,16 @@ def decode(text: str, key: bytes) -> Token | None:
         ):
             return None
         data = json.loads(payload)
-        token = Token(**{**data, "roles": tuple(data["roles"])})
+        token = Token(
+            **{
+                **data,
+                "roles": tuple(data["roles"]),
+                "methods": tuple(data.get("methods", ())),
+                "access_rules": tuple(
+                    (str(s), str(m), str(p)) for s, m, p in data.get("access_rules", ())
+                ),
+            }
+        )
     except (ValueError, TypeError, KeyError):
         return None
     return None if token.expired else token

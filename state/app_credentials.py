@@ -1,7 +1,7 @@
 """Keystone application credentials, kept under the identity keys.
 
 Owns: the ``AppCredential`` record (its owner's uid, name, project, roles,
-expiry, whether it is restricted, its secret's salted hash) and its keys
+expiry, whether it is restricted, its access rules, its secret's salted hash) and its keys
 (``keys.app_credential``, with ``keys.app_credential_name`` making a name
 unique per user in the same transaction): make, read, list a user's, delete.
 They live under ``/desired/v1/identity/``, which only API servers' etcd
@@ -18,6 +18,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from state import keys
+from state.access_rules import AccessRule
 from state.errors import AlreadyExists
 from state.etcd import Delete, EtcdClient, Put, absent, prefix_end
 
@@ -40,6 +41,8 @@ class AppCredential:
     expires_at: float | None
     #: may its tokens make application credentials (and trusts)
     unrestricted: bool
+    #: the only calls its tokens may make (``state.access_rules``); none: any call
+    access_rules: tuple[AccessRule, ...] = ()
 
     @property
     def expired(self) -> bool:
@@ -51,7 +54,8 @@ class AppCredential:
     @staticmethod
     def from_json(data: bytes) -> AppCredential:
         doc = json.loads(data)
-        return AppCredential(**{**doc, "roles": tuple(doc["roles"])})
+        rules = tuple(AccessRule(**r) for r in doc.get("access_rules") or ())
+        return AppCredential(**{**doc, "roles": tuple(doc["roles"]), "access_rules": rules})
 
 
 class AppCredentials:

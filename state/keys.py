@@ -227,6 +227,16 @@ def app_credential_name(user_uid: str, name: str) -> bytes:
     return f"{ROOT}/identity/app-credential-names/{user_uid}/{digest}".encode()
 
 
+def access_rules_prefix(user_uid: str = "") -> bytes:
+    """Keystone access rules of application credentials, by owner's uid and rule id (every
+    user's, or user ``user_uid``'s)."""
+    return f"{ROOT}/identity/access-rules/{user_uid + '/' if user_uid else ''}".encode()
+
+
+def access_rule(user_uid: str, rule_id: str) -> bytes:
+    return access_rules_prefix(user_uid) + rule_id.encode(_UTF8, _ANY)
+
+
 def ec2_credentials_prefix() -> bytes:
     """Keystone EC2 credentials (access key and secret), by access key."""
     return f"{ROOT}/identity/ec2-credentials/".encode()

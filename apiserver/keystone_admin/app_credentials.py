@@ -3,13 +3,15 @@
 Owns: ``/v3/users/{id}/application_credentials[/{id}]`` and their bodies
 over ``state.app_credentials``. A credential is made from a project-scoped
 token of its owner: scoped to that project, with the roles asked for (each
-one the token carries) or else every role the token carries; its secret
+one its owner holds there now, granted before the token or since, as
+Keystone checks the assignments) or else every role the token carries; its secret
 (given, or made here) is answered once and kept only as a salted hash, made
-in the password-check threads. A token of a restricted credential may not
-make another (Keystone's 403).
+in the password-check threads; its access rules
+(``apiserver.keystone_admin.access_rules``) limit the calls its tokens make.
+A token of a restricted credential may not make another (Keystone's 403).
 
-Must never: make a credential for another user, or with a role its owner's
-token does not carry; answer a secret but at its making; show a user's
+Must never: make a credential for another user, or with a role its owner
+does not hold on its project; answer a secret but at its making; show a user's
 credentials to anyone but itself or an admin.
 """
 
@@ -23,7 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from apiserver.identity import caller, fail, keystone_id
-from apiserver.keystone_admin import common
+from apiserver.keystone_admin import access_rules, common
 from apiserver.keystone_admin import roles as keystone_roles
 from state import roles
 from state.app_credentials import AppCredential
@@ -65,7 +67,7 @@ async def _body(request: web.Request, s: Store, cred: AppCredential) -> dict[str
         "roles": [{"id": roles.role_id(r), "name": r, "domain_id": None} for r in cred.roles],
         "expires_at": _stamp(cred.expires_at),
         "unrestricted": cred.unrestricted,
-        "access_rules": [],
+        "access_rules": [access_rules.brief(r) for r in cred.access_rules],
         "links": {"self": common.url(request, f"users/{uid}/application_credentials/{cred.id}")},
     }
 
@@ -87,8 +89,8 @@ async def create(request: web.Request) -> web.Response:
     name = common.text(fields, "name")
     if not name:
         raise fail(400, "Invalid input for field 'name': an application credential needs a name.")
-    if fields.get("access_rules"):
-        raise fail(400, "Access rules are not supported.")
+    ident = common.identity(request)
+    user = await common.by_id(ident.store, "User", uid)
     asked = fields.get("roles")
     if asked is None:
         wanted = set(token.roles)
@@ -97,7 +99,12 @@ async def create(request: web.Request) -> web.Response:
         wanted = {
             str(r.get("name") or getattr(every.get(str(r.get("id"))), "name", "")) for r in asked
         }
-        missing = sorted(wanted - set(token.roles))
+        held = {
+            a["role"]
+            for a in user["spec"].get("roles") or []
+            if a.get("project") in (None, "", token.project)
+        }
+        missing = sorted(wanted - set(roles.implied(held)))
         if missing:
             raise fail(
                 404,
@@ -106,9 +113,10 @@ async def create(request: web.Request) -> web.Response:
             )
     else:
         raise fail(400, "Invalid input for field 'roles': expected a list of objects.")
+    rules, fresh = await access_rules.asked(
+        request, str(user["metadata"]["uid"]), fields.get("access_rules")
+    )
     secret = common.text(fields, "secret") or secrets.token_urlsafe(64)
-    ident = common.identity(request)
-    user = await common.by_id(ident.store, "User", uid)
     cred = AppCredential(
         id=uuid.uuid4().hex,
         user=str(user["metadata"]["uid"]),
@@ -119,6 +127,7 @@ async def create(request: web.Request) -> web.Response:
         roles=tuple(sorted(wanted)),
         expires_at=_expiry(fields.get("expires_at")),
         unrestricted=bool(common.flag(fields, "unrestricted")),
+        access_rules=rules,
     )
     try:
         await ident.app_credentials.create(cred)
@@ -128,6 +137,8 @@ async def create(request: web.Request) -> web.Response:
             "Conflict occurred attempting to store application_credential - "
             f"Duplicate entry found with name {name}.",
         ) from None
+    for rule in fresh:  # once the credential is: a refused one leaves none behind
+        await ident.access_rules.put(cred.user, rule)
     body = await _body(request, ident.store, cred)
     return web.json_response({"application_credential": {**body, "secret": secret}}, status=201)
 

@@ -2,7 +2,9 @@
 
 Owns: Keystone's default policy as this cloud has it (``admin``: a token
 carrying the admin role, on a project or on the whole cloud, manages
-everything; ``admin_or_self``: the user itself too), reading a request body
+everything; ``reader``: an admin, or a system-scoped token with the reader
+role, reads everything; ``admin_or_self`` and ``reader_or_self``: the user itself
+too), reading a request body
 ``{"<member>": {...}}``, Keystone's boolean query values, finding Users,
 Projects and Roles by Keystone id, and ``create`` / ``change`` / ``remove``:
 every write validated by the kind's schema and ``state.admission`` before
@@ -21,10 +23,11 @@ from typing import Any
 
 from aiohttp import web
 
-from apiserver import request_text
+from apiserver import keystone_names, request_text
 from apiserver.identity import IDENTITY, Identity, KeystoneError, caller, fail, keystone_id
 from apiserver.tokens import Token
 from apiserver.urls import base_url
+from schemas.names import printable
 from state.admission import admit, admit_delete
 from state.envelope import Obj, Ref
 from state.errors import AlreadyExists, Conflict
@@ -55,6 +58,21 @@ async def admin(request: web.Request, action: str) -> Token:
     return token
 
 
+def reads_everything(token: Token) -> bool:
+    """Whether ``token`` may read every user, project and assignment: an admin's, or a
+    system-scoped reader's (Keystone's system reader)."""
+    return "admin" in token.roles or (token.system and "reader" in token.roles)
+
+
+async def reader(request: web.Request, action: str) -> Token:
+    """The caller's token, if it may read everything (``reads_everything``); Keystone's 401
+    or 403 otherwise."""
+    token = await caller(request)
+    if not reads_everything(token):
+        raise forbidden(action)
+    return token
+
+
 async def admin_or_self(request: web.Request, action: str, user_id: str) -> Token:
     """The caller's token, if it is an admin's or user ``user_id``'s own."""
     token = await caller(request)
@@ -63,12 +81,25 @@ async def admin_or_self(request: web.Request, action: str, user_id: str) -> Toke
     return token
 
 
-async def member(request: web.Request, name: str) -> dict[str, Any]:
-    """The JSON body's object ``name`` (``{"project": {...}}``); Keystone's 400 otherwise."""
+async def reader_or_self(request: web.Request, action: str, user_id: str) -> Token:
+    """The caller's token, if it may read everything or is user ``user_id``'s own."""
+    token = await caller(request)
+    if not reads_everything(token) and token.user_id != user_id:
+        raise forbidden(action)
+    return token
+
+
+async def json_body(request: web.Request) -> Any:
+    """The JSON body; Keystone's 400 when it is not JSON."""
     try:
-        body = await request_text.decode(await request.read())
+        return await request_text.decode(await request.read())
     except ValueError:
         raise fail(400, "The request body is not JSON.") from None
+
+
+async def member(request: web.Request, name: str) -> dict[str, Any]:
+    """The JSON body's object ``name`` (``{"project": {...}}``); Keystone's 400 otherwise."""
+    body = await json_body(request)
     inner = body.get(name) if isinstance(body, dict) else None
     if not isinstance(inner, dict):
         raise fail(400, f"Invalid input for field '{name}': expected an object.")
@@ -80,6 +111,27 @@ def text(values: dict[str, Any], field: str) -> str | None:
     value = values.get(field)
     if value is not None and not isinstance(value, str):
         raise fail(400, f"Invalid input for field '{field}': {value!r} is not of type 'string'.")
+    return value
+
+
+#: the longest Keystone name of each kind (Keystone's schemas)
+NAME_LIMITS = {"Project": 64, "User": 255}
+
+
+def name(values: dict[str, Any], kind: str) -> str:
+    """``values["name"]`` if Keystone takes it as a ``kind``'s name; Keystone's 400
+    otherwise."""
+    value, limit = values.get("name"), NAME_LIMITS[kind]
+    if not isinstance(value, str) or not value.strip():
+        raise fail(400, f"Invalid input for field 'name': {value!r} is not a valid name.")
+    if len(value) > limit:
+        raise fail(400, f"Invalid input for field 'name': {value!r} is too long (max {limit}).")
+    if value != value.strip() or not printable(value):
+        raise fail(
+            400,
+            f"Invalid input for field 'name': {value!r} has white space at an end or "
+            "characters that are not printable.",
+        )
     return value
 
 
@@ -97,13 +149,9 @@ def truthy(value: str) -> bool:
 
 
 def in_default_domain(domain_id: str | None) -> None:
-    """400 for a domain other than ``default``: it is the only one."""
+    """Keystone's 404 for a domain other than ``default``: it is the only one."""
     if domain_id not in (None, "default"):
-        raise fail(
-            400,
-            f"Domain {domain_id} does not exist here: every user and project is in "
-            "the domain 'default'.",
-        )
+        raise fail(404, f"Could not find domain: {domain_id}.")
 
 
 async def by_id(s: Store, kind: str, ident: str) -> Obj:
@@ -123,6 +171,29 @@ async def create(s: Store, obj: Obj, duplicate: str) -> Obj:
         return await s.create(checked)
     except AlreadyExists:
         raise fail(409, duplicate) from None
+
+
+async def create_named(s: Store, kind: str, name: str, spec: dict[str, Any], duplicate: str) -> Obj:
+    """Stores a new ``kind`` with Keystone name ``name`` (``apiserver.keystone_names``):
+    409 ``duplicate`` if a ``kind`` has that name already."""
+    if await keystone_names.find(s, kind, name) is not None:
+        raise fail(409, duplicate)
+    for fresh in (False, True):
+        obj_name = keystone_names.object_name(name, kind, fresh=fresh)
+        obj = {
+            "kind": kind,
+            "metadata": {"name": obj_name},
+            "spec": {**spec, **keystone_names.display(name, obj_name)},
+        }
+        checked = validate(obj)
+        await admit(s, checked)
+        try:
+            return await s.create(checked)
+        except AlreadyExists:
+            if await keystone_names.find(s, kind, name) is not None:
+                raise fail(409, duplicate) from None
+            # its object name is another's, renamed since: this one gets a fresh one
+    raise fail(409, duplicate)
 
 
 async def change(s: Store, obj: Obj, mutate: Callable[[dict[str, Any]], None]) -> Obj:

@@ -4,8 +4,8 @@ Owns: ``/v3/domains`` (filters ``name``, ``enabled``) and
 ``/v3/domains/{id}``. Every user and project is in ``default`` (named
 ``Default``); no other domain can be made.
 
-Must never: list domains to a caller without the admin role (Keystone's
-default), or show ``default`` to a caller without a token.
+Must never: list domains to a caller that is neither an admin nor a system
+reader (Keystone's default), or show ``default`` to a caller without a token.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def _body(request: web.Request) -> dict[str, Any]:
 
 
 async def index(request: web.Request) -> web.Response:
-    await common.admin(request, "identity:list_domains")
+    await common.reader(request, "identity:list_domains")
     q = request.query
     found = q.get("name", DOMAIN["name"]) == DOMAIN["name"] and (
         "enabled" not in q or common.truthy(q["enabled"])

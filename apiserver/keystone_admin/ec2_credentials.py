@@ -3,15 +3,18 @@
 
 Owns: those routes and their bodies over ``state.ec2_credentials``: a user
 (or an admin for it) makes one for a project (an access key and a secret,
-given in the blob or made here), lists, shows and deletes them. Other
-credential types are refused (400).
+given in the blob or made here), lists, shows, changes (a new blob: its id,
+type, user and project stay, as Keystone's) and deletes them. Other
+credential types (Keystone's ``totp``, ``cert`` and free ones) are refused
+(400).
 
-Must never: show or delete a user's credentials to anyone but itself or an
-admin; make one for a project or user that does not exist.
+Must never: show, change or delete a user's credentials to anyone but itself
+or an admin; make one for a project or user that does not exist.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from typing import Any
@@ -67,6 +70,20 @@ def _credential_body(
     }
 
 
+def _blob(fields: dict[str, Any]) -> tuple[str, str]:
+    """The access key and secret of an ec2 credential's ``blob``; Keystone's 400 otherwise."""
+    try:
+        blob = json.loads(common.text(fields, "blob") or "")
+        access, secret = blob["access"], blob["secret"]
+    except (ValueError, TypeError, KeyError):
+        raise fail(
+            400, "Invalid input for field 'blob': expected JSON with 'access' and 'secret'."
+        ) from None
+    if not (isinstance(access, str) and access and isinstance(secret, str) and secret):
+        raise fail(400, "Invalid input for field 'blob': 'access' and 'secret' must be text.")
+    return access, secret
+
+
 async def create(request: web.Request) -> web.Response:
     token = await caller(request)
     fields = await common.member(request, "credential")
@@ -78,15 +95,7 @@ async def create(request: web.Request) -> web.Response:
     project_id = common.text(fields, "project_id")
     if not project_id:
         raise fail(400, "Invalid input for field 'project_id': an ec2 credential needs one.")
-    try:
-        blob = json.loads(common.text(fields, "blob") or "")
-        access, secret = blob["access"], blob["secret"]
-    except (ValueError, TypeError, KeyError):
-        raise fail(
-            400, "Invalid input for field 'blob': expected JSON with 'access' and 'secret'."
-        ) from None
-    if not (isinstance(access, str) and access and isinstance(secret, str) and secret):
-        raise fail(400, "Invalid input for field 'blob': 'access' and 'secret' must be text.")
+    access, secret = _blob(fields)
     cred = await _make(request, user_id, project_id, access, secret)
     projects = await _project_ids(common.store(request))
     return web.json_response({"credential": _credential_body(request, cred, projects)}, status=201)
@@ -126,6 +135,33 @@ async def show(request: web.Request) -> web.Response:
     cred = await _by_credential_id(request, "identity:get_credential")
     projects = await _project_ids(common.store(request))
     return web.json_response({"credential": _credential_body(request, cred, projects)})
+
+
+async def update(request: web.Request) -> web.Response:
+    """A new blob (access key and secret) for a credential; its id, type, user and project
+    stay, as Keystone's."""
+    cred = await _by_credential_id(request, "identity:update_credential")
+    fields = await common.member(request, "credential")
+    projects = await _project_ids(common.store(request))
+    kept = {
+        "type": "ec2",
+        "user_id": keystone_id_of(cred.user),
+        "project_id": projects.get(cred.project),
+    }
+    for field, value in kept.items():
+        if field in fields and fields[field] != value:
+            raise fail(400, f"Invalid input for field '{field}': it cannot change.")
+    changed = cred
+    if "blob" in fields:
+        access, secret = _blob(fields)
+        changed = dataclasses.replace(cred, access=access, secret=secret, made_as=cred.id)
+        try:
+            await common.identity(request).ec2_credentials.replace(cred, changed)
+        except AlreadyExists:
+            raise fail(
+                409, "Conflict occurred attempting to store credential - Duplicate entry."
+            ) from None
+    return web.json_response({"credential": _credential_body(request, changed, projects)})
 
 
 async def delete(request: web.Request) -> web.Response:
@@ -209,6 +245,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v3/credentials", create)
     app.router.add_get("/v3/credentials", index)
     app.router.add_get("/v3/credentials/{credential_id}", show)
+    app.router.add_patch("/v3/credentials/{credential_id}", update)
     app.router.add_delete("/v3/credentials/{credential_id}", delete)
     ec2 = "/v3/users/{user_id}/credentials/OS-EC2"
     app.router.add_post(ec2, ec2_create)

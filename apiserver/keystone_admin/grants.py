@@ -10,8 +10,8 @@ and domain assignments do not exist here: filtering by them finds nothing.
 A grant or a revocation is a change of the User (``apiserver.token_users``
 watches them): a token carrying a revoked role dies at once.
 
-Must never: let a caller without the admin role grant, revoke or list
-assignments; grant a role, or on a project, that does not exist.
+Must never: let a caller without the admin role grant or revoke assignments,
+or one that is neither an admin nor a system reader list them; grant a role, or on a project, that does not exist.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from aiohttp import web
 
 from apiserver.identity import DOMAIN, fail, keystone_id
 from apiserver.keystone_admin import common, roles
+from apiserver.keystone_names import shown
 from state import roles as builtin_roles
 from state.envelope import Obj
 
@@ -105,16 +106,16 @@ async def check(request: web.Request) -> web.Response:
 
 async def list_grants(request: web.Request) -> web.Response:
     """The roles a user holds directly on a project (or on the whole cloud)."""
-    await common.admin(request, "identity:list_grants")
+    await common.reader(request, "identity:list_grants")
     s = common.store(request)
     project = await _project(request)
     user = await common.by_id(s, "User", request.match_info["user_id"])
     on = project["metadata"]["name"] if project is not None else None
     names = {a["role"] for a in user["spec"].get("roles") or [] if a.get("project") == on}
-    shown = [r for r in (await roles.every_role(s)).values() if r.name in names]
+    held = [r for r in (await roles.every_role(s)).values() if r.name in names]
     return web.json_response(
         {
-            "roles": [r.body(request) for r in shown],
+            "roles": [r.body(request) for r in held],
             "links": common.links(request, request.path.split("/v3/", 1)[1]),
         }
     )
@@ -142,9 +143,9 @@ def _row_body(request: web.Request, row: _Row, names: bool) -> dict[str, Any]:
         scope = {"project": {"id": pid}}
         assignment = f"projects/{pid}/users/{uid}/roles/{given.id}"
         if names:
-            scope["project"].update(name=row.project["metadata"]["name"], domain=DOMAIN)
+            scope["project"].update(name=shown(row.project), domain=DOMAIN)
     if names:
-        user.update(name=row.user["metadata"]["name"], domain=DOMAIN)
+        user.update(name=shown(row.user), domain=DOMAIN)
         role["name"] = row.role.name
     links = {"assignment": common.url(request, assignment)}
     if row.prior is not None:
@@ -153,7 +154,7 @@ def _row_body(request: web.Request, row: _Row, names: bool) -> dict[str, Any]:
 
 
 async def role_assignments(request: web.Request) -> web.Response:
-    await common.admin(request, "identity:list_role_assignments")
+    await common.reader(request, "identity:list_role_assignments")
     q = request.query
     s = common.store(request)
     effective = "effective" in q and common.truthy(q["effective"])
@@ -178,11 +179,11 @@ async def role_assignments(request: web.Request) -> web.Response:
                     for r in builtin_roles.implied({role.name})
                     if r != role.name
                 ]
-    shown = [r for r in rows if _matches(r, q)]
+    found = [r for r in rows if _matches(r, q)]
     names = "include_names" in q and common.truthy(q["include_names"])
     return web.json_response(
         {
-            "role_assignments": [_row_body(request, r, names) for r in _unique(shown)],
+            "role_assignments": [_row_body(request, r, names) for r in _unique(found)],
             "links": common.links(request, "role_assignments"),
         }
     )

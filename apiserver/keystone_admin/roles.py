@@ -10,8 +10,9 @@ from its name. Deleting a custom role first takes it from every user who
 holds it (Keystone deletes a role's assignments), so tokens carrying it die
 at once.
 
-Must never: let a caller without the admin role see, make or delete roles;
-delete a built-in role.
+Must never: let a caller without the admin role make or delete roles, or one
+that is neither an admin nor a system reader see them; delete a built-in
+role.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ async def by_id(s: Store, ident: str) -> Role:
 
 
 async def index(request: web.Request) -> web.Response:
-    await common.admin(request, "identity:list_roles")
+    await common.reader(request, "identity:list_roles")
     name = request.query.get("name")
     shown = [
         r for r in (await every_role(common.store(request))).values() if name in (None, r.name)
@@ -85,7 +86,7 @@ async def index(request: web.Request) -> web.Response:
 
 
 async def show(request: web.Request) -> web.Response:
-    await common.admin(request, "identity:get_role")
+    await common.reader(request, "identity:get_role")
     role = await by_id(common.store(request), request.match_info["role_id"])
     return web.json_response({"role": role.body(request)})
 
@@ -162,7 +163,7 @@ def _brief(request: web.Request, role: Role) -> dict[str, Any]:
 
 async def _inferences(request: web.Request) -> list[tuple[Role, list[Role]]]:
     """Each role that implies others, with the roles it implies directly."""
-    await common.admin(request, "identity:list_role_inference_rules")
+    await common.reader(request, "identity:list_role_inference_rules")
     every = {r.name: r for r in (await every_role(common.store(request))).values()}
     return [(every[p], [every[i] for i in implies]) for p, implies in roles.IMPLIES.items()]
 

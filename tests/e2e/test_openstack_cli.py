@@ -514,6 +514,13 @@ def test_openstack_cli_identity_admin(up: Up) -> None:
         "Default"
     )
 
+    # Keystone's names are free text, and change
+    mine = json.loads(admin("project", "create", "My Project", "-f", "json"))
+    assert mine["name"] == "My Project"
+    admin("project", "set", "--name", "Our Project", "My Project")
+    assert json.loads(admin("project", "show", mine["id"], "-f", "json"))["name"] == "Our Project"
+    admin("project", "delete", "Our Project")
+
     admin("user", "delete", "u1")
     fails(as_u1("pw-two", "token", "issue"), "401")
     admin("project", "delete", "p1")

@@ -159,11 +159,11 @@ async def test_wrong_password_other_project_and_revocation(cloud: str) -> None:
         async with http.get(f"{cloud}/identity/v3/auth/tokens", headers=headers) as resp:
             assert resp.status == 200
             assert (await resp.json())["token"]["project"]["name"] == "demo"
-        async with http.get(f"{cloud}/identity/v3/projects", headers=headers) as resp:
+        async with http.get(f"{cloud}/identity/v3/auth/projects", headers=headers) as resp:
             assert [p["name"] for p in (await resp.json())["projects"]] == ["demo"]
         async with http.delete(f"{cloud}/identity/v3/auth/tokens", headers=headers) as resp:
             assert resp.status == 204
-        async with http.get(f"{cloud}/identity/v3/projects", headers=headers) as resp:
+        async with http.get(f"{cloud}/identity/v3/auth/projects", headers=headers) as resp:
             assert resp.status == 401
             error = (await resp.json())["error"]
             assert (error["code"], error["title"]) == (401, "Unauthorized")

@@ -106,7 +106,13 @@ async def test_projects_create_update_list_show_delete(api: Api, store: Store) -
         409,
         "Conflict",
     )
-    for bad in ({"name": "Not A Name!"}, {"name": 3}, {}, {"name": "p2", "enabled": "yes"}):
+    for bad in (
+        {"name": " padded"},
+        {"name": "a" * 65},
+        {"name": 3},
+        {},
+        {"name": "p2", "enabled": "yes"},
+    ):
         assert error(*await api.call("POST", "projects", admin, {"project": bad})) == (
             400,
             400,
@@ -155,7 +161,7 @@ async def test_users_create_login_update_password_delete(api: Api, store: Store)
     assert stored["defaultProject"] == "p1"
     dup = await api.call("POST", "users", admin, {"user": {"name": "alice"}})
     assert error(*dup) == (409, 409, "Conflict")
-    for bad in ({"name": "Alice"}, {"name": "zed", "password": ""}, {"name": "zed", "email": 1}):
+    for bad in ({"name": ""}, {"name": "zed", "password": ""}, {"name": "zed", "email": 1}):
         assert error(*await api.call("POST", "users", admin, {"user": bad}))[0] == 400, bad
     # no role yet: no token on p1; unscoped is fine
     alice = await api.login("alice", "alice-pass")
@@ -296,6 +302,16 @@ async def test_application_credentials(api: Api, store: Store) -> None:
     assert error(*await api.call("POST", creds, erin, {"application_credential": asked}))[0] == 404
     someone_else = await api.call("POST", creds, admin, {"application_credential": {"name": "x"}})
     assert error(*someone_else)[0] == 403
+    # a role granted after the token was made counts: Keystone checks the assignments
+    deployer = (await api.call("POST", "roles", admin, {"role": {"name": "deployer"}}))[1]
+    await api.call("PUT", f"projects/{pid}/users/{uid}/roles/{deployer['role']['id']}", admin)
+    asked = {"name": "deploy", "roles": [{"id": deployer["role"]["id"]}]}
+    code, made = await api.call("POST", creds, erin, {"application_credential": asked})
+    assert code == 201 and [r["name"] for r in made["application_credential"]["roles"]] == [
+        "deployer"
+    ]
+    deploy = made["application_credential"]["id"]
+    assert (await api.call("DELETE", f"{creds}/{deploy}", erin))[0] == 204
     code, listed = await api.call("GET", creds, erin)
     assert [c["name"] for c in listed["application_credentials"]] == ["ci"]
     assert "secret" not in listed["application_credentials"][0]
@@ -368,6 +384,22 @@ async def test_ec2_credentials(api: Api) -> None:
     assert error(*await api.call("POST", "credentials", fay, totp))[0] == 400
     code, listed = await api.call("GET", f"credentials/{made['credential']['id']}", fay)
     assert code == 200 and json.loads(listed["credential"]["blob"])["access"] == "my-access"
+    # a new blob: the id stays, the new access key signs, the old one is gone
+    mine = made["credential"]["id"]
+    fresh = {"credential": {"blob": json.dumps({"access": "new-access", "secret": "new-secret"})}}
+    code, changed = await api.call("PATCH", f"credentials/{mine}", fay, fresh)
+    assert code == 200 and changed["credential"]["id"] == mine, changed
+    code, shown = await api.call("GET", f"credentials/{mine}", fay)
+    assert json.loads(shown["credential"]["blob"]) == {
+        "access": "new-access",
+        "secret": "new-secret",
+    }
+    assert error(*await api.call("GET", f"{ec2}/my-access", fay))[0] == 404
+    assert (await api.call("GET", f"{ec2}/new-access", fay))[0] == 200
+    taken = {"credential": {"blob": json.dumps({"access": cred["access"], "secret": "s"})}}
+    assert error(*await api.call("PATCH", f"credentials/{mine}", fay, taken))[0] == 409
+    moved = {"credential": {"project_id": "0" * 32}}
+    assert error(*await api.call("PATCH", f"credentials/{mine}", fay, moved))[0] == 400
     # another user sees none of them and may make none for fay
     await api.call("POST", "users", admin, {"user": {"name": "gus", "password": "g-pass"}})
     gus = await api.login("gus", "g-pass")
@@ -377,6 +409,7 @@ async def test_ec2_credentials(api: Api) -> None:
     assert (
         error(*await api.call("DELETE", f"credentials/{made['credential']['id']}", gus))[0] == 403
     )
+    assert error(*await api.call("PATCH", f"credentials/{mine}", gus, fresh))[0] == 403
     assert (await api.call("DELETE", f"{ec2}/{cred['access']}", fay))[0] == 204
     assert error(*await api.call("GET", f"{ec2}/{cred['access']}", fay))[0] == 404
     # the project's deletion takes the rest along
@@ -440,3 +473,217 @@ async def test_admission_of_users_roles_and_roles_names(store: Store) -> None:
     await admit(store, user)
     with pytest.raises(Invalid):
         await admit(store, {"kind": "Role", "metadata": {"name": "admin"}, "spec": {}})
+
+
+async def test_keystone_names_are_free_text_and_change(api: Api, store: Store) -> None:
+    """Keystone's names (capitals, spaces) live beside object names that never change."""
+    admin = await api.login("admin", "admin-secret", "admin")
+    code, made = await api.call("POST", "projects", admin, {"project": {"name": "My Project"}})
+    assert code == 201 and made["project"]["name"] == "My Project"
+    pid = made["project"]["id"]
+    (obj,) = [p for p in (await store.list("Project")).items if p["metadata"]["name"] != "admin"]
+    assert obj["metadata"]["name"].startswith("my-project-")
+    assert obj["spec"]["displayName"] == "My Project"
+    dup = await api.call("POST", "projects", admin, {"project": {"name": "My Project"}})
+    assert error(*dup) == (409, 409, "Conflict")
+    code, made = await api.call(
+        "POST",
+        "users",
+        admin,
+        {"user": {"name": "Carol C", "password": "carol-pass", "project_id": pid}},
+    )
+    assert code == 201 and made["user"]["name"] == "Carol C", made
+    assert made["user"]["project_id"] == pid  # an extra attribute, answered back
+    uid = made["user"]["id"]
+    member = (await api.call("GET", "roles", admin, name="member"))[1]["roles"][0]["id"]
+    assert (await api.call("PUT", f"projects/{pid}/users/{uid}/roles/{member}", admin))[0] == 204
+    carol = await api.login("Carol C", "carol-pass", "My Project")
+    headers = {"X-Auth-Token": carol, "X-Subject-Token": carol}
+    async with api.http.get(f"{api.base}/identity/v3/auth/tokens", headers=headers) as resp:
+        token = (await resp.json())["token"]
+    assert (token["user"]["name"], token["project"]["name"]) == ("Carol C", "My Project")
+    # renames change the Keystone name only; the old name is free again, the new one taken
+    code, changed = await api.call("PATCH", f"projects/{pid}", admin, {"project": {"name": "P2"}})
+    assert code == 200 and changed["project"]["name"] == "P2"
+    assert (await store.get(Ref("Project", None, obj["metadata"]["name"])))["spec"][
+        "displayName"
+    ] == "P2"
+    code, listed = await api.call("GET", "projects", admin, name="P2")
+    assert [p["id"] for p in listed["projects"]] == [pid]
+    code, again = await api.call("POST", "projects", admin, {"project": {"name": "My Project"}})
+    assert code == 201 and again["project"]["id"] != pid
+    clash = await api.call("PATCH", f"projects/{pid}", admin, {"project": {"name": "My Project"}})
+    assert error(*clash)[0] == 409
+    code, changed = await api.call("PATCH", f"users/{uid}", admin, {"user": {"name": "carol"}})
+    assert code == 200 and changed["user"]["name"] == "carol"
+    (carol_obj,) = [u for u in (await store.list("User")).items if u["metadata"]["name"] != "admin"]
+    assert carol_obj["metadata"]["name"].startswith("carol-c-")
+    assert carol_obj["spec"]["displayName"] == "carol"
+    await api.login("carol", "carol-pass", "P2")
+    # a member lists no projects (its own are at /v3/auth/projects); a domain is not found
+    assert error(*await api.call("GET", "projects", carol))[0] == 403
+    nowhere = {"user": {"name": "dan", "domain_id": "f" * 32}}
+    assert error(*await api.call("POST", "users", admin, nowhere))[0] == 404
+
+
+async def test_a_system_reader_reads_and_writes_nothing(api: Api, store: Store) -> None:
+    await store.create(
+        {
+            "kind": "User",
+            "metadata": {"name": "auditor"},
+            "spec": {
+                "passwordHash": hash_password("auditor-secret", iterations=1000),
+                "roles": [{"role": "reader"}],
+            },
+        }
+    )
+    body = password_login("auditor", "auditor-secret", None)
+    body["auth"]["scope"] = {"system": {"all": True}}
+    async with api.http.post(f"{api.base}/identity/v3/auth/tokens", json=body) as resp:
+        assert resp.status == 201
+        assert (await resp.json())["token"]["system"] == {"all": True}
+        auditor = resp.headers["X-Subject-Token"]
+    for path in ("projects", "users", "roles", "domains", "role_assignments"):
+        assert (await api.call("GET", path, auditor))[0] == 200, path
+    made = await api.call("POST", "projects", auditor, {"project": {"name": "nope"}})
+    assert error(*made) == (403, 403, "Forbidden")
+
+
+async def test_a_token_rescoped_keeps_its_expiry(api: Api) -> None:
+    """Keystone's rescoping: an unscoped token buys a scoped one that expires with it."""
+    admin = await api.login("admin", "admin-secret")
+    async with api.http.get(
+        f"{api.base}/identity/v3/auth/tokens",
+        headers={"X-Auth-Token": admin, "X-Subject-Token": admin},
+    ) as resp:
+        unscoped = (await resp.json())["token"]
+    assert unscoped["methods"] == ["password"] and "project" not in unscoped
+    body = {
+        "auth": {
+            "identity": {"methods": ["token"], "token": {"id": admin}},
+            "scope": {"project": {"name": "admin", "domain": {"id": "default"}}},
+        }
+    }
+    async with api.http.post(f"{api.base}/identity/v3/auth/tokens", json=body) as resp:
+        assert resp.status == 201
+        scoped = (await resp.json())["token"]
+    assert scoped["expires_at"] == unscoped["expires_at"]
+    assert scoped["methods"] == ["password", "token"] and scoped["project"]["name"] == "admin"
+
+
+async def test_access_rules_limit_an_application_credentials_tokens(api: Api) -> None:
+    admin = await api.login("admin", "admin-secret", "admin")
+    uid = (await api.call("GET", "users", admin, name="admin"))[1]["users"][0]["id"]
+    creds, rules = f"users/{uid}/application_credentials", f"users/{uid}/access_rules"
+    ips = {"service": "compute", "method": "GET", "path": "/v2.1/servers/*/ips"}
+    asked = {"name": "ips-only", "access_rules": [ips]}
+    code, made = await api.call("POST", creds, admin, {"application_credential": asked})
+    assert code == 201, made
+    cred = made["application_credential"]
+    (rule,) = cred["access_rules"]
+    assert {k: v for k, v in rule.items() if k != "id"} == ips
+    # the same rule again is the same rule; an unknown id is 404; a bad method 400
+    again = {"name": "ips-too", "access_rules": [{"id": rule["id"]}, ips]}
+    code, made = await api.call("POST", creds, admin, {"application_credential": again})
+    assert code == 201 and [r["id"] for r in made["application_credential"]["access_rules"]] == [
+        rule["id"]
+    ]
+    await api.call("DELETE", f"{creds}/{made['application_credential']['id']}", admin)
+    unknown = {"name": "x", "access_rules": [{"id": "0" * 32}]}
+    assert (
+        error(*await api.call("POST", creds, admin, {"application_credential": unknown}))[0] == 404
+    )
+    bad = {"name": "x", "access_rules": [{**ips, "method": "FETCH"}]}
+    assert error(*await api.call("POST", creds, admin, {"application_credential": bad}))[0] == 400
+    code, listed = await api.call("GET", rules, admin)
+    assert [r["id"] for r in listed["access_rules"]] == [rule["id"]]
+    assert (await api.call("GET", rules, admin, service="image"))[1]["access_rules"] == []
+    # its token makes the calls the rule allows, and no other (keystonemiddleware's 401)
+    body = {
+        "auth": {
+            "identity": {
+                "methods": ["application_credential"],
+                "application_credential": {"id": cred["id"], "secret": cred["secret"]},
+            }
+        }
+    }
+    async with api.http.post(f"{api.base}/identity/v3/auth/tokens", json=body) as resp:
+        assert resp.status == 201
+        assert (await resp.json())["token"]["application_credential"]["access_rules"] == [ips]
+        token = resp.headers["X-Subject-Token"]
+    headers = {"X-Auth-Token": token}
+    async with api.http.get(
+        f"{api.base}/compute/v2.1/servers/{'0' * 32}/ips", headers=headers
+    ) as r:
+        assert r.status == 404  # allowed through: no such server
+    for path in ("/compute/v2.1/servers", "/identity/v3/projects", "/image/v2/images"):
+        async with api.http.get(f"{api.base}{path}", headers=headers) as r:
+            assert r.status == 401, path
+            assert (await r.json())["error"]["title"] == "Unauthorized"
+    # a rule in use stays; once its credential is gone it goes when its user deletes it
+    assert error(*await api.call("DELETE", f"{rules}/{rule['id']}", admin)) == (
+        403,
+        403,
+        "Forbidden",
+    )
+    assert (await api.call("DELETE", f"{creds}/{cred['id']}", admin))[0] == 204
+    assert (await api.call("GET", f"{rules}/{rule['id']}", admin))[0] == 200
+    assert (await api.call("DELETE", f"{rules}/{rule['id']}", admin))[0] == 204
+    assert error(*await api.call("GET", f"{rules}/{rule['id']}", admin))[0] == 404
+
+
+async def test_projects_below_projects_and_tags(api: Api, store: Store) -> None:
+    admin = await api.login("admin", "admin-secret", "admin")
+    top = (await api.call("POST", "projects", admin, {"project": {"name": "top"}}))[1]["project"]
+    asked = {"name": "Below", "parent_id": top["id"], "tags": ["a", "b"]}
+    code, made = await api.call("POST", "projects", admin, {"project": asked})
+    assert code == 201, made
+    below = made["project"]
+    assert (below["parent_id"], below["tags"]) == (top["id"], ["a", "b"])
+    assert (await store.get(Ref("Project", None, "top")))["metadata"]["name"] == "top"
+    code, listed = await api.call("GET", "projects", admin, parent_id=top["id"])
+    assert [p["id"] for p in listed["projects"]] == [below["id"]]
+    code, listed = await api.call("GET", "projects", admin, **{"tags-any": "b,z"})
+    assert [p["id"] for p in listed["projects"]] == [below["id"]]
+    assert (await api.call("GET", "projects", admin, tags="a,z"))[1]["projects"] == []
+    nowhere = {"project": {"name": "x", "parent_id": "0" * 32}}
+    assert error(*await api.call("POST", "projects", admin, nowhere))[0] == 404
+    moved = {"project": {"parent_id": "default"}}
+    assert error(*await api.call("PATCH", f"projects/{below['id']}", admin, moved))[0] == 403
+    for bad in (["a/b"], ["a", "a"], "a", [""]):
+        tagged = {"project": {"name": "y", "tags": bad}}
+        assert error(*await api.call("POST", "projects", admin, tagged))[0] == 400, bad
+    # a parent goes only after what is below it
+    assert error(*await api.call("DELETE", f"projects/{top['id']}", admin))[0] == 403
+    # /tags: list, add, check, replace, remove
+    tags = f"projects/{below['id']}/tags"
+    assert (await api.call("GET", tags, admin))[1] == {"tags": ["a", "b"]}
+    assert (await api.call("PUT", f"{tags}/c", admin))[0] == 201
+    assert (await api.call("HEAD", f"{tags}/c", admin))[0] == 204
+    assert (await api.call("GET", f"{tags}/z", admin))[0] == 404
+    assert (await api.call("PUT", tags, admin, {"tags": ["x"]}))[1] == {"tags": ["x"]}
+    assert (await api.call("DELETE", f"{tags}/x", admin))[0] == 204
+    assert (await api.call("GET", f"projects/{below['id']}", admin))[1]["project"]["tags"] == []
+    assert (await api.call("DELETE", f"projects/{below['id']}", admin))[0] == 204
+    assert (await api.call("DELETE", f"projects/{top['id']}", admin))[0] == 204
+
+
+async def test_a_login_without_scope_gets_the_default_project(api: Api) -> None:
+    admin = await api.login("admin", "admin-secret", "admin")
+    pid = (await api.call("POST", "projects", admin, {"project": {"name": "home"}}))[1]["project"][
+        "id"
+    ]
+    asked = {"user": {"name": "hal", "password": "h-pass", "default_project_id": pid}}
+    uid = (await api.call("POST", "users", admin, asked))[1]["user"]["id"]
+
+    async def scope_of(token: str) -> Any:
+        headers = {"X-Auth-Token": token, "X-Subject-Token": token}
+        async with api.http.get(f"{api.base}/identity/v3/auth/tokens", headers=headers) as resp:
+            return (await resp.json())["token"].get("project")
+
+    assert await scope_of(await api.login("hal", "h-pass")) is None  # no role there yet
+    reader = (await api.call("GET", "roles", admin, name="reader"))[1]["roles"][0]["id"]
+    assert (await api.call("PUT", f"projects/{pid}/users/{uid}/roles/{reader}", admin))[0] == 204
+    assert (await scope_of(await api.login("hal", "h-pass")))["id"] == pid
+    await api.call("PATCH", f"projects/{pid}", admin, {"project": {"enabled": False}})
+    assert await scope_of(await api.login("hal", "h-pass")) is None

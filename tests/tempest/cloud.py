@@ -38,6 +38,7 @@ IMAGES = ("tempest-image", "tempest-image-alt")
 class Account:
     user: str
     password: str
+    #: "" for a system-scoped account: its roles are on the whole cloud
     project: str
     roles: tuple[str, ...]
 
@@ -49,6 +50,15 @@ async def _seed(up: Up, accounts: list[Account]) -> dict[str, str]:
         for name, spec in FLAVORS.items():
             await store.create_or_get({"kind": "Flavor", "metadata": {"name": name}, "spec": spec})
         for a in accounts:
+            if not a.project:
+                spec = {
+                    "passwordHash": hash_password(a.password),
+                    "roles": [{"role": r} for r in a.roles],
+                }
+                await store.create_or_get(
+                    {"kind": "User", "metadata": {"name": a.user}, "spec": spec}
+                )
+                continue
             await store.create_or_get(
                 {"kind": "Project", "metadata": {"name": a.project}, "spec": {}}
             )
@@ -108,8 +118,9 @@ def _login(up: Up, a: Account) -> str:
 
 
 def accounts(projects: int, admins: int) -> list[Account]:
-    """A member and a reader in each of ``projects`` projects, and ``admins`` admins, in
-    that order: Tempest's primary credentials are a project's member, its reader persona
+    """A member and a reader in each of ``projects`` projects, ``admins`` admins, and as
+    many system readers (Keystone's reader on the whole cloud, which identity tests ask
+    for), in that order: Tempest's primary credentials are a project's member, its reader persona
     another user of the same project, and its alt credentials the first free account
     without admin (a member, while one is free)."""
     members = [
@@ -124,7 +135,28 @@ def accounts(projects: int, admins: int) -> list[Account]:
         Account(f"tempest-admin-{i}", secrets.token_urlsafe(12), f"tempest-admin-{i}", ("admin",))
         for i in range(admins)
     ]
-    return [*members, *readers, *admin]
+    # one per admin: each identity test class that asks for one holds it while it runs
+    system = [
+        Account(f"tempest-system-reader-{i}", secrets.token_urlsafe(12), "", ("reader",))
+        for i in range(admins)
+    ]
+    return [*members, *readers, *admin, *system]
+
+
+def _account_entry(a: Account) -> dict[str, object]:
+    """``a`` as an entry of Tempest's ``accounts.yaml`` (``system: all`` when it has no
+    project)."""
+    entry: dict[str, object] = {
+        "username": a.user,
+        "password": a.password,
+        "user_domain_name": "Default",
+        "roles": list(a.roles),
+    }
+    if a.project:
+        entry.update(project_name=a.project, project_domain_name="Default")
+    else:
+        entry["system"] = "all"
+    return entry
 
 
 def prepare(up: Up, workspace: Path, *, projects: int = 12, admins: int = 4) -> Path:
@@ -135,21 +167,7 @@ def prepare(up: Up, workspace: Path, *, projects: int = 12, admins: int = 4) -> 
     etc = workspace / "etc"
     etc.mkdir(parents=True, exist_ok=True)
     accounts_file = etc / "accounts.yaml"
-    accounts_file.write_text(
-        yaml.safe_dump(
-            [
-                {
-                    "username": a.user,
-                    "password": a.password,
-                    "project_name": a.project,
-                    "user_domain_name": "Default",
-                    "project_domain_name": "Default",
-                    "roles": list(a.roles),
-                }
-                for a in made
-            ]
-        )
-    )
+    accounts_file.write_text(yaml.safe_dump([_account_entry(a) for a in made]))
     admin = next(a for a in made if "admin" in a.roles)
     conf = etc / "tempest.conf"
     conf.write_text(
